@@ -1,1 +1,29 @@
-//! kiln-ir
+//! `kiln-ir`: Kiln's intermediate representation.
+//!
+//! A model is a [`Graph`] of [`Op`] nodes on a `petgraph` `StableDiGraph`. Lazy
+//! nodes (`LazyConvTranspose2d`, ...) carry no `in_channels` and an unknown
+//! result [`Shape`]; the shape-propagation pass in `kiln-passes` resolves them.
+//! This crate holds the data model, the PyTorch-like [`GraphBuilder`], the
+//! construction-time validation PyTorch does (and a little more), the lossless
+//! JSON form ([`Graph::to_json`]), the hand-writable model format
+//! ([`parse_model`]) and the text form (`Display`). It does no shape arithmetic
+//! and runs nothing.
+
+mod builder;
+mod display;
+mod error;
+mod graph;
+pub mod model;
+mod op;
+mod serde_repr;
+mod shape;
+
+pub use builder::GraphBuilder;
+pub use error::{ErrorKind, IrError, Result};
+pub use graph::{check_name, Graph, Node, NodeId, RESERVED_PREFIX};
+pub use model::{model_from_value, parse_model};
+pub use op::{Arity, BatchNorm2dParams, Conv2dParams, ConvTranspose2dParams, Op, PaddingMode, Pair2};
+pub use shape::{Dim, Shape};
+
+/// Re-exported so users build parameter tensors with the same `ndarray`.
+pub use ndarray;

@@ -1,0 +1,199 @@
+//! The stable, diff-friendly text form users snapshot.
+//!
+//! One line per node in topological order (ties by id), inputs in the header,
+//! output markers as the header's result list:
+//!
+//! ```text
+//! graph decoder(%x: f32[3, 48, 5, 6]) -> (%out) {
+//!   %up1 = lazy_conv_transpose2d(%x) out_channels=24 kernel=3x3 stride=2x2 padding=1x1 output_padding=1x1 : f32[?]
+//! }
+//! ```
+//!
+//! Hyper-parameters equal to PyTorch's defaults are omitted (as in PyTorch's
+//! `repr`), except `kernel` and `stride` which are always shown.
+
+use std::fmt::{self, Write};
+
+use crate::graph::{Graph, NodeId};
+use crate::op::{BatchNorm2dParams, Conv2dParams, ConvTranspose2dParams, Op, Pair2};
+use crate::shape::Shape;
+
+impl fmt::Display for Graph {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("graph")?;
+        if let Some(name) = self.name() {
+            write!(f, " {name}")?;
+        }
+        f.write_str("(")?;
+        for (i, &id) in self.inputs().iter().enumerate() {
+            let n = self.node(id);
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            write!(f, "%{}: {}", n.name(), n.shape())?;
+        }
+        f.write_str(") -> (")?;
+        for (i, id) in self.output_values().into_iter().enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            write!(f, "%{}", self.node(id).name())?;
+        }
+        f.write_str(") {\n")?;
+        // A graph with a cycle still prints (in id order) so it can be debugged.
+        let order = self.topo_order().unwrap_or_else(|_| self.node_ids().collect());
+        for id in order {
+            if !matches!(self.node(id).op(), Op::Input | Op::Output) {
+                writeln!(f, "  {}", self.node_line(id))?;
+            }
+        }
+        f.write_str("}\n")
+    }
+}
+
+impl Graph {
+    /// The text form of one node: `%name = op(%operands, %params) attrs : type`.
+    pub fn node_line(&self, id: NodeId) -> String {
+        let node = self.node(id);
+        let mut s = format!("%{} = {}(", node.name(), node.op().mnemonic());
+        let mut first = true;
+        for o in self.operands(id) {
+            if !first {
+                s.push_str(", ");
+            }
+            first = false;
+            let _ = write!(s, "%{}", self.node(o).name());
+        }
+        // Lazy nodes show parameters only once some are attached (e.g. loaded);
+        // concrete nodes always show what they carry or declare.
+        let show_declared = !node.op().is_lazy();
+        for (pname, declared) in node.op().param_specs() {
+            let shape = match node.param(pname) {
+                Some(t) => Shape::known(t.shape()),
+                None if show_declared => Shape::Ranked(declared),
+                None => continue,
+            };
+            if !first {
+                s.push_str(", ");
+            }
+            first = false;
+            let _ = write!(s, "%{}.{}: {}", node.name(), pname, shape);
+        }
+        s.push(')');
+        let attrs = attributes(node.op());
+        if !attrs.is_empty() {
+            s.push(' ');
+            s.push_str(&attrs.join(" "));
+        }
+        let _ = write!(s, " : {}", node.shape());
+        s
+    }
+}
+
+fn attributes(op: &Op) -> Vec<String> {
+    let mut a = Vec::new();
+    match op {
+        Op::LazyConvTranspose2d { params } => conv_transpose_attrs(&mut a, params),
+        Op::ConvTranspose2d { in_channels, params } => {
+            a.push(format!("in_channels={in_channels}"));
+            conv_transpose_attrs(&mut a, params);
+        }
+        Op::LazyConv2d { params } => conv_attrs(&mut a, params),
+        Op::Conv2d { in_channels, params } => {
+            a.push(format!("in_channels={in_channels}"));
+            conv_attrs(&mut a, params);
+        }
+        Op::LazyBatchNorm2d { params } => batch_norm_attrs(&mut a, params),
+        Op::BatchNorm2d { num_features, params } => {
+            a.push(format!("num_features={num_features}"));
+            batch_norm_attrs(&mut a, params);
+        }
+        Op::LeakyRelu { negative_slope } => a.push(format!("negative_slope={negative_slope}")),
+        Op::Concat => a.push("dim=1".into()),
+        Op::Input | Op::Output | Op::Relu | Op::Tanh | Op::Sigmoid | Op::Add => {}
+    }
+    a
+}
+
+fn push_if(a: &mut Vec<String>, key: &str, v: Pair2, default: usize) {
+    if v != Pair2::square(default) {
+        a.push(format!("{key}={v}"));
+    }
+}
+
+fn conv_transpose_attrs(a: &mut Vec<String>, p: &ConvTranspose2dParams) {
+    a.push(format!("out_channels={}", p.out_channels));
+    a.push(format!("kernel={}", p.kernel_size));
+    a.push(format!("stride={}", p.stride));
+    push_if(a, "padding", p.padding, 0);
+    push_if(a, "output_padding", p.output_padding, 0);
+    push_if(a, "dilation", p.dilation, 1);
+    if p.groups != 1 {
+        a.push(format!("groups={}", p.groups));
+    }
+    if !p.bias {
+        a.push("bias=false".into());
+    }
+    if let Some(size) = &p.output_size {
+        a.push(format!("output_size={size:?}"));
+    }
+}
+
+fn conv_attrs(a: &mut Vec<String>, p: &Conv2dParams) {
+    a.push(format!("out_channels={}", p.out_channels));
+    a.push(format!("kernel={}", p.kernel_size));
+    a.push(format!("stride={}", p.stride));
+    push_if(a, "padding", p.padding, 0);
+    push_if(a, "dilation", p.dilation, 1);
+    if p.groups != 1 {
+        a.push(format!("groups={}", p.groups));
+    }
+    if !p.bias {
+        a.push("bias=false".into());
+    }
+}
+
+fn batch_norm_attrs(a: &mut Vec<String>, p: &BatchNorm2dParams) {
+    a.push(format!("eps={}", p.eps));
+    if !p.affine {
+        a.push("affine=false".into());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lazy_and_concrete_lines() {
+        let mut g = Graph::with_name("decoder");
+        let x = g.add_input("x", vec![3, 48, 5, 6]).unwrap();
+        let p = ConvTranspose2dParams::new(24, 3).stride(2).padding(1).output_padding(1);
+        let up = g.add_node("up1", Op::lazy_conv_transpose2d(p.clone()), &[x]).unwrap();
+        g.add_output(up).unwrap();
+        assert_eq!(
+            g.to_string(),
+            "graph decoder(%x: f32[3, 48, 5, 6]) -> (%up1) {\n  %up1 = lazy_conv_transpose2d(%x) out_channels=24 kernel=3x3 stride=2x2 padding=1x1 output_padding=1x1 : f32[?]\n}\n"
+        );
+        g.set_op(up, Op::ConvTranspose2d { in_channels: 48, params: p }).unwrap();
+        g.set_shape(up, Shape::known(&[3, 24, 10, 12]));
+        assert_eq!(
+            g.node_line(up),
+            "%up1 = conv_transpose2d(%x, %up1.weight: f32[48, 24, 3, 3], %up1.bias: f32[24]) in_channels=48 out_channels=24 kernel=3x3 stride=2x2 padding=1x1 output_padding=1x1 : f32[3, 24, 10, 12]"
+        );
+    }
+
+    #[test]
+    fn non_default_attributes_are_shown() {
+        let mut g = Graph::new();
+        let x = g.add_input("x", vec![1, 4, 2, 2]).unwrap();
+        let p = ConvTranspose2dParams::new(4, (3, 2)).dilation((1, 2)).groups(2).bias(false).output_size([4, 5]);
+        let up = g.add_node("up", Op::lazy_conv_transpose2d(p), &[x]).unwrap();
+        let act = g.add_node("act", Op::LeakyRelu { negative_slope: 0.2 }, &[up]).unwrap();
+        g.add_output(act).unwrap();
+        let text = g.to_string();
+        assert!(text.contains("kernel=3x2 stride=1x1 dilation=1x2 groups=2 bias=false output_size=[4, 5]"), "{text}");
+        assert!(text.contains("%act = leaky_relu(%up) negative_slope=0.2 : f32[?]"), "{text}");
+        assert!(text.starts_with("graph(%x: f32[1, 4, 2, 2]) -> (%act) {"), "{text}");
+    }
+}

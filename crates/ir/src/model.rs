@@ -1,0 +1,543 @@
+//! The hand-writable JSON model format, as a PyTorch user would write it from
+//! an `nn.Sequential` by eye (the form of the golden `model` cases):
+//!
+//! ```json
+//! {"inputs": {"z": [2, 32, 1, 1]},
+//!  "nodes": [
+//!    {"name": "up1", "op": "LazyConvTranspose2d", "args": {"out_channels": 64, "kernel_size": 4, "bias": false}, "inputs": null},
+//!    {"name": "act1", "op": "ReLU", "args": {}, "inputs": null}],
+//!  "outputs": ["act1"]}
+//! ```
+//!
+//! `op` is a `torch.nn` class name (or `Add` / `Concat`), `args` that class's
+//! keyword arguments spelled as PyTorch spells them (int or `[h, w]` pair),
+//! `inputs` a list of node or graph-input names, or `null` for "the previous
+//! node" (for the first node: the first graph input). `outputs` defaults to the
+//! last node; `name` optionally names the graph. Unknown fields and arguments
+//! are errors; every error names the node and the field.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use crate::error::{IrError, Result};
+use crate::graph::{Graph, RESERVED_PREFIX};
+use crate::op::{BatchNorm2dParams, Conv2dParams, ConvTranspose2dParams, Op, PaddingMode, Pair2};
+use crate::shape::Shape;
+
+/// The op class names the model format accepts.
+pub const SUPPORTED_OPS: &[&str] = &[
+    "LazyConvTranspose2d",
+    "ConvTranspose2d",
+    "LazyConv2d",
+    "Conv2d",
+    "LazyBatchNorm2d",
+    "BatchNorm2d",
+    "ReLU",
+    "LeakyReLU",
+    "Tanh",
+    "Sigmoid",
+    "Add",
+    "Concat",
+];
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ModelFile {
+    #[serde(default)]
+    name: Option<String>,
+    inputs: Map<String, Value>,
+    nodes: Vec<NodeSpec>,
+    #[serde(default)]
+    outputs: Option<Vec<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NodeSpec {
+    name: String,
+    op: String,
+    #[serde(default)]
+    args: Map<String, Value>,
+    #[serde(default)]
+    inputs: Option<Vec<String>>,
+}
+
+/// Parses a model file into a (lazy) graph. Malformed JSON reports line and
+/// column; a bad node reports its name and the field.
+pub fn parse_model(text: &str) -> Result<Graph> {
+    let mut de = serde_json::Deserializer::from_str(text);
+    let file = ModelFile::deserialize(&mut de).map_err(|e| IrError::from_json(&e))?;
+    de.end().map_err(|e| IrError::from_json(&e))?;
+    build(file)
+}
+
+/// Builds a graph from an already-parsed JSON value of the model format (for
+/// example a golden case, whose extra fields the caller strips).
+pub fn model_from_value(value: Value) -> Result<Graph> {
+    let file: ModelFile = serde_json::from_value(value).map_err(|e| IrError::Model {
+        context: "model".into(),
+        message: e.to_string(),
+    })?;
+    build(file)
+}
+
+fn build(file: ModelFile) -> Result<Graph> {
+    let mut nodes = Vec::new();
+    let mut operands = Vec::new();
+    let mut input_names = Vec::new();
+    for (name, shape) in &file.inputs {
+        let dims = parse_shape(shape).ok_or_else(|| IrError::Model {
+            context: format!("input `{name}`"),
+            message: format!("shape must be a list of positive integers, got {shape}"),
+        })?;
+        nodes.push((name.clone(), Op::Input, Shape::known(&dims), BTreeMap::new()));
+        operands.push(Vec::new());
+        input_names.push(name.clone());
+    }
+    if file.nodes.is_empty() {
+        return Err(IrError::Model { context: "model".into(), message: "`nodes` is empty".into() });
+    }
+    let mut previous = input_names.first().cloned();
+    for spec in &file.nodes {
+        let op = parse_op(spec)?;
+        let ins = match &spec.inputs {
+            Some(list) => list.clone(),
+            None => match &previous {
+                Some(p) => vec![p.clone()],
+                None => {
+                    return Err(IrError::Model {
+                        context: format!("node `{}` field `inputs`", spec.name),
+                        message: "is null (\"the previous node\") but the model has no graph input".into(),
+                    })
+                }
+            },
+        };
+        op.check_arity(&spec.name, ins.len())?;
+        nodes.push((spec.name.clone(), op, Shape::Unranked, BTreeMap::new()));
+        operands.push(ins);
+        previous = Some(spec.name.clone());
+    }
+    let outputs = match file.outputs {
+        Some(o) if o.is_empty() => {
+            return Err(IrError::Model { context: "field `outputs`".into(), message: "is empty".into() })
+        }
+        Some(o) => o,
+        None => previous.into_iter().collect(),
+    };
+    let mut output_names = Vec::new();
+    for (i, value) in outputs.into_iter().enumerate() {
+        let name = format!("{RESERVED_PREFIX}out{i}");
+        nodes.push((name.clone(), Op::Output, Shape::Unranked, BTreeMap::new()));
+        operands.push(vec![value]);
+        output_names.push(name);
+    }
+    Graph::from_parts(file.name, nodes, operands, &input_names, &output_names)
+}
+
+fn parse_shape(v: &Value) -> Option<Vec<usize>> {
+    v.as_array()?
+        .iter()
+        .map(|d| d.as_u64().filter(|&n| n > 0).and_then(|n| usize::try_from(n).ok()))
+        .collect()
+}
+
+/// Reads a node's `args`, tracking which keys were used so leftovers are errors.
+struct Args<'a> {
+    node: &'a str,
+    op: &'a str,
+    map: Map<String, Value>,
+    accepted: Vec<&'static str>,
+}
+
+impl<'a> Args<'a> {
+    fn err(&self, key: &str, message: impl Into<String>) -> IrError {
+        IrError::Model { context: format!("node `{}` field `args.{key}`", self.node), message: message.into() }
+    }
+
+    fn take(&mut self, key: &'static str) -> Option<Value> {
+        self.accepted.push(key);
+        self.map.remove(key)
+    }
+
+    fn int_value(&self, key: &str, v: &Value, min: u64) -> Result<usize> {
+        let n = v.as_i64().ok_or_else(|| self.err(key, format!("expected an integer, got {v}")))?;
+        if n < min as i64 {
+            let what = if min == 0 { "non-negative" } else { "positive" };
+            return Err(self.err(key, format!("must be {what}, got {n}")));
+        }
+        usize::try_from(n).map_err(|_| self.err(key, format!("{n} is too large")))
+    }
+
+    fn int(&mut self, key: &'static str, min: u64) -> Result<Option<usize>> {
+        match self.take(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(v) => self.int_value(key, &v, min).map(Some),
+        }
+    }
+
+    fn required_int(&mut self, key: &'static str, min: u64) -> Result<usize> {
+        self.int(key, min)?.ok_or_else(|| self.err(key, format!("is required for {}", self.op)))
+    }
+
+    /// An int or a 2-element list of ints. `min` is 0 for paddings; positivity
+    /// of kernel/stride/dilation is left to op validation so zero gets the
+    /// same message from every front end.
+    fn pair(&mut self, key: &'static str) -> Result<Option<Pair2>> {
+        let v = match self.take(key) {
+            None | Some(Value::Null) => return Ok(None),
+            Some(v) => v,
+        };
+        match &v {
+            Value::Array(items) if items.len() == 2 => {
+                Ok(Some(Pair2 { h: self.int_value(key, &items[0], 0)?, w: self.int_value(key, &items[1], 0)? }))
+            }
+            Value::Array(items) => {
+                Err(self.err(key, format!("expected an int or a pair [h, w], got {} values", items.len())))
+            }
+            _ => Ok(Some(Pair2::square(self.int_value(key, &v, 0)?))),
+        }
+    }
+
+    fn required_pair(&mut self, key: &'static str) -> Result<Pair2> {
+        self.pair(key)?.ok_or_else(|| self.err(key, format!("is required for {}", self.op)))
+    }
+
+    fn bool(&mut self, key: &'static str) -> Result<Option<bool>> {
+        match self.take(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Bool(b)) => Ok(Some(b)),
+            Some(v) => Err(self.err(key, format!("expected true or false, got {v}"))),
+        }
+    }
+
+    fn float(&mut self, key: &'static str) -> Result<Option<f32>> {
+        match self.take(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(v) => match v.as_f64() {
+                Some(x) if x.is_finite() => Ok(Some(x as f32)),
+                _ => Err(self.err(key, format!("expected a finite number, got {v}"))),
+            },
+        }
+    }
+
+    fn padding_mode(&mut self) -> Result<Option<PaddingMode>> {
+        match self.take("padding_mode") {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => PaddingMode::parse(&s).map(Some).ok_or_else(|| {
+                self.err("padding_mode", format!("expected one of 'zeros', 'reflect', 'replicate', 'circular', got '{s}'"))
+            }),
+            Some(v) => Err(self.err("padding_mode", format!("expected a string, got {v}"))),
+        }
+    }
+
+    fn output_size(&mut self) -> Result<Option<Vec<usize>>> {
+        match self.take("output_size") {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Array(items)) => {
+                items.iter().map(|v| self.int_value("output_size", v, 1)).collect::<Result<Vec<_>>>().map(Some)
+            }
+            Some(v) => Err(self.err("output_size", format!("expected a list of 2, 3 or 4 ints, got {v}"))),
+        }
+    }
+
+    /// Accepts and ignores a flag that changes nothing at inference (`inplace`).
+    fn ignore(&mut self, key: &'static str) -> Result<()> {
+        self.bool(key).map(|_| ())
+    }
+
+    fn finish(self) -> Result<()> {
+        if let Some(key) = self.map.keys().next() {
+            let accepted = if self.accepted.is_empty() { "none".to_string() } else { self.accepted.join(", ") };
+            return Err(IrError::Model {
+                context: format!("node `{}` field `args.{key}`", self.node),
+                message: format!("unknown argument for {} (accepted: {accepted})", self.op),
+            });
+        }
+        Ok(())
+    }
+}
+
+fn parse_op(spec: &NodeSpec) -> Result<Op> {
+    let mut a = Args { node: &spec.name, op: &spec.op, map: spec.args.clone(), accepted: Vec::new() };
+    let op = match spec.op.as_str() {
+        "LazyConvTranspose2d" => Op::LazyConvTranspose2d { params: conv_transpose_params(&mut a)? },
+        "ConvTranspose2d" => {
+            let in_channels = a.required_int("in_channels", 1)?;
+            Op::ConvTranspose2d { in_channels, params: conv_transpose_params(&mut a)? }
+        }
+        "LazyConv2d" => Op::LazyConv2d { params: conv_params(&mut a)? },
+        "Conv2d" => {
+            let in_channels = a.required_int("in_channels", 1)?;
+            Op::Conv2d { in_channels, params: conv_params(&mut a)? }
+        }
+        "LazyBatchNorm2d" => Op::LazyBatchNorm2d { params: batch_norm_params(&mut a)? },
+        "BatchNorm2d" => {
+            let num_features = a.required_int("num_features", 1)?;
+            Op::BatchNorm2d { num_features, params: batch_norm_params(&mut a)? }
+        }
+        "ReLU" => {
+            a.ignore("inplace")?;
+            Op::Relu
+        }
+        "LeakyReLU" => {
+            let negative_slope = a.float("negative_slope")?.unwrap_or(0.01);
+            a.ignore("inplace")?;
+            Op::LeakyRelu { negative_slope }
+        }
+        "Tanh" => Op::Tanh,
+        "Sigmoid" => Op::Sigmoid,
+        "Add" => Op::Add,
+        "Concat" => {
+            if let Some(v) = a.take("dim") {
+                if v.as_i64() != Some(1) {
+                    return Err(a.err("dim", format!("Kiln concatenates along channels only (dim=1), got {v}")));
+                }
+            }
+            Op::Concat
+        }
+        other => {
+            return Err(IrError::Model {
+                context: format!("node `{}` field `op`", spec.name),
+                message: format!("unknown op `{other}` (supported: {})", SUPPORTED_OPS.join(", ")),
+            })
+        }
+    };
+    a.finish()?;
+    op.validate(&spec.name)?;
+    Ok(op)
+}
+
+fn conv_transpose_params(a: &mut Args) -> Result<ConvTranspose2dParams> {
+    let out_channels = a.required_int("out_channels", 1)?;
+    let mut p = ConvTranspose2dParams::new(out_channels, a.required_pair("kernel_size")?);
+    if let Some(v) = a.pair("stride")? {
+        p.stride = v;
+    }
+    if let Some(v) = a.pair("padding")? {
+        p.padding = v;
+    }
+    if let Some(v) = a.pair("output_padding")? {
+        p.output_padding = v;
+    }
+    if let Some(v) = a.int("groups", 0)? {
+        p.groups = v;
+    }
+    if let Some(v) = a.bool("bias")? {
+        p.bias = v;
+    }
+    if let Some(v) = a.pair("dilation")? {
+        p.dilation = v;
+    }
+    if let Some(v) = a.padding_mode()? {
+        p.padding_mode = v;
+    }
+    p.output_size = a.output_size()?;
+    Ok(p)
+}
+
+fn conv_params(a: &mut Args) -> Result<Conv2dParams> {
+    let out_channels = a.required_int("out_channels", 1)?;
+    let mut p = Conv2dParams::new(out_channels, a.required_pair("kernel_size")?);
+    if let Some(v) = a.pair("stride")? {
+        p.stride = v;
+    }
+    if let Some(v) = a.pair("dilation")? {
+        p.dilation = v;
+    }
+    // padding may be an int, a pair, or PyTorch's 'valid' / 'same'.
+    let same = match a.map.get("padding") {
+        Some(Value::String(s)) => {
+            let s = s.clone();
+            a.take("padding");
+            match s.as_str() {
+                "valid" => false,
+                "same" => true,
+                other => return Err(a.err("padding", format!("expected an int, a pair, 'valid' or 'same', got '{other}'"))),
+            }
+        }
+        _ => {
+            if let Some(v) = a.pair("padding")? {
+                p.padding = v;
+            }
+            false
+        }
+    };
+    if same {
+        let total = |k: usize, d: usize| d.checked_mul(k.saturating_sub(1));
+        let (th, tw) = (total(p.kernel_size.h, p.dilation.h), total(p.kernel_size.w, p.dilation.w));
+        match (th, tw) {
+            (Some(th), Some(tw)) if th % 2 == 0 && tw % 2 == 0 && p.stride == Pair2::square(1) => {
+                p.padding = Pair2 { h: th / 2, w: tw / 2 };
+            }
+            _ => {
+                return Err(a.err(
+                    "padding",
+                    "'same' is supported for stride 1 with symmetric padding (dilation*(kernel-1) even) only",
+                ))
+            }
+        }
+    }
+    if let Some(v) = a.int("groups", 0)? {
+        p.groups = v;
+    }
+    if let Some(v) = a.bool("bias")? {
+        p.bias = v;
+    }
+    if let Some(v) = a.padding_mode()? {
+        p.padding_mode = v;
+    }
+    Ok(p)
+}
+
+fn batch_norm_params(a: &mut Args) -> Result<BatchNorm2dParams> {
+    let mut p = BatchNorm2dParams::default();
+    if let Some(v) = a.float("eps")? {
+        p.eps = v;
+    }
+    if let Some(v) = a.float("momentum")? {
+        p.momentum = v;
+    }
+    if let Some(v) = a.bool("affine")? {
+        p.affine = v;
+    }
+    if a.bool("track_running_stats")? == Some(false) {
+        return Err(a.err(
+            "track_running_stats",
+            "false is not supported: Kiln runs BatchNorm in eval mode with running statistics",
+        ));
+    }
+    Ok(p)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::shape::Dim;
+
+    const DCGAN_HEAD: &str = r#"{"inputs": {"z": [2, 32, 1, 1]}, "nodes": [
+        {"name": "up1", "op": "LazyConvTranspose2d", "args": {"out_channels": 64, "kernel_size": 4, "stride": 1, "padding": 0, "bias": false}, "inputs": null},
+        {"name": "bn1", "op": "LazyBatchNorm2d", "args": {}, "inputs": null},
+        {"name": "act1", "op": "ReLU", "args": {}, "inputs": null}]}"#;
+
+    #[test]
+    fn sequential_chain_with_null_inputs() {
+        let g = parse_model(DCGAN_HEAD).unwrap();
+        let up1 = g.lookup("up1").unwrap();
+        assert_eq!(g.operands(up1), [g.lookup("z").unwrap()]);
+        assert_eq!(g.operands(g.lookup("act1").unwrap()), [g.lookup("bn1").unwrap()]);
+        assert_eq!(g.output_values(), [g.lookup("act1").unwrap()]);
+        match g.node(up1).op() {
+            Op::LazyConvTranspose2d { params } => {
+                assert_eq!(params.out_channels, 64);
+                assert_eq!(params.kernel_size, Pair2::square(4));
+                assert!(!params.bias);
+            }
+            op => panic!("{op:?}"),
+        }
+        assert_eq!(g.node(g.lookup("z").unwrap()).shape().dims().unwrap()[0], Dim::Known(2));
+    }
+
+    #[test]
+    fn explicit_inputs_outputs_and_pairs() {
+        let text = r#"{"name": "u", "inputs": {"x": [1, 4, 4, 4], "skip": [1, 2, 8, 8]}, "nodes": [
+            {"name": "up", "op": "LazyConvTranspose2d", "args": {"out_channels": 2, "kernel_size": [2, 3], "stride": [2, 1], "output_size": [8, 8]}, "inputs": ["x"]},
+            {"name": "cat", "op": "Concat", "args": {"dim": 1}, "inputs": ["up", "skip"]}],
+            "outputs": ["cat", "up"]}"#;
+        let g = parse_model(text).unwrap();
+        assert_eq!(g.name(), Some("u"));
+        assert_eq!(g.output_values().len(), 2);
+        assert_eq!(g.inputs().len(), 2);
+        assert_eq!(g.node(g.inputs()[0]).name(), "x");
+    }
+
+    #[test]
+    fn malformed_json_reports_line_and_column() {
+        let e = parse_model("{\"inputs\": {},\n \"nodes\": [,]}").unwrap_err();
+        match e {
+            IrError::Json { line: 2, column, .. } => assert!(column > 1),
+            e => panic!("{e}"),
+        }
+    }
+
+    #[test]
+    fn unknown_fields_are_errors() {
+        let e = parse_model(r#"{"inputs": {"x": [1,1,1,1]}, "nodes": [], "extra": 1}"#).unwrap_err();
+        assert!(e.to_string().contains("unknown field `extra`"), "{e}");
+        let e = parse_model(r#"{"inputs": {"x": [1,1,1,1]}, "nodes": [{"name": "a", "op": "ReLU", "inputs": null, "bogus": 1}]}"#)
+            .unwrap_err();
+        assert!(e.to_string().contains("unknown field `bogus`"), "{e}");
+    }
+
+    #[test]
+    fn bad_argument_names_node_and_field() {
+        let e = parse_model(
+            r#"{"inputs": {"x": [1,1,4,4]}, "nodes": [{"name": "up", "op": "LazyConvTranspose2d", "args": {"out_channels": 2, "kernel_size": 3, "strides": 2}}]}"#,
+        )
+        .unwrap_err();
+        assert!(e.to_string().starts_with("node `up` field `args.strides`: unknown argument for LazyConvTranspose2d"), "{e}");
+        let e = parse_model(
+            r#"{"inputs": {"x": [1,1,4,4]}, "nodes": [{"name": "up", "op": "LazyConvTranspose2d", "args": {"out_channels": 2, "kernel_size": 3, "padding": -1}}]}"#,
+        )
+        .unwrap_err();
+        assert_eq!(e.to_string(), "node `up` field `args.padding`: must be non-negative, got -1");
+        let e = parse_model(
+            r#"{"inputs": {"x": [1,1,4,4]}, "nodes": [{"name": "up", "op": "LazyConvTranspose2d", "args": {"out_channels": 2, "kernel_size": [3, 3, 3]}}]}"#,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("args.kernel_size"), "{e}");
+        let e = parse_model(
+            r#"{"inputs": {"x": [1,1,4,4]}, "nodes": [{"name": "up", "op": "LazyConvTranspose2d", "args": {"kernel_size": 3}}]}"#,
+        )
+        .unwrap_err();
+        assert_eq!(e.to_string(), "node `up` field `args.out_channels`: is required for LazyConvTranspose2d");
+    }
+
+    #[test]
+    fn construction_rules_apply() {
+        let e = parse_model(
+            r#"{"inputs": {"x": [1,2,4,4]}, "nodes": [{"name": "up", "op": "LazyConvTranspose2d", "args": {"out_channels": 2, "kernel_size": 3, "padding_mode": "reflect"}}]}"#,
+        )
+        .unwrap_err();
+        assert!(matches!(e, IrError::UnsupportedPaddingMode { .. }), "{e}");
+    }
+
+    #[test]
+    fn unknown_op_and_operand() {
+        let e = parse_model(r#"{"inputs": {"x": [1,2,4,4]}, "nodes": [{"name": "p", "op": "MaxPool2d"}]}"#).unwrap_err();
+        assert!(e.to_string().contains("unknown op `MaxPool2d`"), "{e}");
+        let e = parse_model(r#"{"inputs": {"x": [1,2,4,4]}, "nodes": [{"name": "r", "op": "ReLU", "inputs": ["y"]}]}"#)
+            .unwrap_err();
+        assert!(matches!(e, IrError::UnknownOperand { .. }), "{e}");
+    }
+
+    #[test]
+    fn cycles_through_forward_references_are_reported() {
+        let text = r#"{"inputs": {"x": [1,2,4,4]}, "nodes": [
+            {"name": "a", "op": "Add", "inputs": ["x", "b"]},
+            {"name": "b", "op": "ReLU", "inputs": ["a"]}]}"#;
+        assert_eq!(parse_model(text).unwrap_err(), IrError::Cycle(vec!["a".into(), "b".into()]));
+    }
+
+    #[test]
+    fn input_shapes_must_be_positive_ints() {
+        for bad in ["[1, 0, 4]", "[1, -2]", "[1.5]", "7"] {
+            let text = format!(r#"{{"inputs": {{"x": {bad}}}, "nodes": [{{"name": "r", "op": "ReLU"}}]}}"#);
+            let e = parse_model(&text).unwrap_err();
+            assert!(e.to_string().starts_with("input `x`: shape must be"), "{e}");
+        }
+    }
+
+    #[test]
+    fn conv2d_padding_strings() {
+        let text = r#"{"inputs": {"x": [1,2,4,4]}, "nodes": [{"name": "c", "op": "LazyConv2d", "args": {"out_channels": 2, "kernel_size": 3, "padding": "same"}}]}"#;
+        let g = parse_model(text).unwrap();
+        match g.node(g.lookup("c").unwrap()).op() {
+            Op::LazyConv2d { params } => assert_eq!(params.padding, Pair2::square(1)),
+            op => panic!("{op:?}"),
+        }
+        let text = r#"{"inputs": {"x": [1,2,4,4]}, "nodes": [{"name": "c", "op": "LazyConv2d", "args": {"out_channels": 2, "kernel_size": 2, "padding": "same"}}]}"#;
+        assert!(parse_model(text).is_err());
+    }
+}

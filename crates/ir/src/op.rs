@@ -1,0 +1,794 @@
+//! Operations and their hyper-parameters.
+//!
+//! Lazy and concrete variants share one params struct (`LazyConvTranspose2d(p)`
+//! and `ConvTranspose2d { in_channels, params: p }`), so the lazy→concrete
+//! rewrite moves `params` instead of copying fields. Params are built with
+//! PyTorch-like chained setters and validated when a node is added to a graph
+//! ([`Op::validate`]), with everything PyTorch checks at construction plus the
+//! checks PyTorch defers to forward but that depend on hyper-parameters alone.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{IrError, Result};
+use crate::shape::Dim;
+
+/// A 2-D hyper-parameter (`kernel_size`, `stride`, ...): PyTorch's int-or-pair.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Pair2 {
+    /// Height component.
+    pub h: usize,
+    /// Width component.
+    pub w: usize,
+}
+
+impl Pair2 {
+    /// A pair with both components equal, as PyTorch's `_pair(n)`.
+    pub const fn square(n: usize) -> Self {
+        Pair2 { h: n, w: n }
+    }
+
+    /// `[h, w]`.
+    pub const fn to_array(self) -> [usize; 2] {
+        [self.h, self.w]
+    }
+
+    fn any_zero(self) -> bool {
+        self.h == 0 || self.w == 0
+    }
+}
+
+impl From<usize> for Pair2 {
+    fn from(n: usize) -> Self {
+        Pair2::square(n)
+    }
+}
+
+impl From<[usize; 2]> for Pair2 {
+    fn from([h, w]: [usize; 2]) -> Self {
+        Pair2 { h, w }
+    }
+}
+
+impl From<(usize, usize)> for Pair2 {
+    fn from((h, w): (usize, usize)) -> Self {
+        Pair2 { h, w }
+    }
+}
+
+/// Prints `3x3`.
+impl fmt::Display for Pair2 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}x{}", self.h, self.w)
+    }
+}
+
+/// PyTorch's `padding_mode`. Transposed convolutions accept only `Zeros`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PaddingMode {
+    /// Implicit zero padding (the only mode Kiln computes).
+    #[default]
+    Zeros,
+    /// Reflection padding.
+    Reflect,
+    /// Edge replication.
+    Replicate,
+    /// Wrap-around padding.
+    Circular,
+}
+
+impl PaddingMode {
+    /// PyTorch's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PaddingMode::Zeros => "zeros",
+            PaddingMode::Reflect => "reflect",
+            PaddingMode::Replicate => "replicate",
+            PaddingMode::Circular => "circular",
+        }
+    }
+
+    /// Parses PyTorch's spelling.
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "zeros" => PaddingMode::Zeros,
+            "reflect" => PaddingMode::Reflect,
+            "replicate" => PaddingMode::Replicate,
+            "circular" => PaddingMode::Circular,
+            _ => return None,
+        })
+    }
+}
+
+/// Hyper-parameters of `(Lazy)ConvTranspose2d`, with PyTorch's defaults.
+///
+/// ```
+/// use kiln_ir::ConvTranspose2dParams;
+/// let p = ConvTranspose2dParams::new(24, 3).stride(2).padding(1).output_padding(1).bias(false);
+/// assert_eq!(p.stride.h, 2);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ConvTranspose2dParams {
+    /// Output channels (`C_out`).
+    pub out_channels: usize,
+    /// `kernel_size`.
+    pub kernel_size: Pair2,
+    /// `stride` (default 1).
+    pub stride: Pair2,
+    /// Implicit zero padding removed from each side of the output (default 0).
+    pub padding: Pair2,
+    /// Extra size added to one side of the output (default 0).
+    pub output_padding: Pair2,
+    /// `groups` (default 1).
+    pub groups: usize,
+    /// Whether the layer has a bias (default true).
+    pub bias: bool,
+    /// `dilation` (default 1).
+    pub dilation: Pair2,
+    /// `padding_mode` (only `zeros` is valid).
+    pub padding_mode: PaddingMode,
+    /// `output_size` passed to `forward`: 2 values `(H, W)` or the full 3/4-value
+    /// shape (leading values ignored, as PyTorch does). Overrides `output_padding`.
+    pub output_size: Option<Vec<usize>>,
+}
+
+impl ConvTranspose2dParams {
+    /// `ConvTranspose2d(_, out_channels, kernel_size)` with defaults for the rest.
+    pub fn new(out_channels: usize, kernel_size: impl Into<Pair2>) -> Self {
+        ConvTranspose2dParams {
+            out_channels,
+            kernel_size: kernel_size.into(),
+            stride: Pair2::square(1),
+            padding: Pair2::square(0),
+            output_padding: Pair2::square(0),
+            groups: 1,
+            bias: true,
+            dilation: Pair2::square(1),
+            padding_mode: PaddingMode::Zeros,
+            output_size: None,
+        }
+    }
+    /// Sets `stride`.
+    pub fn stride(mut self, v: impl Into<Pair2>) -> Self {
+        self.stride = v.into();
+        self
+    }
+    /// Sets `padding`.
+    pub fn padding(mut self, v: impl Into<Pair2>) -> Self {
+        self.padding = v.into();
+        self
+    }
+    /// Sets `output_padding`.
+    pub fn output_padding(mut self, v: impl Into<Pair2>) -> Self {
+        self.output_padding = v.into();
+        self
+    }
+    /// Sets `groups`.
+    pub fn groups(mut self, g: usize) -> Self {
+        self.groups = g;
+        self
+    }
+    /// Sets `bias`.
+    pub fn bias(mut self, b: bool) -> Self {
+        self.bias = b;
+        self
+    }
+    /// Sets `dilation`.
+    pub fn dilation(mut self, v: impl Into<Pair2>) -> Self {
+        self.dilation = v.into();
+        self
+    }
+    /// Sets `padding_mode`.
+    pub fn padding_mode(mut self, m: PaddingMode) -> Self {
+        self.padding_mode = m;
+        self
+    }
+    /// Sets the `output_size` given to `forward` (2, 3 or 4 values).
+    pub fn output_size(mut self, size: impl Into<Vec<usize>>) -> Self {
+        self.output_size = Some(size.into());
+        self
+    }
+
+    /// Checks everything that depends on the hyper-parameters alone, in
+    /// PyTorch's order (padding mode first), naming `node` in the error.
+    pub fn validate(&self, node: &str, op: &'static str) -> Result<()> {
+        if self.padding_mode != PaddingMode::Zeros {
+            return Err(IrError::UnsupportedPaddingMode {
+                node: node.into(),
+                op,
+                mode: self.padding_mode.as_str().into(),
+            });
+        }
+        check_groups(node, op, self.groups, "out_channels", self.out_channels)?;
+        check_positive(node, op, "kernel_size", self.kernel_size)?;
+        check_positive(node, op, "stride", self.stride)?;
+        check_positive(node, op, "dilation", self.dilation)?;
+        if let Some(size) = &self.output_size {
+            if !(2..=4).contains(&size.len()) || size.contains(&0) {
+                return Err(IrError::InvalidOutputSize { node: node.into(), value: size.clone() });
+            }
+        } else {
+            // PyTorch ignores output_padding when output_size is given, so only
+            // check it when it is the one that counts.
+            let (op_, s, d) = (self.output_padding, self.stride, self.dilation);
+            if (op_.h >= s.h && op_.h >= d.h) || (op_.w >= s.w && op_.w >= d.w) {
+                return Err(IrError::OutputPaddingTooLarge {
+                    node: node.into(),
+                    op,
+                    output_padding: op_.to_string(),
+                    stride: s.to_string(),
+                    dilation: d.to_string(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// PyTorch's weight shape `[in_channels, out_channels / groups, kH, kW]`.
+    pub fn weight_shape(&self, in_channels: Dim) -> Vec<Dim> {
+        vec![
+            in_channels,
+            Dim::Known(self.out_channels / self.groups.max(1)),
+            Dim::Known(self.kernel_size.h),
+            Dim::Known(self.kernel_size.w),
+        ]
+    }
+}
+
+/// Hyper-parameters of `(Lazy)Conv2d`, with PyTorch's defaults.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Conv2dParams {
+    /// Output channels.
+    pub out_channels: usize,
+    /// `kernel_size`.
+    pub kernel_size: Pair2,
+    /// `stride` (default 1).
+    pub stride: Pair2,
+    /// Explicit zero padding on each side (default 0).
+    pub padding: Pair2,
+    /// `dilation` (default 1).
+    pub dilation: Pair2,
+    /// `groups` (default 1).
+    pub groups: usize,
+    /// Whether the layer has a bias (default true).
+    pub bias: bool,
+    /// `padding_mode`; Kiln computes only `zeros`.
+    pub padding_mode: PaddingMode,
+}
+
+impl Conv2dParams {
+    /// `Conv2d(_, out_channels, kernel_size)` with defaults for the rest.
+    pub fn new(out_channels: usize, kernel_size: impl Into<Pair2>) -> Self {
+        Conv2dParams {
+            out_channels,
+            kernel_size: kernel_size.into(),
+            stride: Pair2::square(1),
+            padding: Pair2::square(0),
+            dilation: Pair2::square(1),
+            groups: 1,
+            bias: true,
+            padding_mode: PaddingMode::Zeros,
+        }
+    }
+    /// Sets `stride`.
+    pub fn stride(mut self, v: impl Into<Pair2>) -> Self {
+        self.stride = v.into();
+        self
+    }
+    /// Sets `padding`.
+    pub fn padding(mut self, v: impl Into<Pair2>) -> Self {
+        self.padding = v.into();
+        self
+    }
+    /// Sets `dilation`.
+    pub fn dilation(mut self, v: impl Into<Pair2>) -> Self {
+        self.dilation = v.into();
+        self
+    }
+    /// Sets `groups`.
+    pub fn groups(mut self, g: usize) -> Self {
+        self.groups = g;
+        self
+    }
+    /// Sets `bias`.
+    pub fn bias(mut self, b: bool) -> Self {
+        self.bias = b;
+        self
+    }
+    /// Sets `padding_mode`.
+    pub fn padding_mode(mut self, m: PaddingMode) -> Self {
+        self.padding_mode = m;
+        self
+    }
+
+    /// Checks everything that depends on the hyper-parameters alone.
+    pub fn validate(&self, node: &str, op: &'static str) -> Result<()> {
+        if self.padding_mode != PaddingMode::Zeros {
+            return Err(IrError::UnsupportedPaddingMode {
+                node: node.into(),
+                op,
+                mode: self.padding_mode.as_str().into(),
+            });
+        }
+        check_groups(node, op, self.groups, "out_channels", self.out_channels)?;
+        check_positive(node, op, "kernel_size", self.kernel_size)?;
+        check_positive(node, op, "stride", self.stride)?;
+        check_positive(node, op, "dilation", self.dilation)
+    }
+
+    /// PyTorch's weight shape `[out_channels, in_channels / groups, kH, kW]`.
+    pub fn weight_shape(&self, in_channels: Dim) -> Vec<Dim> {
+        let per_group = match in_channels {
+            Dim::Known(c) => Dim::Known(c / self.groups.max(1)),
+            Dim::Unknown => Dim::Unknown,
+        };
+        vec![
+            Dim::Known(self.out_channels),
+            per_group,
+            Dim::Known(self.kernel_size.h),
+            Dim::Known(self.kernel_size.w),
+        ]
+    }
+}
+
+/// Hyper-parameters of `(Lazy)BatchNorm2d` (evaluated in eval mode).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BatchNorm2dParams {
+    /// Added to the variance (default 1e-5).
+    pub eps: f32,
+    /// Kept for fidelity with PyTorch's constructor; unused in eval mode.
+    pub momentum: f32,
+    /// Whether there are learnable `weight` and `bias` (default true).
+    pub affine: bool,
+}
+
+impl Default for BatchNorm2dParams {
+    fn default() -> Self {
+        BatchNorm2dParams { eps: 1e-5, momentum: 0.1, affine: true }
+    }
+}
+
+impl BatchNorm2dParams {
+    /// Sets `eps`.
+    pub fn eps(mut self, eps: f32) -> Self {
+        self.eps = eps;
+        self
+    }
+    /// Sets `affine`.
+    pub fn affine(mut self, affine: bool) -> Self {
+        self.affine = affine;
+        self
+    }
+
+    /// `eps` must be a positive finite number.
+    pub fn validate(&self, node: &str, op: &'static str) -> Result<()> {
+        if !(self.eps.is_finite() && self.eps > 0.0) {
+            return Err(IrError::NonPositive { node: node.into(), op, arg: "eps", value: self.eps.to_string() });
+        }
+        Ok(())
+    }
+}
+
+/// One IR operation. Hyper-parameters only; weights live on the node.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Op {
+    /// A graph input; its shape is the node's result shape.
+    Input,
+    /// `nn.LazyConvTranspose2d`: `in_channels` not known yet.
+    LazyConvTranspose2d {
+        /// Hyper-parameters.
+        params: ConvTranspose2dParams,
+    },
+    /// `nn.ConvTranspose2d` with known `in_channels`.
+    ConvTranspose2d {
+        /// Input channels.
+        in_channels: usize,
+        /// Hyper-parameters.
+        params: ConvTranspose2dParams,
+    },
+    /// `nn.LazyConv2d`.
+    LazyConv2d {
+        /// Hyper-parameters.
+        params: Conv2dParams,
+    },
+    /// `nn.Conv2d`.
+    Conv2d {
+        /// Input channels.
+        in_channels: usize,
+        /// Hyper-parameters.
+        params: Conv2dParams,
+    },
+    /// `nn.LazyBatchNorm2d` (eval mode).
+    LazyBatchNorm2d {
+        /// Hyper-parameters.
+        params: BatchNorm2dParams,
+    },
+    /// `nn.BatchNorm2d` (eval mode).
+    BatchNorm2d {
+        /// Channels.
+        num_features: usize,
+        /// Hyper-parameters.
+        params: BatchNorm2dParams,
+    },
+    /// `nn.ReLU`.
+    Relu,
+    /// `nn.LeakyReLU(negative_slope)`.
+    LeakyRelu {
+        /// Slope for negative inputs (default 0.01).
+        negative_slope: f32,
+    },
+    /// `nn.Tanh`.
+    Tanh,
+    /// `nn.Sigmoid`.
+    Sigmoid,
+    /// Elementwise `a + b` of equal shapes.
+    Add,
+    /// `torch.cat(xs, dim=1)`: concatenation along channels.
+    Concat,
+    /// Marks its single operand as a graph output.
+    Output,
+}
+
+/// How many operands an op takes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Arity {
+    /// Exactly this many.
+    Exactly(usize),
+    /// This many or more.
+    AtLeast(usize),
+}
+
+impl Arity {
+    fn accepts(self, n: usize) -> bool {
+        match self {
+            Arity::Exactly(k) => n == k,
+            Arity::AtLeast(k) => n >= k,
+        }
+    }
+    fn describe(self) -> &'static str {
+        match self {
+            Arity::Exactly(0) => "0",
+            Arity::Exactly(1) => "1",
+            Arity::Exactly(2) => "2",
+            Arity::Exactly(_) | Arity::AtLeast(_) => "at least 1",
+        }
+    }
+}
+
+impl Op {
+    /// Shorthand for a lazy transposed convolution.
+    pub fn lazy_conv_transpose2d(params: ConvTranspose2dParams) -> Op {
+        Op::LazyConvTranspose2d { params }
+    }
+    /// Shorthand for a lazy convolution.
+    pub fn lazy_conv2d(params: Conv2dParams) -> Op {
+        Op::LazyConv2d { params }
+    }
+    /// Shorthand for a lazy batch norm with default hyper-parameters.
+    pub fn lazy_batch_norm2d() -> Op {
+        Op::LazyBatchNorm2d { params: BatchNorm2dParams::default() }
+    }
+
+    /// PyTorch's class name (`LazyConvTranspose2d`), used in messages and in
+    /// the JSON model format.
+    pub fn class_name(&self) -> &'static str {
+        match self {
+            Op::Input => "Input",
+            Op::LazyConvTranspose2d { .. } => "LazyConvTranspose2d",
+            Op::ConvTranspose2d { .. } => "ConvTranspose2d",
+            Op::LazyConv2d { .. } => "LazyConv2d",
+            Op::Conv2d { .. } => "Conv2d",
+            Op::LazyBatchNorm2d { .. } => "LazyBatchNorm2d",
+            Op::BatchNorm2d { .. } => "BatchNorm2d",
+            Op::Relu => "ReLU",
+            Op::LeakyRelu { .. } => "LeakyReLU",
+            Op::Tanh => "Tanh",
+            Op::Sigmoid => "Sigmoid",
+            Op::Add => "Add",
+            Op::Concat => "Concat",
+            Op::Output => "Output",
+        }
+    }
+
+    /// The text-form mnemonic (`conv_transpose2d`).
+    pub fn mnemonic(&self) -> &'static str {
+        match self {
+            Op::Input => "input",
+            Op::LazyConvTranspose2d { .. } => "lazy_conv_transpose2d",
+            Op::ConvTranspose2d { .. } => "conv_transpose2d",
+            Op::LazyConv2d { .. } => "lazy_conv2d",
+            Op::Conv2d { .. } => "conv2d",
+            Op::LazyBatchNorm2d { .. } => "lazy_batch_norm2d",
+            Op::BatchNorm2d { .. } => "batch_norm2d",
+            Op::Relu => "relu",
+            Op::LeakyRelu { .. } => "leaky_relu",
+            Op::Tanh => "tanh",
+            Op::Sigmoid => "sigmoid",
+            Op::Add => "add",
+            Op::Concat => "concat",
+            Op::Output => "output",
+        }
+    }
+
+    /// True for ops whose input channel count is still unknown.
+    pub fn is_lazy(&self) -> bool {
+        matches!(self, Op::LazyConvTranspose2d { .. } | Op::LazyConv2d { .. } | Op::LazyBatchNorm2d { .. })
+    }
+
+    /// How many operands the op takes.
+    pub fn arity(&self) -> Arity {
+        match self {
+            Op::Input => Arity::Exactly(0),
+            Op::Add => Arity::Exactly(2),
+            Op::Concat => Arity::AtLeast(1),
+            _ => Arity::Exactly(1),
+        }
+    }
+
+    /// Checks the operand count.
+    pub fn check_arity(&self, node: &str, got: usize) -> Result<()> {
+        let arity = self.arity();
+        if arity.accepts(got) {
+            Ok(())
+        } else {
+            Err(IrError::OperandCount { node: node.into(), op: self.class_name(), expected: arity.describe(), got })
+        }
+    }
+
+    /// Validates the hyper-parameters (not the operands), naming `node`.
+    pub fn validate(&self, node: &str) -> Result<()> {
+        let op = self.class_name();
+        match self {
+            Op::LazyConvTranspose2d { params } => params.validate(node, op),
+            Op::ConvTranspose2d { in_channels, params } => {
+                params.validate(node, op)?;
+                check_groups(node, op, params.groups, "in_channels", *in_channels)
+            }
+            Op::LazyConv2d { params } => params.validate(node, op),
+            Op::Conv2d { in_channels, params } => {
+                params.validate(node, op)?;
+                check_groups(node, op, params.groups, "in_channels", *in_channels)
+            }
+            Op::LazyBatchNorm2d { params } => params.validate(node, op),
+            Op::BatchNorm2d { num_features, params } => {
+                if *num_features == 0 {
+                    return Err(IrError::NonPositive { node: node.into(), op, arg: "num_features", value: "0".into() });
+                }
+                params.validate(node, op)
+            }
+            Op::LeakyRelu { negative_slope } if !negative_slope.is_finite() => Err(IrError::Unsupported {
+                node: node.into(),
+                op,
+                arg: "negative_slope",
+                message: format!("must be finite, got {negative_slope}"),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// The parameters this op carries, with their PyTorch names and shapes
+    /// (unknown dims where `in_channels` is not known yet).
+    pub fn param_specs(&self) -> Vec<(&'static str, Vec<Dim>)> {
+        match self {
+            Op::LazyConvTranspose2d { params } => conv_transpose_specs(params, Dim::Unknown),
+            Op::ConvTranspose2d { in_channels, params } => conv_transpose_specs(params, Dim::Known(*in_channels)),
+            Op::LazyConv2d { params } => conv_specs(params, Dim::Unknown),
+            Op::Conv2d { in_channels, params } => conv_specs(params, Dim::Known(*in_channels)),
+            Op::LazyBatchNorm2d { params } => batch_norm_specs(params, Dim::Unknown),
+            Op::BatchNorm2d { num_features, params } => batch_norm_specs(params, Dim::Known(*num_features)),
+            _ => Vec::new(),
+        }
+    }
+}
+
+fn conv_transpose_specs(p: &ConvTranspose2dParams, in_channels: Dim) -> Vec<(&'static str, Vec<Dim>)> {
+    let mut v = vec![("weight", p.weight_shape(in_channels))];
+    if p.bias {
+        v.push(("bias", vec![Dim::Known(p.out_channels)]));
+    }
+    v
+}
+
+fn conv_specs(p: &Conv2dParams, in_channels: Dim) -> Vec<(&'static str, Vec<Dim>)> {
+    let mut v = vec![("weight", p.weight_shape(in_channels))];
+    if p.bias {
+        v.push(("bias", vec![Dim::Known(p.out_channels)]));
+    }
+    v
+}
+
+fn batch_norm_specs(p: &BatchNorm2dParams, c: Dim) -> Vec<(&'static str, Vec<Dim>)> {
+    let mut v = Vec::new();
+    if p.affine {
+        v.push(("weight", vec![c]));
+        v.push(("bias", vec![c]));
+    }
+    v.push(("running_mean", vec![c]));
+    v.push(("running_var", vec![c]));
+    v
+}
+
+fn check_positive(node: &str, op: &'static str, arg: &'static str, v: Pair2) -> Result<()> {
+    if v.any_zero() {
+        return Err(IrError::NonPositive { node: node.into(), op, arg, value: v.to_string() });
+    }
+    Ok(())
+}
+
+/// `groups > 0` and `channels % groups == 0`.
+pub(crate) fn check_groups(node: &str, op: &'static str, groups: usize, what: &'static str, channels: usize) -> Result<()> {
+    if groups == 0 {
+        return Err(IrError::NonPositive { node: node.into(), op, arg: "groups", value: "0".into() });
+    }
+    if channels == 0 {
+        return Err(IrError::NonPositive { node: node.into(), op, arg: what, value: "0".into() });
+    }
+    if channels % groups != 0 {
+        return Err(IrError::NotDivisibleByGroups { node: node.into(), op, what, channels, groups });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lazy(p: ConvTranspose2dParams) -> Result<()> {
+        Op::lazy_conv_transpose2d(p).validate("up")
+    }
+
+    #[test]
+    fn defaults_match_pytorch() {
+        let p = ConvTranspose2dParams::new(6, 3);
+        assert_eq!(p.stride, Pair2::square(1));
+        assert_eq!(p.padding, Pair2::square(0));
+        assert_eq!(p.output_padding, Pair2::square(0));
+        assert_eq!(p.dilation, Pair2::square(1));
+        assert_eq!(p.groups, 1);
+        assert!(p.bias);
+        assert_eq!(p.padding_mode, PaddingMode::Zeros);
+        assert!(lazy(p).is_ok());
+    }
+
+    #[test]
+    fn int_or_pair_arguments() {
+        let p = ConvTranspose2dParams::new(4, (3, 2)).stride([2, 1]).padding(1).dilation((1, 2));
+        assert_eq!(p.kernel_size, Pair2 { h: 3, w: 2 });
+        assert_eq!(p.stride, Pair2 { h: 2, w: 1 });
+        assert_eq!(p.padding, Pair2 { h: 1, w: 1 });
+        assert_eq!(p.dilation, Pair2 { h: 1, w: 2 });
+    }
+
+    #[test]
+    fn padding_mode_other_than_zeros_is_rejected_first() {
+        // PyTorch checks padding_mode before groups: groups=0 + reflect reports the mode.
+        let e = lazy(ConvTranspose2dParams::new(2, 3).padding_mode(PaddingMode::Reflect).groups(0)).unwrap_err();
+        assert!(matches!(e, IrError::UnsupportedPaddingMode { ref mode, .. } if mode == "reflect"), "{e}");
+        assert_eq!(
+            e.to_string(),
+            "node `up`: LazyConvTranspose2d supports only padding_mode=\"zeros\", got \"reflect\""
+        );
+        for m in [PaddingMode::Replicate, PaddingMode::Circular] {
+            assert!(lazy(ConvTranspose2dParams::new(2, 3).padding_mode(m)).is_err());
+        }
+    }
+
+    #[test]
+    fn zero_groups_rejected() {
+        let e = lazy(ConvTranspose2dParams::new(2, 3).groups(0)).unwrap_err();
+        assert!(matches!(e, IrError::NonPositive { arg: "groups", .. }), "{e}");
+    }
+
+    #[test]
+    fn out_channels_must_divide_by_groups() {
+        let e = lazy(ConvTranspose2dParams::new(3, 3).groups(2)).unwrap_err();
+        assert_eq!(e.to_string(), "node `up`: LazyConvTranspose2d out_channels=3 is not divisible by groups=2");
+        assert!(lazy(ConvTranspose2dParams::new(4, 3).groups(2)).is_ok());
+    }
+
+    #[test]
+    fn in_channels_must_divide_by_groups_for_concrete() {
+        let op = Op::ConvTranspose2d { in_channels: 3, params: ConvTranspose2dParams::new(4, 3).groups(2) };
+        let e = op.validate("up").unwrap_err();
+        assert!(matches!(e, IrError::NotDivisibleByGroups { what: "in_channels", channels: 3, groups: 2, .. }));
+    }
+
+    #[test]
+    fn zero_out_channels_rejected() {
+        assert!(matches!(
+            lazy(ConvTranspose2dParams::new(0, 3)).unwrap_err(),
+            IrError::NonPositive { arg: "out_channels", .. }
+        ));
+    }
+
+    #[test]
+    fn kernel_stride_dilation_must_be_positive() {
+        let cases = [
+            (ConvTranspose2dParams::new(2, (3, 0)), "kernel_size"),
+            (ConvTranspose2dParams::new(2, 3).stride((0, 1)), "stride"),
+            (ConvTranspose2dParams::new(2, 3).dilation(0), "dilation"),
+        ];
+        for (p, arg) in cases {
+            let e = lazy(p).unwrap_err();
+            assert!(matches!(e, IrError::NonPositive { arg: a, .. } if a == arg), "{e}");
+        }
+    }
+
+    #[test]
+    fn output_padding_must_be_below_stride_or_dilation() {
+        let e = lazy(ConvTranspose2dParams::new(2, 3).stride(2).output_padding(2)).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "node `up`: LazyConvTranspose2d output_padding=2x2 must be smaller than either stride=2x2 or dilation=1x1 in each dimension"
+        );
+        // Smaller than dilation is enough (PyTorch's rule is "stride or dilation").
+        assert!(lazy(ConvTranspose2dParams::new(2, 3).output_padding(1).dilation(2)).is_ok());
+        // Per dimension: width violates.
+        assert!(lazy(ConvTranspose2dParams::new(2, 3).stride((2, 1)).output_padding((1, 1))).is_err());
+        // Ignored when output_size is given, as in PyTorch.
+        assert!(lazy(ConvTranspose2dParams::new(2, 3).output_padding(5).output_size([4, 4])).is_ok());
+    }
+
+    #[test]
+    fn output_size_length_and_values() {
+        for bad in [vec![4], vec![1, 2, 3, 4, 5], vec![0, 4]] {
+            assert!(matches!(
+                lazy(ConvTranspose2dParams::new(2, 3).output_size(bad)).unwrap_err(),
+                IrError::InvalidOutputSize { .. }
+            ));
+        }
+        for good in [vec![4, 4], vec![2, 4, 4], vec![1, 2, 4, 4]] {
+            assert!(lazy(ConvTranspose2dParams::new(2, 3).output_size(good)).is_ok());
+        }
+    }
+
+    #[test]
+    fn conv2d_rules() {
+        let ok = Op::lazy_conv2d(Conv2dParams::new(4, 3).padding(1));
+        assert!(ok.validate("c").is_ok());
+        assert!(Op::lazy_conv2d(Conv2dParams::new(3, 3).groups(2)).validate("c").is_err());
+        assert!(Op::lazy_conv2d(Conv2dParams::new(4, 0)).validate("c").is_err());
+        assert!(Op::lazy_conv2d(Conv2dParams::new(4, 3).stride(0)).validate("c").is_err());
+        assert!(Op::lazy_conv2d(Conv2dParams::new(4, 3).padding_mode(PaddingMode::Reflect)).validate("c").is_err());
+        let concrete = Op::Conv2d { in_channels: 5, params: Conv2dParams::new(4, 3).groups(2) };
+        assert!(concrete.validate("c").is_err());
+    }
+
+    #[test]
+    fn batch_norm_rules() {
+        assert!(Op::lazy_batch_norm2d().validate("bn").is_ok());
+        let bad = Op::LazyBatchNorm2d { params: BatchNorm2dParams::default().eps(0.0) };
+        assert!(bad.validate("bn").is_err());
+        let zero = Op::BatchNorm2d { num_features: 0, params: BatchNorm2dParams::default() };
+        assert!(zero.validate("bn").is_err());
+    }
+
+    #[test]
+    fn arity() {
+        assert!(Op::Add.check_arity("a", 2).is_ok());
+        assert!(Op::Add.check_arity("a", 1).is_err());
+        assert!(Op::Concat.check_arity("c", 0).is_err());
+        assert!(Op::Concat.check_arity("c", 3).is_ok());
+        assert!(Op::Input.check_arity("x", 1).is_err());
+        assert!(Op::Relu.check_arity("r", 2).is_err());
+    }
+
+    #[test]
+    fn param_specs_follow_pytorch_layouts() {
+        let p = ConvTranspose2dParams::new(6, (3, 2)).groups(2);
+        let specs = Op::ConvTranspose2d { in_channels: 4, params: p.clone() }.param_specs();
+        assert_eq!(specs[0], ("weight", vec![Dim::Known(4), Dim::Known(3), Dim::Known(3), Dim::Known(2)]));
+        assert_eq!(specs[1], ("bias", vec![Dim::Known(6)]));
+        let lazy = Op::lazy_conv_transpose2d(p.bias(false)).param_specs();
+        assert_eq!(lazy.len(), 1);
+        assert_eq!(lazy[0].1[0], Dim::Unknown);
+        let conv = Op::Conv2d { in_channels: 4, params: Conv2dParams::new(6, 3).groups(2) }.param_specs();
+        assert_eq!(conv[0].1, vec![Dim::Known(6), Dim::Known(2), Dim::Known(3), Dim::Known(3)]);
+        let bn = Op::lazy_batch_norm2d().param_specs();
+        let names: Vec<_> = bn.iter().map(|s| s.0).collect();
+        assert_eq!(names, ["weight", "bias", "running_mean", "running_var"]);
+    }
+}
