@@ -154,7 +154,7 @@ fn conv_attrs(a: &mut Vec<String>, p: &Conv2dParams) {
 }
 
 fn batch_norm_attrs(a: &mut Vec<String>, p: &BatchNorm2dParams) {
-    a.push(format!("eps={}", p.eps));
+    a.push(format!("eps={:e}", p.eps));
     if !p.affine {
         a.push("affine=false".into());
     }

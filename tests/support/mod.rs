@@ -1,0 +1,37 @@
+//! Shared helpers for the workspace-level tests: where the golden cases are
+//! and how to read them. Depends only on the documented golden format.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+
+use serde_json::Value;
+
+/// `$KILN_GOLDEN_DIR`, or `../shared/golden` beside the repository.
+pub fn golden_dir() -> PathBuf {
+    match std::env::var_os("KILN_GOLDEN_DIR") {
+        Some(d) => PathBuf::from(d),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/golden"),
+    }
+}
+
+/// Every case of `cases.json`.
+pub fn cases() -> Vec<Value> {
+    let path = golden_dir().join("cases.json");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    let doc: Value = serde_json::from_str(&text).expect("cases.json is valid JSON");
+    doc["cases"].as_array().expect("cases.json has a `cases` list").clone()
+}
+
+/// The cases of one kind.
+pub fn cases_of(kind: &str) -> Vec<Value> {
+    cases().into_iter().filter(|c| c["kind"] == kind).collect()
+}
+
+/// A `model` case in Kiln's model format: its `inputs` and `nodes`, named after the model.
+pub fn model_json(case: &Value) -> Value {
+    serde_json::json!({
+        "name": case["model"],
+        "inputs": case["inputs"],
+        "nodes": case["nodes"],
+    })
+}
