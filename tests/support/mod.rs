@@ -35,3 +35,26 @@ pub fn model_json(case: &Value) -> Value {
         "nodes": case["nodes"],
     })
 }
+
+/// A `layer` case as a one-node lazy model: input `x`, node `up`
+/// (`LazyConvTranspose2d` with the case's `config`, plus `output_size` when given).
+pub fn layer_model_json(case: &Value) -> Value {
+    let mut args = case["config"].clone();
+    if !case["output_size"].is_null() {
+        args["output_size"] = case["output_size"].clone();
+    }
+    serde_json::json!({
+        "name": case["id"],
+        "inputs": {"x": case["input_shape"]},
+        "nodes": [{"name": "up", "op": "LazyConvTranspose2d", "args": args, "inputs": null}],
+    })
+}
+
+/// A JSON list of unsigned ints as a `Vec<usize>`.
+pub fn usizes(v: &Value) -> Vec<usize> {
+    v.as_array()
+        .expect("a list")
+        .iter()
+        .map(|d| d.as_u64().expect("a non-negative int") as usize)
+        .collect()
+}

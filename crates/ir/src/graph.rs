@@ -20,6 +20,9 @@ use crate::error::{IrError, Result};
 use crate::op::Op;
 use crate::shape::{Dim, Shape};
 
+/// A node's contents before insertion: name, op, shape, parameters.
+pub(crate) type NodeParts = (String, Op, Shape, BTreeMap<String, ArrayD<f32>>);
+
 /// A node's stable id.
 pub type NodeId = NodeIndex<u32>;
 
@@ -408,7 +411,7 @@ impl Graph {
     /// deserialization where nodes are inserted wholesale.
     pub(crate) fn from_parts(
         name: Option<String>,
-        nodes: Vec<(String, Op, Shape, BTreeMap<String, ArrayD<f32>>)>,
+        nodes: Vec<NodeParts>,
         operands: Vec<Vec<String>>,
         inputs: &[String],
         outputs: &[String],

@@ -15,6 +15,7 @@ mod error;
 mod graph;
 pub mod model;
 mod op;
+pub mod rng;
 mod serde_repr;
 mod shape;
 

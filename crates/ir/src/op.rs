@@ -626,7 +626,7 @@ pub(crate) fn check_groups(node: &str, op: &'static str, groups: usize, what: &'
     if channels == 0 {
         return Err(IrError::NonPositive { node: node.into(), op, arg: what, value: "0".into() });
     }
-    if channels % groups != 0 {
+    if !channels.is_multiple_of(groups) {
         return Err(IrError::NotDivisibleByGroups { node: node.into(), op, what, channels, groups });
     }
     Ok(())

@@ -1,0 +1,202 @@
+//! `ResolveLazy`: rewrites every lazy op into its concrete op, keeping node
+//! names, ids and edges, and materializes every parameter, either from a
+//! state dict keyed like PyTorch's (`up1.weight`) or from PyTorch's default
+//! initialization driven by a seed.
+//!
+//! It also canonicalizes transposed convolutions: an `output_size` becomes the
+//! output padding it implies (as `torch.export` does), so a resolved node
+//! carries everything its kernel needs. Requires [`crate::ShapeInference`] to
+//! have run.
+
+use std::collections::BTreeMap;
+
+use kiln_ir::ndarray::ArrayD;
+use kiln_ir::{Graph, NodeId, Op};
+
+use crate::error::{PassError, Result};
+use crate::init::init_params;
+use crate::pass::{Changed, Pass};
+use crate::shape_fns;
+use crate::shape_inference::operand_shape;
+
+/// Where parameters come from.
+#[derive(Clone, Debug)]
+pub enum ParamSource {
+    /// PyTorch's default initialization, one deterministic stream per node.
+    Init {
+        /// The seed.
+        seed: u64,
+    },
+    /// A state dict keyed `<node>.<param>` (strict: missing, unexpected or
+    /// mis-shaped keys are errors).
+    StateDict(BTreeMap<String, ArrayD<f32>>),
+}
+
+/// The lazy→concrete rewrite with parameter materialization.
+#[derive(Clone, Debug)]
+pub struct ResolveLazy {
+    source: ParamSource,
+}
+
+/// BatchNorm buffers PyTorch saves that do not affect eval-mode inference.
+const IGNORED_BATCH_NORM_KEYS: &[&str] = &["num_batches_tracked"];
+
+impl ResolveLazy {
+    /// Initializes parameters from `seed`.
+    pub fn with_seed(seed: u64) -> Self {
+        ResolveLazy { source: ParamSource::Init { seed } }
+    }
+
+    /// Loads parameters from a state dict.
+    pub fn with_state_dict(state: BTreeMap<String, ArrayD<f32>>) -> Self {
+        ResolveLazy { source: ParamSource::StateDict(state) }
+    }
+
+    /// From any source.
+    pub fn new(source: ParamSource) -> Self {
+        ResolveLazy { source }
+    }
+
+    fn materialize(&mut self, graph: &mut Graph, id: NodeId) -> Result<Changed> {
+        let node = graph.node(id);
+        let name = node.name().to_string();
+        let specs = node.op().param_specs();
+        let mut changed = Changed::No;
+        let mut init: Option<Vec<(&'static str, ArrayD<f32>)>> = None;
+        for (pname, dims) in specs {
+            let key = format!("{name}.{pname}");
+            let expected: Vec<usize> = dims.iter().map(|d| d.known()).collect::<Option<_>>().ok_or_else(|| {
+                PassError::Unresolved { node: name.clone(), reason: format!("parameter `{pname}` has an unknown shape") }
+            })?;
+            let given = match &mut self.source {
+                ParamSource::StateDict(map) => map.remove(&key),
+                ParamSource::Init { .. } => None,
+            };
+            let value = match given {
+                Some(v) => v,
+                None => {
+                    if let Some(existing) = graph.node(id).param(pname) {
+                        check_shape(&key, &expected, existing.shape())?;
+                        continue;
+                    }
+                    match &self.source {
+                        ParamSource::StateDict(_) => return Err(PassError::MissingParam { key, expected }),
+                        ParamSource::Init { seed } => {
+                            let seed = *seed;
+                            let values = init.get_or_insert_with(|| init_params(graph.node(id).op(), &name, seed));
+                            match values.iter().position(|(n, _)| *n == pname) {
+                                Some(i) => values.swap_remove(i).1,
+                                None => return Err(PassError::MissingParam { key, expected }),
+                            }
+                        }
+                    }
+                }
+            };
+            check_shape(&key, &expected, value.shape())?;
+            graph.set_param(id, pname, value)?;
+            changed = Changed::Yes;
+        }
+        Ok(changed)
+    }
+
+    /// Keys left in the state dict after every node took its own.
+    fn leftover_keys(&mut self, graph: &Graph) -> Result<()> {
+        let ParamSource::StateDict(map) = &mut self.source else { return Ok(()) };
+        let mut leftovers = std::mem::take(map).into_keys();
+        for key in leftovers.by_ref() {
+            let (node, param) = key.rsplit_once('.').unwrap_or((key.as_str(), ""));
+            let reason = match graph.find(node) {
+                None => format!("the graph has no node named `{node}`"),
+                Some(id) => {
+                    let op = graph.node(id).op();
+                    if matches!(op, Op::BatchNorm2d { .. }) && IGNORED_BATCH_NORM_KEYS.contains(&param) {
+                        continue;
+                    }
+                    let has: Vec<&str> = op.param_specs().iter().map(|(n, _)| *n).collect();
+                    format!(
+                        "node `{node}` ({}) has no parameter `{param}` (it has: {})",
+                        op.class_name(),
+                        if has.is_empty() { "none".into() } else { has.join(", ") }
+                    )
+                }
+            };
+            return Err(PassError::UnexpectedParam { key, reason });
+        }
+        Ok(())
+    }
+}
+
+fn check_shape(key: &str, expected: &[usize], got: &[usize]) -> Result<()> {
+    if expected != got {
+        return Err(PassError::ParamShape { key: key.into(), expected: expected.to_vec(), got: got.to_vec() });
+    }
+    Ok(())
+}
+
+/// The concrete op a (possibly lazy) op becomes given its input shape, or
+/// `None` if it is already concrete and canonical.
+fn concrete_op(graph: &Graph, id: NodeId) -> Result<Option<Op>> {
+    let node = graph.node(id);
+    let name = node.name();
+    let class = node.op().class_name();
+    let input = || -> Result<Vec<usize>> {
+        let o = graph.operands(id).first().copied().ok_or_else(|| kiln_ir::IrError::OperandCount {
+            node: name.into(),
+            op: class,
+            expected: "1",
+            got: 0,
+        })?;
+        operand_shape(graph, id, o)
+    };
+    Ok(match node.op() {
+        Op::LazyConvTranspose2d { params } | Op::ConvTranspose2d { params, .. } => {
+            let declared = match node.op() {
+                Op::ConvTranspose2d { in_channels, .. } => Some(*in_channels),
+                _ => None,
+            };
+            if declared.is_some() && params.output_size.is_none() {
+                return Ok(None);
+            }
+            let s = shape_fns::conv_transpose2d(name, class, &input()?, declared, params)?;
+            let mut params = params.clone();
+            params.output_padding = s.output_padding;
+            params.output_size = None;
+            Some(Op::ConvTranspose2d { in_channels: s.in_channels, params })
+        }
+        Op::LazyConv2d { params } => {
+            let (in_channels, _) = shape_fns::conv2d(name, class, &input()?, None, params)?;
+            Some(Op::Conv2d { in_channels, params: params.clone() })
+        }
+        Op::LazyBatchNorm2d { params } => {
+            let num_features = shape_fns::batch_norm2d(name, class, &input()?, None)?;
+            Some(Op::BatchNorm2d { num_features, params: *params })
+        }
+        _ => None,
+    })
+}
+
+impl Pass for ResolveLazy {
+    fn name(&self) -> &'static str {
+        "resolve-lazy"
+    }
+
+    fn run(&mut self, graph: &mut Graph) -> Result<Changed> {
+        let order = graph.topo_order()?;
+        // Collect the rewrites first, then apply them: never mutate while walking.
+        let mut rewrites = Vec::new();
+        for &id in &order {
+            if let Some(op) = concrete_op(graph, id)? {
+                rewrites.push((id, op));
+            }
+        }
+        let mut changed = Changed::from(!rewrites.is_empty());
+        for (id, op) in rewrites {
+            graph.set_op(id, op)?;
+        }
+        for &id in &order {
+            changed = changed.or(self.materialize(graph, id)?);
+        }
+        self.leftover_keys(graph)?;
+        Ok(changed)
+    }
+}

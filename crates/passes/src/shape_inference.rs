@@ -1,0 +1,88 @@
+//! `ShapeInference`: gives every value a fully known shape, walking the graph
+//! in topological order with one pure shape function per op
+//! ([`crate::shape_fns`]). Lazy ops learn their input channel count here, but
+//! are rewritten only by [`crate::ResolveLazy`].
+
+use kiln_ir::{Graph, NodeId, Op, Shape};
+
+use crate::error::{PassError, Result};
+use crate::pass::{Changed, Pass};
+use crate::shape_fns;
+
+/// Infers all shapes from the graph inputs.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ShapeInference;
+
+/// The fully known shape of operand `o` of `node`.
+pub(crate) fn operand_shape(graph: &Graph, node: NodeId, o: NodeId) -> Result<Vec<usize>> {
+    graph.node(o).shape().as_known().ok_or_else(|| PassError::ShapeNotInferred {
+        node: graph.node(node).name().into(),
+        operand: graph.node(o).name().into(),
+    })
+}
+
+/// The output shape of one node given its operands' (already inferred) shapes.
+pub fn infer_node(graph: &Graph, id: NodeId) -> Result<Vec<usize>> {
+    let node = graph.node(id);
+    let name = node.name();
+    let op = node.op();
+    let class = op.class_name();
+    let operands = graph.operands(id);
+    let shapes: Vec<Vec<usize>> = operands.iter().map(|&o| operand_shape(graph, id, o)).collect::<Result<_>>()?;
+    let first = || shapes.first().cloned().ok_or_else(|| kiln_ir::IrError::OperandCount {
+        node: name.into(),
+        op: class,
+        expected: "1",
+        got: 0,
+    });
+    Ok(match op {
+        Op::Input => node.shape().as_known().ok_or_else(|| kiln_ir::IrError::InvalidInputShape {
+            node: name.into(),
+            shape: node.shape().to_string(),
+        })?,
+        Op::LazyConvTranspose2d { params } => shape_fns::conv_transpose2d(name, class, &first()?, None, params)?.output,
+        Op::ConvTranspose2d { in_channels, params } => {
+            shape_fns::conv_transpose2d(name, class, &first()?, Some(*in_channels), params)?.output
+        }
+        Op::LazyConv2d { params } => shape_fns::conv2d(name, class, &first()?, None, params)?.1,
+        Op::Conv2d { in_channels, params } => shape_fns::conv2d(name, class, &first()?, Some(*in_channels), params)?.1,
+        Op::LazyBatchNorm2d { .. } => {
+            let s = first()?;
+            shape_fns::batch_norm2d(name, class, &s, None)?;
+            s
+        }
+        Op::BatchNorm2d { num_features, .. } => {
+            let s = first()?;
+            shape_fns::batch_norm2d(name, class, &s, Some(*num_features))?;
+            s
+        }
+        Op::Relu | Op::LeakyRelu { .. } | Op::Tanh | Op::Sigmoid | Op::Output => first()?,
+        Op::Add => match shapes.as_slice() {
+            [a, b] => shape_fns::add(name, a, b)?,
+            _ => return Err(kiln_ir::IrError::OperandCount { node: name.into(), op: class, expected: "2", got: shapes.len() }.into()),
+        },
+        Op::Concat => {
+            let refs: Vec<&[usize]> = shapes.iter().map(Vec::as_slice).collect();
+            shape_fns::concat(name, &refs)?
+        }
+    })
+}
+
+impl Pass for ShapeInference {
+    fn name(&self) -> &'static str {
+        "shape-inference"
+    }
+
+    fn run(&mut self, graph: &mut Graph) -> Result<Changed> {
+        graph.validate()?;
+        let mut changed = Changed::No;
+        for id in graph.topo_order()? {
+            let shape = Shape::known(&infer_node(graph, id)?);
+            if *graph.node(id).shape() != shape {
+                graph.set_shape(id, shape);
+                changed = Changed::Yes;
+            }
+        }
+        Ok(changed)
+    }
+}
