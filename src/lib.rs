@@ -2,10 +2,13 @@
 //!
 //! Build a model with PyTorch-style lazy modules ([`GraphBuilder`] or the JSON
 //! model format, [`parse_model`]), let the shape-propagation pass resolve every
-//! lazy node into a concrete op with materialized weights, then run it with the
-//! reference interpreter or JIT-compile it with Cranelift.
+//! lazy node into a concrete op with materialized weights ([`resolve`]), then
+//! run it with the reference interpreter or JIT-compile it with Cranelift.
 //!
-//! This crate is the facade: it re-exports the workspace crates.
+//! This crate is the facade: it re-exports the workspace crates and wraps
+//! their errors into one [`Error`].
+
+use std::path::Path;
 
 pub use kiln_ir as ir;
 pub use kiln_jit as jit;
@@ -15,3 +18,56 @@ pub use kiln_runtime as runtime;
 pub use kiln_ir::{
     parse_model, BatchNorm2dParams, Conv2dParams, ConvTranspose2dParams, Dim, Graph, GraphBuilder, IrError, Op, Shape,
 };
+pub use kiln_passes::{ParamSource, PassError};
+
+/// Any error Kiln reports, from any stage.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Building or parsing the graph.
+    #[error(transparent)]
+    Ir(#[from] IrError),
+    /// Shape inference, the lazy rewrite or parameter loading.
+    #[error(transparent)]
+    Pass(#[from] PassError),
+    /// The model's tensors would need more memory than allowed.
+    #[error("model refused: its tensors need {} MiB, over the limit of {} MiB", bytes / (1 << 20), limit / (1 << 20))]
+    TooLarge {
+        /// Bytes needed by parameters and values together.
+        bytes: u128,
+        /// The limit.
+        limit: u128,
+    },
+    /// Reading a file.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+}
+
+impl Error {
+    /// Whether the model's configuration or the data given to it is at fault.
+    pub fn kind(&self) -> ir::ErrorKind {
+        match self {
+            Error::Ir(e) => e.kind(),
+            Error::Pass(e) => e.kind(),
+            Error::Io { .. } | Error::TooLarge { .. } => ir::ErrorKind::InvalidInput,
+        }
+    }
+}
+
+/// Reads a model file in Kiln's JSON model format.
+pub fn load_model(path: impl AsRef<Path>) -> Result<Graph, Error> {
+    let path = path.as_ref();
+    let text = std::fs::read_to_string(path).map_err(|source| Error::Io { path: path.display().to_string(), source })?;
+    Ok(parse_model(&text)?)
+}
+
+/// Runs the standard pipeline (shape inference, lazy→concrete rewrite with
+/// parameters from `source`, verification) and returns the resolved graph.
+pub fn resolve(mut graph: Graph, source: ParamSource) -> Result<Graph, Error> {
+    passes::resolve(&mut graph, source)?;
+    Ok(graph)
+}

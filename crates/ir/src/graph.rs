@@ -65,7 +65,7 @@ impl Node {
 #[derive(Clone, Debug, Default)]
 pub struct Graph {
     name: Option<String>,
-    g: StableDiGraph<Node, usize, u32>,
+    pub(crate) g: StableDiGraph<Node, usize, u32>,
     by_name: HashMap<String, NodeId>,
     inputs: Vec<NodeId>,
     outputs: Vec<NodeId>,

@@ -11,6 +11,7 @@
 
 mod builder;
 mod display;
+mod dot;
 mod error;
 mod graph;
 pub mod model;

@@ -11,6 +11,7 @@
 #![allow(clippy::result_large_err)]
 
 mod error;
+mod footprint;
 pub mod init;
 mod pass;
 mod resolve;
@@ -19,6 +20,7 @@ mod shape_inference;
 mod verify;
 
 pub use error::{PassError, Result};
+pub use footprint::{footprint, Footprint};
 pub use pass::{Changed, Pass, PassManager, PassRecord};
 pub use resolve::{ParamSource, ResolveLazy};
 pub use shape_fns::{conv_transpose_size, ConvTransposeShape};

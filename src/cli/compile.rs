@@ -1,0 +1,39 @@
+//! `kiln compile`: show what Kiln makes of a model.
+
+use clap::Args;
+use kiln::ParamSource;
+
+use super::common::{load_inferred, load_resolved, ModelArgs};
+use super::Emit;
+
+/// Arguments of `kiln compile`.
+#[derive(Args, Debug)]
+pub struct CompileArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// What to print.
+    #[arg(long, value_enum, default_value = "ir")]
+    pub emit: Emit,
+    /// With `--emit dot`: draw the graph before resolution.
+    #[arg(long)]
+    pub lazy: bool,
+    /// Seed for PyTorch-style parameter initialization.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+pub fn run(args: &CompileArgs) -> Result<(), kiln::Error> {
+    let source = ParamSource::Init { seed: args.seed };
+    match args.emit {
+        Emit::LazyIr => print!("{}", kiln::load_model(&args.model.model)?),
+        Emit::Dot if args.lazy => {
+            // Validate shapes first so a broken model is reported, then draw it as written.
+            load_inferred(&args.model)?;
+            println!("{}", kiln::load_model(&args.model.model)?.to_dot());
+        }
+        Emit::Ir => print!("{}", load_resolved(&args.model, source)?),
+        Emit::Json => println!("{}", load_resolved(&args.model, source)?.to_json()),
+        Emit::Dot => println!("{}", load_resolved(&args.model, source)?.to_dot()),
+    }
+    Ok(())
+}

@@ -1,0 +1,53 @@
+//! Command-line front end. Every failure is one clear line on stderr and a
+//! non-zero exit code (1 for errors, 2 for usage), never a panic.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+mod common;
+mod compile;
+
+/// Kiln: compile PyTorch-style lazy decoder models and run them with JIT-compiled kernels.
+#[derive(Parser)]
+#[command(name = "kiln", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Validate a model and print the inferred shape of every node.
+    Check(common::ModelArgs),
+    /// Print the graph before or after resolution, as JSON, or as Graphviz.
+    Compile(compile::CompileArgs),
+}
+
+/// What `--emit` prints.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Emit {
+    /// The resolved graph's text form.
+    Ir,
+    /// The graph as written, before any pass.
+    LazyIr,
+    /// The resolved graph as lossless JSON.
+    Json,
+    /// Graphviz `dot` of the resolved graph (or the lazy one with `--lazy`).
+    Dot,
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Check(args) => common::check(&args),
+        Command::Compile(args) => compile::run(&args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
