@@ -7,6 +7,24 @@
 //!
 //! This crate is the facade: it re-exports the workspace crates and wraps
 //! their errors into one [`Error`].
+//!
+//! ```
+//! use kiln::{ConvTranspose2dParams, GraphBuilder, ParamSource};
+//!
+//! let mut b = GraphBuilder::new("decoder");
+//! let x = b.input("x", [3, 48, 5, 6])?;
+//! let h = b.lazy_conv_transpose2d("up1", x,
+//!     ConvTranspose2dParams::new(24, 3).stride(2).padding(1).output_padding(1))?;
+//! let h = b.leaky_relu("act1", h, 0.2)?;
+//! b.lazy_conv_transpose2d("up2", h,
+//!     ConvTranspose2dParams::new(12, 3).stride(2).padding(1).output_padding(1).groups(3))?;
+//! let lazy = b.finish()?;
+//! let resolved = kiln::resolve(lazy, ParamSource::Init { seed: 0 })?;
+//! assert!(resolved.to_string().contains(
+//!     "%up1 = conv_transpose2d(%x, %up1.weight: f32[48, 24, 3, 3], %up1.bias: f32[24]) in_channels=48"));
+//! assert!(resolved.to_string().contains("groups=3 : f32[3, 12, 20, 24]"));
+//! # Ok::<(), kiln::Error>(())
+//! ```
 
 use std::path::Path;
 
