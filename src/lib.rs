@@ -79,7 +79,8 @@ impl Error {
 /// Reads a model file in Kiln's JSON model format.
 pub fn load_model(path: impl AsRef<Path>) -> Result<Graph, Error> {
     let path = path.as_ref();
-    let text = std::fs::read_to_string(path).map_err(|source| Error::Io { path: path.display().to_string(), source })?;
+    let text =
+        std::fs::read_to_string(path).map_err(|source| Error::Io { path: path.display().to_string(), source })?;
     Ok(parse_model(&text)?)
 }
 

@@ -50,7 +50,10 @@ fn error_cases_are_rejected_clearly() {
             Err(m) => m,
         };
         assert!(msg.contains("`up`"), "{id}: message does not name the node: {msg}");
-        report.push_str(&format!("{id}\n  pytorch: {}\n  kiln:    {msg}\n", case["error"]["message"].as_str().unwrap_or("")));
+        report.push_str(&format!(
+            "{id}\n  pytorch: {}\n  kiln:    {msg}\n",
+            case["error"]["message"].as_str().unwrap_or("")
+        ));
     }
     // The snapshot is per golden directory: other case sets have other ids.
     if support::golden_dir().ends_with("shared/golden") {

@@ -52,9 +52,5 @@ pub fn layer_model_json(case: &Value) -> Value {
 
 /// A JSON list of unsigned ints as a `Vec<usize>`.
 pub fn usizes(v: &Value) -> Vec<usize> {
-    v.as_array()
-        .expect("a list")
-        .iter()
-        .map(|d| d.as_u64().expect("a non-negative int") as usize)
-        .collect()
+    v.as_array().expect("a list").iter().map(|d| d.as_u64().expect("a non-negative int") as usize).collect()
 }

@@ -12,25 +12,26 @@ impl Graph {
     pub fn to_dot(&self) -> String {
         let edge_attrs = |_, e: petgraph::stable_graph::EdgeReference<'_, usize>| format!("label=\"{}\"", e.weight());
         let node_attrs = |_, (id, node): (crate::NodeId, &crate::Node)| {
-                let style = match node.op() {
-                    op if op.is_lazy() => "shape=box, style=dashed, color=gray40, fontcolor=gray25",
-                    Op::Input | Op::Output => "shape=oval",
-                    _ => "shape=box",
-                };
-                let label = match node.op() {
-                    Op::Output => "output".to_string(),
-                    Op::Input => format!("{}\\n{}", node.name(), node.shape()),
-                    _ => {
-                        // The text-form line minus the operand list, split for readability.
-                        let line = self.node_line(id);
-                        let attrs = line.rsplit_once(") ").map_or("", |(_, a)| a);
-                        let attrs = attrs.strip_prefix(": ").unwrap_or(attrs).replace(" : ", "\\n");
-                        format!("{} = {}\\n{}", node.name(), node.op().mnemonic(), attrs)
-                    }
-                };
-                format!("label=\"{}\", {style}", label.replace('"', "\\\""))
+            let style = match node.op() {
+                op if op.is_lazy() => "shape=box, style=dashed, color=gray40, fontcolor=gray25",
+                Op::Input | Op::Output => "shape=oval",
+                _ => "shape=box",
+            };
+            let label = match node.op() {
+                Op::Output => "output".to_string(),
+                Op::Input => format!("{}\\n{}", node.name(), node.shape()),
+                _ => {
+                    // The text-form line minus the operand list, split for readability.
+                    let line = self.node_line(id);
+                    let attrs = line.rsplit_once(") ").map_or("", |(_, a)| a);
+                    let attrs = attrs.strip_prefix(": ").unwrap_or(attrs).replace(" : ", "\\n");
+                    format!("{} = {}\\n{}", node.name(), node.op().mnemonic(), attrs)
+                }
+            };
+            format!("label=\"{}\", {style}", label.replace('"', "\\\""))
         };
-        let dot = Dot::with_attr_getters(&self.g, &[Config::EdgeNoLabel, Config::NodeNoLabel], &edge_attrs, &node_attrs);
+        let dot =
+            Dot::with_attr_getters(&self.g, &[Config::EdgeNoLabel, Config::NodeNoLabel], &edge_attrs, &node_attrs);
         format!("{dot:?}")
     }
 }

@@ -78,10 +78,10 @@ impl PartialEq for Graph {
             && self.inputs.len() == other.inputs.len()
             && self.outputs.len() == other.outputs.len()
             && self.g.node_count() == other.g.node_count()
-            && self.node_ids().zip(other.node_ids()).all(|(a, b)| {
-                self.g[a] == other.g[b]
-                    && self.operand_names(a) == other.operand_names(b)
-            })
+            && self
+                .node_ids()
+                .zip(other.node_ids())
+                .all(|(a, b)| self.g[a] == other.g[b] && self.operand_names(a) == other.operand_names(b))
             && self.inputs.iter().zip(&other.inputs).all(|(&a, &b)| self.g[a].name == other.g[b].name)
             && self.outputs.iter().zip(&other.outputs).all(|(&a, &b)| self.g[a].name == other.g[b].name)
     }
@@ -377,7 +377,8 @@ impl Graph {
         }
         for id in self.node_ids() {
             let node = &self.g[id];
-            let mut positions: Vec<usize> = self.g.edges_directed(id, Direction::Incoming).map(|e| *e.weight()).collect();
+            let mut positions: Vec<usize> =
+                self.g.edges_directed(id, Direction::Incoming).map(|e| *e.weight()).collect();
             positions.sort_unstable();
             if positions.iter().enumerate().any(|(i, &p)| i != p) {
                 return Err(IrError::Misplaced {
@@ -429,15 +430,25 @@ impl Graph {
                 let id = g.lookup(name)?;
                 let ok = if want { matches!(g.g[id].op, Op::Input) } else { matches!(g.g[id].op, Op::Output) };
                 if !ok {
-                    return Err(IrError::Misplaced { node: name.clone(), message: format!("listed as a graph {what} but is not one") });
+                    return Err(IrError::Misplaced {
+                        node: name.clone(),
+                        message: format!("listed as a graph {what} but is not one"),
+                    });
                 }
-                if want { g.inputs.push(id) } else { g.outputs.push(id) }
+                if want {
+                    g.inputs.push(id)
+                } else {
+                    g.outputs.push(id)
+                }
             }
         }
         let listed = g.inputs.len() + g.outputs.len();
         let actual = g.node_ids().filter(|&i| matches!(g.g[i].op, Op::Input | Op::Output)).count();
         if listed != actual {
-            return Err(IrError::Misplaced { node: "graph".into(), message: "every input and output node must be listed exactly once".into() });
+            return Err(IrError::Misplaced {
+                node: "graph".into(),
+                message: "every input and output node must be listed exactly once".into(),
+            });
         }
         let ids: Vec<NodeId> = g.node_ids().collect();
         for (id, ops) in ids.into_iter().zip(operands) {
@@ -522,10 +533,7 @@ mod tests {
         let mut g = Graph::new();
         assert!(matches!(g.add_input("x", vec![1, 0, 4]), Err(IrError::InvalidInputShape { .. })));
         assert!(matches!(g.add_input("x", Shape::Unranked), Err(IrError::InvalidInputShape { .. })));
-        assert!(matches!(
-            g.add_input("x", Shape::Ranked(vec![Dim::Unknown])),
-            Err(IrError::InvalidInputShape { .. })
-        ));
+        assert!(matches!(g.add_input("x", Shape::Ranked(vec![Dim::Unknown])), Err(IrError::InvalidInputShape { .. })));
     }
 
     #[test]
@@ -567,7 +575,10 @@ mod tests {
         g.set_param(up, "weight", w).unwrap();
         g.set_param(up, "bias", ArrayD::zeros(vec![3])).unwrap();
         let e = g.set_param(up, "running_mean", ArrayD::zeros(vec![3])).unwrap_err();
-        assert_eq!(e.to_string(), "node `up`: LazyConvTranspose2d has no parameter `running_mean` (it has: weight, bias)");
+        assert_eq!(
+            e.to_string(),
+            "node `up`: LazyConvTranspose2d has no parameter `running_mean` (it has: weight, bias)"
+        );
         assert!(g.set_param(x, "weight", ArrayD::zeros(vec![1])).is_err());
         let keys: Vec<String> = g.state_dict().into_iter().map(|(k, _)| k).collect();
         assert_eq!(keys, ["up.bias", "up.weight"]);

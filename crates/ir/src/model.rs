@@ -76,10 +76,8 @@ pub fn parse_model(text: &str) -> Result<Graph> {
 /// Builds a graph from an already-parsed JSON value of the model format (for
 /// example a golden case, whose extra fields the caller strips).
 pub fn model_from_value(value: Value) -> Result<Graph> {
-    let file: ModelFile = serde_json::from_value(value).map_err(|e| IrError::Model {
-        context: "model".into(),
-        message: e.to_string(),
-    })?;
+    let file: ModelFile = serde_json::from_value(value)
+        .map_err(|e| IrError::Model { context: "model".into(), message: e.to_string() })?;
     build(file)
 }
 
@@ -137,10 +135,7 @@ fn build(file: ModelFile) -> Result<Graph> {
 }
 
 fn parse_shape(v: &Value) -> Option<Vec<usize>> {
-    v.as_array()?
-        .iter()
-        .map(|d| d.as_u64().filter(|&n| n > 0).and_then(|n| usize::try_from(n).ok()))
-        .collect()
+    v.as_array()?.iter().map(|d| d.as_u64().filter(|&n| n > 0).and_then(|n| usize::try_from(n).ok())).collect()
 }
 
 /// Reads a node's `args`, tracking which keys were used so leftovers are errors.
@@ -226,7 +221,10 @@ impl<'a> Args<'a> {
         match self.take("padding_mode") {
             None | Some(Value::Null) => Ok(None),
             Some(Value::String(s)) => PaddingMode::parse(&s).map(Some).ok_or_else(|| {
-                self.err("padding_mode", format!("expected one of 'zeros', 'reflect', 'replicate', 'circular', got '{s}'"))
+                self.err(
+                    "padding_mode",
+                    format!("expected one of 'zeros', 'reflect', 'replicate', 'circular', got '{s}'"),
+                )
             }),
             Some(v) => Err(self.err("padding_mode", format!("expected a string, got {v}"))),
         }
@@ -354,7 +352,9 @@ fn conv_params(a: &mut Args) -> Result<Conv2dParams> {
             match s.as_str() {
                 "valid" => false,
                 "same" => true,
-                other => return Err(a.err("padding", format!("expected an int, a pair, 'valid' or 'same', got '{other}'"))),
+                other => {
+                    return Err(a.err("padding", format!("expected an int, a pair, 'valid' or 'same', got '{other}'")))
+                }
             }
         }
         _ => {
@@ -465,8 +465,10 @@ mod tests {
     fn unknown_fields_are_errors() {
         let e = parse_model(r#"{"inputs": {"x": [1,1,1,1]}, "nodes": [], "extra": 1}"#).unwrap_err();
         assert!(e.to_string().contains("unknown field `extra`"), "{e}");
-        let e = parse_model(r#"{"inputs": {"x": [1,1,1,1]}, "nodes": [{"name": "a", "op": "ReLU", "inputs": null, "bogus": 1}]}"#)
-            .unwrap_err();
+        let e = parse_model(
+            r#"{"inputs": {"x": [1,1,1,1]}, "nodes": [{"name": "a", "op": "ReLU", "inputs": null, "bogus": 1}]}"#,
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("unknown field `bogus`"), "{e}");
     }
 
@@ -476,7 +478,10 @@ mod tests {
             r#"{"inputs": {"x": [1,1,4,4]}, "nodes": [{"name": "up", "op": "LazyConvTranspose2d", "args": {"out_channels": 2, "kernel_size": 3, "strides": 2}}]}"#,
         )
         .unwrap_err();
-        assert!(e.to_string().starts_with("node `up` field `args.strides`: unknown argument for LazyConvTranspose2d"), "{e}");
+        assert!(
+            e.to_string().starts_with("node `up` field `args.strides`: unknown argument for LazyConvTranspose2d"),
+            "{e}"
+        );
         let e = parse_model(
             r#"{"inputs": {"x": [1,1,4,4]}, "nodes": [{"name": "up", "op": "LazyConvTranspose2d", "args": {"out_channels": 2, "kernel_size": 3, "padding": -1}}]}"#,
         )
@@ -505,7 +510,8 @@ mod tests {
 
     #[test]
     fn unknown_op_and_operand() {
-        let e = parse_model(r#"{"inputs": {"x": [1,2,4,4]}, "nodes": [{"name": "p", "op": "MaxPool2d"}]}"#).unwrap_err();
+        let e =
+            parse_model(r#"{"inputs": {"x": [1,2,4,4]}, "nodes": [{"name": "p", "op": "MaxPool2d"}]}"#).unwrap_err();
         assert!(e.to_string().contains("unknown op `MaxPool2d`"), "{e}");
         let e = parse_model(r#"{"inputs": {"x": [1,2,4,4]}, "nodes": [{"name": "r", "op": "ReLU", "inputs": ["y"]}]}"#)
             .unwrap_err();

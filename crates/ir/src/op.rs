@@ -324,12 +324,7 @@ impl Conv2dParams {
             Dim::Known(c) => Dim::Known(c / self.groups.max(1)),
             Dim::Unknown => Dim::Unknown,
         };
-        vec![
-            Dim::Known(self.out_channels),
-            per_group,
-            Dim::Known(self.kernel_size.h),
-            Dim::Known(self.kernel_size.w),
-        ]
+        vec![Dim::Known(self.out_channels), per_group, Dim::Known(self.kernel_size.h), Dim::Known(self.kernel_size.w)]
     }
 }
 
@@ -619,7 +614,13 @@ fn check_positive(node: &str, op: &'static str, arg: &'static str, v: Pair2) -> 
 }
 
 /// `groups > 0` and `channels % groups == 0`.
-pub(crate) fn check_groups(node: &str, op: &'static str, groups: usize, what: &'static str, channels: usize) -> Result<()> {
+pub(crate) fn check_groups(
+    node: &str,
+    op: &'static str,
+    groups: usize,
+    what: &'static str,
+    channels: usize,
+) -> Result<()> {
     if groups == 0 {
         return Err(IrError::NonPositive { node: node.into(), op, arg: "groups", value: "0".into() });
     }

@@ -42,9 +42,15 @@ impl SplitMix64 {
         (self.next_u64() >> 40) as f32 * (1.0 / (1u32 << 24) as f32)
     }
 
-    /// Uniform in `[lo, hi)`.
+    /// Uniform in `[lo, hi)` (for `lo < hi` of moderate magnitude).
     pub fn uniform(&mut self, lo: f32, hi: f32) -> f32 {
-        lo + (hi - lo) * self.next_f32()
+        let v = lo + (hi - lo) * self.next_f32();
+        // Rounding can land exactly on `hi`; keep the interval half-open.
+        if v >= hi {
+            lo
+        } else {
+            v
+        }
     }
 }
 

@@ -7,10 +7,29 @@ use proptest::prelude::*;
 
 #[derive(Debug, Clone)]
 enum Step {
-    LazyCt { out_mult: usize, groups: usize, k: (usize, usize), s: (usize, usize), p: usize, bias: bool, out_size: bool },
-    Ct { in_ch: usize, out: usize, k: usize },
-    LazyConv { out: usize, k: usize, pad: usize },
-    Bn { eps_exp: i32, affine: bool },
+    LazyCt {
+        out_mult: usize,
+        groups: usize,
+        k: (usize, usize),
+        s: (usize, usize),
+        p: usize,
+        bias: bool,
+        out_size: bool,
+    },
+    Ct {
+        in_ch: usize,
+        out: usize,
+        k: usize,
+    },
+    LazyConv {
+        out: usize,
+        k: usize,
+        pad: usize,
+    },
+    Bn {
+        eps_exp: i32,
+        affine: bool,
+    },
     Act(u8, f32),
     Add(usize),
     Concat(usize),
@@ -19,7 +38,15 @@ enum Step {
 fn step() -> impl Strategy<Value = Step> {
     prop_oneof![
         (1..4usize, 1..4usize, (1..5usize, 1..5usize), (1..4usize, 1..4usize), 0..3usize, any::<bool>(), any::<bool>())
-            .prop_map(|(out_mult, groups, k, s, p, bias, out_size)| Step::LazyCt { out_mult, groups, k, s, p, bias, out_size }),
+            .prop_map(|(out_mult, groups, k, s, p, bias, out_size)| Step::LazyCt {
+                out_mult,
+                groups,
+                k,
+                s,
+                p,
+                bias,
+                out_size
+            }),
         (1..8usize, 1..8usize, 1..4usize).prop_map(|(in_ch, out, k)| Step::Ct { in_ch, out, k }),
         (1..8usize, 1..4usize, 0..2usize).prop_map(|(out, k, pad)| Step::LazyConv { out, k, pad }),
         (1..7i32, any::<bool>()).prop_map(|(eps_exp, affine)| Step::Bn { eps_exp, affine }),
@@ -48,7 +75,9 @@ fn build(steps: &[Step], shape: Vec<usize>, unknown_dim: bool, seed: f32) -> Gra
                 }
                 Op::LazyConvTranspose2d { params }
             }
-            Step::Ct { in_ch, out, k } => Op::ConvTranspose2d { in_channels: *in_ch, params: ConvTranspose2dParams::new(*out, *k) },
+            Step::Ct { in_ch, out, k } => {
+                Op::ConvTranspose2d { in_channels: *in_ch, params: ConvTranspose2dParams::new(*out, *k) }
+            }
             Step::LazyConv { out, k, pad } => Op::LazyConv2d { params: Conv2dParams::new(*out, *k).padding(*pad) },
             Step::Bn { eps_exp, affine } => {
                 Op::LazyBatchNorm2d { params: BatchNorm2dParams::default().eps(10f32.powi(-eps_exp)).affine(*affine) }
@@ -124,11 +153,17 @@ fn corrupted_json_is_an_error_not_a_panic() {
         Graph::from_json(&v.to_string())
     };
     // Dangling operand.
-    assert!(matches!(corrupt(&|v| v["nodes"][1]["operands"][0] = "nope".into()), Err(kiln_ir::IrError::UnknownOperand { .. })));
+    assert!(matches!(
+        corrupt(&|v| v["nodes"][1]["operands"][0] = "nope".into()),
+        Err(kiln_ir::IrError::UnknownOperand { .. })
+    ));
     // Self-cycle.
     assert!(matches!(corrupt(&|v| v["nodes"][1]["operands"][0] = "r".into()), Err(kiln_ir::IrError::Cycle(_))));
     // Wrong operand count.
-    assert!(matches!(corrupt(&|v| v["nodes"][1]["operands"] = serde_json::json!(["x", "x"])), Err(kiln_ir::IrError::OperandCount { .. })));
+    assert!(matches!(
+        corrupt(&|v| v["nodes"][1]["operands"] = serde_json::json!(["x", "x"])),
+        Err(kiln_ir::IrError::OperandCount { .. })
+    ));
     // Invalid hyper-parameters are re-validated.
     let mut g2 = Graph::new();
     let x2 = g2.add_input("x", vec![1, 2, 3, 3]).expect("input");

@@ -23,7 +23,9 @@ pub enum PassError {
         shape: Vec<usize>,
     },
     /// A concrete op whose channel count disagrees with its input.
-    #[error("node `{node}`: {op} was built for {param}={expected} but its input has {got} channels (input shape {shape:?})")]
+    #[error(
+        "node `{node}`: {op} was built for {param}={expected} but its input has {got} channels (input shape {shape:?})"
+    )]
     ChannelMismatch {
         /// Node name.
         node: String,

@@ -65,9 +65,11 @@ impl ResolveLazy {
         let mut init: Option<Vec<(&'static str, ArrayD<f32>)>> = None;
         for (pname, dims) in specs {
             let key = format!("{name}.{pname}");
-            let expected: Vec<usize> = dims.iter().map(|d| d.known()).collect::<Option<_>>().ok_or_else(|| {
-                PassError::Unresolved { node: name.clone(), reason: format!("parameter `{pname}` has an unknown shape") }
-            })?;
+            let expected: Vec<usize> =
+                dims.iter().map(|d| d.known()).collect::<Option<_>>().ok_or_else(|| PassError::Unresolved {
+                    node: name.clone(),
+                    reason: format!("parameter `{pname}` has an unknown shape"),
+                })?;
             let given = match &mut self.source {
                 ParamSource::StateDict(map) => map.remove(&key),
                 ParamSource::Init { .. } => None,

@@ -135,7 +135,8 @@ pub fn conv2d(
     let (batch, channels, hw) = split_image(node, op, input)?;
     check_in_channels(node, op, input, channels, in_channels, p.groups)?;
     let (k, s, pad, d) = (p.kernel_size.to_array(), p.stride.to_array(), p.padding.to_array(), p.dilation.to_array());
-    let span: [i128; 2] = std::array::from_fn(|i| hw[i] as i128 + 2 * pad[i] as i128 - d[i] as i128 * (k[i] as i128 - 1) - 1);
+    let span: [i128; 2] =
+        std::array::from_fn(|i| hw[i] as i128 + 2 * pad[i] as i128 - d[i] as i128 * (k[i] as i128 - 1) - 1);
     if span.iter().any(|&x| x < 0) {
         return Err(PassError::OutputTooSmall {
             node: node.into(),
@@ -199,7 +200,12 @@ pub fn concat(node: &str, inputs: &[&[usize]]) -> Result<Vec<usize>> {
     let mut channels = 0usize;
     for (i, s) in inputs.iter().enumerate() {
         if s.len() != 4 {
-            return Err(PassError::Rank { node: node.into(), op: "Concat", expected: "4-D [N, C, H, W]", shape: s.to_vec() });
+            return Err(PassError::Rank {
+                node: node.into(),
+                op: "Concat",
+                expected: "4-D [N, C, H, W]",
+                shape: s.to_vec(),
+            });
         }
         if s[0] != first[0] || s[2..] != first[2..] {
             return Err(PassError::ShapeMismatch {
@@ -267,7 +273,11 @@ mod tests {
         let p = ConvTranspose2dParams::new(5, 3).stride(2).padding(1).output_padding(1);
         assert_eq!(ct(&p, &[1, 4, 6, 6]).unwrap().output, [1, 5, 12, 12]);
         // c02: non-square everything
-        let p = ConvTranspose2dParams::new(4, (3, 2)).stride((2, 1)).padding((1, 0)).output_padding((1, 0)).dilation((1, 2));
+        let p = ConvTranspose2dParams::new(4, (3, 2))
+            .stride((2, 1))
+            .padding((1, 0))
+            .output_padding((1, 0))
+            .dilation((1, 2));
         assert_eq!(ct(&p, &[2, 3, 5, 7]).unwrap().output, [2, 4, 10, 9]);
     }
 

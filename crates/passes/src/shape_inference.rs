@@ -29,12 +29,14 @@ pub fn infer_node(graph: &Graph, id: NodeId) -> Result<Vec<usize>> {
     let class = op.class_name();
     let operands = graph.operands(id);
     let shapes: Vec<Vec<usize>> = operands.iter().map(|&o| operand_shape(graph, id, o)).collect::<Result<_>>()?;
-    let first = || shapes.first().cloned().ok_or_else(|| kiln_ir::IrError::OperandCount {
-        node: name.into(),
-        op: class,
-        expected: "1",
-        got: 0,
-    });
+    let first = || {
+        shapes.first().cloned().ok_or_else(|| kiln_ir::IrError::OperandCount {
+            node: name.into(),
+            op: class,
+            expected: "1",
+            got: 0,
+        })
+    };
     Ok(match op {
         Op::Input => node.shape().as_known().ok_or_else(|| kiln_ir::IrError::InvalidInputShape {
             node: name.into(),
@@ -59,7 +61,15 @@ pub fn infer_node(graph: &Graph, id: NodeId) -> Result<Vec<usize>> {
         Op::Relu | Op::LeakyRelu { .. } | Op::Tanh | Op::Sigmoid | Op::Output => first()?,
         Op::Add => match shapes.as_slice() {
             [a, b] => shape_fns::add(name, a, b)?,
-            _ => return Err(kiln_ir::IrError::OperandCount { node: name.into(), op: class, expected: "2", got: shapes.len() }.into()),
+            _ => {
+                return Err(kiln_ir::IrError::OperandCount {
+                    node: name.into(),
+                    op: class,
+                    expected: "2",
+                    got: shapes.len(),
+                }
+                .into())
+            }
         },
         Op::Concat => {
             let refs: Vec<&[usize]> = shapes.iter().map(Vec::as_slice).collect();

@@ -19,10 +19,22 @@ fn groups_dilation_output_padding() {
     let mut b = GraphBuilder::new("mixed");
     let x = b.input("x", [2, 6, 5, 7]).unwrap();
     let a = b
-        .lazy_conv_transpose2d("grouped", x, ConvTranspose2dParams::new(9, 3).stride(2).padding(1).output_padding(1).groups(3))
+        .lazy_conv_transpose2d(
+            "grouped",
+            x,
+            ConvTranspose2dParams::new(9, 3).stride(2).padding(1).output_padding(1).groups(3),
+        )
         .unwrap();
-    let d = b.lazy_conv_transpose2d("dilated", a, ConvTranspose2dParams::new(4, (3, 2)).dilation((2, 3)).output_padding((1, 2)).bias(false)).unwrap();
-    let dw = b.lazy_conv_transpose2d("depthwise", d, ConvTranspose2dParams::new(8, 4).stride(2).padding(1).groups(4)).unwrap();
+    let d = b
+        .lazy_conv_transpose2d(
+            "dilated",
+            a,
+            ConvTranspose2dParams::new(4, (3, 2)).dilation((2, 3)).output_padding((1, 2)).bias(false),
+        )
+        .unwrap();
+    let dw = b
+        .lazy_conv_transpose2d("depthwise", d, ConvTranspose2dParams::new(8, 4).stride(2).padding(1).groups(4))
+        .unwrap();
     b.relu("act", dw).unwrap();
     let mut g = b.finish().unwrap();
     insta::assert_snapshot!(before_after(&mut g));
@@ -32,7 +44,8 @@ fn groups_dilation_output_padding() {
 fn output_size_becomes_output_padding() {
     let mut b = GraphBuilder::new("sized");
     let x = b.input("x", [1, 3, 5, 5]).unwrap();
-    b.lazy_conv_transpose2d("up", x, ConvTranspose2dParams::new(2, 3).stride(2).padding(1).output_size([10, 9])).unwrap();
+    b.lazy_conv_transpose2d("up", x, ConvTranspose2dParams::new(2, 3).stride(2).padding(1).output_size([10, 9]))
+        .unwrap();
     let mut g = b.finish().unwrap();
     insta::assert_snapshot!(before_after(&mut g));
 }
@@ -117,7 +130,10 @@ fn unexpected_key_is_named() {
     let mut sd = state_dict();
     sd.insert("up.running_mean".into(), ArrayD::zeros(vec![6]));
     let e = resolve(&mut decoder(), ParamSource::StateDict(sd)).unwrap_err();
-    assert!(e.to_string().contains("node `up` (ConvTranspose2d) has no parameter `running_mean` (it has: weight, bias)"), "{e}");
+    assert!(
+        e.to_string().contains("node `up` (ConvTranspose2d) has no parameter `running_mean` (it has: weight, bias)"),
+        "{e}"
+    );
 }
 
 #[test]
