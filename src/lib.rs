@@ -37,6 +37,7 @@ pub use kiln_ir::{
     parse_model, BatchNorm2dParams, Conv2dParams, ConvTranspose2dParams, Dim, Graph, GraphBuilder, IrError, Op, Shape,
 };
 pub use kiln_passes::{ParamSource, PassError};
+pub use kiln_runtime::{RuntimeError, Tensor, WeightStore};
 
 /// Any error Kiln reports, from any stage.
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +48,9 @@ pub enum Error {
     /// Shape inference, the lazy rewrite or parameter loading.
     #[error(transparent)]
     Pass(#[from] PassError),
+    /// Loading weights or running a graph.
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
     /// The model's tensors would need more memory than allowed.
     #[error("model refused: its tensors need {} MiB, over the limit of {} MiB", bytes / (1 << 20), limit / (1 << 20))]
     TooLarge {
@@ -71,6 +75,7 @@ impl Error {
         match self {
             Error::Ir(e) => e.kind(),
             Error::Pass(e) => e.kind(),
+            Error::Runtime(e) => e.kind(),
             Error::Io { .. } | Error::TooLarge { .. } => ir::ErrorKind::InvalidInput,
         }
     }
@@ -82,6 +87,11 @@ pub fn load_model(path: impl AsRef<Path>) -> Result<Graph, Error> {
     let text =
         std::fs::read_to_string(path).map_err(|source| Error::Io { path: path.display().to_string(), source })?;
     Ok(parse_model(&text)?)
+}
+
+/// Reads a safetensors state dict (PyTorch's key names) as a parameter source.
+pub fn load_weights(path: impl AsRef<Path>) -> Result<ParamSource, Error> {
+    Ok(ParamSource::StateDict(WeightStore::load(path)?.into_tensors()))
 }
 
 /// Runs the standard pipeline (shape inference, lazy→concrete rewrite with

@@ -120,6 +120,11 @@ impl WeightStore {
         &self.source
     }
 
+    /// The tensors by key, e.g. to hand them to parameter materialization.
+    pub fn into_tensors(self) -> BTreeMap<String, Tensor> {
+        self.tensors
+    }
+
     /// Adds or replaces a tensor, returning the previous one.
     pub fn insert(&mut self, key: impl Into<String>, tensor: Tensor) -> Option<Tensor> {
         self.tensors.insert(key.into(), tensor)
