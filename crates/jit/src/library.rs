@@ -1,0 +1,586 @@
+//! [`KernelBuilder`] compiles kernels into one Cranelift JIT module;
+//! [`KernelLibrary`] owns the finished code and packed parameters and runs
+//! kernels over work ranges.
+//!
+//! This is the crate's public face for the graph executor: it validates every
+//! request before generating code, packs parameters once, and checks buffer
+//! lengths on the safe run path. It does not schedule threads; callers split
+//! `0..work_items(id)` among their workers.
+
+use std::ops::Range;
+
+use cranelift_codegen::ir::InstBuilder;
+use cranelift_codegen::settings::{self, Configurable};
+use cranelift_jit::{JITBuilder, JITModule};
+use cranelift_module::FuncId;
+
+use crate::codegen::activation::Helpers;
+use crate::codegen::conv::{self, ConvKernel};
+use crate::codegen::elementwise::{self, CHUNK};
+use crate::codegen::{FnCompiler, PTR};
+use crate::epilogue::{helper_sigmoid, helper_tanh, Activation, Epilogue, SIGMOID_SYMBOL, TANH_SYMBOL};
+use crate::error::JitError;
+use crate::geometry::{checked_len, Conv2dGeometry, ConvTranspose2dGeometry};
+use crate::pack::{pack_bias, pack_weights, AlignedBuf};
+use crate::schedule::{block_cost, phase_regions, Blocking, ConvSpec};
+
+/// Largest estimated CLIF instruction count of one kernel; beyond it compile
+/// time and code size stop being reasonable, so the kernel is refused.
+pub const MAX_KERNEL_INSTRUCTIONS: u64 = 1_500_000;
+
+/// Handle to a kernel of a [`KernelLibrary`] (also valid on the builder that made it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct KernelId(usize);
+
+impl KernelId {
+    /// Position of the kernel in its library.
+    pub fn index(self) -> usize {
+        self.0
+    }
+}
+
+/// Cranelift optimization level for generated code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OptLevel {
+    /// No optimization (fastest compile).
+    None,
+    /// Optimize for speed (default).
+    #[default]
+    Speed,
+}
+
+/// Static description of a compiled kernel.
+#[derive(Debug, Clone)]
+pub struct KernelInfo {
+    /// Unique name (also the entry symbol).
+    pub name: String,
+    /// Number of work items; a run covers a sub-range of `0..work_items`.
+    pub work_items: usize,
+    /// Required length (floats) of each input.
+    pub input_lens: Vec<usize>,
+    /// Required length (floats) of the output.
+    pub output_len: usize,
+    /// Whether the output may be the same buffer as input 0 (elementwise kernels).
+    pub in_place: bool,
+    /// Arithmetic work of the whole kernel (multiply-adds count 2).
+    pub flops: u64,
+}
+
+struct Pending {
+    info: KernelInfo,
+    entry: FuncId,
+    clif: String,
+}
+
+/// Compiles kernels into one JIT module. See the crate docs for an example.
+pub struct KernelBuilder {
+    module: Option<JITModule>,
+    fc: FnCompiler,
+    helpers: Helpers,
+    kernels: Vec<Pending>,
+    buffers: Vec<AlignedBuf>,
+}
+
+/// Signature of every kernel entry point.
+type KernelFn = unsafe extern "C" fn(*const *const f32, *mut f32, usize, usize);
+
+struct Compiled {
+    info: KernelInfo,
+    clif: String,
+    func: KernelFn,
+}
+
+/// Owner of the finalized JIT module.
+///
+/// `JITModule` is `Send` but not `Sync`. After finalization the library never
+/// touches the module through `&self` (kernels are called through plain
+/// function pointers), and `Drop` has exclusive access, so sharing the owner
+/// between threads cannot race.
+struct ModuleOwner(Option<JITModule>);
+
+// SAFETY: see the type's docs: the module is only accessed through `&mut self` (Drop).
+unsafe impl Sync for ModuleOwner {}
+
+impl Drop for ModuleOwner {
+    fn drop(&mut self) {
+        if let Some(m) = self.0.take() {
+            // SAFETY: the library is being dropped, so no kernel can run anymore and
+            // no function pointer obtained from it outlives it.
+            unsafe { m.free_memory() };
+        }
+    }
+}
+
+/// Compiled kernels with their packed parameters; `Send + Sync`.
+///
+/// Running never compiles or allocates. Kernels called with disjoint work
+/// ranges write disjoint parts of the output, so one library can serve many
+/// threads at once.
+pub struct KernelLibrary {
+    kernels: Vec<Compiled>,
+    // Field order: code is freed before the parameter buffers it points into.
+    _module: ModuleOwner,
+    _buffers: Vec<AlignedBuf>,
+}
+
+impl KernelBuilder {
+    /// Builder for the host ISA at [`OptLevel::Speed`].
+    pub fn new() -> Result<Self, JitError> {
+        Self::with_opt_level(OptLevel::Speed)
+    }
+
+    /// Builder for the host ISA (features such as FMA and AVX detected at run time).
+    pub fn with_opt_level(opt: OptLevel) -> Result<Self, JitError> {
+        let isa_err = |e: &dyn std::fmt::Display| JitError::codegen("host-isa", e);
+        let mut flags = settings::builder();
+        let level = match opt {
+            OptLevel::None => "none",
+            OptLevel::Speed => "speed",
+        };
+        for (k, v) in [("opt_level", level), ("use_colocated_libcalls", "false"), ("is_pic", "false")] {
+            flags.set(k, v).map_err(|e| isa_err(&e))?;
+        }
+        let isa_builder = cranelift_native::builder().map_err(|e| isa_err(&e))?;
+        let isa = isa_builder.finish(settings::Flags::new(flags)).map_err(|e| isa_err(&e))?;
+        if isa.pointer_type() != PTR {
+            return Err(JitError::codegen("host-isa", "only 64-bit hosts are supported"));
+        }
+        let mut jb = JITBuilder::with_isa(isa, cranelift_module::default_libcall_names());
+        jb.symbol(TANH_SYMBOL, helper_tanh as *const u8);
+        jb.symbol(SIGMOID_SYMBOL, helper_sigmoid as *const u8);
+        let mut module = JITModule::new(jb);
+        let helpers = Helpers::declare(&mut module)?;
+        Ok(Self { module: Some(module), fc: FnCompiler::new(), helpers, kernels: Vec::new(), buffers: Vec::new() })
+    }
+
+    fn module(&mut self) -> Result<&mut JITModule, JitError> {
+        self.module.as_mut().ok_or_else(|| JitError::codegen("builder", "module already finalized"))
+    }
+
+    fn next_name(&self, kind: &str) -> String {
+        format!("k{}_{}", self.kernels.len(), kind)
+    }
+
+    /// Adds a transposed convolution. `weights` has PyTorch layout
+    /// `[C_in, C_out/groups, kH, kW]`; the bias (if any) has `C_out` values.
+    /// Input 0 is `[N, C_in, H_in, W_in]`, the output `[N, C_out, H_out, W_out]`.
+    /// Work items are `(n, group, channel block)`.
+    pub fn add_conv_transpose2d(
+        &mut self,
+        geom: &ConvTranspose2dGeometry,
+        weights: &[f32],
+        epilogue: &Epilogue,
+    ) -> Result<KernelId, JitError> {
+        geom.validate()?;
+        let (xl, wl, yl) = geom.sizes()?;
+        let spec = ConvSpec::conv_transpose(geom);
+        let (cig, cog, kk) = (spec.cig, spec.cog, geom.kernel);
+        let weight = |g: usize, ci: usize, co: usize, kh: usize, kw: usize| {
+            weights[(((g * cig + ci) * cog + co) * kk[0] + kh) * kk[1] + kw]
+        };
+        self.add_conv(spec, weights.len(), wl, weight, epilogue, xl, yl, geom.flops())
+    }
+
+    /// Adds a forward convolution with zero padding. `weights` has PyTorch
+    /// layout `[C_out, C_in/groups, kH, kW]`.
+    pub fn add_conv2d(&mut self, geom: &Conv2dGeometry, weights: &[f32], epilogue: &Epilogue) -> Result<KernelId, JitError> {
+        geom.validate()?;
+        let (xl, wl, yl) = geom.sizes()?;
+        let spec = ConvSpec::conv(geom);
+        let (cig, cog, kk) = (spec.cig, spec.cog, geom.kernel);
+        let weight = |g: usize, ci: usize, co: usize, kh: usize, kw: usize| {
+            weights[(((g * cog + co) * cig + ci) * kk[0] + kh) * kk[1] + kw]
+        };
+        self.add_conv(spec, weights.len(), wl, weight, epilogue, xl, yl, geom.flops())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn add_conv(
+        &mut self,
+        spec: ConvSpec,
+        weights_len: usize,
+        want_weights: usize,
+        weight: impl Fn(usize, usize, usize, usize, usize) -> f32,
+        epilogue: &Epilogue,
+        in_len: usize,
+        out_len: usize,
+        flops: u64,
+    ) -> Result<KernelId, JitError> {
+        let name = self.next_name(spec.op);
+        if weights_len != want_weights {
+            return Err(JitError::ParameterLength { kernel: name, what: "weight", expected: want_weights, actual: weights_len });
+        }
+        let cout = spec.groups * spec.cog;
+        if let Some(bias) = &epilogue.bias {
+            if bias.len() != cout {
+                return Err(JitError::ParameterLength { kernel: name, what: "bias", expected: cout, actual: bias.len() });
+            }
+        }
+        let blocking = Blocking::new(spec.cog);
+        let cost = estimate_cost(&spec, &blocking);
+        if cost > MAX_KERNEL_INSTRUCTIONS {
+            return Err(JitError::TooLarge {
+                kernel: name,
+                what: "estimated instructions",
+                value: cost,
+                limit: MAX_KERNEL_INSTRUCTIONS,
+            });
+        }
+        let packed = pack_weights(&spec, &blocking, weight);
+        checked_len(spec.op, "packed weights", &[packed.as_slice().len()])?;
+        let bias = pack_bias(&spec, &blocking, epilogue.bias.as_deref());
+        let kernel = ConvKernel {
+            name: &name,
+            spec: &spec,
+            blocking: &blocking,
+            weights_addr: packed.addr(),
+            bias_addr: bias.addr(),
+            activation: epilogue.activation,
+        };
+        let helpers = self.helpers;
+        let module = self.module.as_mut().ok_or_else(|| JitError::codegen(&name, "module already finalized"))?;
+        let emitted = conv::emit(&mut self.fc, module, &helpers, &kernel)?;
+        self.buffers.push(packed);
+        self.buffers.push(bias);
+        let info = KernelInfo {
+            name,
+            work_items: spec.batch * spec.groups * blocking.blocks(),
+            input_lens: vec![in_len],
+            output_len: out_len,
+            in_place: false,
+            flops,
+        };
+        Ok(self.push(info, emitted.entry, emitted.clif))
+    }
+
+    fn push(&mut self, info: KernelInfo, entry: FuncId, clif: String) -> KernelId {
+        self.kernels.push(Pending { info, entry, clif });
+        KernelId(self.kernels.len() - 1)
+    }
+
+    fn elementwise_len(&self, op: &'static str, len: usize) -> Result<(), JitError> {
+        if len == 0 {
+            return Err(JitError::geometry(op, "length must be positive, got 0"));
+        }
+        checked_len(op, "tensor", &[len]).map(|_| ())
+    }
+
+    /// Adds `out = act(x)` over `len` floats (in place allowed).
+    pub fn add_activation(&mut self, len: usize, act: Activation) -> Result<KernelId, JitError> {
+        self.add_map("activation", len, 1, act)
+    }
+
+    /// Adds `out = act(a + b)` over `len` floats (output may alias input 0 or 1).
+    pub fn add_add(&mut self, len: usize, act: Activation) -> Result<KernelId, JitError> {
+        self.add_map("add", len, 2, act)
+    }
+
+    fn add_map(&mut self, op: &'static str, len: usize, n_in: usize, act: Activation) -> Result<KernelId, JitError> {
+        self.elementwise_len(op, len)?;
+        let name = self.next_name(op);
+        let helpers = self.helpers;
+        let module = self.module()?;
+        let id = FnCompiler::declare(module, &name, &name, 4)?;
+        let clif = self.fc.define(self.module.as_mut().ok_or_else(|| JitError::codegen(op, "finalized"))?, &name, id, 4, &mut |b, m, p| {
+            let ins: Vec<_> = (0..n_in).map(|k| elementwise::input_ptr(b, p[0], k)).collect();
+            let out = p[1];
+            elementwise::item_loop(b, m, p, &mut |b, m, item| {
+                elementwise::chunked(b, item, len, &mut |b, count, off| {
+                    let mut ptrs = vec![b.ins().iadd(out, off)];
+                    for &i in &ins {
+                        ptrs.push(b.ins().iadd(i, off));
+                    }
+                    elementwise::map_body(b, m, &helpers, act, count, &ptrs)
+                })
+            })
+        })?;
+        let info = KernelInfo {
+            name,
+            work_items: len.div_ceil(CHUNK),
+            input_lens: vec![len; n_in],
+            output_len: len,
+            in_place: true,
+            flops: len as u64 * n_in as u64,
+        };
+        Ok(self.push(info, id, clif))
+    }
+
+    /// Adds eval-mode BatchNorm folded to `out = act(x·scale[c] + shift[c])`
+    /// over `[batch, channels, hw]` (in place allowed). Work items are channel planes.
+    pub fn add_batch_norm(
+        &mut self,
+        batch: usize,
+        channels: usize,
+        hw: usize,
+        scale: &[f32],
+        shift: &[f32],
+        act: Activation,
+    ) -> Result<KernelId, JitError> {
+        const OP: &str = "batch_norm";
+        let name = self.next_name(OP);
+        for (what, v) in [("batch", batch), ("channels", channels), ("hw", hw)] {
+            if v == 0 {
+                return Err(JitError::geometry(OP, format!("{what} must be positive, got 0")));
+            }
+        }
+        let len = checked_len(OP, "tensor", &[batch, channels, hw])?;
+        for (what, p) in [("scale", scale), ("shift", shift)] {
+            if p.len() != channels {
+                return Err(JitError::ParameterLength { kernel: name, what, expected: channels, actual: p.len() });
+            }
+        }
+        let mut params = AlignedBuf::zeros(2 * channels);
+        params.as_mut_slice()[..channels].copy_from_slice(scale);
+        params.as_mut_slice()[channels..].copy_from_slice(shift);
+        let addr = params.addr();
+        let helpers = self.helpers;
+        let module = self.module()?;
+        let id = FnCompiler::declare(module, &name, &name, 4)?;
+        let clif = self.fc.define(self.module.as_mut().ok_or_else(|| JitError::codegen(OP, "finalized"))?, &name, id, 4, &mut |b, m, p| {
+            let x = elementwise::input_ptr(b, p[0], 0);
+            let out = p[1];
+            elementwise::item_loop(b, m, p, &mut |b, m, item| {
+                let c = b.ins().urem_imm_u(item, channels as i64);
+                let c4 = b.ins().imul_imm_s(c, 4);
+                let sc = b.ins().iadd_imm_s(c4, addr);
+                let sh = b.ins().iadd_imm_s(c4, addr + 4 * channels as i64);
+                let off = b.ins().imul_imm_s(item, (hw * 4) as i64);
+                let ptrs = [b.ins().iadd(out, off), b.ins().iadd(x, off)];
+                elementwise::batch_norm_plane(b, m, &helpers, act, hw, &ptrs, sc, sh)
+            })
+        })?;
+        self.buffers.push(params);
+        let info = KernelInfo {
+            name,
+            work_items: batch * channels,
+            input_lens: vec![len],
+            output_len: len,
+            in_place: true,
+            flops: 2 * len as u64,
+        };
+        Ok(self.push(info, id, clif))
+    }
+
+    /// Adds a channel concatenation: input `i` is `[batch, channels[i], hw]`,
+    /// the output `[batch, Σ channels, hw]`. Work items are `(n, input)` pairs.
+    pub fn add_concat(&mut self, batch: usize, channels: &[usize], hw: usize) -> Result<KernelId, JitError> {
+        const OP: &str = "concat";
+        if channels.is_empty() || channels.contains(&0) || batch == 0 || hw == 0 {
+            return Err(JitError::geometry(
+                OP,
+                format!("needs ≥1 input and positive sizes, got batch={batch} channels={channels:?} hw={hw}"),
+            ));
+        }
+        let total = channels.iter().try_fold(0usize, |a, &c| a.checked_add(c)).ok_or_else(|| {
+            JitError::geometry(OP, format!("channel sum of {channels:?} overflows"))
+        })?;
+        let out_len = checked_len(OP, "output", &[batch, total, hw])?;
+        let mut input_lens = Vec::with_capacity(channels.len());
+        for &c in channels {
+            input_lens.push(checked_len(OP, "input", &[batch, c, hw])?);
+        }
+        let name = self.next_name(OP);
+        let parts = channels.to_vec();
+        let module = self.module()?;
+        let id = FnCompiler::declare(module, &name, &name, 4)?;
+        let clif = self.fc.define(self.module.as_mut().ok_or_else(|| JitError::codegen(OP, "finalized"))?, &name, id, 4, &mut |b, m, p| {
+            let inputs = p[0];
+            let out = p[1];
+            elementwise::item_loop(b, m, p, &mut |b, _m, item| {
+                let k = parts.len() as i64;
+                let n = b.ins().udiv_imm_u(item, k);
+                let which = b.ins().urem_imm_u(item, k);
+                let join = b.create_block();
+                let mut before = 0usize;
+                for (i, &c) in parts.iter().enumerate() {
+                    let this = b.create_block();
+                    let next = b.create_block();
+                    let hit = b.ins().icmp_imm_s(cranelift_codegen::ir::condcodes::IntCC::Equal, which, i as i64);
+                    b.ins().brif(hit, this, &[], next, &[]);
+                    b.switch_to_block(this);
+                    let src = elementwise::input_ptr(b, inputs, i);
+                    let so = b.ins().imul_imm_s(n, (c * hw * 4) as i64);
+                    let src = b.ins().iadd(src, so);
+                    let dof = b.ins().imul_imm_s(n, (total * hw * 4) as i64);
+                    let dst = b.ins().iadd(out, dof);
+                    let dst = b.ins().iadd_imm_s(dst, (before * hw * 4) as i64);
+                    elementwise::copy(b, c * hw, &[dst, src])?;
+                    b.ins().jump(join, &[]);
+                    b.switch_to_block(next);
+                    before += c;
+                }
+                b.ins().jump(join, &[]);
+                b.switch_to_block(join);
+                Ok(())
+            })
+        })?;
+        let info =
+            KernelInfo { name, work_items: batch * channels.len(), input_lens, output_len: out_len, in_place: false, flops: 0 };
+        Ok(self.push(info, id, clif))
+    }
+
+    /// Number of kernels added so far.
+    pub fn len(&self) -> usize {
+        self.kernels.len()
+    }
+
+    /// True if no kernel was added.
+    pub fn is_empty(&self) -> bool {
+        self.kernels.is_empty()
+    }
+
+    /// Finalizes the module (relocation, making code executable) and returns the library.
+    pub fn finish(mut self) -> Result<KernelLibrary, JitError> {
+        let mut module = self.module.take().ok_or_else(|| JitError::codegen("builder", "module already finalized"))?;
+        if let Err(e) = module.finalize_definitions() {
+            // SAFETY: no code of this module has been handed out yet.
+            unsafe { module.free_memory() };
+            return Err(JitError::codegen("finalize", format!("{e:?}")));
+        }
+        let kernels = std::mem::take(&mut self.kernels)
+            .into_iter()
+            .map(|p| {
+                let ptr = module.get_finalized_function(p.entry);
+                // SAFETY: every entry was defined with the signature
+                // `(ptr, ptr, i64, i64) -> ()` in the host's default (C) calling convention.
+                let func = unsafe { std::mem::transmute::<*const u8, KernelFn>(ptr) };
+                Compiled { info: p.info, clif: p.clif, func }
+            })
+            .collect();
+        Ok(KernelLibrary { kernels, _module: ModuleOwner(Some(module)), _buffers: std::mem::take(&mut self.buffers) })
+    }
+}
+
+impl Drop for KernelBuilder {
+    fn drop(&mut self) {
+        if let Some(m) = self.module.take() {
+            // SAFETY: an unfinished builder never handed out function pointers.
+            unsafe { m.free_memory() };
+        }
+    }
+}
+
+/// Estimated CLIF instructions of a convolution kernel.
+fn estimate_cost(spec: &ConvSpec, blocking: &Blocking) -> u64 {
+    let mut variants = Vec::new();
+    if blocking.nb_full > 0 {
+        variants.push(blocking.full);
+    }
+    variants.extend(blocking.tail);
+    let mut total = 0u64;
+    for v in variants {
+        for pair in spec.phase_pairs() {
+            for r in phase_regions(spec, pair, v.p) {
+                total = total.saturating_add(r.blocks().map(|b| block_cost(b, v.v)).sum());
+            }
+            if total > MAX_KERNEL_INSTRUCTIONS {
+                return total;
+            }
+        }
+    }
+    total
+}
+
+impl KernelLibrary {
+    fn get(&self, id: KernelId) -> Result<&Compiled, JitError> {
+        self.kernels.get(id.0).ok_or(JitError::UnknownKernel { id: id.0, count: self.kernels.len() })
+    }
+
+    /// Number of kernels.
+    pub fn len(&self) -> usize {
+        self.kernels.len()
+    }
+
+    /// True if the library has no kernels.
+    pub fn is_empty(&self) -> bool {
+        self.kernels.is_empty()
+    }
+
+    /// Ids of all kernels, in insertion order.
+    pub fn ids(&self) -> impl Iterator<Item = KernelId> {
+        (0..self.kernels.len()).map(KernelId)
+    }
+
+    /// Static description of a kernel.
+    pub fn info(&self, id: KernelId) -> Result<&KernelInfo, JitError> {
+        self.get(id).map(|k| &k.info)
+    }
+
+    /// Number of work items of a kernel (0 for an unknown id).
+    pub fn work_items(&self, id: KernelId) -> usize {
+        self.get(id).map_or(0, |k| k.info.work_items)
+    }
+
+    /// CLIF text of every function of a kernel, as generated (before
+    /// Cranelift's optimizations); empty for an unknown id.
+    pub fn clif(&self, id: KernelId) -> &str {
+        self.get(id).map_or("", |k| k.clif.as_str())
+    }
+
+    /// Runs work items `range` of kernel `id` on raw buffers.
+    ///
+    /// Checks the id, the number of inputs and the range; not the buffers.
+    ///
+    /// # Safety
+    /// Each `inputs[i]` must be valid for reads of `info(id).input_lens[i]`
+    /// floats and `output` for writes of `info(id).output_len` floats. The
+    /// output must not overlap any input, except that kernels with
+    /// `info.in_place` accept `output == inputs[0]` (and `add` also
+    /// `output == inputs[1]`). Concurrent runs must use disjoint ranges on the
+    /// same output and must not write buffers another run reads.
+    pub unsafe fn run(&self, id: KernelId, inputs: &[*const f32], output: *mut f32, range: Range<usize>) -> Result<(), JitError> {
+        let k = self.get(id)?;
+        if inputs.len() != k.info.input_lens.len() {
+            return Err(JitError::InputCount { kernel: k.info.name.clone(), expected: k.info.input_lens.len(), actual: inputs.len() });
+        }
+        if range.start > range.end || range.end > k.info.work_items {
+            return Err(JitError::WorkRange {
+                kernel: k.info.name.clone(),
+                start: range.start,
+                end: range.end,
+                items: k.info.work_items,
+            });
+        }
+        if range.is_empty() {
+            return Ok(());
+        }
+        // SAFETY: the function was compiled for exactly these buffer sizes, the range is
+        // within its work items, and the caller upholds the buffer contract above.
+        unsafe { (k.func)(inputs.as_ptr(), output, range.start, range.end) };
+        Ok(())
+    }
+
+    /// Safe wrapper of [`Self::run`]: checks every buffer length.
+    pub fn run_slices(&self, id: KernelId, inputs: &[&[f32]], output: &mut [f32], range: Range<usize>) -> Result<(), JitError> {
+        let k = self.get(id)?;
+        if inputs.len() != k.info.input_lens.len() {
+            return Err(JitError::InputCount { kernel: k.info.name.clone(), expected: k.info.input_lens.len(), actual: inputs.len() });
+        }
+        for (i, (x, &want)) in inputs.iter().zip(&k.info.input_lens).enumerate() {
+            if x.len() != want {
+                return Err(JitError::BufferLength {
+                    kernel: k.info.name.clone(),
+                    which: format!("input {i}"),
+                    expected: want,
+                    actual: x.len(),
+                });
+            }
+        }
+        if output.len() != k.info.output_len {
+            return Err(JitError::BufferLength {
+                kernel: k.info.name.clone(),
+                which: "output".into(),
+                expected: k.info.output_len,
+                actual: output.len(),
+            });
+        }
+        let ptrs: Vec<*const f32> = inputs.iter().map(|x| x.as_ptr()).collect();
+        // SAFETY: lengths checked above; `&mut` output cannot alias the shared inputs.
+        unsafe { self.run(id, &ptrs, output.as_mut_ptr(), range) }
+    }
+
+    /// [`Self::run_slices`] over all work items.
+    pub fn run_all(&self, id: KernelId, inputs: &[&[f32]], output: &mut [f32]) -> Result<(), JitError> {
+        self.run_slices(id, inputs, output, 0..self.work_items(id))
+    }
+}

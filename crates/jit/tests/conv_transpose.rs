@@ -1,0 +1,259 @@
+//! Differential, canary, sub-range and concurrency tests of the
+//! conv-transpose kernels against the naive scatter reference.
+
+mod common;
+
+use common::*;
+use kiln_jit::*;
+use proptest::prelude::*;
+
+#[derive(Debug, Clone)]
+struct Case {
+    g: ConvTranspose2dGeometry,
+    bias: bool,
+    act: Activation,
+    seed: u64,
+}
+
+fn activation() -> impl Strategy<Value = Activation> {
+    prop_oneof![
+        Just(Activation::Identity),
+        Just(Activation::Relu),
+        (-1.0f32..2.0).prop_map(Activation::LeakyRelu),
+        Just(Activation::Tanh),
+        Just(Activation::Sigmoid),
+    ]
+}
+
+prop_compose! {
+    fn geometry()(
+        batch in 1usize..=3,
+        groups in 1usize..=4,
+        cin_mul in 1usize..=3,
+        cout_mul in 1usize..=3,
+        in_h in 1usize..=7, in_w in 1usize..=7,
+        k in [1usize..=5, 1usize..=5],
+        s in [1usize..=4, 1usize..=4],
+        p in [0usize..=5, 0usize..=5],
+        d in [1usize..=3, 1usize..=3],
+        opf in [0.0f64..1.0, 0.0f64..1.0],
+    ) -> Option<ConvTranspose2dGeometry> {
+        let op = [0, 1].map(|a| ((s[a].max(d[a])) as f64 * opf[a]) as usize);
+        ConvTranspose2dGeometry::from_output_padding(
+            batch, groups * cin_mul, [in_h, in_w], groups * cout_mul, groups, k, s, p, op, d,
+        ).ok()
+    }
+}
+
+prop_compose! {
+    fn case()(g in geometry().prop_filter("valid output size", |g| g.is_some()),
+              bias in any::<bool>(), act in activation(), seed in any::<u64>()) -> Case {
+        Case { g: g.unwrap_or_else(|| unreachable!()), bias, act, seed }
+    }
+}
+
+// Wide-channel configurations too (channels up to 12 with groups dividing both).
+prop_compose! {
+    fn wide_case()(groups in prop::sample::select(vec![1usize, 2, 3, 4, 6, 12]),
+                   ci in 1usize..=12, co in 1usize..=12, k in 1usize..=5, s in 1usize..=4,
+                   p in 0usize..=3, d in 1usize..=3, in_hw in 1usize..=9, batch in 1usize..=3,
+                   act in activation(), seed in any::<u64>()) -> Option<Case> {
+        let cin = (ci.div_ceil(groups)) * groups;
+        let cout = (co.div_ceil(groups)) * groups;
+        if cin > 12 || cout > 12 { return None; }
+        ConvTranspose2dGeometry::from_output_padding(batch, cin, [in_hw, in_hw + 1], cout, groups, [k, k.max(2) - 1], [s, (s % 4) + 1], [p, p / 2], [0, 0], [d, 1])
+            .ok().map(|g| Case { g, bias: true, act, seed })
+    }
+}
+
+fn run_case(c: &Case) -> Result<(), TestCaseError> {
+    let g = &c.g;
+    let x = data(g.input_len(), c.seed);
+    let w = data(g.weight_len(), c.seed ^ 0xABCD);
+    let bias = c.bias.then(|| data(g.out_channels, c.seed ^ 0x1234));
+    let ep = Epilogue { bias: bias.clone(), activation: c.act };
+    let mut kb = KernelBuilder::new().map_err(|e| TestCaseError::fail(e.to_string()))?;
+    let id = kb.add_conv_transpose2d(g, &w, &ep).map_err(|e| TestCaseError::fail(e.to_string()))?;
+    let lib = kb.finish().map_err(|e| TestCaseError::fail(e.to_string()))?;
+    let mut y = vec![f32::NAN; g.output_len()];
+    lib.run_all(id, &[&x], &mut y).map_err(|e| TestCaseError::fail(e.to_string()))?;
+    let want = conv_transpose_ref(g, &x, &w, bias.as_deref(), c.act);
+    let scale = want.iter().fold(1f32, |m, v| m.max(v.abs()));
+    let err = y.iter().zip(&want).map(|(a, b)| if (a - b).is_nan() { f32::INFINITY } else { (a - b).abs() }).fold(0f32, f32::max);
+    prop_assert!(err <= 1e-4 * scale, "max abs err {err} (scale {scale}) for {c:?}");
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 600, ..ProptestConfig::default() })]
+
+    #[test]
+    fn matches_naive(c in case()) {
+        run_case(&c)?;
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+
+    #[test]
+    fn matches_naive_wide(c in wide_case().prop_filter("valid", |c| c.is_some())) {
+        if let Some(c) = c { run_case(&c)?; }
+    }
+
+    /// Arbitrary, mostly invalid geometries are rejected with an error, never a panic.
+    #[test]
+    fn invalid_geometry_errors(batch in 0usize..3, cin in 0usize..5, cout in 0usize..5, groups in 0usize..4,
+                              hw in [0usize..4, 0usize..4], k in [0usize..4, 0usize..4], s in [0usize..4, 0usize..4],
+                              p in [0usize..6, 0usize..6], d in [0usize..3, 0usize..3], out in [0usize..12, 0usize..12],
+                              wlen in 0usize..200) {
+        let g = ConvTranspose2dGeometry { batch, in_channels: cin, in_h: hw[0], in_w: hw[1], out_channels: cout, groups,
+            kernel: k, stride: s, padding: p, dilation: d, out_h: out[0], out_w: out[1] };
+        let mut kb = KernelBuilder::new().map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let r = kb.add_conv_transpose2d(&g, &vec![0.5; wlen], &Epilogue::none());
+        if g.validate().is_err() || wlen != g.weight_len() {
+            prop_assert!(r.is_err());
+        } else {
+            prop_assert!(r.is_ok(), "{r:?}");
+        }
+    }
+}
+
+const CANARY: u32 = 0x7FC0_DEAD;
+const PAD: usize = 37;
+
+fn canary_buf(len: usize) -> Vec<f32> {
+    vec![f32::from_bits(CANARY); len + 2 * PAD]
+}
+
+fn is_canary(v: f32) -> bool {
+    v.to_bits() == CANARY
+}
+
+/// N, C_in, [H, W], C_out, groups, kernel, stride, padding, output_padding, dilation.
+type Row = (usize, usize, [usize; 2], usize, usize, [usize; 2], [usize; 2], [usize; 2], [usize; 2], [usize; 2]);
+
+fn geometries() -> Vec<ConvTranspose2dGeometry> {
+    let raw: &[Row] = &[
+        (2, 16, [4, 4], 32, 1, [4, 4], [2, 2], [1, 1], [0, 0], [1, 1]),
+        (1, 3, [9, 17], 5, 1, [3, 5], [3, 2], [2, 1], [2, 1], [1, 2]),
+        (1, 8, [1, 1], 24, 2, [4, 3], [1, 1], [0, 0], [0, 0], [1, 1]),
+        (3, 6, [5, 5], 6, 6, [4, 4], [2, 2], [1, 1], [1, 0], [1, 1]),
+        (1, 4, [12, 40], 20, 1, [2, 2], [2, 2], [0, 0], [0, 0], [1, 1]),
+        (2, 2, [3, 4], 2, 2, [1, 2], [4, 5], [0, 0], [3, 4], [1, 1]),
+        (1, 21, [6, 6], 21, 1, [16, 16], [8, 8], [4, 4], [0, 0], [1, 1]),
+        (1, 5, [30, 30], 1, 1, [9, 9], [3, 3], [4, 4], [2, 2], [1, 1]),
+        (1, 4, [3, 3], 4, 1, [2, 2], [1, 1], [2, 3], [0, 2], [3, 3]),
+    ];
+    raw.iter()
+        .map(|c| ConvTranspose2dGeometry::from_output_padding(c.0, c.1, c.2, c.3, c.4, c.5, c.6, c.7, c.8, c.9).unwrap())
+        .collect()
+}
+
+/// Canaries around input and output survive, and sub-ranges of work items
+/// partition the output: every element is written by exactly one sub-range,
+/// with the same value as a full run.
+#[test]
+fn canaries_and_subranges() {
+    for (gi, g) in geometries().iter().enumerate() {
+        let w = data(g.weight_len(), gi as u64);
+        let bias = data(g.out_channels, 99);
+        let mut kb = KernelBuilder::new().unwrap();
+        let id = kb.add_conv_transpose2d(g, &w, &Epilogue::bias(bias.clone()).with_activation(Activation::Relu)).unwrap();
+        let lib = kb.finish().unwrap();
+        let mut xb = canary_buf(g.input_len());
+        xb[PAD..PAD + g.input_len()].copy_from_slice(&data(g.input_len(), 5));
+        let x = &xb[PAD..PAD + g.input_len()];
+        let want = conv_transpose_ref(g, x, &w, Some(&bias), Activation::Relu);
+
+        let items = lib.work_items(id);
+        let mut full = canary_buf(g.output_len());
+        unsafe { lib.run(id, &[x.as_ptr()], full[PAD..].as_mut_ptr(), 0..items).unwrap() };
+        assert!(full[..PAD].iter().chain(&full[PAD + g.output_len()..]).all(|&v| is_canary(v)), "geometry {gi}: output canary");
+        assert!(xb[..PAD].iter().chain(&xb[PAD + g.input_len()..]).all(|&v| is_canary(v)), "geometry {gi}: input canary");
+        check_close(&full[PAD..PAD + g.output_len()], &want, &format!("geometry {gi}"));
+
+        // Partition 0..items into irregular sub-ranges.
+        let mut cuts = vec![0];
+        let mut at = 0;
+        let mut step = 1;
+        while at < items {
+            at = (at + step).min(items);
+            cuts.push(at);
+            step = step % 3 + 1;
+        }
+        let mut writes = vec![0u32; g.output_len()];
+        for r in cuts.windows(2) {
+            let mut y = canary_buf(g.output_len());
+            unsafe { lib.run(id, &[x.as_ptr()], y[PAD..].as_mut_ptr(), r[0]..r[1]).unwrap() };
+            assert!(y[..PAD].iter().chain(&y[PAD + g.output_len()..]).all(|&v| is_canary(v)));
+            for (i, &v) in y[PAD..PAD + g.output_len()].iter().enumerate() {
+                if !is_canary(v) {
+                    writes[i] += 1;
+                    assert_eq!(v.to_bits(), full[PAD + i].to_bits(), "geometry {gi} range {r:?} element {i}");
+                }
+            }
+        }
+        assert!(writes.iter().all(|&c| c == 1), "geometry {gi}: sub-ranges must write each element exactly once");
+    }
+}
+
+#[test]
+fn concurrent_runs_match() {
+    struct SendPtr(*mut f32);
+    unsafe impl Send for SendPtr {}
+    unsafe impl Sync for SendPtr {}
+    let g = ConvTranspose2dGeometry::from_output_padding(4, 32, [8, 8], 48, 2, [4, 4], [2, 2], [1, 1], [0, 0], [1, 1]).unwrap();
+    let w = data(g.weight_len(), 3);
+    let x = data(g.input_len(), 4);
+    let mut kb = KernelBuilder::new().unwrap();
+    let id = kb.add_conv_transpose2d(&g, &w, &Epilogue::bias(data(48, 1)).with_activation(Activation::Tanh)).unwrap();
+    let lib = kb.finish().unwrap();
+    let mut single = vec![0f32; g.output_len()];
+    lib.run_all(id, &[&x], &mut single).unwrap();
+    let items = lib.work_items(id);
+    for threads in [2, 3, 4, 7] {
+        let mut y = vec![f32::NAN; g.output_len()];
+        let out = SendPtr(y.as_mut_ptr());
+        std::thread::scope(|s| {
+            for t in 0..threads {
+                let (lib, x, out) = (&lib, &x, &out);
+                s.spawn(move || {
+                    let r = items * t / threads..items * (t + 1) / threads;
+                    // SAFETY: disjoint work ranges write disjoint output elements.
+                    unsafe { lib.run(id, &[x.as_ptr()], out.0, r).unwrap() };
+                });
+            }
+        });
+        assert!(y.iter().zip(&single).all(|(a, b)| a.to_bits() == b.to_bits()), "{threads} threads");
+    }
+}
+
+#[test]
+fn library_is_send_sync() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<KernelLibrary>();
+}
+
+#[test]
+fn run_checks_arguments() {
+    let g = ConvTranspose2dGeometry::from_output_padding(1, 2, [3, 3], 2, 1, [3, 3], [2, 2], [1, 1], [0, 0], [1, 1]).unwrap();
+    let mut kb = KernelBuilder::new().unwrap();
+    let id = kb.add_conv_transpose2d(&g, &vec![1.0; g.weight_len()], &Epilogue::none()).unwrap();
+    assert!(matches!(
+        kb.add_conv_transpose2d(&g, &[1.0; 3], &Epilogue::none()),
+        Err(JitError::ParameterLength { what: "weight", .. })
+    ));
+    assert!(matches!(
+        kb.add_conv_transpose2d(&g, &vec![1.0; g.weight_len()], &Epilogue::bias(vec![0.0; 3])),
+        Err(JitError::ParameterLength { what: "bias", .. })
+    ));
+    let lib = kb.finish().unwrap();
+    let x = vec![1.0; g.input_len()];
+    let mut y = vec![0.0; g.output_len()];
+    assert!(matches!(lib.run_all(id, &[&x[1..]], &mut y), Err(JitError::BufferLength { .. })));
+    assert!(matches!(lib.run_all(id, &[], &mut y), Err(JitError::InputCount { .. })));
+    assert!(matches!(lib.run_slices(id, &[&x], &mut y, 0..99), Err(JitError::WorkRange { .. })));
+    assert!(!lib.clif(id).is_empty());
+    assert!(lib.clif(id).contains("fma"));
+}
