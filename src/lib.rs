@@ -51,6 +51,15 @@ pub enum Error {
     /// Loading weights or running a graph.
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
+    /// JIT compilation.
+    #[error(transparent)]
+    Compile(#[from] kiln_jit::CompileError),
+    /// A backend failed to prepare (compile) a graph.
+    #[error(transparent)]
+    Backend(Box<dyn std::error::Error + Send + Sync>),
+    /// A command-line argument that does not fit the model.
+    #[error("{0}")]
+    Usage(String),
     /// The model's tensors would need more memory than allowed.
     #[error("model refused: its tensors need {} MiB, over the limit of {} MiB", bytes / (1 << 20), limit / (1 << 20))]
     TooLarge {
@@ -76,7 +85,9 @@ impl Error {
             Error::Ir(e) => e.kind(),
             Error::Pass(e) => e.kind(),
             Error::Runtime(e) => e.kind(),
-            Error::Io { .. } | Error::TooLarge { .. } => ir::ErrorKind::InvalidInput,
+            Error::Io { .. } | Error::TooLarge { .. } | Error::Usage(_) | Error::Backend(_) | Error::Compile(_) => {
+                ir::ErrorKind::InvalidInput
+            }
         }
     }
 }

@@ -16,6 +16,7 @@
 mod support;
 
 use kiln::ir::model_from_value;
+use kiln::jit::{CompileOptions, JitBackend};
 use kiln::runtime::backend::{Backend, InterpreterBackend};
 use kiln::runtime::{npy, tensor, Tensor, WeightStore};
 use kiln::{Graph, ParamSource};
@@ -23,7 +24,8 @@ use serde_json::Value;
 
 /// The backends every case runs through.
 fn backends() -> Vec<Box<dyn Backend>> {
-    vec![Box::new(InterpreterBackend)]
+    let jit = |threads| JitBackend { options: CompileOptions { threads, ..CompileOptions::default() } };
+    vec![Box::new(InterpreterBackend), Box::new(jit(1)), Box::new(jit(2))]
 }
 
 const REL_TOL: f32 = 1e-4;

@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 mod common;
 mod compile;
+mod run;
 
 /// Kiln: compile PyTorch-style lazy decoder models and run them with JIT-compiled kernels.
 #[derive(Parser)]
@@ -22,6 +23,8 @@ enum Command {
     Check(common::ModelArgs),
     /// Print the graph before or after resolution, as JSON, or as Graphviz.
     Compile(compile::CompileArgs),
+    /// Resolve, JIT-compile and run a model; print the output shape, a checksum and timings.
+    Run(run::RunArgs),
 }
 
 /// What `--emit` prints.
@@ -42,6 +45,7 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Check(args) => common::check(&args),
         Command::Compile(args) => compile::run(&args),
+        Command::Run(args) => run::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -50,4 +54,13 @@ pub fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The JIT backend with `threads` workers.
+fn jit_backend(threads: Option<usize>) -> Result<Box<dyn kiln::runtime::backend::Backend>, kiln::Error> {
+    if threads == Some(0) {
+        return Err(kiln::Error::Usage("--threads must be at least 1".into()));
+    }
+    let options = kiln::jit::CompileOptions { threads: threads.unwrap_or(0), ..Default::default() };
+    Ok(Box::new(kiln::jit::JitBackend { options }))
 }

@@ -28,12 +28,15 @@ pub mod codegen;
 pub mod epilogue;
 pub mod error;
 pub mod geometry;
+pub mod graph;
 pub mod library;
 pub mod pack;
 pub mod phase;
+pub mod pool;
 pub mod schedule;
 
 pub use epilogue::{Activation, Epilogue};
 pub use error::JitError;
 pub use geometry::{Conv2dGeometry, ConvTranspose2dGeometry, MAX_PARAM, MAX_TENSOR_BYTES};
 pub use library::{KernelBuilder, KernelId, KernelInfo, KernelLibrary, OptLevel};
+pub use graph::{compile, compile_with, CompileError, CompileOptions, CompiledGraph, JitBackend, KernelSummary};

@@ -83,3 +83,65 @@ mod tests {
         assert_eq!(f.total_bytes(), 4 * (f.param_elements + f.value_elements));
     }
 }
+
+/// Multiply-add FLOPs (2 per MAC) of the convolutions of a graph with inferred
+/// shapes: `2·N·C_in·(C_out/g)·kH·kW·H_in·W_in` for a transposed convolution
+/// (every input pixel meets every tap) and `2·N·C_out·(C_in/g)·kH·kW·H_out·W_out`
+/// for a convolution. Elementwise ops are not counted.
+pub fn flops(graph: &Graph) -> Result<u128> {
+    let mut total = 0u128;
+    for id in graph.node_ids() {
+        let node = graph.node(id);
+        let (input, output) = match node.op() {
+            Op::LazyConvTranspose2d { .. } | Op::ConvTranspose2d { .. } | Op::LazyConv2d { .. } | Op::Conv2d { .. } => {
+                let Some(&o) = graph.operands(id).first() else { continue };
+                let output = node.shape().as_known().ok_or_else(|| PassError::Unresolved {
+                    node: node.name().into(),
+                    reason: "has no inferred shape; run ShapeInference first".into(),
+                })?;
+                (operand_shape(graph, id, o)?, output)
+            }
+            _ => continue,
+        };
+        let n: u128 = input[..input.len().saturating_sub(3)].iter().map(|&d| d as u128).product();
+        let dims = |s: &[usize]| -> [u128; 3] {
+            let r = s.len();
+            [s[r - 3] as u128, s[r - 2] as u128 * s[r - 1] as u128, 0]
+        };
+        let ([cin, hw_in, _], [cout, hw_out, _]) = (dims(&input), dims(&output));
+        total += match node.op() {
+            Op::LazyConvTranspose2d { params } | Op::ConvTranspose2d { params, .. } => {
+                2 * n * cin * (cout / params.groups.max(1) as u128) * k2(params.kernel_size) * hw_in
+            }
+            Op::LazyConv2d { params } | Op::Conv2d { params, .. } => {
+                2 * n * cout * (cin / params.groups.max(1) as u128) * k2(params.kernel_size) * hw_out
+            }
+            _ => 0,
+        };
+    }
+    Ok(total)
+}
+
+fn k2(p: kiln_ir::Pair2) -> u128 {
+    p.h as u128 * p.w as u128
+}
+
+#[cfg(test)]
+mod flop_tests {
+    use super::*;
+    use crate::{Pass, ShapeInference};
+    use kiln_ir::{Conv2dParams, ConvTranspose2dParams, GraphBuilder};
+
+    #[test]
+    fn matches_the_benchmark_formula() {
+        // dcgan2 of shapes.json: 16x512x4x4 -> 256, k4 s2 p1: 1073741824 FLOPs.
+        let mut b = GraphBuilder::new("f");
+        let x = b.input("x", [16, 512, 4, 4]).unwrap();
+        let up = b.lazy_conv_transpose2d("up", x, ConvTranspose2dParams::new(256, 4).stride(2).padding(1)).unwrap();
+        b.lazy_conv2d("c", up, Conv2dParams::new(8, 3).padding(1).groups(2)).unwrap();
+        let mut g = b.finish().unwrap();
+        ShapeInference.run(&mut g).unwrap();
+        let conv = 2 * 16 * 8 * (256 / 2) * 9 * 64;
+        assert_eq!(flops(&g).unwrap(), 1_073_741_824 + conv);
+    }
+}

@@ -20,7 +20,7 @@ mod shape_inference;
 mod verify;
 
 pub use error::{PassError, Result};
-pub use footprint::{footprint, Footprint};
+pub use footprint::{flops, footprint, Footprint};
 pub use pass::{Changed, Pass, PassManager, PassRecord};
 pub use resolve::{ParamSource, ResolveLazy};
 pub use shape_fns::{conv_transpose_size, ConvTransposeShape};

@@ -1,0 +1,297 @@
+//! `CompiledGraph`: the kernels of a graph, its memory plan and its thread
+//! pool, ready to run any number of times from any number of threads.
+
+use std::sync::Mutex;
+
+use kiln_ir::Graph;
+use kiln_runtime::{RuntimeError, Tensor};
+
+use super::error::CompileError;
+use super::lower::{lower, Program, ValueRef};
+use super::memory::{plan, MemoryPlan};
+use crate::library::{KernelBuilder, KernelLibrary, OptLevel};
+use crate::pool::ThreadPool;
+
+/// How to compile.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CompileOptions {
+    /// Threads a run uses, the caller included; 0 = all cores.
+    pub threads: usize,
+    /// Cranelift's optimization level.
+    pub opt_level: OptLevel,
+}
+
+impl Default for CompileOptions {
+    fn default() -> Self {
+        CompileOptions { threads: 0, opt_level: OptLevel::Speed }
+    }
+}
+
+/// Scratch buffers for one run, one per slot of the memory plan.
+type Arena = Vec<Vec<f32>>;
+
+/// A graph compiled to native kernels. `Send + Sync`; running never recompiles.
+pub struct CompiledGraph {
+    library: KernelLibrary,
+    program: Program,
+    plan: MemoryPlan,
+    inputs: Vec<(String, Vec<usize>)>,
+    pool: ThreadPool,
+    /// Arenas of finished runs, reused so that runs after the first allocate
+    /// no scratch memory (concurrent runs each take their own).
+    arenas: Mutex<Vec<Arena>>,
+}
+
+impl std::fmt::Debug for CompiledGraph {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CompiledGraph").field("kernels", &self.program.steps.len()).field("plan", &self.plan).finish()
+    }
+}
+
+/// Compiles a resolved graph with default options (all cores, `opt_level=speed`).
+pub fn compile(graph: &Graph) -> Result<CompiledGraph, CompileError> {
+    compile_with(graph, CompileOptions::default())
+}
+
+/// Compiles a resolved graph. Refuses lazy nodes, unknown dims and missing
+/// parameters with an error naming the node.
+pub fn compile_with(graph: &Graph, options: CompileOptions) -> Result<CompiledGraph, CompileError> {
+    let mut kb = KernelBuilder::with_opt_level(options.opt_level)
+        .map_err(|source| CompileError::Kernel { node: "<module>".into(), source })?;
+    let program = lower(graph, &mut kb)?;
+    let library = kb.finish().map_err(|source| CompileError::Kernel { node: "<module>".into(), source })?;
+    let plan = plan(&program);
+    let inputs = graph
+        .inputs()
+        .iter()
+        .map(|&i| {
+            let n = graph.node(i);
+            (n.name().to_string(), n.shape().as_known().unwrap_or_default())
+        })
+        .collect();
+    let pool = ThreadPool::new(options.threads)
+        .map_err(|source| CompileError::Threads { threads: options.threads, source })?;
+    Ok(CompiledGraph { library, program, plan, inputs, pool, arenas: Mutex::new(Vec::new()) })
+}
+
+/// One kernel call of a compiled graph, for inspection.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KernelSummary {
+    /// The graph nodes it computes, `+`-joined when fused (`up1+bn1+act1`).
+    pub nodes: String,
+    /// The kernel's symbol.
+    pub kernel: String,
+    /// Its work items (the unit of parallelism).
+    pub work_items: usize,
+}
+
+fn shape_str(s: &[usize]) -> String {
+    format!("{s:?}")
+}
+
+impl CompiledGraph {
+    /// Threads a run uses.
+    pub fn threads(&self) -> usize {
+        self.pool.threads()
+    }
+
+    /// The kernel calls in execution order.
+    pub fn kernels(&self) -> Vec<KernelSummary> {
+        self.program
+            .steps
+            .iter()
+            .map(|s| {
+                let info = self.library.info(s.kernel);
+                KernelSummary {
+                    nodes: s.nodes.clone(),
+                    kernel: info.map(|i| i.name.clone()).unwrap_or_default(),
+                    work_items: self.library.work_items(s.kernel),
+                }
+            })
+            .collect()
+    }
+
+    /// Floats of scratch memory one run uses (after buffer reuse).
+    pub fn scratch_len(&self) -> usize {
+        self.plan.total_len()
+    }
+
+    /// The Cranelift IR of every kernel, headed by the nodes it computes.
+    pub fn clif(&self) -> String {
+        let mut out = String::new();
+        for s in &self.program.steps {
+            out.push_str(&format!("; ---- {} ----\n", s.nodes));
+            out.push_str(self.library.clif(s.kernel));
+            out.push('\n');
+        }
+        out
+    }
+
+    fn check_inputs(&self, shapes: &[&[usize]]) -> Result<(), RuntimeError> {
+        if shapes.len() != self.inputs.len() {
+            let names: Vec<&str> = self.inputs.iter().map(|(n, _)| n.as_str()).collect();
+            return Err(RuntimeError::InputCount {
+                expected: self.inputs.len(),
+                got: shapes.len(),
+                names: names.join(", "),
+            });
+        }
+        for ((name, expected), got) in self.inputs.iter().zip(shapes) {
+            if expected.as_slice() != *got {
+                return Err(RuntimeError::InputShape {
+                    input: name.clone(),
+                    expected: shape_str(expected),
+                    got: shape_str(got),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs on tensors (any layout) and returns the outputs as new tensors.
+    pub fn run(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>, RuntimeError> {
+        self.check_inputs(&inputs.iter().map(|t| t.shape()).collect::<Vec<_>>())?;
+        let contiguous: Vec<std::borrow::Cow<'_, [f32]>> = inputs
+            .iter()
+            .map(|t| match t.as_slice() {
+                Some(s) => std::borrow::Cow::Borrowed(s),
+                None => std::borrow::Cow::Owned(t.iter().copied().collect()),
+            })
+            .collect();
+        let slices: Vec<&[f32]> = contiguous.iter().map(|c| c.as_ref()).collect();
+        let mut outs: Vec<Vec<f32>> = self.program.outputs.iter().map(|(_, s)| vec![0.0; s.iter().product()]).collect();
+        {
+            let mut views: Vec<&mut [f32]> = outs.iter_mut().map(|v| v.as_mut_slice()).collect();
+            self.execute(&slices, &mut views)?;
+        }
+        outs.into_iter()
+            .zip(&self.program.outputs)
+            .map(|(data, (_, shape))| {
+                Tensor::from_shape_vec(shape.clone(), data).map_err(|e| RuntimeError::BadOperand {
+                    node: "<output>".into(),
+                    op: "Output",
+                    reason: e.to_string(),
+                })
+            })
+            .collect()
+    }
+
+    /// Runs on flat C-order buffers (inputs in graph order, with the compiled
+    /// lengths) and writes every output into `outputs`. After the first run it
+    /// allocates nothing.
+    pub fn run_into(&self, inputs: &[&[f32]], outputs: &mut [&mut [f32]]) -> Result<(), RuntimeError> {
+        if inputs.len() != self.inputs.len() {
+            let names: Vec<&str> = self.inputs.iter().map(|(n, _)| n.as_str()).collect();
+            return Err(RuntimeError::InputCount {
+                expected: self.inputs.len(),
+                got: inputs.len(),
+                names: names.join(", "),
+            });
+        }
+        for ((name, shape), x) in self.inputs.iter().zip(inputs) {
+            let want: usize = shape.iter().product();
+            if x.len() != want {
+                return Err(RuntimeError::InputShape {
+                    input: name.clone(),
+                    expected: format!("{} floats ({})", want, shape_str(shape)),
+                    got: format!("{} floats", x.len()),
+                });
+            }
+        }
+        self.execute(inputs, outputs)
+    }
+
+    fn execute(&self, inputs: &[&[f32]], outputs: &mut [&mut [f32]]) -> Result<(), RuntimeError> {
+        if outputs.len() != self.program.outputs.len() {
+            return Err(RuntimeError::InputCount {
+                expected: self.program.outputs.len(),
+                got: outputs.len(),
+                names: "output buffers".into(),
+            });
+        }
+        for (i, ((_, shape), out)) in self.program.outputs.iter().zip(outputs.iter()).enumerate() {
+            let want: usize = shape.iter().product();
+            if out.len() != want {
+                return Err(RuntimeError::InputShape {
+                    input: format!("output {i}"),
+                    expected: format!("{want} floats ({})", shape_str(shape)),
+                    got: format!("{} floats", out.len()),
+                });
+            }
+        }
+        let mut arena = self.take_arena();
+        for step in &self.program.steps {
+            let ptrs: Vec<*const f32> = step
+                .inputs
+                .iter()
+                .map(|v| match v {
+                    ValueRef::Input(i) => inputs[*i].as_ptr(),
+                    ValueRef::Temp(t) => arena[self.plan.slot_of[*t]].as_ptr(),
+                })
+                .collect();
+            let out = SendPtr(arena[self.plan.slot_of[step.output]].as_mut_ptr());
+            let kernel = step.kernel;
+            let items = self.library.work_items(kernel);
+            let failed = Mutex::new(None);
+            let ptrs = SendPtrs(&ptrs);
+            self.pool.run(items, &|range| {
+                // SAFETY: buffers have the lengths the kernel was compiled for
+                // (inputs checked above, temporaries sized by the plan); the
+                // plan never lets a step's output share a slot with its
+                // inputs; the pool hands each work item to exactly one thread.
+                if let Err(e) = unsafe { self.library.run(kernel, ptrs.get(), out.get(), range) } {
+                    *failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+                }
+            });
+            if let Some(e) = failed.into_inner().unwrap_or_else(|p| p.into_inner()) {
+                self.return_arena(arena);
+                return Err(RuntimeError::BadOperand {
+                    node: step.nodes.clone(),
+                    op: "jit kernel",
+                    reason: e.to_string(),
+                });
+            }
+        }
+        for ((v, _), out) in self.program.outputs.iter().zip(outputs.iter_mut()) {
+            let src: &[f32] = match v {
+                ValueRef::Input(i) => inputs[*i],
+                ValueRef::Temp(t) => &arena[self.plan.slot_of[*t]][..out.len()],
+            };
+            out.copy_from_slice(src);
+        }
+        self.return_arena(arena);
+        Ok(())
+    }
+
+    fn take_arena(&self) -> Arena {
+        let reused = self.arenas.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        reused.unwrap_or_else(|| self.plan.slot_len.iter().map(|&n| vec![0.0; n]).collect())
+    }
+
+    fn return_arena(&self, arena: Arena) {
+        self.arenas.lock().unwrap_or_else(|p| p.into_inner()).push(arena);
+    }
+}
+
+/// A raw output pointer shared by the pool's threads, which write disjoint work items.
+#[derive(Clone, Copy)]
+struct SendPtr(*mut f32);
+// SAFETY: threads write disjoint work items of the same buffer (see `execute`).
+unsafe impl Send for SendPtr {}
+// SAFETY: as above; the pointer itself is only copied.
+unsafe impl Sync for SendPtr {}
+impl SendPtr {
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
+/// Input pointers shared read-only by the pool's threads.
+struct SendPtrs<'a>(&'a [*const f32]);
+// SAFETY: the pointees are only read while `execute` keeps them alive.
+unsafe impl Sync for SendPtrs<'_> {}
+impl<'a> SendPtrs<'a> {
+    fn get(&self) -> &'a [*const f32] {
+        self.0
+    }
+}

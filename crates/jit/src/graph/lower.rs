@@ -1,0 +1,323 @@
+//! Lowering a resolved graph to a straight-line program of kernel calls.
+//!
+//! Walks the graph in topological order and picks one kernel per group of
+//! fused nodes: a convolution absorbs a following eval-mode BatchNorm (folded
+//! into its weights and bias) and a following activation (its epilogue); an
+//! `Add` or a standalone BatchNorm absorbs a following activation. A node is
+//! absorbed only when it is the sole user of its producer and that producer
+//! is not itself a graph output, so fusion never changes an observable value.
+
+use std::collections::HashMap;
+
+use kiln_ir::ndarray::ArrayD;
+use kiln_ir::{Graph, NodeId, Op};
+
+use super::error::CompileError;
+use crate::epilogue::{Activation, Epilogue};
+use crate::geometry::{Conv2dGeometry, ConvTranspose2dGeometry};
+use crate::library::{KernelBuilder, KernelId};
+
+/// Where a step reads or writes a value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ValueRef {
+    /// Graph input `i` (caller's buffer; never written).
+    Input(usize),
+    /// Intermediate value `v`, placed by the memory plan.
+    Temp(usize),
+}
+
+/// One kernel call.
+#[derive(Clone, Debug)]
+pub struct Step {
+    /// The kernel.
+    pub kernel: KernelId,
+    /// Its inputs, in kernel order.
+    pub inputs: Vec<ValueRef>,
+    /// Its output (always a temporary).
+    pub output: usize,
+    /// The graph nodes this step computes, `+`-joined (`up1+bn1+act1`).
+    pub nodes: String,
+}
+
+/// The lowered program.
+#[derive(Debug, Default)]
+pub struct Program {
+    /// Kernel calls in execution order.
+    pub steps: Vec<Step>,
+    /// Element count of each temporary.
+    pub temp_len: Vec<usize>,
+    /// Graph outputs, in order: the value and its shape.
+    pub outputs: Vec<(ValueRef, Vec<usize>)>,
+}
+
+fn unresolved(node: &str, reason: impl Into<String>) -> CompileError {
+    CompileError::Unresolved { node: node.into(), reason: reason.into() }
+}
+
+fn known_shape(g: &Graph, id: NodeId) -> Result<Vec<usize>, CompileError> {
+    let n = g.node(id);
+    n.shape().as_known().ok_or_else(|| unresolved(n.name(), format!("has result type {} with unknown dims", n.shape())))
+}
+
+fn param<'g>(g: &'g Graph, id: NodeId, name: &str) -> Result<&'g ArrayD<f32>, CompileError> {
+    let n = g.node(id);
+    n.param(name).ok_or_else(|| unresolved(n.name(), format!("has no `{}.{name}` attached", n.name())))
+}
+
+fn activation_of(op: &Op) -> Option<Activation> {
+    match op {
+        Op::Relu => Some(Activation::Relu),
+        Op::LeakyRelu { negative_slope } => Some(Activation::LeakyRelu(*negative_slope)),
+        Op::Tanh => Some(Activation::Tanh),
+        Op::Sigmoid => Some(Activation::Sigmoid),
+        _ => None,
+    }
+}
+
+/// `[N?, C, H, W]` → `(N, C, H·W)`.
+fn image_dims(shape: &[usize]) -> (usize, usize, usize) {
+    let r = shape.len();
+    let n = if r == 4 { shape[0] } else { 1 };
+    (n, shape[r.saturating_sub(3)], shape[r.saturating_sub(2)] * shape[r.saturating_sub(1)])
+}
+
+/// Eval-mode BatchNorm as per-channel `(scale, shift)` with
+/// `y = x·scale + shift`, computed in f64.
+fn batch_norm_affine(g: &Graph, id: NodeId) -> Result<(Vec<f64>, Vec<f64>), CompileError> {
+    let Op::BatchNorm2d { params, num_features } = g.node(id).op() else {
+        return Err(unresolved(g.node(id).name(), "is not a BatchNorm2d"));
+    };
+    let mean = param(g, id, "running_mean")?;
+    let var = param(g, id, "running_var")?;
+    let (gamma, beta) =
+        if params.affine { (Some(param(g, id, "weight")?), Some(param(g, id, "bias")?)) } else { (None, None) };
+    let mut scale = Vec::with_capacity(*num_features);
+    let mut shift = Vec::with_capacity(*num_features);
+    for c in 0..*num_features {
+        let at = |t: &ArrayD<f32>| t.as_slice().and_then(|s| s.get(c)).map(|&v| f64::from(v));
+        let (m, v) = (at(mean), at(var));
+        let (Some(m), Some(v)) = (m, v) else {
+            return Err(unresolved(g.node(id).name(), format!("has running statistics shorter than {num_features}")));
+        };
+        let s = gamma.and_then(at).unwrap_or(1.0) / (v + f64::from(params.eps)).sqrt();
+        scale.push(s);
+        shift.push(beta.and_then(at).unwrap_or(0.0) - m * s);
+    }
+    Ok((scale, shift))
+}
+
+struct Lowering<'g> {
+    g: &'g Graph,
+    kb: &'g mut KernelBuilder,
+    program: Program,
+    values: HashMap<NodeId, ValueRef>,
+    absorbed: HashMap<NodeId, NodeId>,
+}
+
+impl<'g> Lowering<'g> {
+    /// The single non-output user of `id`, if `id` has exactly one user and is
+    /// not a graph output.
+    fn sole_user(&self, id: NodeId) -> Option<NodeId> {
+        match self.g.users(id).as_slice() {
+            [u] if !matches!(self.g.node(*u).op(), Op::Output) => Some(*u),
+            _ => None,
+        }
+    }
+
+    fn value(&self, id: NodeId) -> Result<ValueRef, CompileError> {
+        let id = self.absorbed.get(&id).copied().unwrap_or(id);
+        self.values.get(&id).copied().ok_or_else(|| unresolved(self.g.node(id).name(), "is used before it is computed"))
+    }
+
+    fn temp(&mut self, len: usize) -> usize {
+        self.program.temp_len.push(len);
+        self.program.temp_len.len() - 1
+    }
+
+    /// Absorbs a following activation into `last` if allowed; returns it and the new chain end.
+    fn fuse_activation(&self, last: NodeId) -> (Activation, NodeId) {
+        match self.sole_user(last).and_then(|u| activation_of(self.g.node(u).op()).map(|a| (a, u))) {
+            Some((a, u)) => (a, u),
+            None => (Activation::Identity, last),
+        }
+    }
+
+    fn emit(
+        &mut self,
+        chain: &[NodeId],
+        kernel: Result<KernelId, crate::JitError>,
+        inputs: Vec<ValueRef>,
+    ) -> Result<(), CompileError> {
+        let nodes = chain.iter().map(|&n| self.g.node(n).name()).collect::<Vec<_>>().join("+");
+        let kernel = kernel.map_err(|source| CompileError::Kernel { node: nodes.clone(), source })?;
+        let last = *chain.last().unwrap_or(&chain[0]);
+        let len = known_shape(self.g, last)?.iter().product();
+        let output = self.temp(len);
+        for &n in chain {
+            self.absorbed.insert(n, last);
+        }
+        self.values.insert(last, ValueRef::Temp(output));
+        self.program.steps.push(Step { kernel, inputs, output, nodes });
+        Ok(())
+    }
+
+    fn lower_conv(&mut self, id: NodeId) -> Result<(), CompileError> {
+        let g = self.g;
+        let node = g.node(id);
+        let operand = g.operands(id).first().copied().ok_or_else(|| unresolved(node.name(), "has no operand"))?;
+        let in_shape = known_shape(g, operand)?;
+        let out_shape = known_shape(g, id)?;
+        let (n, cin, _) = image_dims(&in_shape);
+        let r = in_shape.len();
+        let in_hw = [in_shape[r - 2], in_shape[r - 1]];
+        let weight = param(g, id, "weight")?;
+        let mut w: Vec<f32> = weight.iter().copied().collect();
+        let (out_channels, has_bias) = match node.op() {
+            Op::ConvTranspose2d { params, .. } => (params.out_channels, params.bias),
+            Op::Conv2d { params, .. } => (params.out_channels, params.bias),
+            _ => return Err(unresolved(node.name(), "is not a convolution")),
+        };
+        let mut bias: Option<Vec<f64>> =
+            if has_bias { Some(param(g, id, "bias")?.iter().map(|&v| f64::from(v)).collect()) } else { None };
+
+        // Fold a following BatchNorm into weights and bias.
+        let mut chain = vec![id];
+        if let Some(bn) = self.sole_user(id).filter(|&u| matches!(g.node(u).op(), Op::BatchNorm2d { .. })) {
+            let (scale, shift) = batch_norm_affine(g, bn)?;
+            let per_out = w.len() / out_channels.max(1);
+            match node.op() {
+                Op::ConvTranspose2d { params, in_channels } => {
+                    // weight [C_in, C_out/g, kH, kW]: output channel of (ci, j) is group(ci)·(C_out/g) + j.
+                    let opg = out_channels / params.groups;
+                    let ipg = in_channels / params.groups;
+                    let khw = params.kernel_size.h * params.kernel_size.w;
+                    for (i, v) in w.iter_mut().enumerate() {
+                        let (ci, j) = (i / (opg * khw), (i / khw) % opg);
+                        *v = (f64::from(*v) * scale[(ci / ipg) * opg + j]) as f32;
+                    }
+                }
+                _ => {
+                    // weight [C_out, C_in/g, kH, kW]
+                    for (i, v) in w.iter_mut().enumerate() {
+                        *v = (f64::from(*v) * scale[i / per_out]) as f32;
+                    }
+                }
+            }
+            let b = bias.take().unwrap_or_else(|| vec![0.0; out_channels]);
+            bias = Some(b.iter().zip(scale.iter().zip(&shift)).map(|(b, (s, t))| b * s + t).collect());
+            chain.push(bn);
+        }
+        let (act, end) = self.fuse_activation(*chain.last().unwrap_or(&id));
+        if end != *chain.last().unwrap_or(&id) {
+            chain.push(end);
+        }
+        let epilogue = Epilogue { bias: bias.map(|b| b.into_iter().map(|v| v as f32).collect()), activation: act };
+        let kernel = match node.op() {
+            Op::ConvTranspose2d { params, .. } => {
+                let geom = ConvTranspose2dGeometry {
+                    batch: n,
+                    in_channels: cin,
+                    in_h: in_hw[0],
+                    in_w: in_hw[1],
+                    out_channels,
+                    groups: params.groups,
+                    kernel: params.kernel_size.to_array(),
+                    stride: params.stride.to_array(),
+                    padding: params.padding.to_array(),
+                    dilation: params.dilation.to_array(),
+                    out_h: out_shape[out_shape.len() - 2],
+                    out_w: out_shape[out_shape.len() - 1],
+                };
+                self.kb.add_conv_transpose2d(&geom, &w, &epilogue)
+            }
+            Op::Conv2d { params, .. } => Conv2dGeometry::new(
+                n,
+                cin,
+                in_hw,
+                out_channels,
+                params.groups,
+                params.kernel_size.to_array(),
+                params.stride.to_array(),
+                params.padding.to_array(),
+                params.dilation.to_array(),
+            )
+            .and_then(|geom| self.kb.add_conv2d(&geom, &w, &epilogue)),
+            _ => return Err(unresolved(node.name(), "is not a convolution")),
+        };
+        let input = self.value(operand)?;
+        self.emit(&chain, kernel, vec![input])
+    }
+
+    fn lower_node(&mut self, id: NodeId) -> Result<(), CompileError> {
+        let g = self.g;
+        let node = g.node(id);
+        if node.op().is_lazy() {
+            return Err(unresolved(node.name(), format!("is still a lazy {}", node.op().class_name())));
+        }
+        let operands = g.operands(id);
+        match node.op() {
+            Op::Input | Op::Output => Ok(()),
+            Op::ConvTranspose2d { .. } | Op::Conv2d { .. } => self.lower_conv(id),
+            Op::BatchNorm2d { .. } => {
+                let shape = known_shape(g, id)?;
+                let (n, c, hw) = image_dims(&shape);
+                let (scale, shift) = batch_norm_affine(g, id)?;
+                let (act, end) = self.fuse_activation(id);
+                let chain = if end == id { vec![id] } else { vec![id, end] };
+                let f32s = |v: Vec<f64>| v.into_iter().map(|x| x as f32).collect::<Vec<f32>>();
+                let k = self.kb.add_batch_norm(n, c, hw, &f32s(scale), &f32s(shift), act);
+                let input = self.value(operands[0])?;
+                self.emit(&chain, k, vec![input])
+            }
+            Op::Relu | Op::LeakyRelu { .. } | Op::Tanh | Op::Sigmoid => {
+                let act = activation_of(node.op()).unwrap_or(Activation::Identity);
+                let len = known_shape(g, id)?.iter().product();
+                let k = self.kb.add_activation(len, act);
+                let input = self.value(operands[0])?;
+                self.emit(&[id], k, vec![input])
+            }
+            Op::Add => {
+                let len = known_shape(g, id)?.iter().product();
+                let (act, end) = self.fuse_activation(id);
+                let chain = if end == id { vec![id] } else { vec![id, end] };
+                let k = self.kb.add_add(len, act);
+                let inputs = operands.iter().map(|&o| self.value(o)).collect::<Result<_, _>>()?;
+                self.emit(&chain, k, inputs)
+            }
+            Op::Concat => {
+                let shape = known_shape(g, id)?;
+                let (n, _, hw) = image_dims(&shape);
+                let channels: Vec<usize> =
+                    operands.iter().map(|&o| known_shape(g, o).map(|s| image_dims(&s).1)).collect::<Result<_, _>>()?;
+                let k = self.kb.add_concat(n, &channels, hw);
+                let inputs = operands.iter().map(|&o| self.value(o)).collect::<Result<_, _>>()?;
+                self.emit(&[id], k, inputs)
+            }
+            Op::LazyConvTranspose2d { .. } | Op::LazyConv2d { .. } | Op::LazyBatchNorm2d { .. } => {
+                Err(unresolved(node.name(), "is still lazy"))
+            }
+        }
+    }
+}
+
+/// Lowers `g` into kernels added to `kb`.
+pub fn lower(g: &Graph, kb: &mut KernelBuilder) -> Result<Program, CompileError> {
+    g.validate()?;
+    let mut l = Lowering { g, kb, program: Program::default(), values: HashMap::new(), absorbed: HashMap::new() };
+    for (i, &input) in g.inputs().iter().enumerate() {
+        known_shape(g, input)?;
+        l.values.insert(input, ValueRef::Input(i));
+    }
+    for id in g.topo_order()? {
+        if !l.absorbed.contains_key(&id) {
+            l.lower_node(id)?;
+        }
+    }
+    for &out in g.outputs() {
+        let value_node =
+            g.operands(out).first().copied().ok_or_else(|| unresolved(g.node(out).name(), "has no operand"))?;
+        let v = l.value(value_node)?;
+        l.program.outputs.push((v, known_shape(g, value_node)?));
+    }
+    Ok(l.program)
+}

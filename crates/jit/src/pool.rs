@@ -1,0 +1,221 @@
+//! A small persistent thread pool that splits a range of work items among its
+//! workers and the calling thread.
+//!
+//! Compiled kernels take a work range, so one parallel step is "run items
+//! `0..n` on every thread, each grabbing the next chunk from a shared
+//! counter". Workers are created once (at compile time) and parked between
+//! steps, so a run spawns nothing. Only one step uses the workers at a time;
+//! a concurrent caller that finds them busy runs its step alone on its own
+//! thread rather than waiting, so concurrent runs never deadlock.
+
+use std::ops::Range;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, TryLockError};
+use std::thread::JoinHandle;
+
+/// The job the workers run: a borrowed closure whose lifetime is erased. It
+/// is only dereferenced between publication and the caller's wait for every
+/// worker to finish, while the closure is alive on the caller's stack.
+#[derive(Clone, Copy)]
+struct JobRef(*const (dyn Fn(Range<usize>) + Sync));
+
+// SAFETY: the pointee is `Sync`, and `run` keeps it alive until every worker
+// has stopped using it (see `ThreadPool::run`).
+unsafe impl Send for JobRef {}
+
+struct Job {
+    func: JobRef,
+    items: usize,
+    chunk: usize,
+    next: Arc<AtomicUsize>,
+}
+
+struct State {
+    generation: u64,
+    job: Option<Job>,
+    busy_workers: usize,
+    shutdown: bool,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    wake: Condvar,
+    done: Condvar,
+}
+
+/// A fixed set of worker threads; see the module docs.
+pub struct ThreadPool {
+    threads: usize,
+    shared: Arc<Shared>,
+    workers: Vec<JoinHandle<()>>,
+    /// Held for the duration of one parallel step.
+    in_use: Mutex<()>,
+}
+
+impl std::fmt::Debug for ThreadPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ThreadPool").field("threads", &self.threads).finish()
+    }
+}
+
+fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
+    // A worker never panics while holding the lock (it runs no user code
+    // under it), so poisoning cannot carry a broken invariant; recover.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl ThreadPool {
+    /// A pool running steps on `threads` threads in total (the caller plus
+    /// `threads - 1` workers). `0` means all available cores.
+    pub fn new(threads: usize) -> std::io::Result<ThreadPool> {
+        let threads = if threads == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { threads };
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State { generation: 0, job: None, busy_workers: 0, shutdown: false }),
+            wake: Condvar::new(),
+            done: Condvar::new(),
+        });
+        let mut workers = Vec::with_capacity(threads.saturating_sub(1));
+        for i in 1..threads {
+            let shared = Arc::clone(&shared);
+            let handle = std::thread::Builder::new().name(format!("kiln-worker-{i}")).spawn(move || worker(&shared))?;
+            workers.push(handle);
+        }
+        Ok(ThreadPool { threads, shared, workers, in_use: Mutex::new(()) })
+    }
+
+    /// Threads a step runs on, the caller included.
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+
+    /// Runs `f` over `0..items`, in chunks, on every thread of the pool; every
+    /// item is passed to exactly one call. Returns when all items are done.
+    pub fn run(&self, items: usize, f: &(dyn Fn(Range<usize>) + Sync)) {
+        if items == 0 {
+            return;
+        }
+        let guard = match self.in_use.try_lock() {
+            Ok(g) => Some(g),
+            Err(TryLockError::Poisoned(p)) => Some(p.into_inner()),
+            Err(TryLockError::WouldBlock) => None,
+        };
+        if self.workers.is_empty() || items == 1 || guard.is_none() {
+            f(0..items);
+            return;
+        }
+        // Small chunks balance uneven items; items are already coarse (a
+        // channel block or an image row band), so one per grab is fine.
+        let chunk = items.div_ceil(self.threads * 8).max(1);
+        let next = Arc::new(AtomicUsize::new(0));
+        // SAFETY: erases the borrow's lifetime; the pointer is only used by
+        // workers until `busy_workers` drops back to zero below, and `f`
+        // outlives this function call.
+        let func = JobRef(unsafe {
+            std::mem::transmute::<*const (dyn Fn(Range<usize>) + Sync + '_), *const (dyn Fn(Range<usize>) + Sync)>(f)
+        });
+        {
+            let mut st = lock(&self.shared.state);
+            st.generation = st.generation.wrapping_add(1);
+            st.job = Some(Job { func, items, chunk, next: Arc::clone(&next) });
+            st.busy_workers = self.workers.len();
+            self.shared.wake.notify_all();
+        }
+        drain(f, items, chunk, &next);
+        let mut st = lock(&self.shared.state);
+        while st.busy_workers > 0 {
+            st = self.shared.done.wait(st).unwrap_or_else(|p| p.into_inner());
+        }
+        st.job = None;
+        drop(guard);
+    }
+}
+
+fn drain(f: &(dyn Fn(Range<usize>) + Sync), items: usize, chunk: usize, next: &AtomicUsize) {
+    loop {
+        let start = next.fetch_add(chunk, Ordering::Relaxed);
+        if start >= items {
+            break;
+        }
+        f(start..(start + chunk).min(items));
+    }
+}
+
+fn worker(shared: &Shared) {
+    let mut seen = 0u64;
+    loop {
+        let job = {
+            let mut st = lock(&shared.state);
+            while st.generation == seen && !st.shutdown {
+                st = shared.wake.wait(st).unwrap_or_else(|p| p.into_inner());
+            }
+            if st.shutdown {
+                return;
+            }
+            seen = st.generation;
+            st.job.as_ref().map(|j| (j.func, j.items, j.chunk, Arc::clone(&j.next)))
+        };
+        if let Some((func, items, chunk, next)) = job {
+            // SAFETY: the caller of `run` keeps the closure alive until this
+            // worker decrements `busy_workers` below.
+            let f = unsafe { &*func.0 };
+            drain(f, items, chunk, &next);
+        }
+        let mut st = lock(&shared.state);
+        st.busy_workers = st.busy_workers.saturating_sub(1);
+        if st.busy_workers == 0 {
+            shared.done.notify_all();
+        }
+    }
+}
+
+impl Drop for ThreadPool {
+    fn drop(&mut self) {
+        lock(&self.shared.state).shutdown = true;
+        self.shared.wake.notify_all();
+        for w in self.workers.drain(..) {
+            let _ = w.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicU32;
+
+    #[test]
+    fn every_item_exactly_once() {
+        for threads in [1, 2, 3, 5] {
+            let pool = ThreadPool::new(threads).unwrap();
+            for items in [1, 2, 7, 100, 1000] {
+                let hits: Vec<AtomicU32> = (0..items).map(|_| AtomicU32::new(0)).collect();
+                for _ in 0..3 {
+                    pool.run(items, &|r: Range<usize>| {
+                        for i in r {
+                            hits[i].fetch_add(1, Ordering::Relaxed);
+                        }
+                    });
+                }
+                assert!(hits.iter().all(|h| h.load(Ordering::Relaxed) == 3), "threads {threads} items {items}");
+            }
+        }
+    }
+
+    #[test]
+    fn concurrent_callers_do_not_deadlock() {
+        let pool = ThreadPool::new(2).unwrap();
+        let total = AtomicU32::new(0);
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| {
+                    for _ in 0..50 {
+                        pool.run(64, &|r: Range<usize>| {
+                            total.fetch_add(r.len() as u32, Ordering::Relaxed);
+                        });
+                    }
+                });
+            }
+        });
+        assert_eq!(total.load(Ordering::Relaxed), 4 * 50 * 64);
+    }
+}
