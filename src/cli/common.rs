@@ -40,8 +40,8 @@ pub fn check(args: &ModelArgs) -> Result<(), kiln::Error> {
     let g = load_inferred(args)?;
     let f = footprint(&g)?;
     let lazy = g.node_ids().filter(|&id| g.node(id).op().is_lazy()).count();
-    print!("{g}");
-    println!(
+    out!("{g}");
+    outln!(
         "ok: {} nodes ({} lazy, all shapes inferred), {} parameters, {:.1} MiB of tensors",
         g.node_count() - g.inputs().len() - g.outputs().len(),
         lazy,

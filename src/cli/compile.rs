@@ -25,15 +25,22 @@ pub struct CompileArgs {
 pub fn run(args: &CompileArgs) -> Result<(), kiln::Error> {
     let source = ParamSource::Init { seed: args.seed };
     match args.emit {
-        Emit::LazyIr => print!("{}", kiln::load_model(&args.model.model)?),
+        Emit::LazyIr => out!("{}", kiln::load_model(&args.model.model)?),
         Emit::Dot if args.lazy => {
             // Validate shapes first so a broken model is reported, then draw it as written.
             load_inferred(&args.model)?;
-            println!("{}", kiln::load_model(&args.model.model)?.to_dot());
+            outln!("{}", kiln::load_model(&args.model.model)?.to_dot());
         }
-        Emit::Ir => print!("{}", load_resolved(&args.model, source)?),
-        Emit::Json => println!("{}", load_resolved(&args.model, source)?.to_json()),
-        Emit::Dot => println!("{}", load_resolved(&args.model, source)?.to_dot()),
+        Emit::Ir => out!("{}", load_resolved(&args.model, source)?),
+        Emit::Json => outln!("{}", load_resolved(&args.model, source)?.to_json()),
+        Emit::Dot => outln!("{}", load_resolved(&args.model, source)?.to_dot()),
+        Emit::Clif => {
+            let compiled = kiln::jit::compile(&load_resolved(&args.model, source)?)?;
+            for k in compiled.kernels() {
+                outln!("; kernel {} computes {} ({} work items)", k.kernel, k.nodes, k.work_items);
+            }
+            out!("{}", compiled.clif());
+        }
     }
     Ok(())
 }

@@ -5,6 +5,23 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+/// `print!` that reports a failed write (e.g. a closed pipe) as an error
+/// instead of panicking.
+macro_rules! out {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        write!(std::io::stdout(), $($t)*).map_err($crate::cli::stdout_error)?
+    }};
+}
+
+/// `println!` that reports a failed write as an error instead of panicking.
+macro_rules! outln {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout(), $($t)*).map_err($crate::cli::stdout_error)?
+    }};
+}
+
 mod common;
 mod compile;
 mod run;
@@ -38,6 +55,8 @@ pub enum Emit {
     Json,
     /// Graphviz `dot` of the resolved graph (or the lazy one with `--lazy`).
     Dot,
+    /// The Cranelift IR of every JIT kernel.
+    Clif,
 }
 
 pub fn main() -> ExitCode {
@@ -49,6 +68,8 @@ pub fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        // The reader went away (`kiln ... | head`): stop quietly, like other tools.
+        Err(kiln::Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::FAILURE
@@ -63,4 +84,9 @@ fn jit_backend(threads: Option<usize>) -> Result<Box<dyn kiln::runtime::backend:
     }
     let options = kiln::jit::CompileOptions { threads: threads.unwrap_or(0), ..Default::default() };
     Ok(Box::new(kiln::jit::JitBackend { options }))
+}
+
+/// Wraps a failed write to stdout.
+pub fn stdout_error(source: std::io::Error) -> kiln::Error {
+    kiln::Error::Io { path: "<stdout>".into(), source }
 }

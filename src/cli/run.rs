@@ -111,13 +111,13 @@ pub fn run(args: &RunArgs) -> Result<(), kiln::Error> {
     for (i, out) in outputs.iter().enumerate() {
         let sum: f64 = out.iter().map(|&v| f64::from(v)).sum();
         let abs: f64 = out.iter().map(|&v| f64::from(v).abs()).sum();
-        println!("output {i}: shape {:?}  sum {sum:.6}  mean|x| {:.6}", out.shape(), abs / out.len().max(1) as f64);
+        outln!("output {i}: shape {:?}  sum {sum:.6}  mean|x| {:.6}", out.shape(), abs / out.len().max(1) as f64);
         if let Some(path) = &args.output {
             npy::write(output_path(path, i, outputs.len()), out)?;
         }
     }
     let gflops = flop_count as f64 / (run_ms * 1e6);
-    println!(
+    outln!(
         "backend {}: resolve {resolve_ms:.2} ms, compile {compile_ms:.2} ms, run {run_ms:.3} ms ({gflops:.2} GFLOP/s over {:.3} GFLOP)",
         backend.name(),
         flop_count as f64 / 1e9

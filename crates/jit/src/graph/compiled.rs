@@ -19,12 +19,26 @@ pub struct CompileOptions {
     pub threads: usize,
     /// Cranelift's optimization level.
     pub opt_level: OptLevel,
+    /// Debug aid: surround every scratch buffer with this many canary floats
+    /// and check them after each kernel, failing the run if one changed.
+    /// 0 (the default) turns it off.
+    pub guard_floats: usize,
 }
 
 impl Default for CompileOptions {
     fn default() -> Self {
-        CompileOptions { threads: 0, opt_level: OptLevel::Speed }
+        CompileOptions { threads: 0, opt_level: OptLevel::Speed, guard_floats: 0 }
     }
+}
+
+/// A NaN with a recognizable payload, written around guarded buffers.
+pub const CANARY: f32 = f32::from_bits(0x7fc0_dead);
+
+/// Whether the `guard` floats on each side of `slot` still hold [`CANARY`].
+fn guards_intact(slot: &[f32], guard: usize) -> bool {
+    let n = slot.len() - 2 * guard;
+    let canary = |v: &f32| v.to_bits() == CANARY.to_bits();
+    slot[..guard].iter().all(canary) && slot[guard + n..].iter().all(canary)
 }
 
 /// Scratch buffers for one run, one per slot of the memory plan.
@@ -37,6 +51,7 @@ pub struct CompiledGraph {
     plan: MemoryPlan,
     inputs: Vec<(String, Vec<usize>)>,
     pool: ThreadPool,
+    guard: usize,
     /// Arenas of finished runs, reused so that runs after the first allocate
     /// no scratch memory (concurrent runs each take their own).
     arenas: Mutex<Vec<Arena>>,
@@ -71,7 +86,15 @@ pub fn compile_with(graph: &Graph, options: CompileOptions) -> Result<CompiledGr
         .collect();
     let pool = ThreadPool::new(options.threads)
         .map_err(|source| CompileError::Threads { threads: options.threads, source })?;
-    Ok(CompiledGraph { library, program, plan, inputs, pool, arenas: Mutex::new(Vec::new()) })
+    Ok(CompiledGraph {
+        library,
+        program,
+        plan,
+        inputs,
+        pool,
+        guard: options.guard_floats,
+        arenas: Mutex::new(Vec::new()),
+    })
 }
 
 /// One kernel call of a compiled graph, for inspection.
@@ -226,10 +249,10 @@ impl CompiledGraph {
                 .iter()
                 .map(|v| match v {
                     ValueRef::Input(i) => inputs[*i].as_ptr(),
-                    ValueRef::Temp(t) => arena[self.plan.slot_of[*t]].as_ptr(),
+                    ValueRef::Temp(t) => arena[self.plan.slot_of[*t]][self.guard..].as_ptr(),
                 })
                 .collect();
-            let out = SendPtr(arena[self.plan.slot_of[step.output]].as_mut_ptr());
+            let out = SendPtr(arena[self.plan.slot_of[step.output]][self.guard..].as_mut_ptr());
             let kernel = step.kernel;
             let items = self.library.work_items(kernel);
             let failed = Mutex::new(None);
@@ -251,11 +274,18 @@ impl CompiledGraph {
                     reason: e.to_string(),
                 });
             }
+            if self.guard > 0 && !arena.iter().all(|slot| guards_intact(slot, self.guard)) {
+                return Err(RuntimeError::BadOperand {
+                    node: step.nodes.clone(),
+                    op: "jit kernel",
+                    reason: "wrote outside its buffers (a guard canary changed)".into(),
+                });
+            }
         }
         for ((v, _), out) in self.program.outputs.iter().zip(outputs.iter_mut()) {
             let src: &[f32] = match v {
                 ValueRef::Input(i) => inputs[*i],
-                ValueRef::Temp(t) => &arena[self.plan.slot_of[*t]][..out.len()],
+                ValueRef::Temp(t) => &arena[self.plan.slot_of[*t]][self.guard..self.guard + out.len()],
             };
             out.copy_from_slice(src);
         }
@@ -265,7 +295,17 @@ impl CompiledGraph {
 
     fn take_arena(&self) -> Arena {
         let reused = self.arenas.lock().unwrap_or_else(|p| p.into_inner()).pop();
-        reused.unwrap_or_else(|| self.plan.slot_len.iter().map(|&n| vec![0.0; n]).collect())
+        reused.unwrap_or_else(|| {
+            self.plan
+                .slot_len
+                .iter()
+                .map(|&n| {
+                    let mut v = vec![CANARY; n + 2 * self.guard];
+                    v[self.guard..self.guard + n].fill(0.0);
+                    v
+                })
+                .collect()
+        })
     }
 
     fn return_arena(&self, arena: Arena) {
@@ -293,5 +333,25 @@ unsafe impl Sync for SendPtrs<'_> {}
 impl<'a> SendPtrs<'a> {
     fn get(&self) -> &'a [*const f32] {
         self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn guard_check_detects_writes_on_either_side() {
+        let mut slot = vec![CANARY; 4 + 2 * 3];
+        slot[3..7].fill(1.0);
+        assert!(guards_intact(&slot, 3));
+        for i in [0, 2, 7, 9] {
+            let mut bad = slot.clone();
+            bad[i] = 0.0;
+            assert!(!guards_intact(&bad, 3), "write at {i} not detected");
+        }
+        // Another NaN is not the canary.
+        slot[8] = f32::NAN;
+        assert!(!guards_intact(&slot, 3));
     }
 }

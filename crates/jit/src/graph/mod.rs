@@ -12,5 +12,5 @@ pub mod lower;
 pub mod memory;
 
 pub use backend::JitBackend;
-pub use compiled::{compile, compile_with, CompileOptions, CompiledGraph, KernelSummary};
+pub use compiled::{compile, compile_with, CompileOptions, CompiledGraph, KernelSummary, CANARY};
 pub use error::CompileError;

@@ -1,0 +1,115 @@
+//! Differential property test: random valid configurations of a lazy
+//! transposed convolution (groups, dilation, output_padding or output_size,
+//! unbatched input), optionally followed by BatchNorm and an activation so
+//! BatchNorm folding and epilogue fusion are exercised, run through the JIT
+//! and the reference interpreter must agree within 1e-4 relative.
+
+use kiln::jit::{compile_with, CompileOptions};
+use kiln::runtime::{tensor, Interpreter, RandomTensor, Rng};
+use kiln::{BatchNorm2dParams, ConvTranspose2dParams, GraphBuilder, ParamSource};
+use proptest::prelude::*;
+
+#[derive(Debug, Clone)]
+struct Config {
+    batch: Option<usize>,
+    groups: usize,
+    cin_per_group: usize,
+    cout_per_group: usize,
+    hw: (usize, usize),
+    kernel: (usize, usize),
+    stride: (usize, usize),
+    dilation: (usize, usize),
+    padding: (usize, usize),
+    output_padding_seed: (usize, usize),
+    use_output_size: bool,
+    bias: bool,
+    batch_norm: bool,
+    activation: u8,
+    threads: usize,
+    seed: u64,
+}
+
+fn config() -> impl Strategy<Value = Config> {
+    (
+        (prop::option::of(1..4usize), 1..5usize, 1..4usize, 1..4usize, (1..7usize, 1..7usize)),
+        ((1..6usize, 1..6usize), (1..5usize, 1..5usize), (1..4usize, 1..4usize), (0..5usize, 0..5usize)),
+        ((0..8usize, 0..8usize), any::<bool>(), any::<bool>(), any::<bool>(), 0..5u8, 1..3usize, any::<u64>()),
+    )
+        .prop_map(
+            |((batch, groups, cin_per_group, cout_per_group, hw), (kernel, stride, dilation, padding), rest)| {
+                let (output_padding_seed, use_output_size, bias, batch_norm, activation, threads, seed) = rest;
+                Config {
+                    batch,
+                    groups,
+                    cin_per_group,
+                    cout_per_group,
+                    hw,
+                    kernel,
+                    stride,
+                    dilation,
+                    padding,
+                    output_padding_seed,
+                    use_output_size,
+                    bias,
+                    batch_norm,
+                    activation,
+                    threads,
+                    seed,
+                }
+            },
+        )
+}
+
+fn out_size(i: usize, k: usize, s: usize, p: usize, d: usize, op: usize) -> i64 {
+    (i as i64 - 1) * s as i64 - 2 * p as i64 + d as i64 * (k as i64 - 1) + op as i64 + 1
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 600, ..ProptestConfig::default() })]
+
+    #[test]
+    fn jit_matches_interpreter(c in config()) {
+        // output_padding may reach max(stride, dilation) - 1, but an output_size
+        // must lie within stride - 1 of the minimum (PyTorch's range rule).
+        let limit = |s: usize, d: usize| if c.use_output_size { s } else { s.max(d) };
+        let op = (c.output_padding_seed.0 % limit(c.stride.0, c.dilation.0), c.output_padding_seed.1 % limit(c.stride.1, c.dilation.1));
+        let oh = out_size(c.hw.0, c.kernel.0, c.stride.0, c.padding.0, c.dilation.0, op.0);
+        let ow = out_size(c.hw.1, c.kernel.1, c.stride.1, c.padding.1, c.dilation.1, op.1);
+        prop_assume!(oh >= 1 && ow >= 1);
+        let cin = c.groups * c.cin_per_group;
+        let mut params = ConvTranspose2dParams::new(c.groups * c.cout_per_group, c.kernel)
+            .stride(c.stride).dilation(c.dilation).padding(c.padding).groups(c.groups).bias(c.bias);
+        params = if c.use_output_size { params.output_size([oh as usize, ow as usize]) } else { params.output_padding(op) };
+        let shape: Vec<usize> = match c.batch { Some(n) => vec![n, cin, c.hw.0, c.hw.1], None => vec![cin, c.hw.0, c.hw.1] };
+        let mut b = GraphBuilder::new("p");
+        let x = b.input("x", &shape).unwrap();
+        let mut h = b.lazy_conv_transpose2d("up", x, params).unwrap();
+        // PyTorch's BatchNorm2d takes 4-D input only.
+        if c.batch_norm && c.batch.is_some() {
+            h = b.lazy_batch_norm2d("bn", h, BatchNorm2dParams::default()).unwrap();
+        }
+        match c.activation {
+            0 => { b.relu("act", h).unwrap(); }
+            1 => { b.leaky_relu("act", h, 0.3).unwrap(); }
+            2 => { b.tanh("act", h).unwrap(); }
+            3 => { b.sigmoid("act", h).unwrap(); }
+            _ => {}
+        }
+        let mut g = b.finish().unwrap();
+        kiln::passes::resolve(&mut g, ParamSource::Init { seed: c.seed }).unwrap();
+        // Non-trivial BatchNorm statistics so folding is really tested.
+        if let Some(bn) = g.find("bn") {
+            let ch = g.node(bn).param("running_mean").unwrap().len();
+            let mut r = Rng::new(c.seed ^ 1);
+            for (name, lo, hi) in [("weight", 0.5, 2.0), ("bias", -1.0, 1.0), ("running_mean", -0.5, 0.5), ("running_var", 0.2, 3.0)] {
+                let v: Vec<f32> = (0..ch).map(|_| r.uniform(lo, hi)).collect();
+                g.set_param(bn, name, kiln::ir::ndarray::ArrayD::from_shape_vec(vec![ch], v).unwrap()).unwrap();
+            }
+        }
+        let input = Rng::new(c.seed).tensor(&shape);
+        let want = Interpreter::run(&g, std::slice::from_ref(&input)).unwrap();
+        let exe = compile_with(&g, CompileOptions { threads: c.threads, ..Default::default() }).unwrap();
+        let got = exe.run(std::slice::from_ref(&input)).unwrap();
+        prop_assert!(tensor::check_close(&got[0], &want[0], 1e-4).is_ok(), "{:?}", tensor::check_close(&got[0], &want[0], 1e-4));
+    }
+}
