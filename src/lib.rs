@@ -28,6 +28,8 @@
 
 use std::path::Path;
 
+pub mod bench;
+
 pub use kiln_ir as ir;
 pub use kiln_jit as jit;
 pub use kiln_passes as passes;

@@ -22,6 +22,7 @@ macro_rules! outln {
     }};
 }
 
+mod bench;
 mod common;
 mod compile;
 mod run;
@@ -42,6 +43,8 @@ enum Command {
     Compile(compile::CompileArgs),
     /// Resolve, JIT-compile and run a model; print the output shape, a checksum and timings.
     Run(run::RunArgs),
+    /// Time the benchmark layers (or a model) with the peers' protocol.
+    Bench(bench::BenchArgs),
 }
 
 /// What `--emit` prints.
@@ -65,6 +68,7 @@ pub fn main() -> ExitCode {
         Command::Check(args) => common::check(&args),
         Command::Compile(args) => compile::run(&args),
         Command::Run(args) => run::run(&args),
+        Command::Bench(args) => bench::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

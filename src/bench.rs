@@ -1,0 +1,212 @@
+//! Benchmark support shared by `kiln bench` and the criterion benches: the
+//! shape file format of `../shared/bench/shapes.json`, the peers' data
+//! protocol (inputs `U[-1,1)`, weights `U[-1,1)/sqrt(C_in/groups·k·k)`, no
+//! bias) and their timing protocol (warm-up, then at least 20 calls and at
+//! least 1 s of timed work; median and min per call).
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use kiln_ir::ndarray::ArrayD;
+use kiln_runtime::{RandomTensor, Rng, Tensor};
+use serde::Deserialize;
+
+use crate::{ConvTranspose2dParams, Error, Graph, GraphBuilder, ParamSource};
+
+/// One benchmark layer, as in `shapes.json`.
+#[derive(Clone, Debug, Deserialize)]
+pub struct BenchShape {
+    /// Short name (`dcgan2`).
+    pub name: String,
+    /// What it is.
+    #[serde(default)]
+    pub what: String,
+    /// `[N, C_in, H, W]`.
+    pub input_shape: Vec<usize>,
+    /// Output channels.
+    pub out_channels: usize,
+    /// Square kernel.
+    pub kernel_size: usize,
+    /// Stride.
+    pub stride: usize,
+    /// Padding.
+    pub padding: usize,
+    /// Output padding.
+    pub output_padding: usize,
+    /// Dilation.
+    pub dilation: usize,
+    /// Groups.
+    pub groups: usize,
+    /// Whether the layer has a bias (false in the peers' protocol).
+    #[serde(default)]
+    pub bias: bool,
+    /// Expected output shape.
+    pub output_shape: Vec<usize>,
+    /// FLOPs per call (`2·N·C_in·(C_out/g)·k²·H·W`).
+    pub flops: u64,
+}
+
+#[derive(Deserialize)]
+struct ShapeFile {
+    shapes: Vec<BenchShape>,
+}
+
+/// The default shape file: `../shared/bench/shapes.json` beside the repository.
+pub fn default_shapes_path() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/bench/shapes.json")
+}
+
+/// Reads a shape file.
+pub fn load_shapes(path: &Path) -> Result<Vec<BenchShape>, Error> {
+    let text =
+        std::fs::read_to_string(path).map_err(|source| Error::Io { path: path.display().to_string(), source })?;
+    let file: ShapeFile =
+        serde_json::from_str(&text).map_err(|e| Error::Usage(format!("{}: not a shapes file: {e}", path.display())))?;
+    Ok(file.shapes)
+}
+
+/// The shape's layer as a resolved one-node graph with the peers' weights
+/// (seeded by the shape's name), and its input.
+pub fn layer(shape: &BenchShape) -> Result<(Graph, Tensor), Error> {
+    let mut b = GraphBuilder::new(shape.name.clone());
+    let x = b.input("x", &shape.input_shape)?;
+    let params = ConvTranspose2dParams::new(shape.out_channels, shape.kernel_size)
+        .stride(shape.stride)
+        .padding(shape.padding)
+        .output_padding(shape.output_padding)
+        .dilation(shape.dilation)
+        .groups(shape.groups)
+        .bias(shape.bias);
+    b.lazy_conv_transpose2d("up", x, params)?;
+    let g = b.finish()?;
+    let cin = shape.input_shape.get(1).copied().unwrap_or(1);
+    let scale = 1.0 / ((cin / shape.groups.max(1)) as f32 * (shape.kernel_size * shape.kernel_size) as f32).sqrt();
+    let wshape = vec![cin, shape.out_channels / shape.groups.max(1), shape.kernel_size, shape.kernel_size];
+    let mut rng = Rng::for_stream(0, &shape.name);
+    let weight: ArrayD<f32> = rng.tensor(&wshape).mapv(|v| v * scale);
+    let mut state = std::collections::BTreeMap::new();
+    state.insert("up.weight".to_string(), weight);
+    if shape.bias {
+        state.insert("up.bias".to_string(), rng.tensor(&[shape.out_channels]));
+    }
+    let g = crate::resolve(g, ParamSource::StateDict(state))?;
+    let input = rng.tensor(&shape.input_shape);
+    Ok((g, input))
+}
+
+/// Wall-time statistics of one measured function.
+#[derive(Clone, Copy, Debug)]
+pub struct Timing {
+    /// Median time per call.
+    pub median: Duration,
+    /// Fastest call.
+    pub min: Duration,
+    /// Timed calls.
+    pub runs: usize,
+}
+
+/// The peers' protocol: warm up (≥2 calls and ≥0.2 s), then time at least
+/// `min_runs` calls and at least `min_time` of work (at most 2000 calls).
+pub fn measure(mut f: impl FnMut(), min_runs: usize, min_time: Duration) -> Timing {
+    let warm = Instant::now();
+    let mut warm_calls = 0;
+    while warm_calls < 2 || warm.elapsed() < Duration::from_millis(200) {
+        f();
+        warm_calls += 1;
+    }
+    let mut times = Vec::new();
+    let start = Instant::now();
+    while times.len() < min_runs || (start.elapsed() < min_time && times.len() < 2000) {
+        let t = Instant::now();
+        f();
+        times.push(t.elapsed());
+    }
+    times.sort_unstable();
+    Timing { median: times[times.len() / 2], min: times[0], runs: times.len() }
+}
+
+/// FMA peak of one core at a vector width, measured with independent
+/// accumulator chains (no memory traffic), in GFLOP/s.
+#[derive(Clone, Copy, Debug)]
+pub struct Peak {
+    /// Vector width in bits (128 for Cranelift's `f32x4`).
+    pub bits: u32,
+    /// Measured GFLOP/s on one thread.
+    pub gflops: f64,
+}
+
+/// Measures the one-core FMA peak at every vector width the CPU supports
+/// (128, 256, 512 bits), or an empty list on other architectures.
+pub fn measure_peaks() -> Vec<Peak> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        peak_x86::measure()
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        Vec::new()
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod peak_x86 {
+    use std::arch::x86_64::*;
+    use std::time::Instant;
+
+    use super::Peak;
+
+    const ITERS: u64 = 20_000_000;
+    const CHAINS: u64 = 12;
+
+    macro_rules! fma_loop {
+        ($name:ident, $feat:literal, $ty:ty, $set1:ident, $fma:ident, $add:ident, $store:ident, $lanes:expr) => {
+            #[target_feature(enable = $feat)]
+            unsafe fn $name(iters: u64) -> f32 {
+                let m = $set1(0.999_999);
+                let a = $set1(1e-7);
+                let mut acc: [$ty; CHAINS as usize] = [$set1(1.0); CHAINS as usize];
+                for _ in 0..iters {
+                    for x in acc.iter_mut() {
+                        *x = $fma(*x, m, a);
+                    }
+                }
+                let mut s = acc[0];
+                for x in &acc[1..] {
+                    s = $add(s, *x);
+                }
+                let mut out = [0f32; $lanes];
+                // SAFETY: `out` holds exactly one vector of lanes.
+                unsafe { $store(out.as_mut_ptr(), s) };
+                out.iter().sum()
+            }
+        };
+    }
+    fma_loop!(fma128, "fma", __m128, _mm_set1_ps, _mm_fmadd_ps, _mm_add_ps, _mm_storeu_ps, 4);
+    fma_loop!(fma256, "avx2,fma", __m256, _mm256_set1_ps, _mm256_fmadd_ps, _mm256_add_ps, _mm256_storeu_ps, 8);
+    fma_loop!(fma512, "avx512f", __m512, _mm512_set1_ps, _mm512_fmadd_ps, _mm512_add_ps, _mm512_storeu_ps, 16);
+
+    fn time(bits: u32, f: unsafe fn(u64) -> f32) -> Peak {
+        // SAFETY: each `f` is only called after its CPU feature was detected.
+        std::hint::black_box(unsafe { f(ITERS / 10) });
+        let t = Instant::now();
+        // SAFETY: as above.
+        std::hint::black_box(unsafe { f(ITERS) });
+        let secs = t.elapsed().as_secs_f64();
+        let flops = ITERS as f64 * CHAINS as f64 * (bits / 32) as f64 * 2.0;
+        Peak { bits, gflops: flops / secs / 1e9 }
+    }
+
+    pub fn measure() -> Vec<Peak> {
+        let mut v = Vec::new();
+        if is_x86_feature_detected!("fma") {
+            v.push(time(128, fma128));
+        }
+        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+            v.push(time(256, fma256));
+        }
+        if is_x86_feature_detected!("avx512f") {
+            v.push(time(512, fma512));
+        }
+        v
+    }
+}

@@ -1,0 +1,186 @@
+//! `kiln bench`: the benchmark layers (or a whole model) through the JIT with
+//! the peers' protocol, each output checked against the interpreter.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use kiln::bench::{default_shapes_path, layer, load_shapes, measure, measure_peaks, BenchShape};
+use kiln::jit::{compile_with, CompileOptions};
+use kiln::passes::flops;
+use kiln::runtime::{tensor, Interpreter, Tensor};
+use kiln::Graph;
+
+use super::common::ModelArgs;
+use super::run::{inputs as model_inputs, param_source};
+
+/// Arguments of `kiln bench`.
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// A model to benchmark end to end instead of the shape file.
+    pub model: Option<PathBuf>,
+    /// The shape file (default: ../shared/bench/shapes.json).
+    #[arg(long)]
+    pub shapes: Option<PathBuf>,
+    /// Only these shapes (comma-separated names).
+    #[arg(long)]
+    pub only: Option<String>,
+    /// Threads per run (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// One JSON object per line and shape (what the peers harness reads).
+    #[arg(long)]
+    pub json: bool,
+    /// Measure this machine's one-core FMA peak and exit.
+    #[arg(long)]
+    pub peak: bool,
+    /// With a model: its weights (safetensors); else seeded init.
+    #[arg(long)]
+    pub weights: Option<PathBuf>,
+    /// Minimum timed calls.
+    #[arg(long, default_value_t = 20)]
+    pub min_runs: usize,
+    /// Minimum seconds of timed work.
+    #[arg(long, default_value_t = 1.0)]
+    pub min_seconds: f64,
+}
+
+struct Row {
+    name: String,
+    threads: usize,
+    median_ms: f64,
+    min_ms: f64,
+    runs: usize,
+    gflops: f64,
+    compile_ms: f64,
+    max_abs_diff: f64,
+}
+
+fn bench_graph(
+    name: &str,
+    graph: &Graph,
+    inputs: &[Tensor],
+    flop_count: f64,
+    args: &BenchArgs,
+) -> Result<Row, kiln::Error> {
+    let threads = args.threads.unwrap_or(0);
+    let t = Instant::now();
+    let exe = compile_with(graph, CompileOptions { threads, ..Default::default() })?;
+    let compile_ms = t.elapsed().as_secs_f64() * 1e3;
+    let got = exe.run(inputs)?;
+    let want = Interpreter::run(graph, inputs)?;
+    let max_abs_diff = got
+        .iter()
+        .zip(&want)
+        .map(|(a, b)| tensor::max_abs_diff(a, b).map_or(f64::INFINITY, f64::from))
+        .fold(0.0, f64::max);
+    let mut failed = None;
+    let timing = measure(
+        || {
+            if let Err(e) = exe.run(inputs) {
+                failed = Some(e);
+            }
+        },
+        args.min_runs,
+        Duration::from_secs_f64(args.min_seconds.max(0.0)),
+    );
+    if let Some(e) = failed {
+        return Err(e.into());
+    }
+    let median_ms = timing.median.as_secs_f64() * 1e3;
+    Ok(Row {
+        name: name.to_string(),
+        threads: exe.threads(),
+        median_ms,
+        min_ms: timing.min.as_secs_f64() * 1e3,
+        runs: timing.runs,
+        gflops: flop_count / (median_ms * 1e6),
+        compile_ms,
+        max_abs_diff,
+    })
+}
+
+pub fn run(args: &BenchArgs) -> Result<(), kiln::Error> {
+    if args.threads == Some(0) {
+        return Err(kiln::Error::Usage("--threads must be at least 1".into()));
+    }
+    let peaks = measure_peaks();
+    if args.peak {
+        for p in &peaks {
+            outln!("fma peak, {}-bit vectors, 1 core: {:.1} GFLOP/s", p.bits, p.gflops);
+        }
+        return Ok(());
+    }
+    // % of peak is against the widest vectors the CPU has: what the best peers use.
+    let peak = peaks.iter().map(|p| p.gflops).fold(0.0, f64::max);
+    let mut rows = Vec::new();
+    if let Some(model) = &args.model {
+        let margs = ModelArgs { model: model.clone(), max_memory_mib: 8192 };
+        let inferred = super::common::load_inferred(&margs)?;
+        let flop_count = flops(&inferred)? as f64;
+        let graph = kiln::resolve(inferred, param_source(&args.weights, 0)?)?;
+        let inputs = model_inputs(&graph, &[], 0)?;
+        let name = graph.name().unwrap_or("model").to_string();
+        rows.push(bench_graph(&name, &graph, &inputs, flop_count, args)?);
+        print_rows(&rows, peak, args.json)?;
+    } else {
+        let path = args.shapes.clone().unwrap_or_else(default_shapes_path);
+        let wanted: Option<Vec<&str>> = args.only.as_deref().map(|s| s.split(',').collect());
+        let shapes: Vec<BenchShape> = load_shapes(&path)?
+            .into_iter()
+            .filter(|s| wanted.as_ref().is_none_or(|w| w.contains(&s.name.as_str())))
+            .collect();
+        if !args.json {
+            print_header(peak)?;
+        }
+        for shape in &shapes {
+            let (graph, input) = layer(shape)?;
+            let row = bench_graph(&shape.name, &graph, &[input], shape.flops as f64, args)?;
+            print_rows(std::slice::from_ref(&row), peak, args.json)?;
+            rows.push(row);
+        }
+    }
+    Ok(())
+}
+
+fn print_header(peak: f64) -> Result<(), kiln::Error> {
+    outln!("FMA peak (1 core, widest vectors): {peak:.1} GFLOP/s");
+    outln!(
+        "{:<10} {:>7} {:>10} {:>10} {:>9} {:>7} {:>11} {:>10}",
+        "shape",
+        "threads",
+        "median ms",
+        "min ms",
+        "GFLOP/s",
+        "% peak",
+        "compile ms",
+        "max diff"
+    );
+    Ok(())
+}
+
+fn print_rows(rows: &[Row], peak: f64, json: bool) -> Result<(), kiln::Error> {
+    for r in rows {
+        if json {
+            let line = serde_json::json!({
+                "name": r.name, "threads": r.threads, "median_ms": r.median_ms, "min_ms": r.min_ms,
+                "runs": r.runs, "gflops": r.gflops, "compile_ms": r.compile_ms, "max_abs_diff": r.max_abs_diff,
+            });
+            outln!("{line}");
+        } else {
+            let pct = if peak > 0.0 { 100.0 * r.gflops / (peak * r.threads as f64) } else { f64::NAN };
+            outln!(
+                "{:<10} {:>7} {:>10.3} {:>10.3} {:>9.1} {:>6.0}% {:>11.1} {:>10.2e}",
+                r.name,
+                r.threads,
+                r.median_ms,
+                r.min_ms,
+                r.gflops,
+                pct,
+                r.compile_ms,
+                r.max_abs_diff
+            );
+        }
+    }
+    Ok(())
+}
