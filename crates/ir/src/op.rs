@@ -102,6 +102,42 @@ impl PaddingMode {
     }
 }
 
+/// The PyTorch-style chained setters both convolution params structs share.
+macro_rules! conv_setters {
+    () => {
+        /// Sets `stride`.
+        pub fn stride(mut self, v: impl Into<Pair2>) -> Self {
+            self.stride = v.into();
+            self
+        }
+        /// Sets `padding`.
+        pub fn padding(mut self, v: impl Into<Pair2>) -> Self {
+            self.padding = v.into();
+            self
+        }
+        /// Sets `dilation`.
+        pub fn dilation(mut self, v: impl Into<Pair2>) -> Self {
+            self.dilation = v.into();
+            self
+        }
+        /// Sets `groups`.
+        pub fn groups(mut self, g: usize) -> Self {
+            self.groups = g;
+            self
+        }
+        /// Sets `bias`.
+        pub fn bias(mut self, b: bool) -> Self {
+            self.bias = b;
+            self
+        }
+        /// Sets `padding_mode`.
+        pub fn padding_mode(mut self, m: PaddingMode) -> Self {
+            self.padding_mode = m;
+            self
+        }
+    };
+}
+
 /// Hyper-parameters of `(Lazy)ConvTranspose2d`, with PyTorch's defaults.
 ///
 /// ```
@@ -150,39 +186,10 @@ impl ConvTranspose2dParams {
             output_size: None,
         }
     }
-    /// Sets `stride`.
-    pub fn stride(mut self, v: impl Into<Pair2>) -> Self {
-        self.stride = v.into();
-        self
-    }
-    /// Sets `padding`.
-    pub fn padding(mut self, v: impl Into<Pair2>) -> Self {
-        self.padding = v.into();
-        self
-    }
+    conv_setters!();
     /// Sets `output_padding`.
     pub fn output_padding(mut self, v: impl Into<Pair2>) -> Self {
         self.output_padding = v.into();
-        self
-    }
-    /// Sets `groups`.
-    pub fn groups(mut self, g: usize) -> Self {
-        self.groups = g;
-        self
-    }
-    /// Sets `bias`.
-    pub fn bias(mut self, b: bool) -> Self {
-        self.bias = b;
-        self
-    }
-    /// Sets `dilation`.
-    pub fn dilation(mut self, v: impl Into<Pair2>) -> Self {
-        self.dilation = v.into();
-        self
-    }
-    /// Sets `padding_mode`.
-    pub fn padding_mode(mut self, m: PaddingMode) -> Self {
-        self.padding_mode = m;
         self
     }
     /// Sets the `output_size` given to `forward` (2, 3 or 4 values).
@@ -272,36 +279,7 @@ impl Conv2dParams {
             padding_mode: PaddingMode::Zeros,
         }
     }
-    /// Sets `stride`.
-    pub fn stride(mut self, v: impl Into<Pair2>) -> Self {
-        self.stride = v.into();
-        self
-    }
-    /// Sets `padding`.
-    pub fn padding(mut self, v: impl Into<Pair2>) -> Self {
-        self.padding = v.into();
-        self
-    }
-    /// Sets `dilation`.
-    pub fn dilation(mut self, v: impl Into<Pair2>) -> Self {
-        self.dilation = v.into();
-        self
-    }
-    /// Sets `groups`.
-    pub fn groups(mut self, g: usize) -> Self {
-        self.groups = g;
-        self
-    }
-    /// Sets `bias`.
-    pub fn bias(mut self, b: bool) -> Self {
-        self.bias = b;
-        self
-    }
-    /// Sets `padding_mode`.
-    pub fn padding_mode(mut self, m: PaddingMode) -> Self {
-        self.padding_mode = m;
-        self
-    }
+    conv_setters!();
 
     /// Checks everything that depends on the hyper-parameters alone.
     pub fn validate(&self, node: &str, op: &'static str) -> Result<()> {

@@ -150,14 +150,14 @@ impl CompiledGraph {
         out
     }
 
+    fn input_count_error(&self, got: usize) -> RuntimeError {
+        let names: Vec<&str> = self.inputs.iter().map(|(n, _)| n.as_str()).collect();
+        RuntimeError::InputCount { expected: self.inputs.len(), got, names: names.join(", ") }
+    }
+
     fn check_inputs(&self, shapes: &[&[usize]]) -> Result<(), RuntimeError> {
         if shapes.len() != self.inputs.len() {
-            let names: Vec<&str> = self.inputs.iter().map(|(n, _)| n.as_str()).collect();
-            return Err(RuntimeError::InputCount {
-                expected: self.inputs.len(),
-                got: shapes.len(),
-                names: names.join(", "),
-            });
+            return Err(self.input_count_error(shapes.len()));
         }
         for ((name, expected), got) in self.inputs.iter().zip(shapes) {
             if expected.as_slice() != *got {
@@ -204,12 +204,7 @@ impl CompiledGraph {
     /// allocates nothing.
     pub fn run_into(&self, inputs: &[&[f32]], outputs: &mut [&mut [f32]]) -> Result<(), RuntimeError> {
         if inputs.len() != self.inputs.len() {
-            let names: Vec<&str> = self.inputs.iter().map(|(n, _)| n.as_str()).collect();
-            return Err(RuntimeError::InputCount {
-                expected: self.inputs.len(),
-                got: inputs.len(),
-                names: names.join(", "),
-            });
+            return Err(self.input_count_error(inputs.len()));
         }
         for ((name, shape), x) in self.inputs.iter().zip(inputs) {
             let want: usize = shape.iter().product();

@@ -7,7 +7,7 @@
 use kiln_ir::ConvTranspose2dParams;
 use ndarray::Ix4;
 
-use super::{accumulator, as_nchw, bad, check_param, finish};
+use super::{accumulator, as_nchw, bad, check_in_channels, check_param, finish};
 use crate::error::{fmt_shape, Result, RuntimeError};
 use crate::tensor::Tensor;
 
@@ -92,17 +92,8 @@ pub fn conv_transpose2d(
     p.validate(node, OP)?;
     let (x, batched) = as_nchw(node, OP, x)?;
     let (batch, channels, ih, iw) = x.dim();
-    if channels != in_channels {
-        return Err(bad(
-            node,
-            OP,
-            format!("expects {in_channels} input channels, got input of shape {}", fmt_shape(x.shape())),
-        ));
-    }
+    check_in_channels(node, OP, x.shape(), channels, in_channels, p.groups)?;
     let groups = p.groups;
-    if !in_channels.is_multiple_of(groups) {
-        return Err(bad(node, OP, format!("in_channels={in_channels} is not divisible by groups={groups}")));
-    }
     let (cin_g, cout_g) = (in_channels / groups, p.out_channels / groups);
     let (kh_n, kw_n) = (p.kernel_size.h, p.kernel_size.w);
     check_param(node, OP, "weight", weight, &[in_channels, cout_g, kh_n, kw_n])?;

@@ -95,3 +95,25 @@ pub(crate) fn check_param(
 pub(crate) fn bad(node: &str, op: &'static str, reason: String) -> RuntimeError {
     RuntimeError::BadOperand { node: node.into(), op, reason }
 }
+
+/// A convolution's input must have `in_channels` channels, divisible by `groups`.
+pub(crate) fn check_in_channels(
+    node: &str,
+    op: &'static str,
+    shape: &[usize],
+    channels: usize,
+    in_channels: usize,
+    groups: usize,
+) -> Result<()> {
+    if channels != in_channels {
+        return Err(bad(
+            node,
+            op,
+            format!("expects {in_channels} input channels, got input of shape {}", fmt_shape(shape)),
+        ));
+    }
+    if groups == 0 || !in_channels.is_multiple_of(groups) {
+        return Err(bad(node, op, format!("in_channels={in_channels} is not divisible by groups={groups}")));
+    }
+    Ok(())
+}
