@@ -107,6 +107,12 @@ pub fn load_weights(path: impl AsRef<Path>) -> Result<ParamSource, Error> {
     Ok(ParamSource::StateDict(WeightStore::load(path)?.into_tensors()))
 }
 
+/// Resolves `graph` (see [`resolve`]) and JIT-compiles it with default
+/// options: the whole pipeline in one call.
+pub fn compile(graph: Graph, source: ParamSource) -> Result<jit::CompiledGraph, Error> {
+    Ok(jit::compile(&resolve(graph, source)?)?)
+}
+
 /// Runs the standard pipeline (shape inference, lazy→concrete rewrite with
 /// parameters from `source`, verification) and returns the resolved graph.
 pub fn resolve(mut graph: Graph, source: ParamSource) -> Result<Graph, Error> {

@@ -73,6 +73,13 @@ fn compile_emits_every_form() {
     assert!(dot.starts_with("digraph {") && dot.contains("up1 = conv_transpose2d"), "{dot}");
     let lazy_dot = stdout(&kiln(&["compile", &model, "--emit", "dot", "--lazy"]));
     assert!(lazy_dot.contains("style=dashed"), "{lazy_dot}");
+    let weights = support::golden_dir().join("models/decoder.safetensors").display().to_string();
+    let with_weights = kiln(&["compile", &model, "--emit", "json", "--weights", &weights]);
+    assert!(with_weights.status.success(), "{}", stderr(&with_weights));
+    let g = kiln::Graph::from_json(&stdout(&with_weights)).expect("parses");
+    let loaded = WeightStore::load(&weights).expect("weights");
+    let up1 = g.lookup("up1").expect("up1");
+    assert_eq!(g.node(up1).param("weight"), loaded.get("up1.weight"), "weights come from the file");
     let clif = stdout(&kiln(&["compile", &example("dcgan.json"), "--emit", "clif"]));
     assert!(clif.contains("computes up1+bn1+act1"), "BatchNorm and ReLU fused into the convolution: {clif}");
     assert!(clif.contains("fma"), "vectorized FMA expected in the CLIF");

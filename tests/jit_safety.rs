@@ -133,6 +133,12 @@ fn concurrent_runs_of_one_compiled_graph_agree() {
 }
 
 #[test]
+fn compiled_graphs_are_send_and_sync() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<kiln::jit::CompiledGraph>();
+}
+
+#[test]
 fn unresolved_graphs_and_bad_inputs_are_refused() {
     let g = kiln::load_model(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/decoder.json")).expect("model");
     let e = kiln::jit::compile(&g).unwrap_err().to_string();

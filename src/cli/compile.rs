@@ -4,6 +4,7 @@ use clap::Args;
 use kiln::ParamSource;
 
 use super::common::{load_inferred, load_resolved, ModelArgs};
+use super::run::param_source;
 use super::Emit;
 
 /// Arguments of `kiln compile`.
@@ -17,13 +18,20 @@ pub struct CompileArgs {
     /// With `--emit dot`: draw the graph before resolution.
     #[arg(long)]
     pub lazy: bool,
+    /// A safetensors state dict with PyTorch's key names; without it,
+    /// weights are initialized PyTorch-style from `--seed`.
+    #[arg(long)]
+    pub weights: Option<std::path::PathBuf>,
     /// Seed for PyTorch-style parameter initialization.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
 }
 
 pub fn run(args: &CompileArgs) -> Result<(), kiln::Error> {
-    let source = ParamSource::Init { seed: args.seed };
+    // Lazy forms need no weights: do not read (or require) the file for them.
+    let needs_weights = !matches!(args.emit, Emit::LazyIr) && !(args.emit == Emit::Dot && args.lazy);
+    let source =
+        if needs_weights { param_source(&args.weights, args.seed)? } else { ParamSource::Init { seed: args.seed } };
     match args.emit {
         Emit::LazyIr => out!("{}", kiln::load_model(&args.model.model)?),
         Emit::Dot if args.lazy => {
