@@ -73,7 +73,7 @@ impl Epilogue {
     }
 }
 
-fn sigmoid(x: f32) -> f32 {
+pub(crate) fn sigmoid(x: f32) -> f32 {
     // Evaluate through exp of a non-positive argument so neither branch overflows.
     if x >= 0.0 {
         1.0 / (1.0 + (-x).exp())

@@ -101,6 +101,7 @@ pub(crate) fn checked_len(op: &'static str, what: &str, dims: &[usize]) -> Resul
     Ok(n)
 }
 
+#[allow(clippy::too_many_arguments)]
 fn check_common(
     op: &'static str,
     batch: usize,

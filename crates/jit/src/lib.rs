@@ -30,13 +30,17 @@ pub mod error;
 pub mod geometry;
 pub mod graph;
 pub mod library;
+pub mod native;
 pub mod pack;
 pub mod phase;
 pub mod pool;
 pub mod schedule;
+pub mod tiling;
 
 pub use epilogue::{Activation, Epilogue};
 pub use error::JitError;
 pub use geometry::{Conv2dGeometry, ConvTranspose2dGeometry, MAX_PARAM, MAX_TENSOR_BYTES};
 pub use library::{KernelBuilder, KernelId, KernelInfo, KernelLibrary, OptLevel};
+pub use library::{KernelStrategy, KernelTier, Options};
+pub use native::NativeIsa;
 pub use graph::{compile, compile_with, CompileError, CompileOptions, CompiledGraph, JitBackend, KernelSummary};

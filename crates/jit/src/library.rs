@@ -16,13 +16,16 @@ use cranelift_module::FuncId;
 
 use crate::codegen::activation::Helpers;
 use crate::codegen::conv::{self, ConvKernel};
+use crate::codegen::native::{self as native_cg, NativeParams};
 use crate::codegen::elementwise::{self, CHUNK};
 use crate::codegen::{FnCompiler, PTR};
 use crate::epilogue::{helper_sigmoid, helper_tanh, Activation, Epilogue, SIGMOID_SYMBOL, TANH_SYMBOL};
 use crate::error::JitError;
 use crate::geometry::{checked_len, Conv2dGeometry, ConvTranspose2dGeometry};
+use crate::native::{self, NativeIsa};
 use crate::pack::{pack_bias, pack_weights, AlignedBuf};
 use crate::schedule::{block_cost, phase_regions, Blocking, ConvSpec};
+use crate::tiling::{plan_cv, plan_pv};
 
 /// Largest estimated CLIF instruction count of one kernel; beyond it compile
 /// time and code size stop being reasonable, so the kernel is refused.
@@ -49,6 +52,41 @@ pub enum OptLevel {
     Speed,
 }
 
+/// Which code computes convolution register tiles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum KernelTier {
+    /// Native micro-kernels when the CPU has AVX-512F or AVX2+FMA, else Cranelift.
+    #[default]
+    Auto,
+    /// Pure Cranelift `f32x4` code (portable; the reference tier).
+    Cranelift,
+    /// Native micro-kernels of the given ISA; building fails if the CPU lacks it.
+    /// `Native(NativeIsa::Avx2)` forces 256-bit kernels even on AVX-512 machines.
+    Native(NativeIsa),
+}
+
+/// Builder configuration; `Options::default()` is what [`KernelBuilder::new`] uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Options {
+    /// Cranelift optimization level.
+    pub opt_level: OptLevel,
+    /// Kernel tier for convolutions (elementwise kernels are always Cranelift).
+    pub tier: KernelTier,
+}
+
+/// How a compiled kernel computes its output (see [`KernelLibrary::strategy`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KernelStrategy {
+    /// Cranelift code only.
+    Cranelift,
+    /// Native channel tiles (lanes = output channels; pixels of the whole batch
+    /// grouped by tap class), Cranelift blocks for the remainder pixels.
+    NativeChannelTiles(NativeIsa),
+    /// Native pixel tiles (lanes = output pixels of a phase row), for few
+    /// output channels per group.
+    NativePixelTiles(NativeIsa),
+}
+
 /// Static description of a compiled kernel.
 #[derive(Debug, Clone)]
 pub struct KernelInfo {
@@ -70,6 +108,7 @@ struct Pending {
     info: KernelInfo,
     entry: FuncId,
     clif: String,
+    strategy: KernelStrategy,
 }
 
 /// Compiles kernels into one JIT module. See the crate docs for an example.
@@ -79,6 +118,8 @@ pub struct KernelBuilder {
     helpers: Helpers,
     kernels: Vec<Pending>,
     buffers: Vec<AlignedBuf>,
+    tables: Vec<Box<[i64]>>,
+    native: Option<NativeIsa>,
 }
 
 /// Signature of every kernel entry point.
@@ -88,6 +129,7 @@ struct Compiled {
     info: KernelInfo,
     clif: String,
     func: KernelFn,
+    strategy: KernelStrategy,
 }
 
 /// Owner of the finalized JIT module.
@@ -121,6 +163,7 @@ pub struct KernelLibrary {
     // Field order: code is freed before the parameter buffers it points into.
     _module: ModuleOwner,
     _buffers: Vec<AlignedBuf>,
+    _tables: Vec<Box<[i64]>>,
 }
 
 impl KernelBuilder {
@@ -131,6 +174,21 @@ impl KernelBuilder {
 
     /// Builder for the host ISA (features such as FMA and AVX detected at run time).
     pub fn with_opt_level(opt: OptLevel) -> Result<Self, JitError> {
+        Self::with_options(Options { opt_level: opt, ..Options::default() })
+    }
+
+    /// Builder with explicit options (optimization level, kernel tier).
+    ///
+    /// Fails if `options.tier` forces a native ISA this CPU does not have.
+    pub fn with_options(options: Options) -> Result<Self, JitError> {
+        let native = match options.tier {
+            KernelTier::Cranelift => None,
+            KernelTier::Auto => NativeIsa::Best.resolve(),
+            KernelTier::Native(isa) => Some(isa.resolve().ok_or_else(|| {
+                JitError::codegen("host-isa", format!("native tier {isa:?} is not supported by this CPU"))
+            })?),
+        };
+        let opt = options.opt_level;
         let isa_err = |e: &dyn std::fmt::Display| JitError::codegen("host-isa", e);
         let mut flags = settings::builder();
         let level = match opt {
@@ -148,9 +206,22 @@ impl KernelBuilder {
         let mut jb = JITBuilder::with_isa(isa, cranelift_module::default_libcall_names());
         jb.symbol(TANH_SYMBOL, helper_tanh as *const u8);
         jb.symbol(SIGMOID_SYMBOL, helper_sigmoid as *const u8);
+        if let Some(isa) = native {
+            for (name, addr) in native::symbols(isa) {
+                jb.symbol(name, addr);
+            }
+        }
         let mut module = JITModule::new(jb);
         let helpers = Helpers::declare(&mut module)?;
-        Ok(Self { module: Some(module), fc: FnCompiler::new(), helpers, kernels: Vec::new(), buffers: Vec::new() })
+        Ok(Self {
+            module: Some(module),
+            fc: FnCompiler::new(),
+            helpers,
+            kernels: Vec::new(),
+            buffers: Vec::new(),
+            tables: Vec::new(),
+            native,
+        })
     }
 
     fn module(&mut self) -> Result<&mut JITModule, JitError> {
@@ -216,6 +287,11 @@ impl KernelBuilder {
                 return Err(JitError::ParameterLength { kernel: name, what: "bias", expected: cout, actual: bias.len() });
             }
         }
+        if let Some(isa) = self.native {
+            if let Some(id) = self.add_native(&name, &spec, isa, &weight, epilogue, in_len, out_len, flops)? {
+                return Ok(id);
+            }
+        }
         let blocking = Blocking::new(spec.cog);
         let cost = estimate_cost(&spec, &blocking);
         if cost > MAX_KERNEL_INSTRUCTIONS {
@@ -253,8 +329,98 @@ impl KernelBuilder {
         Ok(self.push(info, emitted.entry, emitted.clif))
     }
 
+    /// Compiles a convolution for the native tier, or returns `None` when no
+    /// native strategy applies (the caller then emits the Cranelift kernel).
+    #[allow(clippy::too_many_arguments)]
+    fn add_native(
+        &mut self,
+        name: &str,
+        spec: &ConvSpec,
+        isa: NativeIsa,
+        weight: &dyn Fn(usize, usize, usize, usize, usize) -> f32,
+        epilogue: &Epilogue,
+        in_len: usize,
+        out_len: usize,
+        flops: u64,
+    ) -> Result<Option<KernelId>, JitError> {
+        // Few output channels and a tiny reduction (depthwise upsamplers): the
+        // kernel is store-bound and the Cranelift kernel measured faster
+        // (dw_up: 13.4 vs 9.1 GFLOP/s), so keep it.
+        let max_taps = spec.phase_pairs().into_iter().map(|p| spec.taps(p)).max().unwrap_or(0);
+        if spec.cog <= crate::schedule::LANES && spec.cig * max_taps < 8 {
+            return Ok(None);
+        }
+        // Few output channels per group: lanes along pixels (a channel panel
+        // would leave most lanes idle). Otherwise channel panels.
+        let pv = plan_pv(spec, isa);
+        let (blocking, strategy, work_items) = if let Some(p) = &pv {
+            (p.blocking.clone(), KernelStrategy::NativePixelTiles(isa), p.work_items(spec))
+        } else if let Some(p) = plan_cv(spec, isa) {
+            let items = p.work_items(spec);
+            let edge_cost = estimate_edges(spec, &p);
+            if edge_cost > MAX_KERNEL_INSTRUCTIONS {
+                return Ok(None);
+            }
+            let bl = p.blocking.clone();
+            return self
+                .finish_native(name, spec, bl, weight, epilogue, in_len, out_len, flops, items, KernelStrategy::NativeChannelTiles(isa), |fc, m, params| {
+                    native_cg::emit_cv(fc, m, params, &p)
+                })
+                .map(Some);
+        } else {
+            return Ok(None);
+        };
+        let p = pv.ok_or_else(|| JitError::codegen(name, "pixel plan vanished"))?;
+        self.finish_native(name, spec, blocking, weight, epilogue, in_len, out_len, flops, work_items, strategy, |fc, m, params| {
+            native_cg::emit_pv(fc, m, params, &p)
+        })
+        .map(Some)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn finish_native(
+        &mut self,
+        name: &str,
+        spec: &ConvSpec,
+        blocking: Blocking,
+        weight: &dyn Fn(usize, usize, usize, usize, usize) -> f32,
+        epilogue: &Epilogue,
+        in_len: usize,
+        out_len: usize,
+        flops: u64,
+        work_items: usize,
+        strategy: KernelStrategy,
+        emit: impl FnOnce(&mut FnCompiler, &mut JITModule, &NativeParams<'_>) -> Result<native_cg::NativeEmitted, JitError>,
+    ) -> Result<KernelId, JitError> {
+        let packed = pack_weights(spec, &blocking, weight);
+        checked_len(spec.op, "packed weights", &[packed.as_slice().len()])?;
+        let bias = pack_bias(spec, &blocking, epilogue.bias.as_deref());
+        let params = NativeParams {
+            name,
+            spec,
+            weights_addr: packed.addr(),
+            bias_addr: bias.addr(),
+            activation: epilogue.activation,
+        };
+        let module = self.module.as_mut().ok_or_else(|| JitError::codegen(name, "module already finalized"))?;
+        let emitted = emit(&mut self.fc, module, &params)?;
+        self.buffers.push(packed);
+        self.buffers.push(bias);
+        self.tables.extend(emitted.tables);
+        let info = KernelInfo {
+            name: name.to_string(),
+            work_items,
+            input_lens: vec![in_len],
+            output_len: out_len,
+            in_place: false,
+            flops,
+        };
+        self.kernels.push(Pending { info, entry: emitted.entry, clif: emitted.clif, strategy });
+        Ok(KernelId(self.kernels.len() - 1))
+    }
+
     fn push(&mut self, info: KernelInfo, entry: FuncId, clif: String) -> KernelId {
-        self.kernels.push(Pending { info, entry, clif });
+        self.kernels.push(Pending { info, entry, clif, strategy: KernelStrategy::Cranelift });
         KernelId(self.kernels.len() - 1)
     }
 
@@ -444,10 +610,15 @@ impl KernelBuilder {
                 // SAFETY: every entry was defined with the signature
                 // `(ptr, ptr, i64, i64) -> ()` in the host's default (C) calling convention.
                 let func = unsafe { std::mem::transmute::<*const u8, KernelFn>(ptr) };
-                Compiled { info: p.info, clif: p.clif, func }
+                Compiled { info: p.info, clif: p.clif, func, strategy: p.strategy }
             })
             .collect();
-        Ok(KernelLibrary { kernels, _module: ModuleOwner(Some(module)), _buffers: std::mem::take(&mut self.buffers) })
+        Ok(KernelLibrary {
+            kernels,
+            _module: ModuleOwner(Some(module)),
+            _buffers: std::mem::take(&mut self.buffers),
+            _tables: std::mem::take(&mut self.tables),
+        })
     }
 }
 
@@ -458,6 +629,24 @@ impl Drop for KernelBuilder {
             unsafe { m.free_memory() };
         }
     }
+}
+
+/// Estimated CLIF instructions of the Cranelift edge blocks of a channel-tile plan.
+fn estimate_edges(spec: &ConvSpec, plan: &crate::tiling::CvPlan) -> u64 {
+    let v = plan.pw / crate::schedule::LANES;
+    let mut total = 0u64;
+    for r in plan.chunks.iter().flatten() {
+        if let crate::tiling::CvRun::Edge { pixels, .. } = r {
+            for px in pixels {
+                let taps = (px.th.len() * px.tw.len()) as u64;
+                total = total.saturating_add(taps * (3 + 2 * v as u64) + v as u64 * 10 + 16);
+            }
+        }
+    }
+    // Tile loops: a call and a few instructions per run.
+    total.saturating_add(plan.chunks.iter().map(|c| c.len() as u64 * 12).sum::<u64>()).saturating_mul(
+        if !spec.cog.is_multiple_of(plan.pw) && spec.cog > plan.pw { 2 } else { 1 },
+    )
 }
 
 /// Estimated CLIF instructions of a convolution kernel.
@@ -509,6 +698,11 @@ impl KernelLibrary {
     /// Number of work items of a kernel (0 for an unknown id).
     pub fn work_items(&self, id: KernelId) -> usize {
         self.get(id).map_or(0, |k| k.info.work_items)
+    }
+
+    /// How kernel `id` computes (native or Cranelift); `None` for an unknown id.
+    pub fn strategy(&self, id: KernelId) -> Option<KernelStrategy> {
+        self.get(id).ok().map(|k| k.strategy)
     }
 
     /// CLIF text of every function of a kernel, as generated (before

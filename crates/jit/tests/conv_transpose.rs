@@ -72,15 +72,19 @@ fn run_case(c: &Case) -> Result<(), TestCaseError> {
     let w = data(g.weight_len(), c.seed ^ 0xABCD);
     let bias = c.bias.then(|| data(g.out_channels, c.seed ^ 0x1234));
     let ep = Epilogue { bias: bias.clone(), activation: c.act };
-    let mut kb = KernelBuilder::new().map_err(|e| TestCaseError::fail(e.to_string()))?;
-    let id = kb.add_conv_transpose2d(g, &w, &ep).map_err(|e| TestCaseError::fail(e.to_string()))?;
-    let lib = kb.finish().map_err(|e| TestCaseError::fail(e.to_string()))?;
-    let mut y = vec![f32::NAN; g.output_len()];
-    lib.run_all(id, &[&x], &mut y).map_err(|e| TestCaseError::fail(e.to_string()))?;
     let want = conv_transpose_ref(g, &x, &w, bias.as_deref(), c.act);
     let scale = want.iter().fold(1f32, |m, v| m.max(v.abs()));
-    let err = y.iter().zip(&want).map(|(a, b)| if (a - b).is_nan() { f32::INFINITY } else { (a - b).abs() }).fold(0f32, f32::max);
-    prop_assert!(err <= 1e-4 * scale, "max abs err {err} (scale {scale}) for {c:?}");
+    // Every tier this CPU has, so native tiles and Cranelift edges are both covered.
+    for tier in tiers() {
+        let mut kb = builder(tier);
+        let id = kb.add_conv_transpose2d(g, &w, &ep).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let lib = kb.finish().map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let mut y = vec![f32::NAN; g.output_len()];
+        lib.run_all(id, &[&x], &mut y).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let err =
+            y.iter().zip(&want).map(|(a, b)| if (a - b).is_nan() { f32::INFINITY } else { (a - b).abs() }).fold(0f32, f32::max);
+        prop_assert!(err <= 1e-4 * scale, "{tier:?} ({:?}): max abs err {err} (scale {scale}) for {c:?}", lib.strategy(id));
+    }
     Ok(())
 }
 
@@ -144,6 +148,10 @@ fn geometries() -> Vec<ConvTranspose2dGeometry> {
         (1, 21, [6, 6], 21, 1, [16, 16], [8, 8], [4, 4], [0, 0], [1, 1]),
         (1, 5, [30, 30], 1, 1, [9, 9], [3, 3], [4, 4], [2, 2], [1, 1]),
         (1, 4, [3, 3], 4, 1, [2, 2], [1, 1], [2, 3], [0, 2], [3, 3]),
+        // Native-tier shapes: batch folded into tiles with a partial panel,
+        // pixel tiles with masked edges and three channels.
+        (16, 8, [1, 1], 40, 1, [4, 4], [1, 1], [0, 0], [0, 0], [1, 1]),
+        (2, 6, [11, 37], 3, 1, [4, 4], [2, 2], [1, 1], [0, 0], [1, 1]),
     ];
     raw.iter()
         .map(|c| ConvTranspose2dGeometry::from_output_padding(c.0, c.1, c.2, c.3, c.4, c.5, c.6, c.7, c.8, c.9).unwrap())
@@ -155,10 +163,18 @@ fn geometries() -> Vec<ConvTranspose2dGeometry> {
 /// with the same value as a full run.
 #[test]
 fn canaries_and_subranges() {
-    for (gi, g) in geometries().iter().enumerate() {
-        let w = data(g.weight_len(), gi as u64);
+    for tier in tiers() {
+        for (gi, g) in geometries().iter().enumerate() {
+            canaries_and_subranges_for(tier, &format!("{tier:?} geometry {gi}"), gi, g);
+        }
+    }
+}
+
+fn canaries_and_subranges_for(tier: KernelTier, gi: &str, seed: usize, g: &ConvTranspose2dGeometry) {
+    {
+        let w = data(g.weight_len(), seed as u64);
         let bias = data(g.out_channels, 99);
-        let mut kb = KernelBuilder::new().unwrap();
+        let mut kb = builder(tier);
         let id = kb.add_conv_transpose2d(g, &w, &Epilogue::bias(bias.clone()).with_activation(Activation::Relu)).unwrap();
         let lib = kb.finish().unwrap();
         let mut xb = canary_buf(g.input_len());
@@ -200,14 +216,24 @@ fn canaries_and_subranges() {
 
 #[test]
 fn concurrent_runs_match() {
+    for tier in tiers() {
+        // Channel tiles (48 channels: one full and one partial panel per group) and pixel tiles (2 per group).
+        for cout in [96, 4] {
+            let g = ConvTranspose2dGeometry::from_output_padding(4, 32, [8, 8], cout, 2, [4, 4], [2, 2], [1, 1], [0, 0], [1, 1]).unwrap();
+            concurrent_runs_match_for(tier, &g);
+        }
+    }
+}
+
+fn concurrent_runs_match_for(tier: KernelTier, g: &ConvTranspose2dGeometry) {
     struct SendPtr(*mut f32);
     unsafe impl Send for SendPtr {}
     unsafe impl Sync for SendPtr {}
-    let g = ConvTranspose2dGeometry::from_output_padding(4, 32, [8, 8], 48, 2, [4, 4], [2, 2], [1, 1], [0, 0], [1, 1]).unwrap();
+    let g = g.clone();
     let w = data(g.weight_len(), 3);
     let x = data(g.input_len(), 4);
-    let mut kb = KernelBuilder::new().unwrap();
-    let id = kb.add_conv_transpose2d(&g, &w, &Epilogue::bias(data(48, 1)).with_activation(Activation::Tanh)).unwrap();
+    let mut kb = builder(tier);
+    let id = kb.add_conv_transpose2d(&g, &w, &Epilogue::bias(data(g.out_channels, 1)).with_activation(Activation::Tanh)).unwrap();
     let lib = kb.finish().unwrap();
     let mut single = vec![0f32; g.output_len()];
     lib.run_all(id, &[&x], &mut single).unwrap();
@@ -225,7 +251,7 @@ fn concurrent_runs_match() {
                 });
             }
         });
-        assert!(y.iter().zip(&single).all(|(a, b)| a.to_bits() == b.to_bits()), "{threads} threads");
+        assert!(y.iter().zip(&single).all(|(a, b)| a.to_bits() == b.to_bits()), "{tier:?}: {threads} threads");
     }
 }
 
@@ -255,5 +281,42 @@ fn run_checks_arguments() {
     assert!(matches!(lib.run_all(id, &[], &mut y), Err(JitError::InputCount { .. })));
     assert!(matches!(lib.run_slices(id, &[&x], &mut y, 0..99), Err(JitError::WorkRange { .. })));
     assert!(!lib.clif(id).is_empty());
+    // The Cranelift tier computes with `fma`; native kernels call micro-kernels.
+    let mut kb = builder(KernelTier::Cranelift);
+    let id = kb.add_conv_transpose2d(&g, &vec![1.0; g.weight_len()], &Epilogue::none()).unwrap();
+    let lib = kb.finish().unwrap();
     assert!(lib.clif(id).contains("fma"));
+}
+
+/// Each tier is selected by configuration alone, and the strategy matches the shape.
+#[test]
+fn tiers_are_forced_by_configuration() {
+    let wide = ConvTranspose2dGeometry::from_output_padding(2, 16, [6, 6], 40, 1, [4, 4], [2, 2], [1, 1], [0, 0], [1, 1]).unwrap();
+    let narrow = ConvTranspose2dGeometry::from_output_padding(1, 8, [20, 20], 1, 1, [9, 9], [3, 3], [4, 4], [2, 2], [1, 1]).unwrap();
+    for tier in tiers() {
+        let mut kb = builder(tier);
+        let a = kb.add_conv_transpose2d(&wide, &data(wide.weight_len(), 1), &Epilogue::none()).unwrap();
+        let b = kb.add_conv_transpose2d(&narrow, &data(narrow.weight_len(), 2), &Epilogue::none()).unwrap();
+        let lib = kb.finish().unwrap();
+        let (sa, sb) = (lib.strategy(a).unwrap(), lib.strategy(b).unwrap());
+        match tier {
+            KernelTier::Native(isa) => {
+                assert_eq!(sa, KernelStrategy::NativeChannelTiles(isa));
+                assert_eq!(sb, KernelStrategy::NativePixelTiles(isa));
+                assert!(lib.clif(a).contains("call"));
+            }
+            _ => assert_eq!((sa, sb), (KernelStrategy::Cranelift, KernelStrategy::Cranelift)),
+        }
+    }
+    // Auto picks the best native ISA when there is one.
+    let mut kb = KernelBuilder::new().unwrap();
+    let a = kb.add_conv_transpose2d(&wide, &data(wide.weight_len(), 1), &Epilogue::none()).unwrap();
+    let lib = kb.finish().unwrap();
+    let want = NativeIsa::Best.resolve().map_or(KernelStrategy::Cranelift, KernelStrategy::NativeChannelTiles);
+    assert_eq!(lib.strategy(a), Some(want));
+    // A forced ISA the CPU lacks is an error, not a silent fallback.
+    for isa in [NativeIsa::Avx2, NativeIsa::Avx512] {
+        let r = KernelBuilder::with_options(Options { tier: KernelTier::Native(isa), ..Options::default() });
+        assert_eq!(r.is_ok(), isa.resolve().is_some());
+    }
 }

@@ -46,18 +46,18 @@ pub struct Emitted {
 }
 
 /// Immutable per-phase facts used while emitting blocks.
-struct PhaseCtx {
-    variant: Variant,
+pub(crate) struct PhaseCtx {
+    pub(crate) variant: Variant,
     /// Input offset (floats) of each vertical tap: `in_off·in_w`.
-    h_offs: Vec<i64>,
+    pub(crate) h_offs: Vec<i64>,
     /// Input offset (floats) of each horizontal tap.
-    w_offs: Vec<i64>,
+    pub(crate) w_offs: Vec<i64>,
     /// Floats of packed weights per input channel in this phase.
-    record: i64,
-    cig: usize,
-    hw_in: i64,
-    hw_out: i64,
-    activation: Activation,
+    pub(crate) record: i64,
+    pub(crate) cig: usize,
+    pub(crate) hw_in: i64,
+    pub(crate) hw_out: i64,
+    pub(crate) activation: Activation,
 }
 
 /// Emits the whole kernel into `module`.
@@ -222,7 +222,7 @@ fn emit_region(
 
 /// One register block: bias-initialised accumulators, the input-channel
 /// reduction loop over the block's taps, activation and stores.
-fn emit_block(
+pub(crate) fn emit_block(
     b: &mut FunctionBuilder,
     ctx: &PhaseCtx,
     blk: &Block,
@@ -337,6 +337,6 @@ fn emit_block(
 /// Converts a byte offset to Cranelift's 32-bit immediate. Geometry validation
 /// bounds every buffer by `MAX_TENSOR_BYTES`, so offsets always fit; saturating
 /// keeps this total instead of panicking.
-fn offset32(v: i64) -> i32 {
+pub(crate) fn offset32(v: i64) -> i32 {
     v.clamp(i32::MIN as i64, i32::MAX as i64) as i32
 }

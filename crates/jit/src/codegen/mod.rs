@@ -11,6 +11,7 @@
 pub mod activation;
 pub mod conv;
 pub mod elementwise;
+pub mod native;
 
 use cranelift_codegen::ir::{types, AbiParam, InstBuilder, MemFlagsData, Signature, Type, Value};
 use cranelift_codegen::Context;

@@ -1,7 +1,24 @@
 //! Naive references (obvious loops, f64 accumulation) and test helpers.
 #![allow(dead_code)]
 
-use kiln_jit::{Activation, Conv2dGeometry, ConvTranspose2dGeometry};
+use kiln_jit::{Activation, Conv2dGeometry, ConvTranspose2dGeometry, KernelBuilder, KernelTier, NativeIsa, Options};
+
+/// Every kernel tier this CPU can run: Cranelift, native AVX2 (if AVX2+FMA),
+/// native AVX-512 (if AVX-512F).
+pub fn tiers() -> Vec<KernelTier> {
+    let mut v = vec![KernelTier::Cranelift];
+    for isa in [NativeIsa::Avx2, NativeIsa::Avx512] {
+        if isa.resolve().is_some() {
+            v.push(KernelTier::Native(isa));
+        }
+    }
+    v
+}
+
+/// A builder forced to `tier`.
+pub fn builder(tier: KernelTier) -> KernelBuilder {
+    KernelBuilder::with_options(Options { tier, ..Options::default() }).expect("tier available on this CPU")
+}
 
 /// Deterministic pseudo-random floats in [-1, 1).
 pub fn data(len: usize, seed: u64) -> Vec<f32> {

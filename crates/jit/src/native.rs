@@ -1,0 +1,675 @@
+//! Ahead-of-time micro-kernels in `std::arch` that JIT-emitted loop nests call
+//! for full register tiles (the *native tier*).
+//!
+//! Cranelift has no vectors wider than 128 bits on x86-64 and its FMA lowering
+//! ties a multiplicand, so its best inner loops stay near half of this
+//! machine's peak. The loop nest (phases, tap classes, blocking, edges, work
+//! items) is still generated per shape by the JIT; only the innermost
+//! reduction over `(input channel, tap)` of one register tile runs here, with
+//! every shape constant passed in an argument block ([`TileArgs`],
+//! [`PvArgs`]) that the JIT bakes into the call as an immediate address.
+//!
+//! Two tile shapes exist, each for AVX-512F (zmm) and AVX2+FMA (ymm):
+//! * **channel tiles** (`cv`): lanes are output channels of a 16/32-channel
+//!   weight panel, `P` output pixels with arbitrary offsets (so pixels of
+//!   several batch items or rows share one tile), one broadcast input value
+//!   per pixel and tap;
+//! * **pixel tiles** (`pv`): lanes are consecutive output pixels of one phase
+//!   row, `C ≤ 4` output channels, edge lanes masked with fault-suppressing
+//!   masked loads (for layers with few output channels per group).
+//!
+//! Every function is `extern "C"`; none can panic (no indexing, no
+//! allocation), so nothing unwinds into JIT code. Functions are registered
+//! with the JIT under [`symbols`]' names.
+
+use crate::epilogue::sigmoid;
+
+/// Which vector extension the native tier uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum NativeIsa {
+    /// The widest available on this CPU (AVX-512F, else AVX2+FMA).
+    #[default]
+    Best,
+    /// 512-bit `zmm` micro-kernels (AVX-512F).
+    Avx512,
+    /// 256-bit `ymm` micro-kernels (AVX2 + FMA); also usable on AVX-512 machines.
+    Avx2,
+}
+
+impl NativeIsa {
+    /// Resolves [`NativeIsa::Best`] and checks availability: the concrete ISA
+    /// (`Avx512` or `Avx2`), or `None` if this CPU cannot run it.
+    pub fn resolve(self) -> Option<NativeIsa> {
+        let avx512 = has_avx512();
+        let avx2 = has_avx2();
+        match self {
+            NativeIsa::Best if avx512 => Some(NativeIsa::Avx512),
+            NativeIsa::Best if avx2 => Some(NativeIsa::Avx2),
+            NativeIsa::Avx512 if avx512 => Some(NativeIsa::Avx512),
+            NativeIsa::Avx2 if avx2 => Some(NativeIsa::Avx2),
+            _ => None,
+        }
+    }
+
+    /// Lanes of one vector register.
+    pub fn lanes(self) -> usize {
+        if self == NativeIsa::Avx512 {
+            16
+        } else {
+            8
+        }
+    }
+
+    fn tag(self) -> &'static str {
+        if self == NativeIsa::Avx512 {
+            "avx512"
+        } else {
+            "avx2"
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+fn has_avx512() -> bool {
+    std::arch::is_x86_feature_detected!("avx512f")
+}
+
+#[cfg(target_arch = "x86_64")]
+fn has_avx2() -> bool {
+    std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn has_avx512() -> bool {
+    false
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn has_avx2() -> bool {
+    false
+}
+
+/// Activation code shared by [`TileArgs::act`] and [`PvArgs::act`].
+pub(crate) fn act_code(a: crate::epilogue::Activation) -> (i64, f32) {
+    use crate::epilogue::Activation::*;
+    match a {
+        Identity => (0, 0.0),
+        Relu => (1, 0.0),
+        LeakyRelu(alpha) => (2, alpha),
+        Tanh => (3, 0.0),
+        Sigmoid => (4, 0.0),
+    }
+}
+
+/// Scalar activation by code; bit-identical to [`crate::Activation::apply`].
+#[inline(always)]
+fn act(code: i64, alpha: f32, x: f32) -> f32 {
+    match code {
+        1 => {
+            if x < 0.0 {
+                0.0
+            } else {
+                x
+            }
+        }
+        2 => {
+            if x > 0.0 {
+                x
+            } else {
+                x * alpha
+            }
+        }
+        3 => x.tanh(),
+        4 => sigmoid(x),
+        _ => x,
+    }
+}
+
+/// In-place activation of `n` floats `stride` floats apart (Cranelift edge
+/// blocks of native-tier kernels, whose channels are not contiguous).
+///
+/// # Safety
+/// `ptr + i·stride` must be valid for reads and writes for `i < n`.
+pub(crate) unsafe extern "C" fn helper_act_strided(ptr: *mut f32, n: usize, stride: usize, code: usize) {
+    for i in 0..n {
+        // SAFETY: guaranteed by the caller.
+        unsafe {
+            let p = ptr.add(i * stride);
+            *p = act(code as i64, 0.0, *p);
+        }
+    }
+}
+
+/// Symbol of [`helper_act_strided`].
+pub(crate) const ACT_STRIDED_SYMBOL: &str = "kiln_jit_act_strided";
+
+/// Constant arguments of a channel tile (one per tap class), as 8-byte fields
+/// so the JIT side can lay them out in an `i64` table.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct TileArgs {
+    /// `nt` pairs `(input byte offset, weight byte offset)`, one per tap.
+    pub taps: *const i64,
+    /// Number of taps.
+    pub nt: i64,
+    /// Input channels reduced.
+    pub cig: i64,
+    /// Input byte stride between input channels.
+    pub x_ci: i64,
+    /// Weight byte stride between input channels.
+    pub a_ci: i64,
+    /// Output byte stride between output channels.
+    pub oc: i64,
+    /// Valid channels of the panel (lanes beyond are not stored).
+    pub nc: i64,
+    /// Panel width in channels (16 or 32); weight rows are this many floats.
+    pub pw: i64,
+    /// Activation code (0 identity, 1 ReLU, 2 LeakyReLU, 3 tanh, 4 sigmoid).
+    pub act: i64,
+    /// LeakyReLU slope as `f32` bits.
+    pub alpha: i64,
+}
+
+/// Fields of [`TileArgs`] in `i64`s.
+pub const TILE_ARGS_LEN: usize = 10;
+
+/// Constant arguments of a pixel tile (one per phase-row segment).
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct PvArgs {
+    /// `nt` triples `(input float offset from the row, horizontal input offset
+    /// in floats for masking, weight byte offset)`.
+    pub taps: *const i64,
+    /// Number of taps.
+    pub nt: i64,
+    /// Input channels reduced.
+    pub cig: i64,
+    /// Input byte stride between input channels.
+    pub x_ci: i64,
+    /// Weight byte stride between input channels.
+    pub a_ci: i64,
+    /// Output byte stride between output channels.
+    pub oc: i64,
+    /// Output byte stride between consecutive pixels of the row.
+    pub osw: i64,
+    /// Pixels in the row (lanes at or beyond are not stored).
+    pub nq: i64,
+    /// Input row length (lanes reading outside `0..in_w` are masked).
+    pub in_w: i64,
+    /// Valid output channels (≤ the tile's `C`).
+    pub nc: i64,
+    /// Activation code.
+    pub act: i64,
+    /// LeakyReLU slope as `f32` bits.
+    pub alpha: i64,
+}
+
+/// Fields of [`PvArgs`] in `i64`s.
+pub const PV_ARGS_LEN: usize = 12;
+
+/// Signature of a channel tile: `(weights, input base, pixel table, output
+/// base, bias, args)`. The pixel table holds `P` input byte offsets then `P`
+/// output byte offsets.
+pub type TileFn = unsafe extern "C" fn(*const f32, *const u8, *const i64, *mut u8, *const f32, *const TileArgs);
+
+/// Signature of a pixel tile: `(weights, input row, first pixel q0, output
+/// row, bias, args)`.
+pub type PvFn = unsafe extern "C" fn(*const f32, *const u8, usize, *mut u8, *const f32, *const PvArgs);
+
+/// Pixel counts a channel tile is instantiated for, by ISA and panel width.
+pub fn cv_pixels(isa: NativeIsa, pw: usize) -> std::ops::RangeInclusive<usize> {
+    match (isa, pw) {
+        (NativeIsa::Avx512, 16) => 8..=24,
+        (NativeIsa::Avx512, _) => 4..=12,
+        _ => 3..=6,
+    }
+}
+
+/// Most taps per row segment a pixel tile accepts (edge masks are precomputed per tap).
+pub const MAX_PV_TAPS: usize = 32;
+
+/// Vector counts a pixel tile is instantiated for (channels `1..=4`).
+pub const PV_VECTORS: [usize; 4] = [1, 2, 4, 8];
+
+/// Symbol name of a channel tile.
+pub fn cv_symbol(isa: NativeIsa, pw: usize, p: usize, contig: bool) -> String {
+    let pw = if isa == NativeIsa::Avx512 { pw } else { 0 };
+    format!("kiln_native_cv_{}_w{pw}_p{p}_{}", isa.tag(), if contig { "c" } else { "g" })
+}
+
+/// Symbol name of a pixel tile.
+pub fn pv_symbol(isa: NativeIsa, nv: usize, c: usize) -> String {
+    format!("kiln_native_pv_{}_v{nv}_c{c}", isa.tag())
+}
+
+// Register tiles are indexed `acc[pixel][vector]` in fully unrolled const
+// loops; index loops read like the math and keep the arrays in registers.
+#[cfg(target_arch = "x86_64")]
+#[allow(clippy::needless_range_loop)]
+mod x86 {
+    use super::*;
+    use std::arch::x86_64::*;
+
+    /// Stores one finished vector of a channel tile: lanes `0..n` to
+    /// `o + lane·oc` bytes, activated.
+    #[inline(always)]
+    unsafe fn store_lanes(lanes: &[f32], n: usize, o: *mut u8, oc: isize, code: i64, alpha: f32) {
+        let mut l = 0;
+        while l < n && l < lanes.len() {
+            // SAFETY: the JIT passes output offsets of pixels and channels it owns.
+            unsafe { *o.offset(l as isize * oc).cast::<f32>() = act(code, alpha, lanes[l]) };
+            l += 1;
+        }
+    }
+
+    /// Channel tile, zmm: `V` vectors (16·V channels) × `P` pixels.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe extern "C" fn cv512<const V: usize, const P: usize, const CONTIG: bool>(
+        a: *const f32,
+        x: *const u8,
+        tbl: *const i64,
+        out: *mut u8,
+        bias: *const f32,
+        args: *const TileArgs,
+    ) {
+        // SAFETY (whole body): the JIT passes a weight panel, input, output and
+        // tables laid out as described by `args`, all valid for the offsets it holds.
+        unsafe {
+            let g = &*args;
+            let mut acc = [[_mm512_setzero_ps(); V]; P];
+            for v in 0..V {
+                let b = _mm512_loadu_ps(bias.add(16 * v));
+                for row in acc.iter_mut() {
+                    row[v] = b;
+                }
+            }
+            let mut xo = [0isize; P];
+            for (j, o) in xo.iter_mut().enumerate() {
+                *o = if CONTIG { *tbl as isize + 4 * j as isize } else { *tbl.add(j) as isize };
+            }
+            let taps = g.taps;
+            let nt = g.nt as usize;
+            let (x_ci, a_ci) = (g.x_ci as isize, g.a_ci as isize);
+            let mut xc = x;
+            let mut ac = a.cast::<u8>();
+            for _ in 0..g.cig {
+                for t in 0..nt {
+                    let xb = xc.offset(*taps.add(2 * t) as isize);
+                    let ab = ac.offset(*taps.add(2 * t + 1) as isize).cast::<f32>();
+                    let mut w = [_mm512_setzero_ps(); V];
+                    for (v, wv) in w.iter_mut().enumerate() {
+                        *wv = _mm512_loadu_ps(ab.add(16 * v));
+                    }
+                    for j in 0..P {
+                        let b = _mm512_set1_ps(*xb.offset(xo[j]).cast::<f32>());
+                        for v in 0..V {
+                            acc[j][v] = _mm512_fmadd_ps(b, w[v], acc[j][v]);
+                        }
+                    }
+                }
+                xc = xc.offset(x_ci);
+                ac = ac.offset(a_ci);
+            }
+            let nc = g.nc as usize;
+            let alpha = f32::from_bits(g.alpha as u32);
+            let oc = g.oc as isize;
+            for j in 0..P {
+                let o = out.offset(*tbl.add(P + j) as isize);
+                for v in 0..V {
+                    let mut lanes = [0f32; 16];
+                    _mm512_storeu_ps(lanes.as_mut_ptr(), acc[j][v]);
+                    let n = nc.saturating_sub(16 * v).min(16);
+                    store_lanes(&lanes, n, o.offset(16 * v as isize * oc), oc, g.act, alpha);
+                }
+            }
+        }
+    }
+
+    /// Channel tile, ymm: 16 channels × `P` pixels per pass, one pass per
+    /// 16-channel half of the panel.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe extern "C" fn cv256<const P: usize, const CONTIG: bool>(
+        a: *const f32,
+        x: *const u8,
+        tbl: *const i64,
+        out: *mut u8,
+        bias: *const f32,
+        args: *const TileArgs,
+    ) {
+        // SAFETY (whole body): as for `cv512`.
+        unsafe {
+            let g = &*args;
+            let mut xo = [0isize; P];
+            for (j, o) in xo.iter_mut().enumerate() {
+                *o = if CONTIG { *tbl as isize + 4 * j as isize } else { *tbl.add(j) as isize };
+            }
+            let taps = g.taps;
+            let nt = g.nt as usize;
+            let (x_ci, a_ci) = (g.x_ci as isize, g.a_ci as isize);
+            let nc = g.nc as usize;
+            let alpha = f32::from_bits(g.alpha as u32);
+            let oc = g.oc as isize;
+            let halves = (g.pw as usize / 16).max(1);
+            for h in 0..halves {
+                if 16 * h >= nc {
+                    break;
+                }
+                let mut acc = [[_mm256_setzero_ps(); 2]; P];
+                for v in 0..2 {
+                    let b = _mm256_loadu_ps(bias.add(16 * h + 8 * v));
+                    for row in acc.iter_mut() {
+                        row[v] = b;
+                    }
+                }
+                let mut xc = x;
+                let mut ac = a.add(16 * h).cast::<u8>();
+                for _ in 0..g.cig {
+                    for t in 0..nt {
+                        let xb = xc.offset(*taps.add(2 * t) as isize);
+                        let ab = ac.offset(*taps.add(2 * t + 1) as isize).cast::<f32>();
+                        let w = [_mm256_loadu_ps(ab), _mm256_loadu_ps(ab.add(8))];
+                        for j in 0..P {
+                            let b = _mm256_set1_ps(*xb.offset(xo[j]).cast::<f32>());
+                            acc[j][0] = _mm256_fmadd_ps(b, w[0], acc[j][0]);
+                            acc[j][1] = _mm256_fmadd_ps(b, w[1], acc[j][1]);
+                        }
+                    }
+                    xc = xc.offset(x_ci);
+                    ac = ac.offset(a_ci);
+                }
+                for j in 0..P {
+                    let o = out.offset(*tbl.add(P + j) as isize + (16 * h) as isize * oc);
+                    for v in 0..2 {
+                        let mut lanes = [0f32; 8];
+                        _mm256_storeu_ps(lanes.as_mut_ptr(), acc[j][v]);
+                        let n = nc.saturating_sub(16 * h + 8 * v).min(8);
+                        store_lanes(&lanes, n, o.offset(8 * v as isize * oc), oc, g.act, alpha);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Lane mask (bit per lane of `l` lanes) of pixels `q0..q0+l` whose input
+    /// column `q + w_off` lies in `0..in_w`.
+    #[inline(always)]
+    fn lane_mask(q0: i64, w_off: i64, in_w: i64, l: i64) -> u32 {
+        let lo = (-(q0 + w_off)).clamp(0, l);
+        let hi = (in_w - (q0 + w_off)).clamp(0, l);
+        if hi <= lo {
+            0
+        } else {
+            (((1u64 << hi) - 1) & !((1u64 << lo) - 1)) as u32
+        }
+    }
+
+    /// Stores the activated lanes `0..n` of one pixel vector of channel `c`.
+    #[inline(always)]
+    unsafe fn store_pixels(lanes: &[f32], n: usize, o: *mut u8, osw: isize, code: i64, alpha: f32) {
+        let mut l = 0;
+        while l < n && l < lanes.len() {
+            // SAFETY: the JIT passes the output row of pixels it owns; `n` excludes pixels past the row.
+            unsafe { *o.offset(l as isize * osw).cast::<f32>() = act(code, alpha, lanes[l]) };
+            l += 1;
+        }
+    }
+
+    /// Pixel tile, zmm: `NV` vectors of 16 consecutive phase pixels × `C` channels.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe extern "C" fn pv512<const NV: usize, const C: usize>(
+        a: *const f32,
+        x: *const u8,
+        q0: usize,
+        out: *mut u8,
+        bias: *const f32,
+        args: *const PvArgs,
+    ) {
+        // SAFETY (whole body): the JIT passes the input and output rows and a
+        // weight record matching `args`; lanes whose input lies outside the row
+        // are masked (masked lanes of `maskz_loadu` do not fault), and pointer
+        // arithmetic that may leave the buffer uses `wrapping_offset`.
+        unsafe {
+            let g = &*args;
+            let q0 = q0 as i64;
+            let mut acc = [[_mm512_setzero_ps(); C]; NV];
+            for c in 0..C {
+                let b = _mm512_set1_ps(*bias.add(c));
+                for row in acc.iter_mut() {
+                    row[c] = b;
+                }
+            }
+            let (x_ci, a_ci) = (g.x_ci as isize, g.a_ci as isize);
+            // Input channel outer, taps inner: consecutive loads stay within one
+            // channel plane (channel planes are often 4 KiB apart, which would
+            // alias in L1 if the channel loop were innermost).
+            let nt = (g.nt as usize).min(MAX_PV_TAPS);
+            let mut masks = [[0u16; NV]; MAX_PV_TAPS];
+            let mut full = true;
+            for (t, mt) in masks.iter_mut().enumerate().take(nt) {
+                let w_off = *g.taps.add(3 * t + 1);
+                for (v, m) in mt.iter_mut().enumerate() {
+                    *m = lane_mask(q0 + 16 * v as i64, w_off, g.in_w, 16) as u16;
+                    full &= *m == u16::MAX;
+                }
+            }
+            // Few accumulators (one channel, short rows) cannot hide the FMA
+            // latency: alternate taps between two accumulator sets then.
+            let mut acc2 = [[_mm512_setzero_ps(); C]; NV];
+            macro_rules! reduce {
+                ($load:expr) => {{
+                    let mut xc = x.wrapping_offset((q0 * 4) as isize);
+                    let mut ac = a.cast::<u8>();
+                    macro_rules! tap {
+                        ($t:expr, $dst:ident) => {{
+                            let t = $t;
+                            let xb = xc.wrapping_offset((*g.taps.add(3 * t) * 4) as isize);
+                            let wp = ac.offset(*g.taps.add(3 * t + 2) as isize).cast::<f32>();
+                            let mut w = [_mm512_setzero_ps(); C];
+                            for (c, wv) in w.iter_mut().enumerate() {
+                                *wv = _mm512_set1_ps(*wp.add(c));
+                            }
+                            for v in 0..NV {
+                                let p = xb.wrapping_offset(64 * v as isize).cast::<f32>();
+                                let xv = $load(p, masks[t][v]);
+                                for c in 0..C {
+                                    $dst[v][c] = _mm512_fmadd_ps(xv, w[c], $dst[v][c]);
+                                }
+                            }
+                        }};
+                    }
+                    for _ in 0..g.cig {
+                        let mut t = 0;
+                        if NV * C <= 8 {
+                            while t + 1 < nt {
+                                tap!(t, acc);
+                                tap!(t + 1, acc2);
+                                t += 2;
+                            }
+                        }
+                        while t < nt {
+                            tap!(t, acc);
+                            t += 1;
+                        }
+                        xc = xc.wrapping_offset(x_ci);
+                        ac = ac.offset(a_ci);
+                    }
+                }};
+            }
+            if full {
+                reduce!(|p: *const f32, _m: u16| _mm512_loadu_ps(p));
+            } else {
+                reduce!(|p: *const f32, m: u16| _mm512_maskz_loadu_ps(m, p));
+            }
+            for v in 0..NV {
+                for c in 0..C {
+                    acc[v][c] = _mm512_add_ps(acc[v][c], acc2[v][c]);
+                }
+            }
+            let alpha = f32::from_bits(g.alpha as u32);
+            let (oc, osw) = (g.oc as isize, g.osw as isize);
+            for v in 0..NV {
+                let first = q0 + 16 * v as i64;
+                let n = (g.nq - first).clamp(0, 16) as usize;
+                if n == 0 {
+                    continue;
+                }
+                for c in 0..C.min(g.nc as usize) {
+                    let mut lanes = [0f32; 16];
+                    _mm512_storeu_ps(lanes.as_mut_ptr(), acc[v][c]);
+                    let o = out.offset(first as isize * osw + c as isize * oc);
+                    store_pixels(&lanes, n, o, osw, g.act, alpha);
+                }
+            }
+        }
+    }
+
+    /// Pixel tile, ymm: `NV` vectors of 8 consecutive phase pixels × `C` channels.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe extern "C" fn pv256<const NV: usize, const C: usize>(
+        a: *const f32,
+        x: *const u8,
+        q0: usize,
+        out: *mut u8,
+        bias: *const f32,
+        args: *const PvArgs,
+    ) {
+        // SAFETY (whole body): as for `pv512`; `maskload` does not fault on masked lanes.
+        unsafe {
+            let g = &*args;
+            let q0 = q0 as i64;
+            let mut acc = [[_mm256_setzero_ps(); C]; NV];
+            for c in 0..C {
+                let b = _mm256_set1_ps(*bias.add(c));
+                for row in acc.iter_mut() {
+                    row[c] = b;
+                }
+            }
+            let (x_ci, a_ci) = (g.x_ci as isize, g.a_ci as isize);
+            let lane_ids = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+            let nt = (g.nt as usize).min(MAX_PV_TAPS);
+            // Lane bits per (tap, vector); expanded to a vector mask only on the
+            // (edge) masked path.
+            let mut masks = [[0u8; NV]; MAX_PV_TAPS];
+            let mut full = true;
+            for (t, mt) in masks.iter_mut().enumerate().take(nt) {
+                let w_off = *g.taps.add(3 * t + 1);
+                for (v, m) in mt.iter_mut().enumerate() {
+                    *m = lane_mask(q0 + 8 * v as i64, w_off, g.in_w, 8) as u8;
+                    full &= *m == 0xFF;
+                }
+            }
+            let bit = _mm256_sllv_epi32(_mm256_set1_epi32(1), lane_ids);
+            let mut acc2 = [[_mm256_setzero_ps(); C]; NV];
+            macro_rules! reduce {
+                ($load:expr) => {{
+                    let mut xc = x.wrapping_offset((q0 * 4) as isize);
+                    let mut ac = a.cast::<u8>();
+                    macro_rules! tap {
+                        ($t:expr, $dst:ident) => {{
+                            let t = $t;
+                            let xb = xc.wrapping_offset((*g.taps.add(3 * t) * 4) as isize);
+                            let wp = ac.offset(*g.taps.add(3 * t + 2) as isize).cast::<f32>();
+                            let mut w = [_mm256_setzero_ps(); C];
+                            for (c, wv) in w.iter_mut().enumerate() {
+                                *wv = _mm256_set1_ps(*wp.add(c));
+                            }
+                            for v in 0..NV {
+                                let p = xb.wrapping_offset(32 * v as isize).cast::<f32>();
+                                let xv = $load(p, masks[t][v]);
+                                for c in 0..C {
+                                    $dst[v][c] = _mm256_fmadd_ps(xv, w[c], $dst[v][c]);
+                                }
+                            }
+                        }};
+                    }
+                    for _ in 0..g.cig {
+                        let mut t = 0;
+                        if NV * C <= 6 {
+                            while t + 1 < nt {
+                                tap!(t, acc);
+                                tap!(t + 1, acc2);
+                                t += 2;
+                            }
+                        }
+                        while t < nt {
+                            tap!(t, acc);
+                            t += 1;
+                        }
+                        xc = xc.wrapping_offset(x_ci);
+                        ac = ac.offset(a_ci);
+                    }
+                }};
+            }
+            if full {
+                reduce!(|p: *const f32, _m: u8| _mm256_loadu_ps(p));
+            } else {
+                reduce!(|p: *const f32, m: u8| {
+                    let sel = _mm256_and_si256(_mm256_set1_epi32(m as i32), bit);
+                    _mm256_maskload_ps(p, _mm256_cmpgt_epi32(sel, _mm256_setzero_si256()))
+                });
+            }
+            for v in 0..NV {
+                for c in 0..C {
+                    acc[v][c] = _mm256_add_ps(acc[v][c], acc2[v][c]);
+                }
+            }
+            let alpha = f32::from_bits(g.alpha as u32);
+            let (oc, osw) = (g.oc as isize, g.osw as isize);
+            for v in 0..NV {
+                let first = q0 + 8 * v as i64;
+                let n = (g.nq - first).clamp(0, 8) as usize;
+                if n == 0 {
+                    continue;
+                }
+                for c in 0..C.min(g.nc as usize) {
+                    let mut lanes = [0f32; 8];
+                    _mm256_storeu_ps(lanes.as_mut_ptr(), acc[v][c]);
+                    let o = out.offset(first as isize * osw + c as isize * oc);
+                    store_pixels(&lanes, n, o, osw, g.act, alpha);
+                }
+            }
+        }
+    }
+}
+
+/// `(symbol, address)` of every micro-kernel of `isa` plus the strided
+/// activation helper, for registration with the JIT builder.
+pub fn symbols(isa: NativeIsa) -> Vec<(String, *const u8)> {
+    let mut v: Vec<(String, *const u8)> = vec![(ACT_STRIDED_SYMBOL.to_string(), helper_act_strided as *const u8)];
+    #[cfg(target_arch = "x86_64")]
+    {
+        macro_rules! cv512 {
+            ($v:literal, $pw:literal; $($p:literal)*) => {$(
+                v.push((cv_symbol(NativeIsa::Avx512, $pw, $p, true), x86::cv512::<$v, $p, true> as TileFn as *const u8));
+                v.push((cv_symbol(NativeIsa::Avx512, $pw, $p, false), x86::cv512::<$v, $p, false> as TileFn as *const u8));
+            )*};
+        }
+        macro_rules! cv256 {
+            ($($p:literal)*) => {$(
+                v.push((cv_symbol(NativeIsa::Avx2, 0, $p, true), x86::cv256::<$p, true> as TileFn as *const u8));
+                v.push((cv_symbol(NativeIsa::Avx2, 0, $p, false), x86::cv256::<$p, false> as TileFn as *const u8));
+            )*};
+        }
+        macro_rules! pv {
+            ($isa:expr, $f:ident; $($nv:literal)*) => {$(
+                v.push((pv_symbol($isa, $nv, 1), x86::$f::<$nv, 1> as PvFn as *const u8));
+                v.push((pv_symbol($isa, $nv, 2), x86::$f::<$nv, 2> as PvFn as *const u8));
+                v.push((pv_symbol($isa, $nv, 3), x86::$f::<$nv, 3> as PvFn as *const u8));
+                v.push((pv_symbol($isa, $nv, 4), x86::$f::<$nv, 4> as PvFn as *const u8));
+            )*};
+        }
+        match isa {
+            NativeIsa::Avx512 => {
+                cv512!(2, 32; 4 5 6 7 8 9 10 11 12);
+                cv512!(1, 16; 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24);
+                pv!(NativeIsa::Avx512, pv512; 1 2 4 8);
+            }
+            NativeIsa::Avx2 => {
+                cv256!(3 4 5 6);
+                pv!(NativeIsa::Avx2, pv256; 1 2 4 8);
+            }
+            NativeIsa::Best => {}
+        }
+    }
+    v
+}
