@@ -200,3 +200,47 @@ fn missing_file_and_bad_usage() {
     let err = assert_clean_failure(&kiln(&["run", &example("decoder.json"), "--threads", "0"]));
     assert!(err.contains("--threads"), "{err}");
 }
+
+#[test]
+fn bench_json_lines_are_what_the_peers_harness_reads() {
+    let dir = temp_dir("bench");
+    let shapes = write(
+        &dir,
+        "shapes.json",
+        r#"{"shapes": [{"name": "tiny", "input_shape": [2, 8, 5, 5], "out_channels": 4, "kernel_size": 3, "stride": 2,
+            "padding": 1, "output_padding": 1, "dilation": 1, "groups": 2, "bias": false, "output_shape": [2, 4, 10, 10], "flops": 14400}]}"#,
+    );
+    for kernels in ["cranelift", "native", "auto"] {
+        let o = kiln(&[
+            "bench",
+            "--shapes",
+            &shapes,
+            "--threads",
+            "1",
+            "--json",
+            "--kernels",
+            kernels,
+            "--min-runs",
+            "3",
+            "--min-seconds",
+            "0",
+        ]);
+        assert!(o.status.success(), "{kernels}: {}", stderr(&o));
+        let out = stdout(&o);
+        let line = out.lines().find(|l| l.starts_with('{')).expect("a JSON line");
+        let v: serde_json::Value = serde_json::from_str(line).expect("valid JSON");
+        for key in ["name", "threads", "median_ms", "min_ms", "runs", "gflops", "compile_ms", "max_abs_diff"] {
+            assert!(v.get(key).is_some(), "{kernels}: missing {key} in {line}");
+        }
+        assert_eq!(v["name"], "tiny");
+        assert_eq!(v["threads"], 1);
+        assert!(v["runs"].as_u64().expect("runs") >= 3);
+        assert!(
+            v["max_abs_diff"].as_f64().expect("diff") < 1e-4,
+            "{kernels}: JIT differs from the interpreter: {line}"
+        );
+    }
+    let o = kiln(&["bench", "--peak"]);
+    assert!(o.status.success());
+    assert!(stdout(&o).contains("128-bit vectors"), "{}", stdout(&o));
+}

@@ -16,7 +16,7 @@
 mod support;
 
 use kiln::ir::model_from_value;
-use kiln::jit::{CompileOptions, JitBackend};
+use kiln::jit::{CompileOptions, JitBackend, KernelTier};
 use kiln::runtime::backend::{Backend, InterpreterBackend};
 use kiln::runtime::{npy, tensor, Tensor, WeightStore};
 use kiln::{Graph, ParamSource};
@@ -24,8 +24,14 @@ use serde_json::Value;
 
 /// The backends every case runs through.
 fn backends() -> Vec<Box<dyn Backend>> {
-    let jit = |threads| JitBackend { options: CompileOptions { threads, ..CompileOptions::default() } };
-    vec![Box::new(InterpreterBackend), Box::new(jit(1)), Box::new(jit(2))]
+    let jit = |threads, tier| JitBackend { options: CompileOptions { threads, tier, ..CompileOptions::default() } };
+    let mut v: Vec<Box<dyn Backend>> =
+        vec![Box::new(InterpreterBackend), Box::new(jit(1, KernelTier::Auto)), Box::new(jit(2, KernelTier::Auto))];
+    // Every tier on its own, so a tier that Auto does not pick here stays checked.
+    for (_, tier) in support::jit_tiers() {
+        v.push(Box::new(jit(2, tier)));
+    }
+    v
 }
 
 const REL_TOL: f32 = 1e-4;
@@ -121,7 +127,7 @@ fn golden_cases_on_every_backend() {
     assert!(!cases.is_empty(), "no case in {}", support::golden_dir().display());
     let golden = Golden::load();
     let (mut passed, mut failures) = (0usize, Vec::new());
-    for backend in backends() {
+    for (b, backend) in backends().into_iter().enumerate() {
         for case in &cases {
             let result = match case["kind"].as_str() {
                 Some("layer") => layer_case(backend.as_ref(), &golden, case),
@@ -130,7 +136,7 @@ fn golden_cases_on_every_backend() {
             };
             match result {
                 Ok(()) => passed += 1,
-                Err(e) => failures.push(format!("[{}] {}: {e}", backend.name(), case["id"])),
+                Err(e) => failures.push(format!("[{} #{b}] {}: {e}", backend.name(), case["id"])),
             }
         }
     }

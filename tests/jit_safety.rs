@@ -31,8 +31,11 @@ fn canaries_intact(v: &[f32]) -> bool {
 fn run_guarded(mut g: Graph, source: ParamSource, inputs: &[Tensor], what: &str) -> Vec<Tensor> {
     kiln::passes::resolve(&mut g, source).unwrap_or_else(|e| panic!("{what}: {e}"));
     let mut results = Vec::new();
-    for threads in [1, 2] {
-        let exe = compile_with(&g, CompileOptions { threads, guard_floats: GUARD, ..Default::default() })
+    let tiers = support::jit_tiers();
+    for (threads, (tier_name, tier)) in [1, 2].into_iter().flat_map(|t| tiers.iter().map(move |x| (t, x))) {
+        let what = format!("{what} [{tier_name}]");
+        let what = what.as_str();
+        let exe = compile_with(&g, CompileOptions { threads, tier: *tier, guard_floats: GUARD, ..Default::default() })
             .unwrap_or_else(|e| panic!("{what}: {e}"));
         let mut ins: Vec<Vec<f32>> = inputs.iter().map(|t| guarded(&tensor::to_vec(t))).collect();
         let out_shapes: Vec<Vec<usize>> =
@@ -109,7 +112,13 @@ fn every_golden_case_stays_in_bounds() {
 fn concurrent_runs_of_one_compiled_graph_agree() {
     let mut g = kiln::load_model(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/unet_tail.json")).expect("model");
     kiln::passes::resolve(&mut g, ParamSource::Init { seed: 7 }).expect("resolves");
-    let exe = compile_with(&g, CompileOptions { threads: 2, ..Default::default() }).expect("compiles");
+    for (name, tier) in support::jit_tiers() {
+        concurrent_runs_agree(&g, tier, name);
+    }
+}
+
+fn concurrent_runs_agree(g: &Graph, tier: kiln::jit::KernelTier, name: &str) {
+    let exe = compile_with(g, CompileOptions { threads: 2, tier, ..Default::default() }).expect("compiles");
     let inputs: Vec<Vec<Tensor>> = (0..6)
         .map(|k| {
             g.inputs().iter().map(|&i| Rng::new(k).tensor(&g.node(i).shape().as_known().expect("known"))).collect()
@@ -126,7 +135,7 @@ fn concurrent_runs_of_one_compiled_graph_agree() {
             .collect();
         for (h, want) in handles.into_iter().zip(&sequential) {
             for got in h.join().expect("thread") {
-                assert_eq!(&got, want, "concurrent run differs from sequential");
+                assert_eq!(&got, want, "{name}: concurrent run differs from sequential");
             }
         }
     });

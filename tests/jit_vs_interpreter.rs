@@ -60,6 +60,18 @@ fn config() -> impl Strategy<Value = Config> {
         )
 }
 
+/// Every tier this CPU runs (Cranelift, and each native ISA it has).
+fn tiers() -> Vec<(&'static str, kiln::jit::KernelTier)> {
+    use kiln::jit::{KernelTier, NativeIsa};
+    let mut v = vec![("cranelift", KernelTier::Cranelift)];
+    for (name, isa) in [("avx2", NativeIsa::Avx2), ("avx512", NativeIsa::Avx512)] {
+        if isa.resolve() == Some(isa) {
+            v.push((name, KernelTier::Native(isa)));
+        }
+    }
+    v
+}
+
 fn out_size(i: usize, k: usize, s: usize, p: usize, d: usize, op: usize) -> i64 {
     (i as i64 - 1) * s as i64 - 2 * p as i64 + d as i64 * (k as i64 - 1) + op as i64 + 1
 }
@@ -108,8 +120,11 @@ proptest! {
         }
         let input = Rng::new(c.seed).tensor(&shape);
         let want = Interpreter::run(&g, std::slice::from_ref(&input)).unwrap();
-        let exe = compile_with(&g, CompileOptions { threads: c.threads, ..Default::default() }).unwrap();
-        let got = exe.run(std::slice::from_ref(&input)).unwrap();
-        prop_assert!(tensor::check_close(&got[0], &want[0], 1e-4).is_ok(), "{:?}", tensor::check_close(&got[0], &want[0], 1e-4));
+        for (name, tier) in &tiers() {
+            let exe = compile_with(&g, CompileOptions { threads: c.threads, tier: *tier, ..Default::default() }).unwrap();
+            let got = exe.run(std::slice::from_ref(&input)).unwrap();
+            let close = tensor::check_close(&got[0], &want[0], 1e-4);
+            prop_assert!(close.is_ok(), "{}: {:?}", name, close);
+        }
     }
 }

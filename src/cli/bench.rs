@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 use kiln::bench::{default_shapes_path, layer, load_shapes, measure, measure_peaks, BenchShape};
-use kiln::jit::{compile_with, CompileOptions};
+use kiln::jit::compile_with;
 use kiln::passes::flops;
 use kiln::runtime::{tensor, Interpreter, Tensor};
 use kiln::Graph;
@@ -37,6 +37,9 @@ pub struct BenchArgs {
     /// With a model: its weights (safetensors); else seeded init.
     #[arg(long)]
     pub weights: Option<PathBuf>,
+    /// The JIT's kernel tier for convolutions (report both tiers by running twice).
+    #[arg(long, value_enum, default_value = "auto")]
+    pub kernels: super::Kernels,
     /// Minimum timed calls.
     #[arg(long, default_value_t = 20)]
     pub min_runs: usize,
@@ -63,9 +66,9 @@ fn bench_graph(
     flop_count: f64,
     args: &BenchArgs,
 ) -> Result<Row, kiln::Error> {
-    let threads = args.threads.unwrap_or(0);
+    let options = super::jit_options(args.threads, args.kernels)?;
     let t = Instant::now();
-    let exe = compile_with(graph, CompileOptions { threads, ..Default::default() })?;
+    let exe = compile_with(graph, options)?;
     let compile_ms = t.elapsed().as_secs_f64() * 1e3;
     let got = exe.run(inputs)?;
     let want = Interpreter::run(graph, inputs)?;
@@ -101,9 +104,7 @@ fn bench_graph(
 }
 
 pub fn run(args: &BenchArgs) -> Result<(), kiln::Error> {
-    if args.threads == Some(0) {
-        return Err(kiln::Error::Usage("--threads must be at least 1".into()));
-    }
+    super::jit_options(args.threads, args.kernels)?;
     let peaks = measure_peaks();
     if args.peak {
         for p in &peaks {
@@ -131,7 +132,7 @@ pub fn run(args: &BenchArgs) -> Result<(), kiln::Error> {
             .filter(|s| wanted.as_ref().is_none_or(|w| w.contains(&s.name.as_str())))
             .collect();
         if !args.json {
-            print_header(peak)?;
+            print_header(peak, args.kernels)?;
         }
         for shape in &shapes {
             let (graph, input) = layer(shape)?;
@@ -143,8 +144,8 @@ pub fn run(args: &BenchArgs) -> Result<(), kiln::Error> {
     Ok(())
 }
 
-fn print_header(peak: f64) -> Result<(), kiln::Error> {
-    outln!("FMA peak (1 core, widest vectors): {peak:.1} GFLOP/s");
+fn print_header(peak: f64, kernels: super::Kernels) -> Result<(), kiln::Error> {
+    outln!("kernels: {kernels:?}; FMA peak (1 core, widest vectors): {peak:.1} GFLOP/s");
     outln!(
         "{:<10} {:>7} {:>10} {:>10} {:>9} {:>7} {:>11} {:>10}",
         "shape",

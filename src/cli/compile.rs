@@ -25,6 +25,9 @@ pub struct CompileArgs {
     /// Seed for PyTorch-style parameter initialization.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// With `--emit clif`: the JIT's kernel tier for convolutions.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub kernels: super::Kernels,
 }
 
 pub fn run(args: &CompileArgs) -> Result<(), kiln::Error> {
@@ -43,9 +46,11 @@ pub fn run(args: &CompileArgs) -> Result<(), kiln::Error> {
         Emit::Json => outln!("{}", load_resolved(&args.model, source)?.to_json()),
         Emit::Dot => outln!("{}", load_resolved(&args.model, source)?.to_dot()),
         Emit::Clif => {
-            let compiled = kiln::jit::compile(&load_resolved(&args.model, source)?)?;
+            let options = super::jit_options(None, args.kernels)?;
+            let compiled = kiln::jit::compile_with(&load_resolved(&args.model, source)?, options)?;
             for k in compiled.kernels() {
-                outln!("; kernel {} computes {} ({} work items)", k.kernel, k.nodes, k.work_items);
+                let how = k.strategy.map_or(String::new(), |s| format!(", {s:?}"));
+                outln!("; kernel {} computes {} ({} work items{how})", k.kernel, k.nodes, k.work_items);
             }
             out!("{}", compiled.clif());
         }

@@ -47,6 +47,44 @@ enum Command {
     Bench(bench::BenchArgs),
 }
 
+/// Which kernel tier the JIT's convolutions use (`--kernels`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum Kernels {
+    /// Native micro-kernels when the CPU has them, else Cranelift.
+    #[default]
+    Auto,
+    /// Pure Cranelift f32x4 code.
+    Cranelift,
+    /// Native micro-kernels of the widest ISA this CPU has (error if none).
+    Native,
+    /// Native 256-bit AVX2 micro-kernels.
+    Avx2,
+    /// Native 512-bit AVX-512 micro-kernels.
+    Avx512,
+}
+
+impl Kernels {
+    /// The kernel library's tier.
+    pub fn tier(self) -> kiln::jit::KernelTier {
+        use kiln::jit::{KernelTier, NativeIsa};
+        match self {
+            Kernels::Auto => KernelTier::Auto,
+            Kernels::Cranelift => KernelTier::Cranelift,
+            Kernels::Native => KernelTier::Native(NativeIsa::Best),
+            Kernels::Avx2 => KernelTier::Native(NativeIsa::Avx2),
+            Kernels::Avx512 => KernelTier::Native(NativeIsa::Avx512),
+        }
+    }
+}
+
+/// JIT compile options from the command line.
+pub fn jit_options(threads: Option<usize>, kernels: Kernels) -> Result<kiln::jit::CompileOptions, kiln::Error> {
+    if threads == Some(0) {
+        return Err(kiln::Error::Usage("--threads must be at least 1".into()));
+    }
+    Ok(kiln::jit::CompileOptions { threads: threads.unwrap_or(0), tier: kernels.tier(), ..Default::default() })
+}
+
 /// What `--emit` prints.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Emit {
@@ -82,12 +120,8 @@ pub fn main() -> ExitCode {
 }
 
 /// The JIT backend with `threads` workers.
-fn jit_backend(threads: Option<usize>) -> Result<Box<dyn kiln::runtime::backend::Backend>, kiln::Error> {
-    if threads == Some(0) {
-        return Err(kiln::Error::Usage("--threads must be at least 1".into()));
-    }
-    let options = kiln::jit::CompileOptions { threads: threads.unwrap_or(0), ..Default::default() };
-    Ok(Box::new(kiln::jit::JitBackend { options }))
+fn jit_backend(options: kiln::jit::CompileOptions) -> Box<dyn kiln::runtime::backend::Backend> {
+    Box::new(kiln::jit::JitBackend { options })
 }
 
 /// Wraps a failed write to stdout.

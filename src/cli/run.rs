@@ -44,13 +44,21 @@ pub struct RunArgs {
     /// The executor.
     #[arg(long, value_enum, default_value = "jit")]
     pub backend: BackendChoice,
+    /// The JIT's kernel tier for convolutions.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub kernels: super::Kernels,
 }
 
 /// The backend for a choice and thread count.
-pub fn backend(choice: BackendChoice, threads: Option<usize>) -> Result<Box<dyn Backend>, kiln::Error> {
+pub fn backend(
+    choice: BackendChoice,
+    threads: Option<usize>,
+    kernels: super::Kernels,
+) -> Result<Box<dyn Backend>, kiln::Error> {
+    let options = super::jit_options(threads, kernels)?;
     match choice {
         BackendChoice::Interp => Ok(Box::new(InterpreterBackend)),
-        BackendChoice::Jit => super::jit_backend(threads),
+        BackendChoice::Jit => Ok(super::jit_backend(options)),
     }
 }
 
@@ -101,7 +109,7 @@ pub fn run(args: &RunArgs) -> Result<(), kiln::Error> {
     let resolve_ms = t0.elapsed().as_secs_f64() * 1e3;
     let inputs = inputs(&graph, &args.inputs, args.seed)?;
     kiln::runtime::check_inputs(&graph, &inputs)?;
-    let backend = backend(args.backend, args.threads)?;
+    let backend = backend(args.backend, args.threads, args.kernels)?;
     let t1 = Instant::now();
     let exe = backend.prepare(&graph).map_err(kiln::Error::Backend)?;
     let compile_ms = t1.elapsed().as_secs_f64() * 1e3;

@@ -54,3 +54,16 @@ pub fn layer_model_json(case: &Value) -> Value {
 pub fn usizes(v: &Value) -> Vec<usize> {
     v.as_array().expect("a list").iter().map(|d| d.as_u64().expect("a non-negative int") as usize).collect()
 }
+
+/// Every JIT kernel tier this CPU can run, with a label: the pure-Cranelift
+/// tier always, and each native ISA the CPU has.
+pub fn jit_tiers() -> Vec<(&'static str, kiln::jit::KernelTier)> {
+    use kiln::jit::{KernelTier, NativeIsa};
+    let mut tiers = vec![("cranelift", KernelTier::Cranelift)];
+    for (name, isa) in [("avx2", NativeIsa::Avx2), ("avx512", NativeIsa::Avx512)] {
+        if isa.resolve() == Some(isa) {
+            tiers.push((name, KernelTier::Native(isa)));
+        }
+    }
+    tiers
+}

@@ -9,7 +9,7 @@ use kiln_runtime::{RuntimeError, Tensor};
 use super::error::CompileError;
 use super::lower::{lower, Program, ValueRef};
 use super::memory::{plan, MemoryPlan};
-use crate::library::{KernelBuilder, KernelLibrary, OptLevel};
+use crate::library::{KernelBuilder, KernelLibrary, KernelTier, OptLevel, Options};
 use crate::pool::ThreadPool;
 
 /// How to compile.
@@ -19,6 +19,8 @@ pub struct CompileOptions {
     pub threads: usize,
     /// Cranelift's optimization level.
     pub opt_level: OptLevel,
+    /// Which kernel tier convolutions use (native micro-kernels or pure Cranelift).
+    pub tier: KernelTier,
     /// Debug aid: surround every scratch buffer with this many canary floats
     /// and check them after each kernel, failing the run if one changed.
     /// 0 (the default) turns it off.
@@ -27,7 +29,7 @@ pub struct CompileOptions {
 
 impl Default for CompileOptions {
     fn default() -> Self {
-        CompileOptions { threads: 0, opt_level: OptLevel::Speed, guard_floats: 0 }
+        CompileOptions { threads: 0, opt_level: OptLevel::Speed, tier: KernelTier::Auto, guard_floats: 0 }
     }
 }
 
@@ -71,7 +73,7 @@ pub fn compile(graph: &Graph) -> Result<CompiledGraph, CompileError> {
 /// Compiles a resolved graph. Refuses lazy nodes, unknown dims and missing
 /// parameters with an error naming the node.
 pub fn compile_with(graph: &Graph, options: CompileOptions) -> Result<CompiledGraph, CompileError> {
-    let mut kb = KernelBuilder::with_opt_level(options.opt_level)
+    let mut kb = KernelBuilder::with_options(Options { opt_level: options.opt_level, tier: options.tier })
         .map_err(|source| CompileError::Kernel { node: "<module>".into(), source })?;
     let program = lower(graph, &mut kb)?;
     let library = kb.finish().map_err(|source| CompileError::Kernel { node: "<module>".into(), source })?;
@@ -106,6 +108,8 @@ pub struct KernelSummary {
     pub kernel: String,
     /// Its work items (the unit of parallelism).
     pub work_items: usize,
+    /// How it computes (for convolutions: Cranelift code or which native tiles).
+    pub strategy: Option<crate::library::KernelStrategy>,
 }
 
 fn shape_str(s: &[usize]) -> String {
@@ -129,6 +133,7 @@ impl CompiledGraph {
                     nodes: s.nodes.clone(),
                     kernel: info.map(|i| i.name.clone()).unwrap_or_default(),
                     work_items: self.library.work_items(s.kernel),
+                    strategy: self.library.strategy(s.kernel),
                 }
             })
             .collect()
