@@ -123,6 +123,29 @@ fn run_with_random_inputs_and_seeded_weights() {
 }
 
 #[test]
+fn batch_override() {
+    let o = kiln(&["run", &example("dcgan.json"), "--batch", "5", "--threads", "1"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("output 0: shape [5, 3, 64, 64]"), "{}", stdout(&o));
+    let o = kiln(&[
+        "bench",
+        &example("dcgan.json"),
+        "--batch",
+        "3",
+        "--threads",
+        "1",
+        "--json",
+        "--min-runs",
+        "2",
+        "--min-seconds",
+        "0",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("\"name\":\"dcgan\""), "{}", stdout(&o));
+    assert_clean_failure(&kiln(&["run", &example("dcgan.json"), "--batch", "0"]));
+}
+
+#[test]
 fn bad_json_reports_line_and_column() {
     let dir = temp_dir("json");
     let p = write(

@@ -34,6 +34,9 @@ pub struct BenchArgs {
     /// Measure this machine's one-core FMA peak and exit.
     #[arg(long)]
     pub peak: bool,
+    /// With a model: override the batch size of its 4-D inputs.
+    #[arg(long)]
+    pub batch: Option<usize>,
     /// With a model: its weights (safetensors); else seeded init.
     #[arg(long)]
     pub weights: Option<PathBuf>,
@@ -116,7 +119,7 @@ pub fn run(args: &BenchArgs) -> Result<(), kiln::Error> {
     let peak = peaks.iter().map(|p| p.gflops).fold(0.0, f64::max);
     let mut rows = Vec::new();
     if let Some(model) = &args.model {
-        let margs = ModelArgs { model: model.clone(), max_memory_mib: 8192 };
+        let margs = ModelArgs { model: model.clone(), max_memory_mib: 8192, batch: args.batch };
         let inferred = super::common::load_inferred(&margs)?;
         let flop_count = flops(&inferred)? as f64;
         let graph = kiln::resolve(inferred, param_source(&args.weights, 0)?)?;
