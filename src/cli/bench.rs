@@ -125,6 +125,9 @@ pub fn run(args: &BenchArgs) -> Result<(), kiln::Error> {
         let graph = kiln::resolve(inferred, param_source(&args.weights, 0)?)?;
         let inputs = model_inputs(&graph, &[], 0)?;
         let name = graph.name().unwrap_or("model").to_string();
+        if !args.json {
+            print_header(peak, args.kernels)?;
+        }
         rows.push(bench_graph(&name, &graph, &inputs, flop_count, args)?);
         print_rows(&rows, peak, args.json)?;
     } else {
