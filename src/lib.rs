@@ -26,6 +26,10 @@
 //! # Ok::<(), kiln::Error>(())
 //! ```
 
+// Errors carry the node name and the offending values; they are cold paths,
+// so their size does not matter and boxing would only obscure them.
+#![allow(clippy::result_large_err)]
+
 use std::path::Path;
 
 pub mod bench;

@@ -32,9 +32,9 @@ pub struct CompileArgs {
 
 pub fn run(args: &CompileArgs) -> Result<(), kiln::Error> {
     // Lazy forms need no weights: do not read (or require) the file for them.
-    let needs_weights = !matches!(args.emit, Emit::LazyIr) && !(args.emit == Emit::Dot && args.lazy);
+    let lazy_form = args.emit == Emit::LazyIr || (args.emit == Emit::Dot && args.lazy);
     let source =
-        if needs_weights { param_source(&args.weights, args.seed)? } else { ParamSource::Init { seed: args.seed } };
+        if lazy_form { ParamSource::Init { seed: args.seed } } else { param_source(&args.weights, args.seed)? };
     match args.emit {
         Emit::LazyIr => out!("{}", kiln::load_model(&args.model.model)?),
         Emit::Dot if args.lazy => {
