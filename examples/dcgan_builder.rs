@@ -9,7 +9,7 @@ use std::time::Instant;
 use kiln::runtime::{RandomTensor, Rng};
 use kiln::{BatchNorm2dParams, ConvTranspose2dParams, GraphBuilder, ParamSource};
 
-fn main() -> Result<(), kiln::Error> {
+fn main() -> Result<(), Box<dyn std::error::Error>> {
     // nn.Sequential(LazyConvTranspose2d(64, 4, 1, 0, bias=False), LazyBatchNorm2d(), ReLU(), ...)
     let mut b = GraphBuilder::new("dcgan");
     let z = b.input("z", [16, 100, 1, 1])?;
