@@ -23,11 +23,11 @@ struct JobRef(*const (dyn Fn(Range<usize>) + Sync));
 // has stopped using it (see `ThreadPool::run`).
 unsafe impl Send for JobRef {}
 
+#[derive(Clone, Copy)]
 struct Job {
     func: JobRef,
     items: usize,
     chunk: usize,
-    next: Arc<AtomicUsize>,
 }
 
 struct State {
@@ -39,6 +39,11 @@ struct State {
 
 struct Shared {
     state: Mutex<State>,
+    /// The next unclaimed work item of the current job. One counter serves
+    /// every job (reset when a job is published), so a step allocates
+    /// nothing: no worker can still be draining an older job then, because
+    /// `run` waits for all of them before returning.
+    next: AtomicUsize,
     wake: Condvar,
     done: Condvar,
 }
@@ -71,6 +76,7 @@ impl ThreadPool {
         let threads = if threads == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { threads };
         let shared = Arc::new(Shared {
             state: Mutex::new(State { generation: 0, job: None, busy_workers: 0, shutdown: false }),
+            next: AtomicUsize::new(0),
             wake: Condvar::new(),
             done: Condvar::new(),
         });
@@ -106,7 +112,6 @@ impl ThreadPool {
         // Small chunks balance uneven items; items are already coarse (a
         // channel block or an image row band), so one per grab is fine.
         let chunk = items.div_ceil(self.threads * 8).max(1);
-        let next = Arc::new(AtomicUsize::new(0));
         // SAFETY: erases the borrow's lifetime; the pointer is only used by
         // workers until `busy_workers` drops back to zero below, and `f`
         // outlives this function call.
@@ -116,11 +121,12 @@ impl ThreadPool {
         {
             let mut st = lock(&self.shared.state);
             st.generation = st.generation.wrapping_add(1);
-            st.job = Some(Job { func, items, chunk, next: Arc::clone(&next) });
+            self.shared.next.store(0, Ordering::Relaxed);
+            st.job = Some(Job { func, items, chunk });
             st.busy_workers = self.workers.len();
             self.shared.wake.notify_all();
         }
-        drain(f, items, chunk, &next);
+        drain(f, items, chunk, &self.shared.next);
         let mut st = lock(&self.shared.state);
         while st.busy_workers > 0 {
             st = self.shared.done.wait(st).unwrap_or_else(|p| p.into_inner());
@@ -152,13 +158,13 @@ fn worker(shared: &Shared) {
                 return;
             }
             seen = st.generation;
-            st.job.as_ref().map(|j| (j.func, j.items, j.chunk, Arc::clone(&j.next)))
+            st.job
         };
-        if let Some((func, items, chunk, next)) = job {
+        if let Some(Job { func, items, chunk }) = job {
             // SAFETY: the caller of `run` keeps the closure alive until this
             // worker decrements `busy_workers` below.
             let f = unsafe { &*func.0 };
-            drain(f, items, chunk, &next);
+            drain(f, items, chunk, &shared.next);
         }
         let mut st = lock(&shared.state);
         st.busy_workers = st.busy_workers.saturating_sub(1);

@@ -44,7 +44,13 @@ fn guards_intact(slot: &[f32], guard: usize) -> bool {
 }
 
 /// Scratch buffers for one run, one per slot of the memory plan.
-type Arena = Vec<Vec<f32>>;
+///
+/// `ptrs` is reused to pass each step's input addresses (as `usize`, which
+/// keeps the arena `Send`), so a run after the first allocates nothing.
+struct Arena {
+    slots: Vec<Vec<f32>>,
+    ptrs: Vec<usize>,
+}
 
 /// A graph compiled to native kernels. `Send + Sync`; running never recompiles.
 pub struct CompiledGraph {
@@ -244,19 +250,23 @@ impl CompiledGraph {
         }
         let mut arena = self.take_arena();
         for step in &self.program.steps {
-            let ptrs: Vec<*const f32> = step
-                .inputs
-                .iter()
-                .map(|v| match v {
+            arena.ptrs.clear();
+            for v in &step.inputs {
+                let p = match v {
                     ValueRef::Input(i) => inputs[*i].as_ptr(),
-                    ValueRef::Temp(t) => arena[self.plan.slot_of[*t]][self.guard..].as_ptr(),
-                })
-                .collect();
-            let out = SendPtr(arena[self.plan.slot_of[step.output]][self.guard..].as_mut_ptr());
+                    ValueRef::Temp(t) => arena.slots[self.plan.slot_of[*t]][self.guard..].as_ptr(),
+                };
+                arena.ptrs.push(p as usize);
+            }
+            let out = SendPtr(arena.slots[self.plan.slot_of[step.output]][self.guard..].as_mut_ptr());
             let kernel = step.kernel;
             let items = self.library.work_items(kernel);
             let failed = Mutex::new(None);
-            let ptrs = SendPtrs(&ptrs);
+            // SAFETY: `usize` and `*const f32` have the same size and alignment;
+            // the addresses were taken from live buffers just above.
+            let ptrs = SendPtrs(unsafe {
+                std::slice::from_raw_parts(arena.ptrs.as_ptr().cast::<*const f32>(), arena.ptrs.len())
+            });
             self.pool.run(items, &|range| {
                 // SAFETY: buffers have the lengths the kernel was compiled for
                 // (inputs checked above, temporaries sized by the plan); the
@@ -274,7 +284,7 @@ impl CompiledGraph {
                     reason: e.to_string(),
                 });
             }
-            if self.guard > 0 && !arena.iter().all(|slot| guards_intact(slot, self.guard)) {
+            if self.guard > 0 && !arena.slots.iter().all(|slot| guards_intact(slot, self.guard)) {
                 return Err(RuntimeError::BadOperand {
                     node: step.nodes.clone(),
                     op: "jit kernel",
@@ -285,7 +295,7 @@ impl CompiledGraph {
         for ((v, _), out) in self.program.outputs.iter().zip(outputs.iter_mut()) {
             let src: &[f32] = match v {
                 ValueRef::Input(i) => inputs[*i],
-                ValueRef::Temp(t) => &arena[self.plan.slot_of[*t]][self.guard..self.guard + out.len()],
+                ValueRef::Temp(t) => &arena.slots[self.plan.slot_of[*t]][self.guard..self.guard + out.len()],
             };
             out.copy_from_slice(src);
         }
@@ -296,7 +306,8 @@ impl CompiledGraph {
     fn take_arena(&self) -> Arena {
         let reused = self.arenas.lock().unwrap_or_else(|p| p.into_inner()).pop();
         reused.unwrap_or_else(|| {
-            self.plan
+            let slots = self
+                .plan
                 .slot_len
                 .iter()
                 .map(|&n| {
@@ -304,7 +315,9 @@ impl CompiledGraph {
                     v[self.guard..self.guard + n].fill(0.0);
                     v
                 })
-                .collect()
+                .collect();
+            let most_inputs = self.program.steps.iter().map(|s| s.inputs.len()).max().unwrap_or(0);
+            Arena { slots, ptrs: Vec::with_capacity(most_inputs) }
         })
     }
 
