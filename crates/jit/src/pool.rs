@@ -9,7 +9,7 @@
 //! thread rather than waiting, so concurrent runs never deadlock.
 
 use std::ops::Range;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, TryLockError};
 use std::thread::JoinHandle;
 
@@ -44,6 +44,12 @@ struct Shared {
     /// nothing: no worker can still be draining an older job then, because
     /// `run` waits for all of them before returning.
     next: AtomicUsize,
+    /// Mirrors of `State::generation` and `State::busy_workers`, read without
+    /// the lock while spinning: a kernel step takes tens of microseconds to a
+    /// few milliseconds, and parking on a condvar costs about as much, so
+    /// threads spin briefly before they sleep.
+    generation: AtomicU64,
+    busy: AtomicUsize,
     wake: Condvar,
     done: Condvar,
 }
@@ -77,6 +83,8 @@ impl ThreadPool {
         let shared = Arc::new(Shared {
             state: Mutex::new(State { generation: 0, job: None, busy_workers: 0, shutdown: false }),
             next: AtomicUsize::new(0),
+            generation: AtomicU64::new(0),
+            busy: AtomicUsize::new(0),
             wake: Condvar::new(),
             done: Condvar::new(),
         });
@@ -124,9 +132,12 @@ impl ThreadPool {
             self.shared.next.store(0, Ordering::Relaxed);
             st.job = Some(Job { func, items, chunk });
             st.busy_workers = self.workers.len();
+            self.shared.busy.store(self.workers.len(), Ordering::Release);
+            self.shared.generation.store(st.generation, Ordering::Release);
             self.shared.wake.notify_all();
         }
         drain(f, items, chunk, &self.shared.next);
+        spin_until(|| self.shared.busy.load(Ordering::Acquire) == 0);
         let mut st = lock(&self.shared.state);
         while st.busy_workers > 0 {
             st = self.shared.done.wait(st).unwrap_or_else(|p| p.into_inner());
@@ -146,9 +157,23 @@ fn drain(f: &(dyn Fn(Range<usize>) + Sync), items: usize, chunk: usize, next: &A
     }
 }
 
+/// Spins (with the CPU's pause hint) until `done` or about 50 µs have passed.
+fn spin_until(done: impl Fn() -> bool) {
+    for _ in 0..SPIN_ITERATIONS {
+        if done() {
+            return;
+        }
+        std::hint::spin_loop();
+    }
+}
+
+/// About 50 µs of `pause` on current x86 cores.
+const SPIN_ITERATIONS: usize = 20_000;
+
 fn worker(shared: &Shared) {
     let mut seen = 0u64;
     loop {
+        spin_until(|| shared.generation.load(Ordering::Acquire) != seen);
         let job = {
             let mut st = lock(&shared.state);
             while st.generation == seen && !st.shutdown {
@@ -168,6 +193,7 @@ fn worker(shared: &Shared) {
         }
         let mut st = lock(&shared.state);
         st.busy_workers = st.busy_workers.saturating_sub(1);
+        shared.busy.store(st.busy_workers, Ordering::Release);
         if st.busy_workers == 0 {
             shared.done.notify_all();
         }
