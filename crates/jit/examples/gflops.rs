@@ -1,9 +1,10 @@
 //! Quick GFLOP/s table for the benchmark shapes, per kernel tier:
-//! `cargo run -p kiln-jit --release --example gflops [-- opt=none] [tier=all|auto|cranelift|avx2|avx512] [threads=1,2] [filter]`.
+//! `cargo run -p kiln-jit --release --example gflops [-- opt=none] [tier=all|auto|cranelift|avx2|avx512] [threads=1,2] [split=interleave] [filter]`.
 //!
 //! Each cell is the median of timed runs (~0.3 s per cell after a warm-up);
 //! with `threads=T` the work range is split evenly over `T` scoped std threads
-//! per run (thread start-up included, as a graph executor with a pool would not).
+//! per run (thread start-up included, as a graph executor with a pool would not);
+//! `split=interleave` hands out single items round robin instead.
 
 #[path = "../benches/support/shapes.rs"]
 mod shapes;
@@ -18,7 +19,7 @@ unsafe impl Send for SendPtr {}
 // SAFETY: see above.
 unsafe impl Sync for SendPtr {}
 
-fn run(lib: &KernelLibrary, id: kiln_jit::KernelId, x: &[f32], y: &mut [f32], threads: usize) {
+fn run(lib: &KernelLibrary, id: kiln_jit::KernelId, x: &[f32], y: &mut [f32], threads: usize, interleave: bool) {
     let items = lib.work_items(id);
     if threads <= 1 {
         lib.run_all(id, &[x], y).expect("run");
@@ -29,9 +30,17 @@ fn run(lib: &KernelLibrary, id: kiln_jit::KernelId, x: &[f32], y: &mut [f32], th
         for t in 0..threads {
             let out = &out;
             s.spawn(move || {
-                let r = items * t / threads..items * (t + 1) / threads;
-                // SAFETY: buffers have the kernel's lengths; disjoint ranges write disjoint outputs.
-                unsafe { lib.run(id, &[x.as_ptr()], out.0, r).expect("run") };
+                let ranges: Vec<_> = if interleave {
+                    // One item at a time, round robin (what a pool handing out
+                    // single-item chunks does).
+                    (t..items).step_by(threads).map(|i| i..i + 1).collect()
+                } else {
+                    std::iter::once(items * t / threads..items * (t + 1) / threads).collect()
+                };
+                for r in ranges {
+                    // SAFETY: buffers have the kernel's lengths; disjoint ranges write disjoint outputs.
+                    unsafe { lib.run(id, &[x.as_ptr()], out.0, r).expect("run") };
+                }
             });
         }
     });
@@ -54,6 +63,7 @@ fn main() {
             tiers.push((n, t));
         }
     }
+    let interleave = args.iter().any(|a| a == "split=interleave");
     let threads: Vec<usize> =
         value("threads=").map_or(vec![1], |v| v.split(',').filter_map(|t| t.parse().ok()).collect());
     let filter: Vec<&String> = args.iter().filter(|a| !a.contains('=')).collect();
@@ -73,15 +83,15 @@ fn main() {
             let compile = t0.elapsed().as_secs_f64() * 1e3;
             for &th in &threads {
                 // Warm up, then time enough repetitions for ~0.3 s.
-                run(&lib, id, &x, &mut y, th);
+                run(&lib, id, &x, &mut y, th, interleave);
                 let t = Instant::now();
-                run(&lib, id, &x, &mut y, th);
+                run(&lib, id, &x, &mut y, th, interleave);
                 let once = t.elapsed().as_secs_f64();
                 let reps = ((0.3 / once.max(1e-6)) as usize).clamp(3, 2000);
                 let mut times = Vec::with_capacity(reps);
                 for _ in 0..reps {
                     let t = Instant::now();
-                    run(&lib, id, &x, &mut y, th);
+                    run(&lib, id, &x, &mut y, th, interleave);
                     times.push(t.elapsed().as_secs_f64());
                 }
                 times.sort_by(f64::total_cmp);

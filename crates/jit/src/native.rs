@@ -125,24 +125,6 @@ fn act(code: i64, alpha: f32, x: f32) -> f32 {
     }
 }
 
-/// In-place activation of `n` floats `stride` floats apart (Cranelift edge
-/// blocks of native-tier kernels, whose channels are not contiguous).
-///
-/// # Safety
-/// `ptr + i·stride` must be valid for reads and writes for `i < n`.
-pub(crate) unsafe extern "C" fn helper_act_strided(ptr: *mut f32, n: usize, stride: usize, code: usize) {
-    for i in 0..n {
-        // SAFETY: guaranteed by the caller.
-        unsafe {
-            let p = ptr.add(i * stride);
-            *p = act(code as i64, 0.0, *p);
-        }
-    }
-}
-
-/// Symbol of [`helper_act_strided`].
-pub(crate) const ACT_STRIDED_SYMBOL: &str = "kiln_jit_act_strided";
-
 /// Constant arguments of a channel tile (one per tap class), as 8-byte fields
 /// so the JIT side can lay them out in an `i64` table.
 #[repr(C)]
@@ -202,10 +184,16 @@ pub struct PvArgs {
     pub act: i64,
     /// LeakyReLU slope as `f32` bits.
     pub alpha: i64,
+    /// Horizontal taps per vertical tap (taps are listed vertical-major).
+    pub ntw: i64,
+    /// Input byte stride between consecutive phase rows (two-row tiles).
+    pub row_in: i64,
+    /// Output byte stride between consecutive phase rows (two-row tiles).
+    pub row_out: i64,
 }
 
 /// Fields of [`PvArgs`] in `i64`s.
-pub const PV_ARGS_LEN: usize = 12;
+pub const PV_ARGS_LEN: usize = 15;
 
 /// Signature of a channel tile: `(weights, input base, pixel table, output
 /// base, bias, args)`. The pixel table holds `P` input byte offsets then `P`
@@ -216,12 +204,71 @@ pub type TileFn = unsafe extern "C" fn(*const f32, *const u8, *const i64, *mut u
 /// row, bias, args)`.
 pub type PvFn = unsafe extern "C" fn(*const f32, *const u8, usize, *mut u8, *const f32, *const PvArgs);
 
-/// Pixel counts a channel tile is instantiated for, by ISA and panel width.
+/// Pixel counts of full channel tiles, by ISA and panel width (the planner
+/// picks one per kernel).
 pub fn cv_pixels(isa: NativeIsa, pw: usize) -> std::ops::RangeInclusive<usize> {
     match (isa, pw) {
         (NativeIsa::Avx512, 16) => 8..=24,
         (NativeIsa::Avx512, _) => 4..=12,
         _ => 3..=6,
+    }
+}
+
+/// Every pixel count a channel tile is instantiated for: `1..=max` of
+/// [`cv_pixels`], so a class's remainder pixels (fewer than a full tile) run
+/// as one smaller native tile instead of Cranelift code.
+pub fn cv_all_pixels(isa: NativeIsa, pw: usize) -> std::ops::RangeInclusive<usize> {
+    1..=*cv_pixels(isa, pw).end()
+}
+
+/// Fields of the input packer's argument block (`i64`s): source byte offset
+/// from the input base, floats per channel, channels, source channel stride
+/// and destination channel stride in bytes.
+pub const PACK_ARGS_LEN: usize = 5;
+
+/// Symbol of the native input packer (`pack_input`).
+pub const PACK_SYMBOL: &str = "kiln_native_pack_input";
+
+/// Input packer with the [`TileFn`] signature, so the JIT calls it like a
+/// tile: `dst` is the packed buffer, `x` the input base, `args` points to
+/// [`PACK_ARGS_LEN`] `i64`s (see there); the other arguments are unused.
+/// Copies the span of every input channel into the dense buffer. Used by
+/// channel-tile kernels whose input channel planes alias in L1 (plane strides
+/// of multiples of 4 KiB map every channel of a tile to one cache set).
+///
+/// # Safety
+/// `x + off + c·src_stride` must be valid for reads of `span` floats and
+/// `dst + c·dst_stride` for writes, for every channel `c`; they must not overlap.
+pub(crate) unsafe extern "C" fn pack_input(
+    dst: *const f32,
+    x: *const u8,
+    _tbl: *const i64,
+    _out: *mut u8,
+    _bias: *const f32,
+    args: *const TileArgs,
+) {
+    // SAFETY: guaranteed by the caller (the JIT passes a span inside one input
+    // channel plane and a stack buffer of `channels·dst_stride` bytes).
+    unsafe {
+        let a = args.cast::<i64>();
+        let [off, span, channels, src_stride, dst_stride] = [0, 1, 2, 3, 4].map(|i| *a.add(i) as isize);
+        let (span, channels) = (span as usize, channels as usize);
+        let src = x.offset(off);
+        let dst = dst.cast_mut().cast::<u8>();
+        for c in 0..channels as isize {
+            let s = src.offset(c * src_stride).cast::<f32>();
+            let d = dst.offset(c * dst_stride).cast::<f32>();
+            let mut i = 0;
+            while i + 8 <= span {
+                // Fixed-size chunks compile to unaligned vector moves.
+                std::ptr::copy_nonoverlapping(s.add(i).cast::<[f32; 8]>(), d.add(i).cast::<[f32; 8]>(), 1);
+                i += 8;
+            }
+            while i < span {
+                *d.add(i) = *s.add(i);
+                i += 1;
+            }
+        }
     }
 }
 
@@ -231,16 +278,26 @@ pub const MAX_PV_TAPS: usize = 32;
 /// Vector counts a pixel tile is instantiated for (channels `1..=4`).
 pub const PV_VECTORS: [usize; 4] = [1, 2, 4, 8];
 
-/// Symbol name of a channel tile.
-pub fn cv_symbol(isa: NativeIsa, pw: usize, p: usize, contig: bool) -> String {
+/// Symbol name of a channel tile; `channel_major` selects the variant that
+/// stores channel by channel (for output planes a multiple of 4 KiB apart).
+pub fn cv_symbol(isa: NativeIsa, pw: usize, p: usize, contig: bool, channel_major: bool) -> String {
     let pw = if isa == NativeIsa::Avx512 { pw } else { 0 };
-    format!("kiln_native_cv_{}_w{pw}_p{p}_{}", isa.tag(), if contig { "c" } else { "g" })
+    format!("kiln_native_cv_{}_w{pw}_p{p}_{}{}", isa.tag(), if contig { "c" } else { "g" }, if channel_major { "_cm" } else { "" })
 }
 
 /// Symbol name of a pixel tile.
 pub fn pv_symbol(isa: NativeIsa, nv: usize, c: usize) -> String {
     format!("kiln_native_pv_{}_v{nv}_c{c}", isa.tag())
 }
+
+/// Symbol name of a pixel tile over `rows` (see [`PV_ROWS`]) phase rows (AVX-512 only).
+pub fn pv_rows_symbol(isa: NativeIsa, nv: usize, c: usize, rows: usize) -> String {
+    format!("kiln_native_pv_{}_v{nv}_c{c}_r{rows}", isa.tag())
+}
+
+/// Row counts multi-row pixel tiles are instantiated for (4 rows measured
+/// slower than 2 on fsrcnn: 47 vs 53 GFLOP/s).
+pub const PV_ROWS: [usize; 1] = [2];
 
 // Register tiles are indexed `acc[pixel][vector]` in fully unrolled const
 // loops; index loops read like the math and keep the arrays in registers.
@@ -262,9 +319,42 @@ mod x86 {
         }
     }
 
+    /// Stores one channel vector of every pixel of a finished tile, channel by
+    /// channel: lane `l` of `lanes[j]` goes to `o + outs[j] + l·oc` bytes,
+    /// activated, for `l < n`.
+    ///
+    /// For output channel planes a multiple of 4 KiB apart, which share one L1
+    /// set: pixel-major stores would evict each line between its writes
+    /// (unet_up: 61 → 100 GFLOP/s). Not inlined, so the tile's register loops
+    /// stay as they are in the pixel-major variants.
+    #[inline(never)]
+    unsafe fn store_tile<const L: usize, const P: usize>(
+        lanes: &[[f32; L]; P],
+        n: usize,
+        o: *mut u8,
+        outs: *const i64,
+        oc: isize,
+        code: i64,
+        alpha: f32,
+    ) {
+        // SAFETY: the JIT passes output offsets of pixels and channels it owns.
+        unsafe {
+            let mut offs = [0isize; P];
+            for (j, off) in offs.iter_mut().enumerate() {
+                *off = *outs.add(j) as isize;
+            }
+            for l in 0..n.min(L) {
+                let ol = o.offset(l as isize * oc);
+                for j in 0..P {
+                    *ol.offset(offs[j]).cast::<f32>() = act(code, alpha, lanes[j][l]);
+                }
+            }
+        }
+    }
+
     /// Channel tile, zmm: `V` vectors (16·V channels) × `P` pixels.
     #[target_feature(enable = "avx512f")]
-    pub(super) unsafe extern "C" fn cv512<const V: usize, const P: usize, const CONTIG: bool>(
+    pub(super) unsafe extern "C" fn cv512<const V: usize, const P: usize, const CONTIG: bool, const CM: bool>(
         a: *const f32,
         x: *const u8,
         tbl: *const i64,
@@ -313,13 +403,25 @@ mod x86 {
             let nc = g.nc as usize;
             let alpha = f32::from_bits(g.alpha as u32);
             let oc = g.oc as isize;
-            for j in 0..P {
-                let o = out.offset(*tbl.add(P + j) as isize);
+            if CM {
+                // Channel-major stores (see `store_tile`).
                 for v in 0..V {
-                    let mut lanes = [0f32; 16];
-                    _mm512_storeu_ps(lanes.as_mut_ptr(), acc[j][v]);
+                    let mut lanes = [[0f32; 16]; P];
+                    for j in 0..P {
+                        _mm512_storeu_ps(lanes[j].as_mut_ptr(), acc[j][v]);
+                    }
                     let n = nc.saturating_sub(16 * v).min(16);
-                    store_lanes(&lanes, n, o.offset(16 * v as isize * oc), oc, g.act, alpha);
+                    store_tile(&lanes, n, out.offset(16 * v as isize * oc), tbl.add(P), oc, g.act, alpha);
+                }
+            } else {
+                for j in 0..P {
+                    let o = out.offset(*tbl.add(P + j) as isize);
+                    for v in 0..V {
+                        let mut lanes = [0f32; 16];
+                        _mm512_storeu_ps(lanes.as_mut_ptr(), acc[j][v]);
+                        let n = nc.saturating_sub(16 * v).min(16);
+                        store_lanes(&lanes, n, o.offset(16 * v as isize * oc), oc, g.act, alpha);
+                    }
                 }
             }
         }
@@ -328,7 +430,7 @@ mod x86 {
     /// Channel tile, ymm: 16 channels × `P` pixels per pass, one pass per
     /// 16-channel half of the panel.
     #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe extern "C" fn cv256<const P: usize, const CONTIG: bool>(
+    pub(super) unsafe extern "C" fn cv256<const P: usize, const CONTIG: bool, const CM: bool>(
         a: *const f32,
         x: *const u8,
         tbl: *const i64,
@@ -377,13 +479,25 @@ mod x86 {
                     xc = xc.offset(x_ci);
                     ac = ac.offset(a_ci);
                 }
-                for j in 0..P {
-                    let o = out.offset(*tbl.add(P + j) as isize + (16 * h) as isize * oc);
+                if CM {
+                    // Channel-major stores (see `store_tile`).
                     for v in 0..2 {
-                        let mut lanes = [0f32; 8];
-                        _mm256_storeu_ps(lanes.as_mut_ptr(), acc[j][v]);
+                        let mut lanes = [[0f32; 8]; P];
+                        for j in 0..P {
+                            _mm256_storeu_ps(lanes[j].as_mut_ptr(), acc[j][v]);
+                        }
                         let n = nc.saturating_sub(16 * h + 8 * v).min(8);
-                        store_lanes(&lanes, n, o.offset(8 * v as isize * oc), oc, g.act, alpha);
+                        store_tile(&lanes, n, out.offset((16 * h + 8 * v) as isize * oc), tbl.add(P), oc, g.act, alpha);
+                    }
+                } else {
+                    for j in 0..P {
+                        let o = out.offset(*tbl.add(P + j) as isize + (16 * h) as isize * oc);
+                        for v in 0..2 {
+                            let mut lanes = [0f32; 8];
+                            _mm256_storeu_ps(lanes.as_mut_ptr(), acc[j][v]);
+                            let n = nc.saturating_sub(16 * h + 8 * v).min(8);
+                            store_lanes(&lanes, n, o.offset(8 * v as isize * oc), oc, g.act, alpha);
+                        }
                     }
                 }
             }
@@ -523,6 +637,115 @@ mod x86 {
         }
     }
 
+    /// Multi-row pixel tile, zmm: `NV` vectors of 16 consecutive pixels × `C`
+    /// channels × `R` consecutive phase rows that share their vertical taps (a
+    /// row segment whose vertical taps read consecutive input rows).
+    ///
+    /// Row `r`'s tap `(th, tw)` reads the same input as row 0's tap
+    /// `(th + r, tw)`, so each input vector loaded feeds up to `R` rows:
+    /// `nth + R - 1` instead of `R·nth` loads per horizontal tap. Short rows
+    /// with few channels are load-bound otherwise.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe extern "C" fn pv512rows<const NV: usize, const C: usize, const R: usize>(
+        a: *const f32,
+        x: *const u8,
+        q0: usize,
+        out: *mut u8,
+        bias: *const f32,
+        args: *const PvArgs,
+    ) {
+        // SAFETY (whole body): as for `pv512`; the planner only pairs rows of
+        // one segment whose vertical taps are consecutive input rows, so every
+        // load is an input the two rows' valid taps read.
+        unsafe {
+            let g = &*args;
+            let q0 = q0 as i64;
+            let mut acc = [[[_mm512_setzero_ps(); C]; NV]; R];
+            for c in 0..C {
+                let b = _mm512_set1_ps(*bias.add(c));
+                for r in 0..R {
+                    for v in 0..NV {
+                        acc[r][v][c] = b;
+                    }
+                }
+            }
+            let (x_ci, a_ci) = (g.x_ci as isize, g.a_ci as isize);
+            let ntw = (g.ntw as usize).clamp(1, MAX_PV_TAPS);
+            let nth = (g.nt as usize).min(MAX_PV_TAPS) / ntw;
+            let row_in = g.row_in as isize;
+            let mut masks = [[0u16; NV]; MAX_PV_TAPS];
+            let mut full = true;
+            for (tw, mt) in masks.iter_mut().enumerate().take(ntw) {
+                let w_off = *g.taps.add(3 * tw + 1);
+                for (v, m) in mt.iter_mut().enumerate() {
+                    *m = lane_mask(q0 + 16 * v as i64, w_off, g.in_w, 16) as u16;
+                    full &= *m == u16::MAX;
+                }
+            }
+            macro_rules! reduce {
+                ($load:expr) => {{
+                    let mut xc = x.wrapping_offset((q0 * 4) as isize);
+                    let mut ac = a.cast::<u8>();
+                    for _ in 0..g.cig {
+                        for u in 0..nth + R - 1 {
+                            for tw in 0..ntw {
+                                // Input row `u` (relative to row 0): tap (u - r, tw) of row r.
+                                let src = if u < nth {
+                                    xc.wrapping_offset((*g.taps.add(3 * (u * ntw + tw)) * 4) as isize)
+                                } else {
+                                    let last = *g.taps.add(3 * ((nth - 1) * ntw + tw)) * 4;
+                                    xc.wrapping_offset(last as isize + (u + 1 - nth) as isize * row_in)
+                                };
+                                let mut xv = [_mm512_setzero_ps(); NV];
+                                for v in 0..NV {
+                                    xv[v] = $load(src.wrapping_offset(64 * v as isize).cast::<f32>(), masks[tw][v]);
+                                }
+                                for r in 0..R {
+                                    if u < r || u - r >= nth {
+                                        continue;
+                                    }
+                                    let t = (u - r) * ntw + tw;
+                                    let wp = ac.offset(*g.taps.add(3 * t + 2) as isize).cast::<f32>();
+                                    for c in 0..C {
+                                        let w = _mm512_set1_ps(*wp.add(c));
+                                        for v in 0..NV {
+                                            acc[r][v][c] = _mm512_fmadd_ps(xv[v], w, acc[r][v][c]);
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                        xc = xc.wrapping_offset(x_ci);
+                        ac = ac.offset(a_ci);
+                    }
+                }};
+            }
+            if full {
+                reduce!(|p: *const f32, _m: u16| _mm512_loadu_ps(p));
+            } else {
+                reduce!(|p: *const f32, m: u16| _mm512_maskz_loadu_ps(m, p));
+            }
+            let alpha = f32::from_bits(g.alpha as u32);
+            let (oc, osw) = (g.oc as isize, g.osw as isize);
+            for r in 0..R {
+                let out_r = out.offset(r as isize * g.row_out as isize);
+                for v in 0..NV {
+                    let first = q0 + 16 * v as i64;
+                    let n = (g.nq - first).clamp(0, 16) as usize;
+                    if n == 0 {
+                        continue;
+                    }
+                    for c in 0..C.min(g.nc as usize) {
+                        let mut lanes = [0f32; 16];
+                        _mm512_storeu_ps(lanes.as_mut_ptr(), acc[r][v][c]);
+                        let o = out_r.offset(first as isize * osw + c as isize * oc);
+                        store_pixels(&lanes, n, o, osw, g.act, alpha);
+                    }
+                }
+            }
+        }
+    }
+
     /// Pixel tile, ymm: `NV` vectors of 8 consecutive phase pixels × `C` channels.
     #[target_feature(enable = "avx2,fma")]
     pub(super) unsafe extern "C" fn pv256<const NV: usize, const C: usize>(
@@ -632,22 +855,28 @@ mod x86 {
     }
 }
 
-/// `(symbol, address)` of every micro-kernel of `isa` plus the strided
-/// activation helper, for registration with the JIT builder.
+/// `(symbol, address)` of every micro-kernel of `isa` plus the input packer,
+/// for registration with the JIT builder.
 pub fn symbols(isa: NativeIsa) -> Vec<(String, *const u8)> {
-    let mut v: Vec<(String, *const u8)> = vec![(ACT_STRIDED_SYMBOL.to_string(), helper_act_strided as *const u8)];
+    let mut v: Vec<(String, *const u8)> = vec![
+        (PACK_SYMBOL.to_string(), pack_input as TileFn as *const u8),
+    ];
     #[cfg(target_arch = "x86_64")]
     {
         macro_rules! cv512 {
             ($v:literal, $pw:literal; $($p:literal)*) => {$(
-                v.push((cv_symbol(NativeIsa::Avx512, $pw, $p, true), x86::cv512::<$v, $p, true> as TileFn as *const u8));
-                v.push((cv_symbol(NativeIsa::Avx512, $pw, $p, false), x86::cv512::<$v, $p, false> as TileFn as *const u8));
+                v.push((cv_symbol(NativeIsa::Avx512, $pw, $p, true, false), x86::cv512::<$v, $p, true, false> as TileFn as *const u8));
+                v.push((cv_symbol(NativeIsa::Avx512, $pw, $p, false, false), x86::cv512::<$v, $p, false, false> as TileFn as *const u8));
+                v.push((cv_symbol(NativeIsa::Avx512, $pw, $p, true, true), x86::cv512::<$v, $p, true, true> as TileFn as *const u8));
+                v.push((cv_symbol(NativeIsa::Avx512, $pw, $p, false, true), x86::cv512::<$v, $p, false, true> as TileFn as *const u8));
             )*};
         }
         macro_rules! cv256 {
             ($($p:literal)*) => {$(
-                v.push((cv_symbol(NativeIsa::Avx2, 0, $p, true), x86::cv256::<$p, true> as TileFn as *const u8));
-                v.push((cv_symbol(NativeIsa::Avx2, 0, $p, false), x86::cv256::<$p, false> as TileFn as *const u8));
+                v.push((cv_symbol(NativeIsa::Avx2, 0, $p, true, false), x86::cv256::<$p, true, false> as TileFn as *const u8));
+                v.push((cv_symbol(NativeIsa::Avx2, 0, $p, false, false), x86::cv256::<$p, false, false> as TileFn as *const u8));
+                v.push((cv_symbol(NativeIsa::Avx2, 0, $p, true, true), x86::cv256::<$p, true, true> as TileFn as *const u8));
+                v.push((cv_symbol(NativeIsa::Avx2, 0, $p, false, true), x86::cv256::<$p, false, true> as TileFn as *const u8));
             )*};
         }
         macro_rules! pv {
@@ -660,12 +889,21 @@ pub fn symbols(isa: NativeIsa) -> Vec<(String, *const u8)> {
         }
         match isa {
             NativeIsa::Avx512 => {
-                cv512!(2, 32; 4 5 6 7 8 9 10 11 12);
-                cv512!(1, 16; 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24);
+                cv512!(2, 32; 1 2 3 4 5 6 7 8 9 10 11 12);
+                cv512!(1, 16; 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24);
                 pv!(NativeIsa::Avx512, pv512; 1 2 4 8);
+                macro_rules! pvr {
+                    ($r:literal; $($nv:literal)*) => {$(
+                        v.push((pv_rows_symbol(NativeIsa::Avx512, $nv, 1, $r), x86::pv512rows::<$nv, 1, $r> as PvFn as *const u8));
+                        v.push((pv_rows_symbol(NativeIsa::Avx512, $nv, 2, $r), x86::pv512rows::<$nv, 2, $r> as PvFn as *const u8));
+                        v.push((pv_rows_symbol(NativeIsa::Avx512, $nv, 3, $r), x86::pv512rows::<$nv, 3, $r> as PvFn as *const u8));
+                        v.push((pv_rows_symbol(NativeIsa::Avx512, $nv, 4, $r), x86::pv512rows::<$nv, 4, $r> as PvFn as *const u8));
+                    )*};
+                }
+                pvr!(2; 1 2 4);
             }
             NativeIsa::Avx2 => {
-                cv256!(3 4 5 6);
+                cv256!(1 2 3 4 5 6);
                 pv!(NativeIsa::Avx2, pv256; 1 2 4 8);
             }
             NativeIsa::Best => {}

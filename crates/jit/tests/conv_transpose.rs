@@ -152,6 +152,15 @@ fn geometries() -> Vec<ConvTranspose2dGeometry> {
         // pixel tiles with masked edges and three channels.
         (16, 8, [1, 1], 40, 1, [4, 4], [1, 1], [0, 0], [0, 0], [1, 1]),
         (2, 6, [11, 37], 3, 1, [4, 4], [2, 2], [1, 1], [0, 0], [1, 1]),
+        // Input channel planes 4 KiB apart (AVX2 packs the input per group of
+        // tiles, AVX-512 runs tiles grouped by input position); output planes
+        // 16 KiB apart (channel-major tile stores).
+        (1, 16, [32, 32], 20, 1, [2, 2], [2, 2], [0, 0], [0, 0], [1, 1]),
+        // Packing with multi-tap classes across two batch items, and per group.
+        (2, 40, [16, 16], 24, 1, [4, 4], [2, 2], [1, 1], [0, 0], [1, 1]),
+        (1, 64, [32, 32], 32, 2, [3, 3], [2, 2], [1, 1], [1, 1], [1, 1]),
+        // Two-row pixel tiles (one channel, odd row counts per segment).
+        (1, 3, [13, 40], 1, 1, [5, 5], [2, 2], [2, 2], [1, 1], [1, 1]),
     ];
     raw.iter()
         .map(|c| ConvTranspose2dGeometry::from_output_padding(c.0, c.1, c.2, c.3, c.4, c.5, c.6, c.7, c.8, c.9).unwrap())
@@ -222,6 +231,9 @@ fn concurrent_runs_match() {
             let g = ConvTranspose2dGeometry::from_output_padding(4, 32, [8, 8], cout, 2, [4, 4], [2, 2], [1, 1], [0, 0], [1, 1]).unwrap();
             concurrent_runs_match_for(tier, &g);
         }
+        // Packed input (each run's buffer is on its own stack).
+        let g = ConvTranspose2dGeometry::from_output_padding(2, 32, [32, 32], 40, 1, [4, 4], [2, 2], [1, 1], [0, 0], [1, 1]).unwrap();
+        concurrent_runs_match_for(tier, &g);
     }
 }
 
@@ -314,6 +326,24 @@ fn tiers_are_forced_by_configuration() {
     let lib = kb.finish().unwrap();
     let want = NativeIsa::Best.resolve().map_or(KernelStrategy::Cranelift, KernelStrategy::NativeChannelTiles);
     assert_eq!(lib.strategy(a), Some(want));
+    // Auto narrows to AVX2 for multi-tap channel tiles whose output planes are
+    // a multiple of 4 KiB apart (measured faster there); a forced ISA stays.
+    let cm = ConvTranspose2dGeometry::from_output_padding(1, 16, [16, 16], 32, 1, [4, 4], [2, 2], [1, 1], [0, 0], [1, 1]).unwrap();
+    let mut kb = KernelBuilder::new().unwrap();
+    let a = kb.add_conv_transpose2d(&cm, &data(cm.weight_len(), 1), &Epilogue::none()).unwrap();
+    let lib = kb.finish().unwrap();
+    let want = match NativeIsa::Best.resolve() {
+        Some(NativeIsa::Avx512) if NativeIsa::Avx2.resolve().is_some() => KernelStrategy::NativeChannelTiles(NativeIsa::Avx2),
+        Some(isa) => KernelStrategy::NativeChannelTiles(isa),
+        None => KernelStrategy::Cranelift,
+    };
+    assert_eq!(lib.strategy(a), Some(want));
+    if NativeIsa::Avx512.resolve().is_some() {
+        let mut kb = builder(KernelTier::Native(NativeIsa::Avx512));
+        let a = kb.add_conv_transpose2d(&cm, &data(cm.weight_len(), 1), &Epilogue::none()).unwrap();
+        let lib = kb.finish().unwrap();
+        assert_eq!(lib.strategy(a), Some(KernelStrategy::NativeChannelTiles(NativeIsa::Avx512)));
+    }
     // A forced ISA the CPU lacks is an error, not a silent fallback.
     for isa in [NativeIsa::Avx2, NativeIsa::Avx512] {
         let r = KernelBuilder::with_options(Options { tier: KernelTier::Native(isa), ..Options::default() });

@@ -1,27 +1,30 @@
-//! CLIF for native-tier convolutions: the JIT-generated loop nest around
-//! calls to the `std::arch` micro-kernels of [`crate::native`].
+//! CLIF for native-tier convolutions: the JIT-generated code around calls to
+//! the `std::arch` micro-kernels of [`crate::native`].
 //!
-//! A kernel is an entry function that decodes work items and dispatches to
-//! one function per chunk of the [`crate::tiling`] plan. Chunk functions run
-//! counted loops of micro-kernel calls whose arguments (weight panel, pixel
-//! table, constant argument block) are immediates, and compute remainder
-//! pixels with the Cranelift register blocks of [`super::conv`] reading the
-//! same packed weights. The argument blocks and pixel tables are returned to
-//! the library, which keeps them alive as long as the code.
+//! A channel-tile kernel is one entry function: per work item it walks a
+//! constant call list (micro-kernel address, weight offset, pixel table,
+//! argument block per tile; a class's remainder pixels run as one smaller
+//! tile) with indirect calls, so its code, and its compile time, does not grow
+//! with the number of tiles. Where the plan packs the input, the entry owns a
+//! stack buffer that a native packer fills once per group of tiles. A
+//! pixel-tile kernel dispatches to one function per chunk of rows, which runs
+//! counted loops of calls whose arguments are immediates. The argument
+//! blocks, call lists and pixel tables are returned to the library, which
+//! keeps them alive as long as the code.
 
 use cranelift_codegen::ir::condcodes::IntCC;
-use cranelift_codegen::ir::{FuncRef, InstBuilder, Value};
+use cranelift_codegen::ir::{FuncRef, InstBuilder, StackSlotData, StackSlotKind, Value};
 use cranelift_frontend::FunctionBuilder;
 use cranelift_jit::JITModule;
 use cranelift_module::{FuncId, Linkage, Module};
 
-use super::conv::{emit_block, PhaseCtx};
 use super::{counted_loop, data_flags, ptr_var, FnCompiler, Induction, PTR};
 use crate::epilogue::Activation;
 use crate::error::JitError;
-use crate::native::{act_code, cv_symbol, pv_symbol, ACT_STRIDED_SYMBOL, PV_ARGS_LEN, TILE_ARGS_LEN};
+use super::weight_flags;
+use crate::native::{self, act_code, cv_symbol, pv_rows_symbol, pv_symbol, PACK_ARGS_LEN, PACK_SYMBOL, PV_ARGS_LEN, TILE_ARGS_LEN};
 use crate::pack::{block_stride, phase_offset};
-use crate::schedule::{Block, ConvSpec, Variant, ACCUMULATORS, LANES};
+use crate::schedule::{ConvSpec, Variant, LANES};
 use crate::tiling::{CvPlan, CvRun, PvPlan};
 
 /// A native kernel: entry function, CLIF text, and the constant tables its code points into.
@@ -49,7 +52,7 @@ pub struct NativeParams<'a> {
 }
 
 fn import(module: &mut JITModule, kernel: &str, name: &str) -> Result<FuncId, JitError> {
-    let sig = FnCompiler::signature(module, if name == ACT_STRIDED_SYMBOL { 4 } else { 6 });
+    let sig = FnCompiler::signature(module, 6);
     module.declare_function(name, Linkage::Import, &sig).map_err(|e| JitError::codegen(kernel, format!("{e:?}")))
 }
 
@@ -116,7 +119,21 @@ fn emit_entry(
     Ok((entry, text))
 }
 
+/// Fields of one entry of a channel-tile kernel's call list (`i64`s):
+/// micro-kernel address, weight byte offset, pixel table address, argument
+/// block address, flags ([`FLAG_X_PACKED`], [`FLAG_PACK`]).
+const ENTRY_LEN: usize = 5;
+/// Entry flag: the tile reads the packed input buffer instead of the input.
+const FLAG_X_PACKED: i64 = 1;
+/// Entry flag: the entry is the input packer, whose destination (first
+/// argument) is the packed buffer.
+const FLAG_PACK: i64 = 2;
+
 /// Emits a channel-tile kernel.
+///
+/// The kernel is one function: per work item it walks a constant list of
+/// calls (one entry per tile or pack, see `ENTRY_LEN`) with indirect calls,
+/// so its code size does not grow with the number of tiles or classes.
 pub fn emit_cv(fc: &mut FnCompiler, module: &mut JITModule, k: &NativeParams<'_>, plan: &CvPlan) -> Result<NativeEmitted, JitError> {
     let spec = k.spec;
     let pairs = spec.phase_pairs();
@@ -143,112 +160,126 @@ pub fn emit_cv(fc: &mut FnCompiler, module: &mut JITModule, k: &NativeParams<'_>
         variants.push(plan.blocking.full);
     }
     variants.extend(plan.blocking.tail);
+    // Argument blocks per (layout, variant, class); layout 1 reads the packed
+    // buffer, whose channel stride is the pack stride.
     let mut args = Vec::new();
-    for var in &variants {
-        for (ci, c) in plan.classes.iter().enumerate() {
-            let record = (spec.taps(pairs[c.pair_index]) * plan.pw) as i64;
-            args.extend([
-                taps_addr + tap_at[ci] as i64 * 8,
-                c.taps.len() as i64,
-                spec.cig as i64,
-                hw_in * 4,
-                record * 4,
-                hw_out * 4,
-                var.channels as i64,
-                plan.pw as i64,
-                code,
-                alpha.to_bits() as i64,
-            ]);
+    let layouts: Vec<i64> = std::iter::once(hw_in * 4).chain(plan.pack.map(|pk| (pk.stride * 4) as i64)).collect();
+    for &x_ci in &layouts {
+        for var in &variants {
+            for (ci, c) in plan.classes.iter().enumerate() {
+                let record = (spec.taps(pairs[c.pair_index]) * plan.pw) as i64;
+                args.extend([
+                    taps_addr + tap_at[ci] as i64 * 8,
+                    c.taps.len() as i64,
+                    spec.cig as i64,
+                    x_ci,
+                    record * 4,
+                    hw_out * 4,
+                    var.channels as i64,
+                    plan.pw as i64,
+                    code,
+                    alpha.to_bits() as i64,
+                ]);
+            }
         }
     }
-    let args = boxed(args);
-    let args_addr = args.as_ptr() as i64;
     let ncls = plan.classes.len();
+    let nvar = variants.len();
+    let nch = plan.chunks.len();
 
-    let mut clif = String::new();
-    let mut fns = Vec::new();
-    let act_helper = if matches!(k.activation, Activation::Tanh | Activation::Sigmoid) {
-        Some(import(module, k.name, ACT_STRIDED_SYMBOL)?)
-    } else {
-        None
-    };
-    for (vi, var) in variants.iter().enumerate() {
-        for (chi, chunk) in plan.chunks.iter().enumerate() {
-            let fname = format!("{}_n{vi}_{chi}", k.name);
-            let id = FnCompiler::declare(module, k.name, &fname, 4)?;
-            let mut imports = Vec::new();
+    // Micro-kernel addresses by symbol.
+    let addrs: std::collections::HashMap<String, i64> =
+        native::symbols(plan.isa).into_iter().map(|(n, a)| (n, a as i64)).collect();
+    let addr = |name: &str| addrs.get(name).copied().ok_or_else(|| JitError::codegen(k.name, format!("no micro-kernel {name}")));
+    // Pack argument blocks go after the tile argument blocks.
+    let mut pack_args: Vec<[i64; PACK_ARGS_LEN]> = Vec::new();
+    let mut entries: Vec<i64> = Vec::new();
+    let mut ranges: Vec<i64> = vec![0];
+    let mut pending_pack: Vec<(usize, usize)> = Vec::new();
+    let channel_major = (hw_out * 4) % 4096 == 0;
+    for vi in 0..nvar {
+        for chunk in &plan.chunks {
             for r in chunk {
-                imports.push(match r {
-                    CvRun::Tiles { contig, .. } => Some(import(module, k.name, &cv_symbol(plan.isa, plan.pw, plan.p, *contig))?),
-                    CvRun::Edge { .. } => None,
-                });
-            }
-            let text = fc.define(module, k.name, id, 4, &mut |b, m, params| {
-                let (x, out, a, bias) = (params[0], params[1], params[2], params[3]);
-                for (r, &imp) in chunk.iter().zip(&imports) {
-                    match r {
-                        CvRun::Tiles { class, contig: _, count, table } => {
-                            let c = &plan.classes[*class];
-                            let imp = imp.ok_or_else(|| JitError::codegen(k.name, "tile run without micro-kernel"))?;
-                            let f = m.declare_func_in_func(imp, b.func);
-                            let a_pair = b.ins().iadd_imm_s(a, (phase_offset(spec, c.pair_index, v) * 4) as i64);
-                            let t0 = b.ins().iconst(PTR, tables_addr + *table as i64 * 8);
-                            let tv = ptr_var(b, t0);
-                            let argp = args_addr + ((vi * ncls + class) * TILE_ARGS_LEN * 8) as i64;
-                            let ind = [Induction { var: tv, step: (2 * plan.p * 8) as i64 }];
-                            counted_loop(b, *count, &ind, &mut |b| {
-                                let t = b.use_var(tv);
-                                let ap = b.ins().iconst(PTR, argp);
-                                b.ins().call(f, &[a_pair, x, t, out, bias, ap]);
-                                Ok(())
-                            })?;
-                        }
-                        CvRun::Edge { class, pixels } => {
-                            let c = &plan.classes[*class];
-                            let (ph, pwi) = pairs[c.pair_index];
-                            let pe = (ACCUMULATORS / v).max(1);
-                            let ctx = PhaseCtx {
-                                variant: Variant { v, p: pe, channels: var.channels },
-                                h_offs: spec.h.phases[ph].taps.iter().map(|t| t.in_off.saturating_mul(spec.in_w as i64)).collect(),
-                                w_offs: spec.w.phases[pwi].taps.iter().map(|t| t.in_off).collect(),
-                                record: (spec.taps(pairs[c.pair_index]) * plan.pw) as i64,
-                                cig: spec.cig,
-                                hw_in,
-                                hw_out,
-                                activation: k.activation,
-                            };
-                            let w_pair = b.ins().iadd_imm_s(a, (phase_offset(spec, c.pair_index, v) * 4) as i64);
-                            for px in pixels.chunks(pe) {
-                                emit_block(b, &ctx, &Block { pixels: px.to_vec() }, x, out, w_pair, bias)?;
-                            }
-                            if let Some(h) = act_helper {
-                                let f = m.declare_func_in_func(h, b.func);
-                                for px in pixels {
-                                    let p = b.ins().iadd_imm_s(out, px.out_off * 4);
-                                    let n = b.ins().iconst(PTR, var.channels as i64);
-                                    let s = b.ins().iconst(PTR, hw_out);
-                                    let cd = b.ins().iconst(PTR, code);
-                                    b.ins().call(f, &[p, n, s, cd]);
-                                }
-                            }
+                match r {
+                    CvRun::Pack { lo, span } => {
+                        let pk = plan.pack.ok_or_else(|| JitError::codegen(k.name, "pack without buffer"))?;
+                        pending_pack.push((entries.len() + 3, pack_args.len()));
+                        pack_args.push([lo * 4, *span as i64, spec.cig as i64, hw_in * 4, (pk.stride * 4) as i64]);
+                        entries.extend([addr(PACK_SYMBOL)?, 0, 0, 0, FLAG_PACK]);
+                    }
+                    CvRun::Tiles { class, contig, p, count, table, packed } => {
+                        let f = addr(&cv_symbol(plan.isa, plan.pw, *p, *contig, channel_major))?;
+                        let c = &plan.classes[*class];
+                        let a_off = (phase_offset(spec, c.pair_index, v) * 4) as i64;
+                        let layout = usize::from(*packed);
+                        let argi = ((layout * nvar + vi) * ncls + class) * TILE_ARGS_LEN;
+                        for t in 0..*count {
+                            let tbl = tables_addr + ((table + t * 2 * p) * 8) as i64;
+                            // Argument address patched below, once `args` is final.
+                            entries.extend([f, a_off, tbl, argi as i64, if *packed { FLAG_X_PACKED } else { 0 }]);
                         }
                     }
                 }
-                Ok(())
-            })?;
-            clif.push_str(&text);
-            clif.push('\n');
-            fns.push(id);
+            }
+            ranges.push((entries.len() / ENTRY_LEN) as i64);
         }
     }
+    let tile_args_len = args.len();
+    for pa in &pack_args {
+        args.extend(pa);
+    }
+    let args = boxed(args);
+    let args_addr = args.as_ptr() as i64;
+    let mut is_pack = vec![false; entries.len()];
+    for &(at, pi) in &pending_pack {
+        entries[at] = args_addr + ((tile_args_len + pi * PACK_ARGS_LEN) * 8) as i64;
+        is_pack[at] = true;
+    }
+    for (i, e) in entries.iter_mut().enumerate() {
+        if i % ENTRY_LEN == 3 && !is_pack[i] {
+            *e = args_addr + *e * 8;
+        }
+    }
+    let entries = boxed(entries);
+    let entries_addr = entries.as_ptr() as i64;
+    let ranges = boxed(ranges);
+    let ranges_addr = ranges.as_ptr() as i64;
 
-    let nch = plan.chunks.len();
     let np = plan.panels();
-    let two = variants.len() == 2;
+    let two = nvar == 2;
     let stride = block_stride(spec, &plan.blocking) as i64;
     let (cig, cog, pw) = (spec.cig as i64, spec.cog as i64, plan.pw as i64);
     let (w_addr, b_addr) = (k.weights_addr, k.bias_addr);
-    let (entry, text) = emit_entry(fc, module, k.name, nch, &fns, &|b, x0, out, outer, chunk| {
+    let pack = plan.pack;
+    let entry = FnCompiler::declare(module, k.name, k.name, 4)?;
+    let clif = fc.define(module, k.name, entry, 4, &mut |b, m, params| {
+        let (inputs, out, start, end) = (params[0], params[1], params[2], params[3]);
+        let x0 = b.ins().load(PTR, data_flags(), inputs, 0);
+        let sig = b.import_signature(FnCompiler::signature(m, 6));
+        // The packed input buffer lives in this frame (stack probes are on),
+        // so concurrent runs never share it.
+        let packed = match pack {
+            Some(pk) => {
+                let bytes =
+                    u32::try_from(pk.bytes(spec.cig)).map_err(|_| JitError::codegen(k.name, "packed input buffer too large"))?;
+                let slot = b.create_sized_stack_slot(StackSlotData::new(StackSlotKind::ExplicitSlot, bytes, 6));
+                let base = b.ins().stack_addr(PTR, slot, 0);
+                Some(b.ins().iadd_imm_s(base, (pk.pre * 4) as i64))
+            }
+            None => None,
+        };
+        let item_var = ptr_var(b, start);
+        let header = b.create_block();
+        let latch = b.create_block();
+        let exit = b.create_block();
+        let body = b.create_block();
+        let nonempty = b.ins().icmp(IntCC::UnsignedLessThan, start, end);
+        b.ins().brif(nonempty, header, &[], exit, &[]);
+
+        b.switch_to_block(header);
+        let item = b.use_var(item_var);
+        let outer = b.ins().udiv_imm_u(item, nch as i64);
+        let chunk = b.ins().urem_imm_u(item, nch as i64);
         let g = b.ins().udiv_imm_u(outer, np as i64);
         let panel = b.ins().urem_imm_u(outer, np as i64);
         let t = b.ins().imul_imm_s(g, cig * hw_in * 4);
@@ -269,10 +300,45 @@ pub fn emit_cv(fc: &mut FnCompiler, module: &mut JITModule, k: &NativeParams<'_>
         } else {
             chunk
         };
-        ([x, o, a, bias], index)
+        let ro = b.ins().imul_imm_s(index, 8);
+        let rp = b.ins().iadd_imm_s(ro, ranges_addr);
+        let first = b.ins().load(PTR, weight_flags(), rp, 0);
+        let last = b.ins().load(PTR, weight_flags(), rp, 8);
+        let e_var = ptr_var(b, first);
+        let any = b.ins().icmp(IntCC::UnsignedLessThan, first, last);
+        b.ins().brif(any, body, &[], latch, &[]);
+
+        b.switch_to_block(body);
+        let e = b.use_var(e_var);
+        let eo = b.ins().imul_imm_s(e, (ENTRY_LEN * 8) as i64);
+        let ep = b.ins().iadd_imm_s(eo, entries_addr);
+        let [fp, a_off, tbl, ap, flags] = [0, 1, 2, 3, 4].map(|f| b.ins().load(PTR, weight_flags(), ep, f * 8));
+        let a0 = b.ins().iadd(a, a_off);
+        let (p0, p1) = match packed {
+            Some(buf) => {
+                let xp = b.ins().band_imm_s(flags, FLAG_X_PACKED);
+                let p1 = b.ins().select(xp, buf, x);
+                let pp = b.ins().band_imm_s(flags, FLAG_PACK);
+                let p0 = b.ins().select(pp, buf, a0);
+                (p0, p1)
+            }
+            None => (a0, x),
+        };
+        b.ins().call_indirect(sig, fp, &[p0, p1, tbl, o, bias, ap]);
+        let next = b.ins().iadd_imm_s(e, 1);
+        b.def_var(e_var, next);
+        let more = b.ins().icmp(IntCC::UnsignedLessThan, next, last);
+        b.ins().brif(more, body, &[], latch, &[]);
+
+        b.switch_to_block(latch);
+        let next = b.ins().iadd_imm_s(item, 1);
+        b.def_var(item_var, next);
+        let more = b.ins().icmp(IntCC::UnsignedLessThan, next, end);
+        b.ins().brif(more, header, &[], exit, &[]);
+        b.switch_to_block(exit);
+        Ok(())
     })?;
-    clif.push_str(&text);
-    Ok(NativeEmitted { entry, clif, tables: vec![tables, taps, args] })
+    Ok(NativeEmitted { entry, clif, tables: vec![tables, taps, args, entries, ranges] })
 }
 
 /// Emits a pixel-tile kernel.
@@ -310,11 +376,16 @@ pub fn emit_pv(fc: &mut FnCompiler, module: &mut JITModule, k: &NativeParams<'_>
             spec.cog as i64,
             code,
             alpha.to_bits() as i64,
+            s.ntw as i64,
+            spec.h.in_step as i64 * in_w * 4,
+            spec.h.out_step as i64 * out_w * 4,
         ]);
     }
     let args = boxed(args);
     let args_addr = args.as_ptr() as i64;
     let sym = import(module, k.name, &pv_symbol(plan.isa, plan.nv, plan.c))?;
+    let sym_rows =
+        if plan.rows > 1 { Some(import(module, k.name, &pv_rows_symbol(plan.isa, plan.nv, plan.c, plan.rows))?) } else { None };
     let tile = plan.tile_pixels();
 
     let mut clif = String::new();
@@ -335,17 +406,37 @@ pub fn emit_pv(fc: &mut FnCompiler, module: &mut JITModule, k: &NativeParams<'_>
                 let o0 = b.ins().iadd_imm_s(out, ((rows.start * spec.h.out_step + hp.first) as i64 * out_w + wp.first as i64) * 4);
                 let a_pair = b.ins().iadd_imm_s(a, (phase_offset(spec, s.pair_index, 1) * 4) as i64);
                 let (vx, vo) = (ptr_var(b, x0), ptr_var(b, o0));
-                let ind = [Induction { var: vx, step: row_in }, Induction { var: vo, step: row_out }];
                 let argp = args_addr + (si * PV_ARGS_LEN * 8) as i64;
-                counted_loop(b, rows.len(), &ind, &mut |b| {
-                    let (xr, or) = (b.use_var(vx), b.use_var(vo));
-                    for q0 in (0..wp.count).step_by(tile) {
-                        let q = b.ins().iconst(PTR, q0 as i64);
-                        let ap = b.ins().iconst(PTR, argp);
-                        b.ins().call(f, &[a_pair, xr, q, or, bias, ap]);
+                // Multi-row tiles first, then the remaining rows one by one.
+                let fr = sym_rows.filter(|_| s.pairable).map(|sr| m.declare_func_in_func(sr, b.func));
+                let r = plan.rows as i64;
+                let (multi, singles) =
+                    if fr.is_some() { (rows.len() / plan.rows, rows.len() % plan.rows) } else { (0, rows.len()) };
+                for (count, rows_per, func) in [(multi, r, fr), (singles, 1, Some(f))] {
+                    let Some(func) = func else { continue };
+                    let ind = [
+                        Induction { var: vx, step: row_in * rows_per },
+                        Induction { var: vo, step: row_out * rows_per },
+                    ];
+                    counted_loop(b, count, &ind, &mut |b| {
+                        let (xr, or) = (b.use_var(vx), b.use_var(vo));
+                        for q0 in (0..wp.count).step_by(tile) {
+                            let q = b.ins().iconst(PTR, q0 as i64);
+                            let ap = b.ins().iconst(PTR, argp);
+                            b.ins().call(func, &[a_pair, xr, q, or, bias, ap]);
+                        }
+                        Ok(())
+                    })?;
+                    if count == 1 {
+                        // `counted_loop` emits one iteration straight-line without
+                        // advancing the pointers; the single row comes after it.
+                        for ind in &ind {
+                            let v = b.use_var(ind.var);
+                            let v = b.ins().iadd_imm_s(v, ind.step);
+                            b.def_var(ind.var, v);
+                        }
                     }
-                    Ok(())
-                })?;
+                }
             }
             Ok(())
         })?;
