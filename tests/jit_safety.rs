@@ -159,3 +159,33 @@ fn unresolved_graphs_and_bad_inputs_are_refused() {
     assert!(e.contains("`x`") && e.contains("[3, 48, 5, 6]"), "{e}");
     assert!(exe.run(&[]).is_err());
 }
+
+#[test]
+fn awkward_outputs_match_the_interpreter() {
+    use kiln::{ConvTranspose2dParams, GraphBuilder};
+    // up1 is an output and also feeds up2; up2 is returned twice; the input x is returned as is.
+    let mut b = GraphBuilder::new("outs");
+    let x = b.input("x", [2, 4, 3, 3]).expect("input");
+    let up1 = b.lazy_conv_transpose2d("up1", x, ConvTranspose2dParams::new(6, 2).stride(2)).expect("up1");
+    let act = b.relu("act", up1).expect("act");
+    let up2 = b.lazy_conv_transpose2d("up2", act, ConvTranspose2dParams::new(3, 3).padding(1)).expect("up2");
+    for v in [up2, up1, up2, x] {
+        b.output(v).expect("output");
+    }
+    let mut g = b.finish().expect("graph");
+    kiln::passes::resolve(&mut g, ParamSource::Init { seed: 5 }).expect("resolves");
+    let input = Rng::new(9).tensor(&[2, 4, 3, 3]);
+    let want = kiln::runtime::Interpreter::run(&g, std::slice::from_ref(&input)).expect("interpreter");
+    assert_eq!(want.len(), 4);
+    for (name, tier) in support::jit_tiers() {
+        for threads in [1, 2] {
+            let exe = compile_with(&g, CompileOptions { threads, tier, guard_floats: GUARD, ..Default::default() })
+                .expect("compiles");
+            let got = exe.run(std::slice::from_ref(&input)).expect("runs");
+            for (k, (a, b)) in got.iter().zip(&want).enumerate() {
+                tensor::check_close(a, b, 1e-4)
+                    .unwrap_or_else(|e| panic!("{name}, {threads} threads, output {k}: {e}"));
+            }
+        }
+    }
+}

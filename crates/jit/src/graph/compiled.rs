@@ -60,6 +60,9 @@ pub struct CompiledGraph {
     inputs: Vec<(String, Vec<usize>)>,
     pool: ThreadPool,
     guard: usize,
+    /// For each temporary that is a graph output, the first output it is:
+    /// kernels write such values straight into the caller's output buffer.
+    output_home: Vec<Option<usize>>,
     /// Arenas of finished runs, reused so that runs after the first allocate
     /// no scratch memory (concurrent runs each take their own).
     arenas: Mutex<Vec<Arena>>,
@@ -92,6 +95,12 @@ pub fn compile_with(graph: &Graph, options: CompileOptions) -> Result<CompiledGr
             (n.name().to_string(), n.shape().as_known().unwrap_or_default())
         })
         .collect();
+    let mut output_home = vec![None; program.temp_len.len()];
+    for (k, (v, _)) in program.outputs.iter().enumerate() {
+        if let ValueRef::Temp(t) = v {
+            output_home[*t].get_or_insert(k);
+        }
+    }
     let pool = ThreadPool::new(options.threads)
         .map_err(|source| CompileError::Threads { threads: options.threads, source })?;
     Ok(CompiledGraph {
@@ -101,6 +110,7 @@ pub fn compile_with(graph: &Graph, options: CompileOptions) -> Result<CompiledGr
         inputs,
         pool,
         guard: options.guard_floats,
+        output_home,
         arenas: Mutex::new(Vec::new()),
     })
 }
@@ -254,11 +264,11 @@ impl CompiledGraph {
             for v in &step.inputs {
                 let p = match v {
                     ValueRef::Input(i) => inputs[*i].as_ptr(),
-                    ValueRef::Temp(t) => arena.slots[self.plan.slot_of[*t]][self.guard..].as_ptr(),
+                    ValueRef::Temp(t) => self.temp_ptr(*t, &mut arena, outputs).cast_const(),
                 };
                 arena.ptrs.push(p as usize);
             }
-            let out = SendPtr(arena.slots[self.plan.slot_of[step.output]][self.guard..].as_mut_ptr());
+            let out = SendPtr(self.temp_ptr(step.output, &mut arena, outputs));
             let kernel = step.kernel;
             let items = self.library.work_items(kernel);
             let failed = Mutex::new(None);
@@ -292,15 +302,35 @@ impl CompiledGraph {
                 });
             }
         }
-        for ((v, _), out) in self.program.outputs.iter().zip(outputs.iter_mut()) {
-            let src: &[f32] = match v {
-                ValueRef::Input(i) => inputs[*i],
-                ValueRef::Temp(t) => &arena.slots[self.plan.slot_of[*t]][self.guard..self.guard + out.len()],
-            };
-            out.copy_from_slice(src);
+        for j in 0..outputs.len() {
+            match self.program.outputs[j].0 {
+                ValueRef::Input(i) => outputs[j].copy_from_slice(inputs[i]),
+                ValueRef::Temp(t) => match self.output_home[t] {
+                    // Already written in place by its kernel.
+                    Some(k) if k == j => {}
+                    // The same value returned twice: copy from its first output.
+                    Some(k) => {
+                        let (first, rest) = outputs.split_at_mut(j);
+                        rest[0].copy_from_slice(first[k]);
+                    }
+                    None => {
+                        let n = outputs[j].len();
+                        outputs[j].copy_from_slice(&arena.slots[self.plan.slot_of[t]][self.guard..self.guard + n]);
+                    }
+                },
+            }
         }
         self.return_arena(arena);
         Ok(())
+    }
+
+    /// Where temporary `t` lives during this run: the caller's output buffer
+    /// if it is a graph output, else its arena slot.
+    fn temp_ptr(&self, t: usize, arena: &mut Arena, outputs: &mut [&mut [f32]]) -> *mut f32 {
+        match self.output_home[t] {
+            Some(k) => outputs[k].as_mut_ptr(),
+            None => arena.slots[self.plan.slot_of[t]][self.guard..].as_mut_ptr(),
+        }
     }
 
     fn take_arena(&self) -> Arena {

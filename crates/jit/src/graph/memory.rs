@@ -6,12 +6,13 @@
 //! outputs are never freed. Because a step's output is placed before its
 //! inputs are freed, no kernel ever writes a buffer it reads.
 
-use super::lower::{Program, ValueRef};
+use super::lower::{Program, Step, ValueRef};
 
 /// Slot assignment for a [`Program`].
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct MemoryPlan {
-    /// The slot of each temporary.
+    /// The slot of each temporary; [`IN_OUTPUT`] for graph outputs, which
+    /// kernels write straight into the caller's output buffers.
     pub slot_of: Vec<usize>,
     /// The capacity (floats) of each slot.
     pub slot_len: Vec<usize>,
@@ -23,6 +24,9 @@ impl MemoryPlan {
         self.slot_len.iter().sum()
     }
 }
+
+/// `slot_of` marker of a temporary that lives in a caller's output buffer.
+pub const IN_OUTPUT: usize = usize::MAX;
 
 /// Plans slots for `program`.
 pub fn plan(program: &Program) -> MemoryPlan {
@@ -45,6 +49,11 @@ pub fn plan(program: &Program) -> MemoryPlan {
     let mut plan = MemoryPlan { slot_of: vec![0; temps], slot_len: Vec::new() };
     let mut free: Vec<usize> = Vec::new();
     for (i, step) in program.steps.iter().enumerate() {
+        if last_use[step.output] == usize::MAX {
+            plan.slot_of[step.output] = IN_OUTPUT;
+            free_dead_values(&mut free, &plan, step, i, &last_use);
+            continue;
+        }
         let len = program.temp_len[step.output];
         let best_fit =
             free.iter().enumerate().filter(|(_, &s)| plan.slot_len[s] >= len).min_by_key(|(_, &s)| plan.slot_len[s]);
@@ -63,22 +72,28 @@ pub fn plan(program: &Program) -> MemoryPlan {
             },
         };
         plan.slot_of[step.output] = slot;
-        let mut dying: Vec<usize> = step
-            .inputs
-            .iter()
-            .filter_map(|v| match v {
-                ValueRef::Temp(t) if last_use[*t] == i => Some(*t),
-                _ => None,
-            })
-            .collect();
-        if last_use[step.output] == i {
-            dying.push(step.output); // computed but never read (dead code)
-        }
-        dying.sort_unstable();
-        dying.dedup();
-        free.extend(dying.into_iter().map(|t| plan.slot_of[t]));
+        free_dead_values(&mut free, &plan, step, i, &last_use);
     }
     plan
+}
+
+/// Frees the slots of the temporaries whose last reader is step `i`
+/// (including its own output if nothing reads it).
+fn free_dead_values(free: &mut Vec<usize>, plan: &MemoryPlan, step: &Step, i: usize, last_use: &[usize]) {
+    let mut dying: Vec<usize> = step
+        .inputs
+        .iter()
+        .filter_map(|v| match v {
+            ValueRef::Temp(t) if last_use[*t] == i => Some(*t),
+            _ => None,
+        })
+        .collect();
+    if last_use[step.output] == i {
+        dying.push(step.output); // computed but never read (dead code)
+    }
+    dying.sort_unstable();
+    dying.dedup();
+    free.extend(dying.into_iter().map(|t| plan.slot_of[t]).filter(|&s| s != IN_OUTPUT));
 }
 
 #[cfg(test)]
@@ -117,8 +132,9 @@ mod tests {
                 }
             }
         }
-        // Every temporary fits its slot.
-        for (t, &len) in program.temp_len.iter().enumerate() {
+        // Every temporary fits its slot; the graph output needs none.
+        assert_eq!(p.slot_of[3], IN_OUTPUT);
+        for (t, &len) in program.temp_len.iter().enumerate().take(3) {
             assert!(p.slot_len[p.slot_of[t]] >= len);
         }
     }
@@ -140,7 +156,6 @@ mod tests {
         let s = &p.slot_of;
         assert_ne!(s[0], s[1]);
         assert_ne!(s[0], s[2]);
-        assert_ne!(s[0], s[3]);
-        assert_ne!(s[2], s[3]);
+        assert_eq!(s[3], IN_OUTPUT);
     }
 }
