@@ -7,8 +7,8 @@
 use kiln_ir::ConvTranspose2dParams;
 use ndarray::Ix4;
 
-use super::{accumulator, as_nchw, bad, check_in_channels, check_param, finish};
-use crate::error::{fmt_shape, Result, RuntimeError};
+use super::{accumulator, as_nchw, bad, check_bias, check_in_channels, check_param, finish};
+use crate::error::Result;
 use crate::tensor::Tensor;
 
 const OP: &str = "ConvTranspose2d";
@@ -97,19 +97,7 @@ pub fn conv_transpose2d(
     let (cin_g, cout_g) = (in_channels / groups, p.out_channels / groups);
     let (kh_n, kw_n) = (p.kernel_size.h, p.kernel_size.w);
     check_param(node, OP, "weight", weight, &[in_channels, cout_g, kh_n, kw_n])?;
-    match (p.bias, bias) {
-        (true, Some(b)) => check_param(node, OP, "bias", b, &[p.out_channels])?,
-        (false, None) => {}
-        (true, None) => {
-            return Err(RuntimeError::MissingParam {
-                node: node.into(),
-                op: OP,
-                param: "bias",
-                expected: fmt_shape(&[p.out_channels]),
-            })
-        }
-        (false, Some(_)) => return Err(bad(node, OP, "a bias was given but the layer has bias=false".into())),
-    }
+    check_bias(node, OP, p.bias, bias, p.out_channels)?;
     let w = weight.view().into_dimensionality::<Ix4>().map_err(|e| bad(node, OP, e.to_string()))?;
     let [oh_n, ow_n] = conv_transpose2d_output_hw(node, [ih, iw], p)?;
     let mut y = accumulator(node, [batch, p.out_channels, oh_n, ow_n])?;

@@ -117,3 +117,24 @@ pub(crate) fn check_in_channels(
     }
     Ok(())
 }
+
+/// A bias is given exactly when the layer has one, with `out_channels` values.
+pub(crate) fn check_bias(
+    node: &str,
+    op: &'static str,
+    has_bias: bool,
+    bias: Option<&Tensor>,
+    out_channels: usize,
+) -> Result<()> {
+    match (has_bias, bias) {
+        (true, Some(b)) => check_param(node, op, "bias", b, &[out_channels]),
+        (false, None) => Ok(()),
+        (true, None) => Err(RuntimeError::MissingParam {
+            node: node.into(),
+            op,
+            param: "bias",
+            expected: fmt_shape(&[out_channels]),
+        }),
+        (false, Some(_)) => Err(bad(node, op, "a bias was given but the layer has bias=false".into())),
+    }
+}
