@@ -147,6 +147,7 @@ pub fn conv_transpose2d(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::RuntimeError;
     use crate::tensor::from_vec;
     use kiln_ir::ConvTranspose2dParams as P;
 
