@@ -43,6 +43,10 @@ pub struct BenchArgs {
     /// The JIT's kernel tier for convolutions (report both tiers by running twice).
     #[arg(long, value_enum, default_value = "auto")]
     pub kernels: super::Kernels,
+    /// Time `run` (fresh output tensors each call) instead of the
+    /// allocation-free `run_into` into reused output buffers.
+    #[arg(long)]
+    pub owned_outputs: bool,
     /// Minimum timed calls.
     #[arg(long, default_value_t = 20)]
     pub min_runs: usize,
@@ -80,10 +84,22 @@ fn bench_graph(
         .zip(&want)
         .map(|(a, b)| tensor::max_abs_diff(a, b).map_or(f64::INFINITY, f64::from))
         .fold(0.0, f64::max);
+    // Time the allocation-free path a serving loop uses: caller-owned output
+    // buffers, reused arena (`run_into`). `--owned-outputs` times `run`,
+    // which allocates fresh output tensors on every call.
+    let flat: Vec<Vec<f32>> = inputs.iter().map(tensor::to_vec).collect();
+    let ins: Vec<&[f32]> = flat.iter().map(Vec::as_slice).collect();
+    let mut out_bufs: Vec<Vec<f32>> = got.iter().map(|t| vec![0.0; t.len()]).collect();
     let mut failed = None;
     let timing = measure(
         || {
-            if let Err(e) = exe.run(inputs) {
+            let result = if args.owned_outputs {
+                exe.run(inputs).map(drop)
+            } else {
+                let mut outs: Vec<&mut [f32]> = out_bufs.iter_mut().map(Vec::as_mut_slice).collect();
+                exe.run_into(&ins, &mut outs)
+            };
+            if let Err(e) = result {
                 failed = Some(e);
             }
         },
