@@ -356,6 +356,25 @@ impl KernelBuilder {
         out_len: usize,
         flops: u64,
     ) -> Result<Option<KernelId>, JitError> {
+        // Depthwise 2x upsamplers (k4 s2 p1): a dedicated AVX-512 kernel with
+        // contiguous output rows. Measured on Zen 4, dw_up 1 / 2 threads:
+        // 0.62 / 0.38 ms (Cranelift) → 0.11–0.19 / 0.12–0.19 ms.
+        if isa == NativeIsa::Avx512 && native_cg::dw2x_applies(spec, epilogue.activation) {
+            let module = self.module.as_mut().ok_or_else(|| JitError::codegen(name, "module already finalized"))?;
+            let emitted = native_cg::emit_dw2x(&mut self.fc, module, name, spec, weight, epilogue.bias.as_deref(), epilogue.activation)?;
+            self.tables.extend(emitted.tables);
+            let info = KernelInfo {
+                name: name.to_string(),
+                work_items: spec.batch * spec.groups,
+                input_lens: vec![in_len],
+                output_len: out_len,
+                in_place: false,
+                flops,
+            };
+            let strategy = KernelStrategy::NativePixelTiles(isa);
+            self.kernels.push(Pending { info, entry: emitted.entry, clif: emitted.clif, strategy });
+            return Ok(Some(KernelId(self.kernels.len() - 1)));
+        }
         // Few output channels and a tiny reduction (depthwise upsamplers): the
         // kernel is store-bound and the Cranelift kernel measured faster
         // (dw_up: 13.4 vs 9.1 GFLOP/s), so keep it.

@@ -299,6 +299,9 @@ pub fn pv_rows_symbol(isa: NativeIsa, nv: usize, c: usize, rows: usize) -> Strin
 /// slower than 2 on fsrcnn: 47 vs 53 GFLOP/s).
 pub const PV_ROWS: [usize; 1] = [2];
 
+/// Symbol of the AVX-512 depthwise 2x upsampler (two taps per phase and axis).
+pub const DW2X_SYMBOL: &str = "kiln_native_dw2x_avx512";
+
 // Register tiles are indexed `acc[pixel][vector]` in fully unrolled const
 // loops; index loops read like the math and keep the arrays in registers.
 #[cfg(target_arch = "x86_64")]
@@ -525,6 +528,106 @@ mod x86 {
             // SAFETY: the JIT passes the output row of pixels it owns; `n` excludes pixels past the row.
             unsafe { *o.offset(l as isize * osw).cast::<f32>() = act(code, alpha, lanes[l]) };
             l += 1;
+        }
+    }
+
+    /// Depthwise 2x upsampler with two taps per phase and axis (e.g. k4 s2
+    /// p1), one channel plane per call: lanes along input columns, both
+    /// column phases computed from shifted loads and interleaved in
+    /// registers so each output row is written with contiguous full-vector
+    /// stores. `w` holds `[hphase·2 + htap][wphase·2 + wtap]` weights and the
+    /// bias at index 16; `args = [in_h, in_w, act, alpha]` (`in_w` a multiple of
+    /// 16); an activation runs as a scalar pass over each finished row pair.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe extern "C" fn dw2x512(
+        w: *const f32,
+        x: *const u8,
+        _unused: usize,
+        o: *mut u8,
+        _bias: *const f32,
+        args: *const PvArgs,
+    ) {
+        let args = args.cast::<i64>();
+        let in_h = *args as usize;
+        let in_w = *args.add(1) as usize;
+        let code = *args.add(2);
+        let alpha = f32::from_bits(*args.add(3) as u32);
+        if code == 0 {
+            dw2x512_body::<false>(w, x, o, in_h, in_w, code, alpha);
+        } else {
+            dw2x512_body::<true>(w, x, o, in_h, in_w, code, alpha);
+        }
+    }
+
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    unsafe fn dw2x512_body<const ACT: bool>(w: *const f32, x: *const u8, o: *mut u8, in_h: usize, in_w: usize, code: i64, alpha: f32) {
+        let out_w = 2 * in_w;
+        let x = x.cast::<f32>();
+        let o = o.cast::<f32>();
+        let wv = |i: usize| _mm512_set1_ps(*w.add(i));
+        let bias = wv(16);
+        // wk[hp][ht][wp][wt]
+        let mut wk = [[[[_mm512_setzero_ps(); 2]; 2]; 2]; 2];
+        for hp in 0..2 {
+            for ht in 0..2 {
+                for wp in 0..2 {
+                    for wt in 0..2 {
+                        wk[hp][ht][wp][wt] = wv((hp * 2 + ht) * 4 + wp * 2 + wt);
+                    }
+                }
+            }
+        }
+        let lo_idx = _mm512_set_epi32(23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+        let hi_idx = _mm512_set_epi32(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8);
+        let chunks = in_w / 16;
+        for a in 0..in_h {
+            let oe = o.add(2 * a * out_w);
+            let oo = oe.add(out_w);
+            for j in 0..chunks {
+                let m0 = j * 16;
+                let lmask: u16 = if j == 0 { 0xFFFE } else { 0xFFFF };
+                let rmask: u16 = if j + 1 == chunks { 0x7FFF } else { 0xFFFF };
+                // (left, centre, right) of input row r.
+                let load = |r: usize| {
+                    let p = x.add(r * in_w + m0);
+                    let c = _mm512_loadu_ps(p);
+                    let l = _mm512_maskz_loadu_ps(lmask, p.wrapping_sub(1));
+                    let rr = _mm512_maskz_loadu_ps(rmask, p.wrapping_add(1));
+                    (l, c, rr)
+                };
+                // Even / odd output columns from one input row with row weights `k`.
+                let cols = |v: (__m512, __m512, __m512), k: &[[__m512; 2]; 2], e: __m512, od: __m512| {
+                    let (l, c, rr) = v;
+                    let e = _mm512_fmadd_ps(l, k[0][0], e);
+                    let e = _mm512_fmadd_ps(c, k[0][1], e);
+                    let od = _mm512_fmadd_ps(c, k[1][0], od);
+                    let od = _mm512_fmadd_ps(rr, k[1][1], od);
+                    (e, od)
+                };
+                let cur = load(a);
+                // Output row 2a: rows a-1 (tap 0) and a (tap 1).
+                let (mut e0, mut o0) = cols(cur, &wk[0][1], bias, bias);
+                if a > 0 {
+                    (e0, o0) = cols(load(a - 1), &wk[0][0], e0, o0);
+                }
+                // Output row 2a+1: rows a (tap 0) and a+1 (tap 1).
+                let (mut e1, mut o1) = cols(cur, &wk[1][0], bias, bias);
+                if a + 1 < in_h {
+                    (e1, o1) = cols(load(a + 1), &wk[1][1], e1, o1);
+                }
+                let d = oe.add(2 * m0);
+                _mm512_storeu_ps(d, _mm512_permutex2var_ps(e0, lo_idx, o0));
+                _mm512_storeu_ps(d.add(16), _mm512_permutex2var_ps(e0, hi_idx, o0));
+                let d = oo.add(2 * m0);
+                _mm512_storeu_ps(d, _mm512_permutex2var_ps(e1, lo_idx, o1));
+                _mm512_storeu_ps(d.add(16), _mm512_permutex2var_ps(e1, hi_idx, o1));
+            }
+            if ACT {
+                for i in 0..2 * out_w {
+                    *oe.add(i) = act(code, alpha, *oe.add(i));
+                }
+            }
         }
     }
 
@@ -901,6 +1004,7 @@ pub fn symbols(isa: NativeIsa) -> Vec<(String, *const u8)> {
                     )*};
                 }
                 pvr!(2; 1 2 4);
+                v.push((DW2X_SYMBOL.to_string(), x86::dw2x512 as PvFn as *const u8));
             }
             NativeIsa::Avx2 => {
                 cv256!(1 2 3 4 5 6);

@@ -161,6 +161,10 @@ fn geometries() -> Vec<ConvTranspose2dGeometry> {
         (1, 64, [32, 32], 32, 2, [3, 3], [2, 2], [1, 1], [1, 1], [1, 1]),
         // Two-row pixel tiles (one channel, odd row counts per segment).
         (1, 3, [13, 40], 1, 1, [5, 5], [2, 2], [2, 2], [1, 1], [1, 1]),
+        // Depthwise 2x upsamplers (AVX-512 dw2x kernel): two column chunks
+        // across two batch items, and a single chunk with one input row.
+        (2, 8, [5, 32], 8, 8, [4, 4], [2, 2], [1, 1], [0, 0], [1, 1]),
+        (1, 3, [1, 16], 3, 3, [4, 4], [2, 2], [1, 1], [0, 0], [1, 1]),
     ];
     raw.iter()
         .map(|c| ConvTranspose2dGeometry::from_output_padding(c.0, c.1, c.2, c.3, c.4, c.5, c.6, c.7, c.8, c.9).unwrap())
@@ -348,5 +352,29 @@ fn tiers_are_forced_by_configuration() {
     for isa in [NativeIsa::Avx2, NativeIsa::Avx512] {
         let r = KernelBuilder::with_options(Options { tier: KernelTier::Native(isa), ..Options::default() });
         assert_eq!(r.is_ok(), isa.resolve().is_some());
+    }
+}
+
+/// Depthwise 2x upsamplers (AVX-512 dw2x kernel on AVX-512 machines) without
+/// bias or activation, against the reference; the kernel is chosen there.
+#[test]
+fn depthwise_upsampler_matches_reference() {
+    for tier in tiers() {
+        for (n, c, h, w) in [(1, 4, 7, 48), (2, 2, 2, 16)] {
+            let g = ConvTranspose2dGeometry::from_output_padding(n, c, [h, w], c, c, [4, 4], [2, 2], [1, 1], [0, 0], [1, 1]).unwrap();
+            let wt = data(g.weight_len(), 7);
+            let x = data(g.input_len(), 8);
+            let mut kb = builder(tier);
+            let id = kb.add_conv_transpose2d(&g, &wt, &Epilogue::none()).unwrap();
+            let lib = kb.finish().unwrap();
+            if tier == KernelTier::Native(NativeIsa::Avx512) {
+                assert_eq!(lib.strategy(id), Some(KernelStrategy::NativePixelTiles(NativeIsa::Avx512)));
+                assert!(lib.clif(id).contains("call"));
+            }
+            let mut y = vec![0f32; g.output_len()];
+            lib.run_all(id, &[&x], &mut y).unwrap();
+            let want = conv_transpose_ref(&g, &x, &wt, None, Activation::Identity);
+            check_close(&y, &want, &format!("{tier:?} dw2x {n}x{c}x{h}x{w}"));
+        }
     }
 }

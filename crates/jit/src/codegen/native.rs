@@ -466,3 +466,96 @@ pub fn emit_pv(fc: &mut FnCompiler, module: &mut JITModule, k: &NativeParams<'_>
     clif.push_str(&text);
     Ok(NativeEmitted { entry, clif, tables: vec![taps, args] })
 }
+
+/// Whether the depthwise 2x upsampler ([`crate::native::DW2X_SYMBOL`])
+/// computes `spec`: one channel per group, stride 2 with exactly two taps
+/// per phase on both axes at input offsets `(-1, 0)` (even outputs) and
+/// `(0, +1)` (odd outputs), output exactly twice the input, input rows a
+/// multiple of 16 floats (e.g. k4 s2 p1 depthwise). Any activation.
+pub fn dw2x_applies(spec: &ConvSpec, _activation: Activation) -> bool {
+    let axis_ok = |a: &crate::phase::AxisPlan, out_len: usize| {
+        a.out_step == 2
+            && a.in_step == 1
+            && out_len == 2 * a.in_len
+            && a.phases.len() == 2
+            && a.phases.iter().enumerate().all(|(i, p)| {
+                let offs: Vec<i64> = p.taps.iter().map(|t| t.in_off).collect();
+                p.first == i && p.count == a.in_len && offs == [i as i64 - 1, i as i64]
+            })
+    };
+    spec.cig == 1
+        && spec.cog == 1
+        && axis_ok(&spec.h, spec.out_h)
+        && axis_ok(&spec.w, spec.out_w)
+        && spec.in_h == spec.h.in_len
+        && spec.in_w == spec.w.in_len
+        && spec.in_w.is_multiple_of(16)
+}
+
+/// Floats per group record of the depthwise 2x upsampler (16 weights, bias, padding).
+const DW2X_RECORD: usize = 32;
+
+/// Emits a depthwise 2x upsampler kernel (see [`dw2x_applies`]); one work
+/// item per `(n, group)` channel plane.
+pub fn emit_dw2x(
+    fc: &mut FnCompiler,
+    module: &mut JITModule,
+    name: &str,
+    spec: &ConvSpec,
+    weight: &dyn Fn(usize, usize, usize, usize, usize) -> f32,
+    bias: Option<&[f32]>,
+    activation: Activation,
+) -> Result<NativeEmitted, JitError> {
+    let mut rec = vec![0f32; spec.groups * DW2X_RECORD];
+    for g in 0..spec.groups {
+        let r = &mut rec[g * DW2X_RECORD..(g + 1) * DW2X_RECORD];
+        for (hp, php) in spec.h.phases.iter().enumerate() {
+            for (ht, th) in php.taps.iter().enumerate() {
+                for (wp, pwp) in spec.w.phases.iter().enumerate() {
+                    for (wt, tw) in pwp.taps.iter().enumerate() {
+                        r[(hp * 2 + ht) * 4 + wp * 2 + wt] = weight(g, 0, 0, th.k, tw.k);
+                    }
+                }
+            }
+        }
+        r[16] = bias.map_or(0.0, |b| b[g]);
+    }
+    // Two floats per i64 (native byte order, so the kernel reads them back as f32s).
+    let weights = boxed(
+        rec.chunks(2)
+            .map(|c| i64::from_ne_bytes([c[0].to_ne_bytes(), c[1].to_ne_bytes()].concat().try_into().unwrap_or([0; 8])))
+            .collect(),
+    );
+    let w_addr = weights.as_ptr() as i64;
+    let (code, alpha) = act_code(activation);
+    let args = boxed(vec![spec.in_h as i64, spec.in_w as i64, code, alpha.to_bits() as i64]);
+    let args_addr = args.as_ptr() as i64;
+    let sym = import(module, name, native::DW2X_SYMBOL)?;
+    let fname = format!("{name}_dw");
+    let id = FnCompiler::declare(module, name, &fname, 4)?;
+    let mut clif = fc.define(module, name, id, 4, &mut |b, m, params| {
+        let (x, out, a, bias) = (params[0], params[1], params[2], params[3]);
+        let f = m.declare_func_in_func(sym, b.func);
+        let zero = b.ins().iconst(PTR, 0);
+        let ap = b.ins().iconst(PTR, args_addr);
+        b.ins().call(f, &[a, x, zero, out, bias, ap]);
+        Ok(())
+    })?;
+    clif.push('\n');
+    let groups = spec.groups as i64;
+    let hw_in = (spec.in_h * spec.in_w) as i64;
+    let hw_out = (spec.out_h * spec.out_w) as i64;
+    let (entry, text) = emit_entry(fc, module, name, 1, &[id], &|b, x0, out, outer, sel| {
+        // outer = n·groups + g; one input and one output channel per group.
+        let g = b.ins().urem_imm_u(outer, groups);
+        let t = b.ins().imul_imm_s(outer, hw_in * 4);
+        let x = b.ins().iadd(x0, t);
+        let t = b.ins().imul_imm_s(outer, hw_out * 4);
+        let o = b.ins().iadd(out, t);
+        let t = b.ins().imul_imm_s(g, (DW2X_RECORD * 4) as i64);
+        let a = b.ins().iadd_imm_s(t, w_addr);
+        ([x, o, a, a], sel)
+    })?;
+    clif.push_str(&text);
+    Ok(NativeEmitted { entry, clif, tables: vec![weights, args] })
+}
