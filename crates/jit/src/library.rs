@@ -375,6 +375,25 @@ impl KernelBuilder {
             self.kernels.push(Pending { info, entry: emitted.entry, clif: emitted.clif, strategy });
             return Ok(Some(KernelId(self.kernels.len() - 1)));
         }
+        // Single-output-channel stride-3 layers (FSRCNN's k9 s3 last layer): a
+        // dedicated AVX-512 kernel sharing each loaded input row between all
+        // nine phases.
+        if isa == NativeIsa::Avx512 && native_cg::s3k9_applies(spec, epilogue.activation) {
+            let module = self.module.as_mut().ok_or_else(|| JitError::codegen(name, "module already finalized"))?;
+            let (emitted, blocks) = native_cg::emit_s3k9(&mut self.fc, module, name, spec, weight, epilogue.bias.as_deref(), epilogue.activation)?;
+            self.tables.extend(emitted.tables);
+            let info = KernelInfo {
+                name: name.to_string(),
+                work_items: spec.batch * spec.groups * blocks,
+                input_lens: vec![in_len],
+                output_len: out_len,
+                in_place: false,
+                flops,
+            };
+            let strategy = KernelStrategy::NativePixelTiles(isa);
+            self.kernels.push(Pending { info, entry: emitted.entry, clif: emitted.clif, strategy });
+            return Ok(Some(KernelId(self.kernels.len() - 1)));
+        }
         // Few output channels and a tiny reduction (depthwise upsamplers): the
         // kernel is store-bound and the Cranelift kernel measured faster
         // (dw_up: 13.4 vs 9.1 GFLOP/s), so keep it.

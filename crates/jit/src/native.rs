@@ -299,6 +299,10 @@ pub fn pv_rows_symbol(isa: NativeIsa, nv: usize, c: usize, rows: usize) -> Strin
 /// slower than 2 on fsrcnn: 47 vs 53 GFLOP/s).
 pub const PV_ROWS: [usize; 1] = [2];
 
+/// Symbol of the AVX-512 single-output-channel stride-3 kernel (three taps per
+/// phase and axis at input offsets `-1..=1`, `-1..=1`, `0..=2`; e.g. k9 s3 p4 op2).
+pub const S3K9_SYMBOL: &str = "kiln_native_s3k9_avx512";
+
 /// Symbol of the AVX-512 depthwise 2x upsampler (two taps per phase and axis).
 pub const DW2X_SYMBOL: &str = "kiln_native_dw2x_avx512";
 
@@ -626,6 +630,107 @@ mod x86 {
             if ACT {
                 for i in 0..2 * out_w {
                     *oe.add(i) = act(code, alpha, *oe.add(i));
+                }
+            }
+        }
+    }
+
+    /// Single-output-channel stride-3 kernel (see [`S3K9_SYMBOL`]): lanes
+    /// along input columns, two 16-column chunks × 3 row phases × 3 column
+    /// phases of accumulators; each input row is loaded once per channel as
+    /// four shifted vectors shared by all phases. `w` holds
+    /// `[ci][hp][ht][wp][wt]` weights; `blk` selects the block of `rb` output
+    /// row groups; `args = [in_h, in_w, cig, act, alpha, rb, bias]` (`in_w` a
+    /// multiple of 32).
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe extern "C" fn s3k9_512(w: *const f32, x: *const u8, blk: usize, o: *mut u8, _bias: *const f32, args: *const PvArgs) {
+        let args = args.cast::<i64>();
+        let in_h = *args as usize;
+        let in_w = *args.add(1) as usize;
+        let cig = *args.add(2) as usize;
+        let code = *args.add(3);
+        let alpha = f32::from_bits(*args.add(4) as u32);
+        let rb = *args.add(5) as usize;
+        let bias = f32::from_bits(*args.add(6) as u32);
+        let a0 = (blk * rb).min(in_h);
+        let a1 = (a0 + rb).min(in_h);
+        s3k9_body(w, x.cast::<f32>(), o.cast::<f32>(), in_h, in_w, cig, code, alpha, a0, a1, bias);
+    }
+
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn s3k9_body(w: *const f32, x: *const f32, o: *mut f32, in_h: usize, in_w: usize, cig: usize, code: i64, alpha: f32, a0: usize, a1: usize, bias: f32) {
+        const HB: [i64; 3] = [-1, -1, 0];
+        const WB: [i64; 3] = [-1, -1, 0];
+        let out_w = 3 * in_w;
+        let plane = in_h * in_w;
+        let mut tmp = [[0f32; 16]; 3];
+        for a in a0..a1 {
+            for jp in (0..in_w).step_by(32) {
+                // masks[j][s]: lanes of chunk j at column offset s-1 inside the row.
+                let mut masks = [[0u16; 4]; 2];
+                for j in 0..2 {
+                    for s in 0..4 {
+                        let mut m = 0u16;
+                        for l in 0..16 {
+                            let col = (jp + 16 * j + l) as i64 + s as i64 - 1;
+                            if col >= 0 && col < in_w as i64 {
+                                m |= 1 << l;
+                            }
+                        }
+                        masks[j][s] = m;
+                    }
+                }
+                let b = _mm512_set1_ps(bias);
+                let mut acc = [[[b; 2]; 3]; 3];
+                for c in 0..cig {
+                    let xc = x.add(c * plane);
+                    let wc = w.add(c * 81);
+                    for dhi in 0..4 {
+                        let dh = dhi as i64 - 1;
+                        let i = a as i64 + dh;
+                        if i < 0 || i >= in_h as i64 {
+                            continue;
+                        }
+                        let row = xc.add(i as usize * in_w + jp);
+                        let mut v = [[_mm512_setzero_ps(); 4]; 2];
+                        for j in 0..2 {
+                            for s in 0..4 {
+                                v[j][s] = _mm512_maskz_loadu_ps(masks[j][s], row.wrapping_add(16 * j + s).wrapping_sub(1));
+                            }
+                        }
+                        for hp in 0..3 {
+                            let ht = dh - HB[hp];
+                            if !(0..3).contains(&ht) {
+                                continue;
+                            }
+                            let ht = ht as usize;
+                            for wp in 0..3 {
+                                for wt in 0..3 {
+                                    let s = (WB[wp] + wt as i64 + 1) as usize;
+                                    let wv = _mm512_set1_ps(*wc.add(((hp * 3 + ht) * 3 + wp) * 3 + wt));
+                                    for j in 0..2 {
+                                        acc[hp][wp][j] = _mm512_fmadd_ps(v[j][s], wv, acc[hp][wp][j]);
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+                for hp in 0..3 {
+                    let orow = o.add((3 * a + hp) * out_w);
+                    for j in 0..2 {
+                        for wp in 0..3 {
+                            _mm512_storeu_ps(tmp[wp].as_mut_ptr(), acc[hp][wp][j]);
+                        }
+                        let d = orow.add(3 * (jp + 16 * j));
+                        for l in 0..16 {
+                            for wp in 0..3 {
+                                *d.add(3 * l + wp) = act(code, alpha, tmp[wp][l]);
+                            }
+                        }
+                    }
                 }
             }
         }
@@ -1005,6 +1110,7 @@ pub fn symbols(isa: NativeIsa) -> Vec<(String, *const u8)> {
                 }
                 pvr!(2; 1 2 4);
                 v.push((DW2X_SYMBOL.to_string(), x86::dw2x512 as PvFn as *const u8));
+                v.push((S3K9_SYMBOL.to_string(), x86::s3k9_512 as PvFn as *const u8));
             }
             NativeIsa::Avx2 => {
                 cv256!(1 2 3 4 5 6);

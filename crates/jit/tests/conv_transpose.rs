@@ -165,6 +165,10 @@ fn geometries() -> Vec<ConvTranspose2dGeometry> {
         // across two batch items, and a single chunk with one input row.
         (2, 8, [5, 32], 8, 8, [4, 4], [2, 2], [1, 1], [0, 0], [1, 1]),
         (1, 3, [1, 16], 3, 3, [4, 4], [2, 2], [1, 1], [0, 0], [1, 1]),
+        // Single-output-channel k9 s3 (AVX-512 s3k9 kernel): two batch items
+        // and groups with a partial last row block, and one input row.
+        (2, 6, [10, 64], 2, 2, [9, 9], [3, 3], [4, 4], [2, 2], [1, 1]),
+        (1, 3, [1, 32], 1, 1, [9, 9], [3, 3], [4, 4], [2, 2], [1, 1]),
     ];
     raw.iter()
         .map(|c| ConvTranspose2dGeometry::from_output_padding(c.0, c.1, c.2, c.3, c.4, c.5, c.6, c.7, c.8, c.9).unwrap())
@@ -352,6 +356,33 @@ fn tiers_are_forced_by_configuration() {
     for isa in [NativeIsa::Avx2, NativeIsa::Avx512] {
         let r = KernelBuilder::with_options(Options { tier: KernelTier::Native(isa), ..Options::default() });
         assert_eq!(r.is_ok(), isa.resolve().is_some());
+    }
+}
+
+/// Single-output-channel k9 s3 p4 op2 layers (AVX-512 s3k9 kernel on AVX-512
+/// machines; FSRCNN's last layer) with and without bias / activation, against
+/// the reference; the kernel is chosen there.
+#[test]
+fn stride3_single_channel_matches_reference() {
+    for tier in tiers() {
+        for (n, c, h, w, groups) in [(1, 5, 7, 32, 1), (2, 3, 3, 64, 1), (1, 4, 5, 32, 2)] {
+            let g = ConvTranspose2dGeometry::from_output_padding(n, c, [h, w], groups, groups, [9, 9], [3, 3], [4, 4], [2, 2], [1, 1]).unwrap();
+            let wt = data(g.weight_len(), 9);
+            let x = data(g.input_len(), 10);
+            for (bias, act) in [(None, Activation::Identity), (Some(data(groups, 11)), Activation::Relu)] {
+                let mut kb = builder(tier);
+                let ep = Epilogue { bias: bias.clone(), activation: act };
+                let id = kb.add_conv_transpose2d(&g, &wt, &ep).unwrap();
+                let lib = kb.finish().unwrap();
+                if tier == KernelTier::Native(NativeIsa::Avx512) {
+                    assert!(lib.clif(id).contains("call"));
+                }
+                let mut y = vec![0f32; g.output_len()];
+                lib.run_all(id, &[&x], &mut y).unwrap();
+                let want = conv_transpose_ref(&g, &x, &wt, bias.as_deref(), act);
+                check_close(&y, &want, &format!("{tier:?} s3k9 {n}x{c}x{h}x{w} g{groups}"));
+            }
+        }
     }
 }
 

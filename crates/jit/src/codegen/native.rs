@@ -559,3 +559,117 @@ pub fn emit_dw2x(
     clif.push_str(&text);
     Ok(NativeEmitted { entry, clif, tables: vec![weights, args] })
 }
+
+/// Whether the single-output-channel stride-3 kernel
+/// ([`crate::native::S3K9_SYMBOL`]) computes `spec`: one output channel per
+/// group, stride 3 on both axes with three phases of three taps each at
+/// input offsets `-1..=1`, `-1..=1`, `0..=2` (e.g. k9 s3 p4 op2, FSRCNN's
+/// last layer), output exactly three times the input, input rows a multiple
+/// of 32 floats. Any activation.
+pub fn s3k9_applies(spec: &ConvSpec, _activation: Activation) -> bool {
+    let axis_ok = |a: &crate::phase::AxisPlan, out_len: usize| {
+        a.out_step == 3
+            && a.in_step == 1
+            && out_len == 3 * a.in_len
+            && a.phases.len() == 3
+            && a.phases.iter().enumerate().all(|(i, p)| {
+                let offs: Vec<i64> = p.taps.iter().map(|t| t.in_off).collect();
+                let base = if i == 2 { 0 } else { -1 };
+                p.first == i && p.count == a.in_len && offs == [base, base + 1, base + 2]
+            })
+    };
+    spec.cog == 1
+        && spec.cig >= 1
+        && axis_ok(&spec.h, spec.out_h)
+        && axis_ok(&spec.w, spec.out_w)
+        && spec.in_h == spec.h.in_len
+        && spec.in_w == spec.w.in_len
+        && spec.in_w.is_multiple_of(32)
+}
+
+/// Output row groups per work item of the stride-3 kernel.
+pub fn s3k9_rows_per_item(spec: &ConvSpec) -> usize {
+    spec.in_h.div_ceil(8).max(1)
+}
+
+/// Emits the single-output-channel stride-3 kernel (see [`s3k9_applies`]);
+/// work items are `(n, group, row block)`.
+pub fn emit_s3k9(
+    fc: &mut FnCompiler,
+    module: &mut JITModule,
+    name: &str,
+    spec: &ConvSpec,
+    weight: &dyn Fn(usize, usize, usize, usize, usize) -> f32,
+    bias: Option<&[f32]>,
+    activation: Activation,
+) -> Result<(NativeEmitted, usize), JitError> {
+    let cig = spec.cig;
+    let rec_len = (cig * 81).next_multiple_of(2);
+    let mut rec = vec![0f32; spec.groups * rec_len];
+    for g in 0..spec.groups {
+        let r = &mut rec[g * rec_len..(g + 1) * rec_len];
+        for ci in 0..cig {
+            for (hp, php) in spec.h.phases.iter().enumerate() {
+                for (ht, th) in php.taps.iter().enumerate() {
+                    for (wp, pwp) in spec.w.phases.iter().enumerate() {
+                        for (wt, tw) in pwp.taps.iter().enumerate() {
+                            r[ci * 81 + ((hp * 3 + ht) * 3 + wp) * 3 + wt] = weight(g, ci, 0, th.k, tw.k);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let weights = boxed(
+        rec.chunks(2)
+            .map(|c| i64::from_ne_bytes([c[0].to_ne_bytes(), c[1].to_ne_bytes()].concat().try_into().unwrap_or([0; 8])))
+            .collect(),
+    );
+    let w_addr = weights.as_ptr() as i64;
+    let (code, alpha) = act_code(activation);
+    let rb = s3k9_rows_per_item(spec);
+    let blocks = spec.in_h.div_ceil(rb);
+    // One args record per group (the bias differs).
+    let mut av = Vec::with_capacity(spec.groups * 8);
+    for g in 0..spec.groups {
+        let b = bias.map_or(0.0, |b| b[g]);
+        av.extend([spec.in_h as i64, spec.in_w as i64, cig as i64, code, alpha.to_bits() as i64, rb as i64, b.to_bits() as i64, 0]);
+    }
+    let args = boxed(av);
+    let args_addr = args.as_ptr() as i64;
+    let sym = import(module, name, native::S3K9_SYMBOL)?;
+    let fname = format!("{name}_s3");
+    let id = FnCompiler::declare(module, name, &fname, 4)?;
+    let mut clif = fc.define(module, name, id, 4, &mut |b, m, params| {
+        let (x, out, a, ab) = (params[0], params[1], params[2], params[3]);
+        let f = m.declare_func_in_func(sym, b.func);
+        // ab = block · 2^32 + group: split.
+        let blk = b.ins().ushr_imm_u(ab, 32);
+        let g = b.ins().band_imm_u(ab, 0xFFFF_FFFF);
+        let t = b.ins().imul_imm_s(g, 64);
+        let ap = b.ins().iadd_imm_s(t, args_addr);
+        let zero = b.ins().iconst(PTR, 0);
+        b.ins().call(f, &[a, x, blk, out, zero, ap]);
+        Ok(())
+    })?;
+    clif.push('\n');
+    let groups = spec.groups as i64;
+    let hw_in = (spec.in_h * spec.in_w) as i64;
+    let hw_out = (spec.out_h * spec.out_w) as i64;
+    let (entry, text) = emit_entry(fc, module, name, blocks, &[id], &|b, x0, out, outer, sel| {
+        // outer = n·groups + g; cig input channels and one output channel per group.
+        let g = b.ins().urem_imm_u(outer, groups);
+        let t = b.ins().imul_imm_s(outer, cig as i64 * hw_in * 4);
+        let x = b.ins().iadd(x0, t);
+        let t = b.ins().imul_imm_s(outer, hw_out * 4);
+        let o = b.ins().iadd(out, t);
+        let t = b.ins().imul_imm_s(g, (rec_len * 4) as i64);
+        let a = b.ins().iadd_imm_s(t, w_addr);
+        let t = b.ins().ishl_imm_u(sel, 32);
+        let ab = b.ins().bor(t, g);
+        let zero = b.ins().iconst(PTR, 0);
+        ([x, o, a, ab], zero)
+    })?;
+    clif.push_str(&text);
+    Ok((NativeEmitted { entry, clif, tables: vec![weights, args] }, blocks))
+}
