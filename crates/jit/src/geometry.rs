@@ -252,26 +252,28 @@ impl ConvTranspose2dGeometry {
     pub(crate) fn sizes(&self) -> Result<(usize, usize, usize), JitError> {
         const OP: &str = "conv_transpose2d";
         let x = checked_len(OP, "input", &[self.batch, self.in_channels, self.in_h, self.in_w])?;
-        let w = checked_len(OP, "weight", &[self.in_channels, self.out_channels / self.groups.max(1), self.kernel[0], self.kernel[1]])?;
+        let w = checked_len(
+            OP,
+            "weight",
+            &[self.in_channels, self.out_channels / self.groups.max(1), self.kernel[0], self.kernel[1]],
+        )?;
         let y = checked_len(OP, "output", &[self.batch, self.out_channels, self.out_h, self.out_w])?;
         Ok((x, w, y))
     }
 
     /// Number of input elements `N·C_in·H_in·W_in` (saturating).
     pub fn input_len(&self) -> usize {
-        [self.batch, self.in_channels, self.in_h, self.in_w].iter().fold(1usize, |a, &b| a.saturating_mul(b))
+        saturating_product(&[self.batch, self.in_channels, self.in_h, self.in_w])
     }
 
     /// Number of output elements `N·C_out·H_out·W_out` (saturating).
     pub fn output_len(&self) -> usize {
-        [self.batch, self.out_channels, self.out_h, self.out_w].iter().fold(1usize, |a, &b| a.saturating_mul(b))
+        saturating_product(&[self.batch, self.out_channels, self.out_h, self.out_w])
     }
 
     /// Number of weight elements `C_in·(C_out/groups)·kH·kW` (saturating).
     pub fn weight_len(&self) -> usize {
-        [self.in_channels, self.out_channels / self.groups.max(1), self.kernel[0], self.kernel[1]]
-            .iter()
-            .fold(1usize, |a, &b| a.saturating_mul(b))
+        saturating_product(&[self.in_channels, self.out_channels / self.groups.max(1), self.kernel[0], self.kernel[1]])
     }
 
     /// Multiply-add FLOPs `2·N·C_in·(C_out/groups)·kH·kW·H_in·W_in`, the
@@ -374,26 +376,28 @@ impl Conv2dGeometry {
     pub(crate) fn sizes(&self) -> Result<(usize, usize, usize), JitError> {
         const OP: &str = "conv2d";
         let x = checked_len(OP, "input", &[self.batch, self.in_channels, self.in_h, self.in_w])?;
-        let w = checked_len(OP, "weight", &[self.out_channels, self.in_channels / self.groups.max(1), self.kernel[0], self.kernel[1]])?;
+        let w = checked_len(
+            OP,
+            "weight",
+            &[self.out_channels, self.in_channels / self.groups.max(1), self.kernel[0], self.kernel[1]],
+        )?;
         let y = checked_len(OP, "output", &[self.batch, self.out_channels, self.out_h, self.out_w])?;
         Ok((x, w, y))
     }
 
     /// Number of input elements (saturating).
     pub fn input_len(&self) -> usize {
-        [self.batch, self.in_channels, self.in_h, self.in_w].iter().fold(1usize, |a, &b| a.saturating_mul(b))
+        saturating_product(&[self.batch, self.in_channels, self.in_h, self.in_w])
     }
 
     /// Number of output elements (saturating).
     pub fn output_len(&self) -> usize {
-        [self.batch, self.out_channels, self.out_h, self.out_w].iter().fold(1usize, |a, &b| a.saturating_mul(b))
+        saturating_product(&[self.batch, self.out_channels, self.out_h, self.out_w])
     }
 
     /// Number of weight elements `C_out·(C_in/groups)·kH·kW` (saturating).
     pub fn weight_len(&self) -> usize {
-        [self.out_channels, self.in_channels / self.groups.max(1), self.kernel[0], self.kernel[1]]
-            .iter()
-            .fold(1usize, |a, &b| a.saturating_mul(b))
+        saturating_product(&[self.out_channels, self.in_channels / self.groups.max(1), self.kernel[0], self.kernel[1]])
     }
 
     /// Multiply-add FLOPs `2·N·C_out·(C_in/groups)·kH·kW·H_out·W_out`.
@@ -431,7 +435,14 @@ fn conv_out(i: usize, k: usize, s: usize, p: usize, d: usize) -> Option<i128> {
 mod tests {
     use super::*;
 
-    fn ct(in_hw: [usize; 2], k: usize, s: usize, p: usize, op: usize, d: usize) -> Result<ConvTranspose2dGeometry, JitError> {
+    fn ct(
+        in_hw: [usize; 2],
+        k: usize,
+        s: usize,
+        p: usize,
+        op: usize,
+        d: usize,
+    ) -> Result<ConvTranspose2dGeometry, JitError> {
         ConvTranspose2dGeometry::from_output_padding(1, 4, in_hw, 4, 2, [k; 2], [s; 2], [p; 2], [op; 2], [d; 2])
     }
 
@@ -462,11 +473,29 @@ mod tests {
         g.stride = [0, 1];
         assert!(g.validate().is_err());
         let huge = ConvTranspose2dGeometry::from_output_padding(
-            usize::MAX, 1, [1, 1], 1, 1, [1, 1], [1, 1], [0, 0], [0, 0], [1, 1],
+            usize::MAX,
+            1,
+            [1, 1],
+            1,
+            1,
+            [1, 1],
+            [1, 1],
+            [0, 0],
+            [0, 0],
+            [1, 1],
         );
         assert!(huge.is_err());
         let huge = ConvTranspose2dGeometry::from_output_padding(
-            1, 1, [usize::MAX, 1], 1, 1, [3, 1], [usize::MAX, 1], [0, 0], [0, 0], [1, 1],
+            1,
+            1,
+            [usize::MAX, 1],
+            1,
+            1,
+            [3, 1],
+            [usize::MAX, 1],
+            [0, 0],
+            [0, 0],
+            [1, 1],
         );
         assert!(huge.is_err());
     }
@@ -477,4 +506,10 @@ mod tests {
         assert_eq!((g.out_h, g.out_w), (4, 7));
         assert!(Conv2dGeometry::new(1, 3, [2, 2], 3, 1, [5, 5], [1, 1], [0, 0], [1, 1]).is_err());
     }
+}
+
+/// Product of sizes, saturating at `usize::MAX` instead of overflowing
+/// (the `*_len` accessors; `validate` reports real overflows).
+fn saturating_product(dims: &[usize]) -> usize {
+    dims.iter().fold(1usize, |a, &b| a.saturating_mul(b))
 }
