@@ -431,6 +431,12 @@ fn conv_out(i: usize, k: usize, s: usize, p: usize, d: usize) -> Option<i128> {
     Some((padded - span) / s as i128 + 1)
 }
 
+/// Product of sizes, saturating at `usize::MAX` instead of overflowing
+/// (the `*_len` accessors; `validate` reports real overflows).
+fn saturating_product(dims: &[usize]) -> usize {
+    dims.iter().fold(1usize, |a, &b| a.saturating_mul(b))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -506,10 +512,4 @@ mod tests {
         assert_eq!((g.out_h, g.out_w), (4, 7));
         assert!(Conv2dGeometry::new(1, 3, [2, 2], 3, 1, [5, 5], [1, 1], [0, 0], [1, 1]).is_err());
     }
-}
-
-/// Product of sizes, saturating at `usize::MAX` instead of overflowing
-/// (the `*_len` accessors; `validate` reports real overflows).
-fn saturating_product(dims: &[usize]) -> usize {
-    dims.iter().fold(1usize, |a, &b| a.saturating_mul(b))
 }
