@@ -42,6 +42,93 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "Concat",
 ];
 
+const CONV_TRANSPOSE_ARGS: &[&str] = &[
+    "out_channels",
+    "kernel_size",
+    "stride",
+    "padding",
+    "output_padding",
+    "groups",
+    "bias",
+    "dilation",
+    "padding_mode",
+    "output_size",
+];
+const CONCRETE_CONV_TRANSPOSE_ARGS: &[&str] = &[
+    "in_channels",
+    "out_channels",
+    "kernel_size",
+    "stride",
+    "padding",
+    "output_padding",
+    "groups",
+    "bias",
+    "dilation",
+    "padding_mode",
+    "output_size",
+];
+const CONV_ARGS: &[&str] =
+    &["out_channels", "kernel_size", "stride", "padding", "dilation", "groups", "bias", "padding_mode"];
+const CONCRETE_CONV_ARGS: &[&str] =
+    &["in_channels", "out_channels", "kernel_size", "stride", "padding", "dilation", "groups", "bias", "padding_mode"];
+const BATCH_NORM_ARGS: &[&str] = &["eps", "momentum", "affine", "track_running_stats"];
+const CONCRETE_BATCH_NORM_ARGS: &[&str] = &["num_features", "eps", "momentum", "affine", "track_running_stats"];
+
+/// The `args` keys an op class of the model format accepts (PyTorch's
+/// keyword-argument names), or `None` for an unknown class.
+pub fn accepted_args(op: &str) -> Option<&'static [&'static str]> {
+    Some(match op {
+        "LazyConvTranspose2d" => CONV_TRANSPOSE_ARGS,
+        "ConvTranspose2d" => CONCRETE_CONV_TRANSPOSE_ARGS,
+        "LazyConv2d" => CONV_ARGS,
+        "Conv2d" => CONCRETE_CONV_ARGS,
+        "LazyBatchNorm2d" => BATCH_NORM_ARGS,
+        "BatchNorm2d" => CONCRETE_BATCH_NORM_ARGS,
+        "ReLU" => &["inplace"],
+        "LeakyReLU" => &["negative_slope", "inplace"],
+        "Tanh" | "Sigmoid" | "Add" => &[],
+        "Concat" => &["dim"],
+        _ => return None,
+    })
+}
+
+/// Levenshtein edit distance over chars.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, &cb) in b.iter().enumerate() {
+            let substitute = diagonal + usize::from(ca != cb);
+            diagonal = row[j + 1];
+            row[j + 1] = substitute.min(row[j] + 1).min(row[j + 1] + 1);
+        }
+    }
+    row[b.len()]
+}
+
+/// The accepted name `given` most likely means: a close edit distance
+/// (case-insensitive), or a name it abbreviates (`kernel` for `kernel_size`).
+pub fn did_you_mean<'a>(given: &str, accepted: &[&'a str]) -> Option<&'a str> {
+    let given = given.to_ascii_lowercase();
+    let limit = (given.chars().count() / 3).max(1);
+    accepted
+        .iter()
+        .filter_map(|&name| {
+            let lower = name.to_ascii_lowercase();
+            let d = edit_distance(&given, &lower);
+            let abbreviates = given.len() >= 3 && (lower.starts_with(&given) || given.starts_with(&lower));
+            (d <= limit || abbreviates).then_some((d, name))
+        })
+        .min_by_key(|&(d, _)| d)
+        .map(|(_, name)| name)
+}
+
+fn hint(suggestion: Option<&str>) -> String {
+    suggestion.map_or(String::new(), |s| format!("; did you mean `{s}`?"))
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ModelFile {
@@ -68,9 +155,69 @@ struct NodeSpec {
 /// column; a bad node reports its name and the field.
 pub fn parse_model(text: &str) -> Result<Graph> {
     let mut de = serde_json::Deserializer::from_str(text);
-    let file = ModelFile::deserialize(&mut de).map_err(|e| IrError::from_json(&e))?;
+    let file = ModelFile::deserialize(&mut de).map_err(|e| json_error(text, &e))?;
     de.end().map_err(|e| IrError::from_json(&e))?;
     build(file)
+}
+
+/// A JSON error, with the node and field named when the JSON is well formed
+/// but a node's field has the wrong type (`"inputs": "act3"`): serde's own
+/// message gives only a position.
+fn json_error(text: &str, e: &serde_json::Error) -> IrError {
+    let mut err = IrError::from_json(e);
+    if e.classify() == serde_json::error::Category::Data {
+        if let (IrError::Json { message, .. }, Some(located)) = (&mut err, locate_node_error(text)) {
+            *message = located;
+        }
+    }
+    err
+}
+
+/// Finds the first node whose fields have the wrong JSON type and says which.
+fn locate_node_error(text: &str) -> Option<String> {
+    let root: Value = serde_json::from_str(text).ok()?;
+    let nodes = root.get("nodes")?.as_array()?;
+    for (i, node) in nodes.iter().enumerate() {
+        let Some(fields) = node.as_object() else {
+            return Some(format!("nodes[{i}] must be an object with `name`, `op`, `args` and `inputs`, got {node}"));
+        };
+        let who = match fields.get("name").and_then(Value::as_str) {
+            Some(name) => format!("node `{name}`"),
+            None => format!("nodes[{i}]"),
+        };
+        for (field, value) in fields {
+            let wrong = match (field.as_str(), value) {
+                ("name" | "op", Value::String(_)) => None,
+                ("name" | "op", _) => Some("a string"),
+                ("args", Value::Object(_)) => None,
+                ("args", _) => Some("an object of keyword arguments, e.g. {\"out_channels\": 8}"),
+                ("inputs", Value::Null) => None,
+                ("inputs", Value::Array(items)) if items.iter().all(Value::is_string) => None,
+                ("inputs", Value::String(s)) => {
+                    return Some(format!(
+                        "{who} field `inputs`: expected a list of node names or null, got the string \"{s}\" (write [\"{s}\"])"
+                    ))
+                }
+                ("inputs", _) => Some("a list of node names, or null for the previous node"),
+                (other, _) => {
+                    let known = ["name", "op", "args", "inputs"];
+                    return Some(format!(
+                        "{who}: unknown field `{other}`{} (fields: name, op, args, inputs)",
+                        hint(did_you_mean(other, &known))
+                    ));
+                }
+            };
+            if let Some(expected) = wrong {
+                return Some(format!("{who} field `{field}`: expected {expected}, got {value}"));
+            }
+        }
+        for required in ["name", "op"] {
+            if !fields.contains_key(required) {
+                return Some(format!("{who}: missing field `{required}`"));
+            }
+        }
+    }
+    None
 }
 
 /// Builds a graph from an already-parsed JSON value of the model format (for
@@ -102,6 +249,15 @@ fn build(file: ModelFile) -> Result<Graph> {
         let op = parse_op(spec)?;
         let ins = match &spec.inputs {
             Some(list) => list.clone(),
+            None if matches!(op, Op::Add | Op::Concat) => {
+                return Err(IrError::Model {
+                    context: format!("node `{}` field `inputs`", spec.name),
+                    message: format!(
+                        "is null (\"the previous node\"), but {} combines several operands: list them, e.g. \"inputs\": [\"a\", \"b\"]",
+                        spec.op
+                    ),
+                })
+            }
             None => match &previous {
                 Some(p) => vec![p.clone()],
                 None => {
@@ -258,6 +414,21 @@ impl<'a> Args<'a> {
 }
 
 fn parse_op(spec: &NodeSpec) -> Result<Op> {
+    // Unknown arguments first: a misspelt `kernel` would otherwise be reported
+    // as a missing `kernel_size`, hiding the real mistake.
+    if let Some(accepted) = accepted_args(&spec.op) {
+        if let Some(key) = spec.args.keys().find(|k| !accepted.contains(&k.as_str())) {
+            let list = if accepted.is_empty() { "none".to_string() } else { accepted.join(", ") };
+            return Err(IrError::Model {
+                context: format!("node `{}` field `args.{key}`", spec.name),
+                message: format!(
+                    "unknown argument for {}{} (accepted: {list})",
+                    spec.op,
+                    hint(did_you_mean(key, accepted))
+                ),
+            });
+        }
+    }
     let mut a = Args { node: &spec.name, op: &spec.op, map: spec.args.clone(), accepted: Vec::new() };
     let op = match spec.op.as_str() {
         "LazyConvTranspose2d" => Op::LazyConvTranspose2d { params: conv_transpose_params(&mut a)? },
@@ -298,7 +469,11 @@ fn parse_op(spec: &NodeSpec) -> Result<Op> {
         other => {
             return Err(IrError::Model {
                 context: format!("node `{}` field `op`", spec.name),
-                message: format!("unknown op `{other}` (supported: {})", SUPPORTED_OPS.join(", ")),
+                message: format!(
+                    "unknown op `{other}`{} (supported: {})",
+                    hint(did_you_mean(other, SUPPORTED_OPS)),
+                    SUPPORTED_OPS.join(", ")
+                ),
             })
         }
     };
@@ -409,6 +584,135 @@ fn batch_norm_params(a: &mut Args) -> Result<BatchNorm2dParams> {
         ));
     }
     Ok(p)
+}
+
+/// Writes `graph` in the model format, the inverse of [`parse_model`]: lazy
+/// ops as their `Lazy*` class, resolved ops as the concrete class with
+/// `in_channels` / `num_features`. Parameters are not written (save them with
+/// a `WeightStore` as a safetensors state dict: the keys are `<node>.<param>`).
+///
+/// Fails for a graph input whose shape is not fully known.
+pub fn to_model_json(graph: &Graph) -> Result<String> {
+    let mut inputs = Map::new();
+    for &id in graph.inputs() {
+        let node = graph.node(id);
+        let dims = node
+            .shape()
+            .as_known()
+            .ok_or_else(|| IrError::InvalidInputShape { node: node.name().into(), shape: node.shape().to_string() })?;
+        inputs.insert(node.name().into(), Value::from(dims));
+    }
+    let mut nodes = Vec::new();
+    for id in graph.topo_order()? {
+        let node = graph.node(id);
+        if matches!(node.op(), Op::Input | Op::Output) {
+            continue;
+        }
+        let operands: Vec<Value> = graph.operands(id).iter().map(|&o| Value::from(graph.node(o).name())).collect();
+        let mut spec = Map::new();
+        spec.insert("name".into(), node.name().into());
+        spec.insert("op".into(), node.op().class_name().into());
+        spec.insert("args".into(), Value::Object(op_args(node.op())));
+        spec.insert("inputs".into(), Value::Array(operands));
+        nodes.push(Value::Object(spec));
+    }
+    let outputs: Vec<Value> = graph.output_values().iter().map(|&o| Value::from(graph.node(o).name())).collect();
+    let mut file = Map::new();
+    if let Some(name) = graph.name() {
+        file.insert("name".into(), name.into());
+    }
+    file.insert("inputs".into(), Value::Object(inputs));
+    file.insert("nodes".into(), Value::Array(nodes));
+    file.insert("outputs".into(), Value::Array(outputs));
+    // One node per line: readable, and diffs show one changed node.
+    let mut text = String::from("{\n");
+    for (i, (key, value)) in file.iter().enumerate() {
+        let comma = if i + 1 < file.len() { "," } else { "" };
+        match value {
+            Value::Array(items) if key == "nodes" => {
+                text.push_str("  \"nodes\": [\n");
+                for (j, item) in items.iter().enumerate() {
+                    let sep = if j + 1 < items.len() { "," } else { "" };
+                    text.push_str(&format!("    {item}{sep}\n"));
+                }
+                text.push_str(&format!("  ]{comma}\n"));
+            }
+            _ => text.push_str(&format!("  {}: {value}{comma}\n", Value::from(key.as_str()))),
+        }
+    }
+    text.push('}');
+    Ok(text)
+}
+
+/// An f32 as the shortest decimal that reads back to the same f32 (`1e-5`,
+/// not `9.999999747378752e-6`).
+fn f32_value(x: f32) -> Value {
+    let shortest: f64 = x.to_string().parse().unwrap_or(f64::from(x));
+    Value::from(shortest)
+}
+
+fn pair_value(p: Pair2) -> Value {
+    if p.h == p.w {
+        Value::from(p.h)
+    } else {
+        Value::from(vec![p.h, p.w])
+    }
+}
+
+/// The model-format `args` of an op, every hyper-parameter spelled out.
+fn op_args(op: &Op) -> Map<String, Value> {
+    let mut args = Map::new();
+    let mut put = |k: &str, v: Value| {
+        args.insert(k.to_string(), v);
+    };
+    match op {
+        Op::LazyConvTranspose2d { params } | Op::ConvTranspose2d { params, .. } => {
+            if let Op::ConvTranspose2d { in_channels, .. } = op {
+                put("in_channels", Value::from(*in_channels));
+            }
+            put("out_channels", Value::from(params.out_channels));
+            put("kernel_size", pair_value(params.kernel_size));
+            put("stride", pair_value(params.stride));
+            put("padding", pair_value(params.padding));
+            put("output_padding", pair_value(params.output_padding));
+            put("groups", Value::from(params.groups));
+            put("bias", Value::from(params.bias));
+            put("dilation", pair_value(params.dilation));
+            if params.padding_mode != PaddingMode::Zeros {
+                put("padding_mode", params.padding_mode.as_str().into());
+            }
+            if let Some(size) = &params.output_size {
+                put("output_size", Value::from(size.clone()));
+            }
+        }
+        Op::LazyConv2d { params } | Op::Conv2d { params, .. } => {
+            if let Op::Conv2d { in_channels, .. } = op {
+                put("in_channels", Value::from(*in_channels));
+            }
+            put("out_channels", Value::from(params.out_channels));
+            put("kernel_size", pair_value(params.kernel_size));
+            put("stride", pair_value(params.stride));
+            put("padding", pair_value(params.padding));
+            put("dilation", pair_value(params.dilation));
+            put("groups", Value::from(params.groups));
+            put("bias", Value::from(params.bias));
+            if params.padding_mode != PaddingMode::Zeros {
+                put("padding_mode", params.padding_mode.as_str().into());
+            }
+        }
+        Op::LazyBatchNorm2d { params } | Op::BatchNorm2d { params, .. } => {
+            if let Op::BatchNorm2d { num_features, .. } = op {
+                put("num_features", Value::from(*num_features));
+            }
+            put("eps", f32_value(params.eps));
+            put("momentum", f32_value(params.momentum));
+            put("affine", Value::from(params.affine));
+        }
+        Op::LeakyRelu { negative_slope } => put("negative_slope", f32_value(*negative_slope)),
+        Op::Concat => put("dim", Value::from(1)),
+        Op::Input | Op::Output | Op::Relu | Op::Tanh | Op::Sigmoid | Op::Add => {}
+    }
+    args
 }
 
 #[cfg(test)]
@@ -545,5 +849,138 @@ mod tests {
         }
         let text = r#"{"inputs": {"x": [1,2,4,4]}, "nodes": [{"name": "c", "op": "LazyConv2d", "args": {"out_channels": 2, "kernel_size": 2, "padding": "same"}}]}"#;
         assert!(parse_model(text).is_err());
+    }
+
+    fn one_node(op: &str, args: &str) -> IrError {
+        let text =
+            format!(r#"{{"inputs": {{"x": [1,2,4,4]}}, "nodes": [{{"name": "up", "op": "{op}", "args": {args}}}]}}"#);
+        parse_model(&text).unwrap_err()
+    }
+
+    #[test]
+    fn unknown_argument_is_reported_before_a_missing_one() {
+        // `kernel` for `kernel_size`: the misspelling is the error, not the absence.
+        let e = one_node("LazyConvTranspose2d", r#"{"out_channels": 8, "kernel": 4}"#);
+        let msg = e.to_string();
+        assert!(
+            msg.starts_with(
+                "node `up` field `args.kernel`: unknown argument for LazyConvTranspose2d; did you mean `kernel_size`?"
+            ),
+            "{msg}"
+        );
+        assert!(!msg.contains("is required"), "{msg}");
+        let e = one_node("LazyConv2d", r#"{"out_channels": 8, "kernel_size": 3, "strides": 2}"#);
+        assert!(
+            e.to_string().contains("`args.strides`: unknown argument for LazyConv2d; did you mean `stride`?"),
+            "{e}"
+        );
+        let e = one_node("LazyBatchNorm2d", r#"{"epsilon": 0.001}"#);
+        assert!(e.to_string().contains("did you mean `eps`?"), "{e}");
+        // Nothing close: no guess, but the accepted names.
+        let e = one_node("LeakyReLU", r#"{"alpha": 0.2}"#);
+        assert_eq!(
+            e.to_string(),
+            "node `up` field `args.alpha`: unknown argument for LeakyReLU (accepted: negative_slope, inplace)"
+        );
+        let e = one_node("Tanh", r#"{"inplace": true}"#);
+        assert!(e.to_string().contains("unknown argument for Tanh (accepted: none)"), "{e}");
+    }
+
+    #[test]
+    fn unknown_op_suggests_the_closest_class() {
+        let e = one_node("ConvTranspose2D", "{}");
+        assert!(e.to_string().contains("unknown op `ConvTranspose2D`; did you mean `ConvTranspose2d`?"), "{e}");
+        let e = one_node("MaxPool2d", "{}");
+        assert!(!e.to_string().contains("did you mean"), "{e}");
+    }
+
+    #[test]
+    fn edit_distance_and_suggestions() {
+        assert_eq!(edit_distance("", "abc"), 3);
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+        assert_eq!(edit_distance("stride", "stride"), 0);
+        assert_eq!(did_you_mean("paddign", CONV_ARGS), Some("padding"));
+        assert_eq!(did_you_mean("out_channel", CONV_ARGS), Some("out_channels"));
+        assert_eq!(did_you_mean("xyz", CONV_ARGS), None);
+    }
+
+    #[test]
+    fn every_accepted_argument_is_really_read() {
+        // The up-front list must agree with what parse_op reads: with every
+        // accepted argument given a valid value, parsing succeeds (and
+        // Args::finish, which refuses leftovers, saw them all taken).
+        let value = |k: &str| -> Value {
+            match k {
+                "bias" | "affine" | "track_running_stats" | "inplace" => Value::Bool(true),
+                "padding_mode" => "zeros".into(),
+                "output_size" => serde_json::json!([4, 4]),
+                "eps" | "momentum" | "negative_slope" => serde_json::json!(0.1),
+                "padding" | "output_padding" => 0.into(),
+                _ => 1.into(),
+            }
+        };
+        for op in SUPPORTED_OPS {
+            let args: Map<String, Value> =
+                accepted_args(op).unwrap().iter().map(|&k| (k.to_string(), value(k))).collect();
+            let spec = NodeSpec { name: "n".into(), op: op.to_string(), args, inputs: None };
+            parse_op(&spec).unwrap_or_else(|e| panic!("{op}: {e}"));
+        }
+    }
+
+    #[test]
+    fn multi_operand_ops_need_an_explicit_input_list() {
+        for op in ["Add", "Concat"] {
+            let text = format!(
+                r#"{{"inputs": {{"x": [1,2,4,4]}}, "nodes": [{{"name": "r", "op": "ReLU"}}, {{"name": "m", "op": "{op}", "inputs": null}}]}}"#
+            );
+            let e = parse_model(&text).unwrap_err();
+            assert!(
+                e.to_string().starts_with(&format!(
+                    "node `m` field `inputs`: is null (\"the previous node\"), but {op} combines several operands"
+                )),
+                "{e}"
+            );
+        }
+    }
+
+    #[test]
+    fn json_type_errors_name_the_node_and_field() {
+        let text = "{\"inputs\": {\"x\": [1,2,4,4]}, \"nodes\": [\n  {\"name\": \"act3\", \"op\": \"ReLU\"},\n  {\"name\": \"cat\", \"op\": \"Concat\", \"inputs\": \"act3\"}]}";
+        match parse_model(text).unwrap_err() {
+            IrError::Json { line: 3, message, .. } => assert_eq!(
+                message,
+                "node `cat` field `inputs`: expected a list of node names or null, got the string \"act3\" (write [\"act3\"])"
+            ),
+            e => panic!("{e}"),
+        }
+        let text = r#"{"inputs": {"x": [1,2,4,4]}, "nodes": [{"name": "up", "op": "LazyConv2d", "args": [8, 3]}]}"#;
+        let e = parse_model(text).unwrap_err();
+        assert!(e.to_string().contains("node `up` field `args`: expected an object of keyword arguments"), "{e}");
+        let text = r#"{"inputs": {"x": [1,2,4,4]}, "nodes": [{"name": 3, "op": "ReLU"}]}"#;
+        let e = parse_model(text).unwrap_err();
+        assert!(e.to_string().contains("nodes[0] field `name`: expected a string, got 3"), "{e}");
+        let text = r#"{"inputs": {"x": [1,2,4,4]}, "nodes": [{"name": "r", "op": "ReLU", "input": ["x"]}]}"#;
+        let e = parse_model(text).unwrap_err();
+        assert!(e.to_string().contains("node `r`: unknown field `input`; did you mean `inputs`?"), "{e}");
+    }
+
+    #[test]
+    fn written_models_parse_back_to_the_same_graph() {
+        let text = r#"{"name": "u", "inputs": {"x": [1, 4, 4, 4], "skip": [1, 2, 8, 8]}, "nodes": [
+            {"name": "up", "op": "LazyConvTranspose2d", "args": {"out_channels": 2, "kernel_size": [2, 3], "stride": [2, 1], "output_size": [8, 8], "bias": false}, "inputs": ["x"]},
+            {"name": "cat", "op": "Concat", "args": {"dim": 1}, "inputs": ["up", "skip"]},
+            {"name": "main.0", "op": "LazyBatchNorm2d", "args": {"eps": 0.001, "affine": false}},
+            {"name": "c", "op": "Conv2d", "args": {"in_channels": 4, "out_channels": 4, "kernel_size": 3, "padding": "same", "groups": 2}},
+            {"name": "a", "op": "LeakyReLU", "args": {"negative_slope": 0.2}},
+            {"name": "s", "op": "Add", "inputs": ["a", "c"]},
+            {"name": "t", "op": "Tanh"}],
+            "outputs": ["t", "cat"]}"#;
+        let g = parse_model(text).unwrap();
+        let written = to_model_json(&g).unwrap();
+        let back = parse_model(&written).unwrap_or_else(|e| panic!("{e}\n{written}"));
+        assert_eq!(back.to_string(), g.to_string(), "{written}");
+        assert!(written.contains(r#""eps":0.001"#), "shortest float spelling: {written}");
+        assert!(written.contains(r#""kernel_size":[2,3]"#), "{written}");
+        assert!(written.lines().any(|l| l.trim_start().starts_with(r#"{"name":"main.0""#)), "{written}");
     }
 }
