@@ -3,6 +3,46 @@
 use kiln_ir::{ErrorKind, IrError};
 use thiserror::Error;
 
+use crate::resolve::UnexpectedKey;
+
+/// How many keys of each kind a mismatch message names.
+const SHOWN_KEYS: usize = 5;
+
+fn plural(n: usize, what: &str) -> String {
+    format!("{n} {what}{}", if n == 1 { "" } else { "s" })
+}
+
+fn fmt_mismatch(missing: &[(String, Vec<usize>)], unexpected: &[UnexpectedKey], hint: Option<&str>) -> String {
+    let list = |items: Vec<String>, total: usize| {
+        let more = if total > SHOWN_KEYS { ", ..." } else { "" };
+        format!("{}{more}", items.into_iter().take(SHOWN_KEYS).collect::<Vec<_>>().join(", "))
+    };
+    let mut parts = Vec::new();
+    if !missing.is_empty() {
+        let items = missing.iter().map(|(k, s)| format!("`{k}` {s:?}")).collect();
+        parts.push(format!("{} ({})", plural(missing.len(), "missing key"), list(items, missing.len())));
+    }
+    if !unexpected.is_empty() {
+        let items = unexpected
+            .iter()
+            .map(|u| {
+                if u.note.is_empty() {
+                    format!("`{}` {:?}", u.key, u.shape)
+                } else {
+                    format!("`{}`: {}", u.key, u.note)
+                }
+            })
+            .collect();
+        parts.push(format!("{} ({})", plural(unexpected.len(), "unexpected key"), list(items, unexpected.len())));
+    }
+    let mut msg = format!("the state dict does not match the model: {}", parts.join("; "));
+    if let Some(h) = hint {
+        msg.push_str("; ");
+        msg.push_str(h);
+    }
+    msg
+}
+
 /// Errors from shape inference, the lazy rewrite, parameter materialization
 /// and verification.
 #[derive(Debug, Error, Clone, PartialEq)]
@@ -21,6 +61,23 @@ pub enum PassError {
         expected: &'static str,
         /// The input's shape.
         shape: Vec<usize>,
+    },
+    /// A graph input declared without a batch dimension, found when an op
+    /// that needs one (BatchNorm2d, Concat) receives a 3-D tensor.
+    #[error(
+        "graph input `{input}` has shape {shape:?}, without a batch dimension, but node `{node}` ({op}) needs 4-D \
+         [N, C, H, W] input: declare `{input}` as {batched:?} (convolutions accept unbatched 3-D input, {op} does not)",
+        batched = std::iter::once(1).chain(shape.iter().copied()).collect::<Vec<usize>>()
+    )]
+    UnbatchedInput {
+        /// The graph input.
+        input: String,
+        /// Its declared 3-D shape.
+        shape: Vec<usize>,
+        /// The first node that needs a batch dimension.
+        node: String,
+        /// That node's op class.
+        op: &'static str,
     },
     /// A concrete op whose channel count disagrees with its input.
     #[error(
@@ -122,21 +179,26 @@ pub enum PassError {
         /// Operand name.
         operand: String,
     },
-    /// A parameter the state dict does not have.
-    #[error("missing parameter `{key}` (expected shape {expected:?}) in the state dict")]
+    /// A parameter that PyTorch-style initialization does not produce (an
+    /// internal inconsistency between an op and its initializer).
+    #[error("missing parameter `{key}` (expected shape {expected:?})")]
     MissingParam {
         /// `<node>.<param>`.
         key: String,
         /// The shape the op needs.
         expected: Vec<usize>,
     },
-    /// A state-dict key no node uses.
-    #[error("unexpected key `{key}` in the state dict: {reason}")]
-    UnexpectedParam {
-        /// The key.
-        key: String,
-        /// Why nothing uses it.
-        reason: String,
+    /// State-dict keys that do not match the model's parameters: all the
+    /// missing and all the unexpected keys at once, with a fix when the keys
+    /// show one (a shared prefix to strip, nodes to rename).
+    #[error("{}", fmt_mismatch(missing, unexpected, hint.as_deref()))]
+    StateDictMismatch {
+        /// `<node>.<param>` keys the model needs and the state dict lacks, with their shapes.
+        missing: Vec<(String, Vec<usize>)>,
+        /// Keys no node takes.
+        unexpected: Vec<UnexpectedKey>,
+        /// How to fix it, if the keys tell.
+        hint: Option<String>,
     },
     /// A parameter of the wrong shape.
     #[error("parameter `{key}` has shape {got:?}, but the node needs {expected:?}")]

@@ -22,7 +22,7 @@ mod verify;
 pub use error::{PassError, Result};
 pub use footprint::{flops, footprint, Footprint};
 pub use pass::{Changed, Pass, PassManager, PassRecord};
-pub use resolve::{ParamSource, ResolveLazy};
+pub use resolve::{ParamSource, ResolveLazy, UnexpectedKey};
 pub use shape_fns::{conv_transpose_size, ConvTransposeShape};
 pub use shape_inference::{infer_node, ShapeInference};
 pub use verify::{verify, Verify};

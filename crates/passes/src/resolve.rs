@@ -57,7 +57,12 @@ impl ResolveLazy {
         ResolveLazy { source }
     }
 
-    fn materialize(&mut self, graph: &mut Graph, id: NodeId) -> Result<Changed> {
+    fn materialize(
+        &mut self,
+        graph: &mut Graph,
+        id: NodeId,
+        missing: &mut Vec<(String, Vec<usize>)>,
+    ) -> Result<Changed> {
         let node = graph.node(id);
         let name = node.name().to_string();
         let specs = node.op().param_specs();
@@ -82,7 +87,12 @@ impl ResolveLazy {
                         continue;
                     }
                     match &self.source {
-                        ParamSource::StateDict(_) => return Err(PassError::MissingParam { key, expected }),
+                        ParamSource::StateDict(_) => {
+                            // Collected, not returned: a renamed or prefixed state dict
+                            // misses every key, and one report should say so.
+                            missing.push((key, expected));
+                            continue;
+                        }
                         ParamSource::Init { seed } => {
                             let seed = *seed;
                             let values = init.get_or_insert_with(|| init_params(graph.node(id).op(), &name, seed));
@@ -101,14 +111,16 @@ impl ResolveLazy {
         Ok(changed)
     }
 
-    /// Keys left in the state dict after every node took its own.
-    fn leftover_keys(&mut self, graph: &Graph) -> Result<()> {
+    /// Keys left in the state dict after every node took its own, reported
+    /// together with the `missing` keys as one [`PassError::StateDictMismatch`].
+    fn check_leftovers(&mut self, graph: &Graph, missing: Vec<(String, Vec<usize>)>) -> Result<()> {
         let ParamSource::StateDict(map) = &mut self.source else { return Ok(()) };
-        let mut leftovers = std::mem::take(map).into_keys();
-        for key in leftovers.by_ref() {
+        let leftovers = std::mem::take(map);
+        let mut unexpected = Vec::new();
+        for (key, tensor) in leftovers {
             let (node, param) = key.rsplit_once('.').unwrap_or((key.as_str(), ""));
-            let reason = match graph.find(node) {
-                None => format!("the graph has no node named `{node}`"),
+            let note = match graph.find(node) {
+                None => String::new(),
                 Some(id) => {
                     let op = graph.node(id).op();
                     if matches!(op, Op::BatchNorm2d { .. }) && IGNORED_BATCH_NORM_KEYS.contains(&param) {
@@ -116,16 +128,128 @@ impl ResolveLazy {
                     }
                     let has: Vec<&str> = op.param_specs().iter().map(|(n, _)| *n).collect();
                     format!(
-                        "node `{node}` ({}) has no parameter `{param}` (it has: {})",
+                        "node `{node}` ({}) has no parameter `{param}`; it has: {}",
                         op.class_name(),
                         if has.is_empty() { "none".into() } else { has.join(", ") }
                     )
                 }
             };
-            return Err(PassError::UnexpectedParam { key, reason });
+            unexpected.push(UnexpectedKey { key, shape: tensor.shape().to_vec(), note });
         }
-        Ok(())
+        if missing.is_empty() && unexpected.is_empty() {
+            return Ok(());
+        }
+        let hint = mismatch_hint(&missing, &unexpected);
+        Err(PassError::StateDictMismatch { missing, unexpected, hint })
     }
+}
+
+/// A state-dict key no node takes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UnexpectedKey {
+    /// The key.
+    pub key: String,
+    /// Its tensor's shape.
+    pub shape: Vec<usize>,
+    /// Why the node it names does not take it (empty when no node has that name).
+    pub note: String,
+}
+
+/// The longest prefix ending in `.` shared by every key.
+fn common_prefix<'a>(keys: impl Iterator<Item = &'a str>) -> String {
+    let mut prefix: Option<&str> = None;
+    for key in keys {
+        prefix = Some(match prefix {
+            None => key,
+            Some(p) => {
+                let n = p.bytes().zip(key.bytes()).take_while(|(a, b)| a == b).count();
+                &p[..n]
+            }
+        });
+    }
+    let p = prefix.unwrap_or("");
+    p.rfind('.').map_or(String::new(), |i| p[..=i].to_string())
+}
+
+/// The node part of a key: everything before the last `.`.
+fn node_of(key: &str) -> &str {
+    key.rsplit_once('.').map_or(key, |(n, _)| n)
+}
+
+/// How to fix a state dict whose keys do not match the node names, when the
+/// keys show it: a prefix every key shares (`module.`, from a wrapper), or
+/// keys whose parameters have exactly the shapes a missing node needs (a
+/// differently named attribute, an `nn.Sequential`'s `0.weight`).
+fn mismatch_hint(missing: &[(String, Vec<usize>)], unexpected: &[UnexpectedKey]) -> Option<String> {
+    if missing.is_empty() || unexpected.is_empty() {
+        return None;
+    }
+    let prefix = common_prefix(unexpected.iter().map(|u| u.key.as_str()));
+    if !prefix.is_empty() {
+        let stripped_matches =
+            unexpected.iter().any(|u| missing.iter().any(|(k, _)| u.key.strip_prefix(&prefix) == Some(k.as_str())));
+        if stripped_matches {
+            return Some(format!(
+                "every unexpected key starts with `{prefix}` (saved from a wrapper module?): strip it with \
+                 `--weights-prefix {prefix}` (Rust: `WeightStore::with_prefix(\"{prefix}\")`), or save \
+                 the inner module's state_dict()"
+            ));
+        }
+    }
+    // Group both sides by node, parameters sorted, and pair missing nodes with
+    // unexpected ones that hold exactly the same parameter names and shapes.
+    let group = |items: Vec<(&str, &str, &[usize])>| {
+        let mut groups: Vec<(String, Vec<(String, Vec<usize>)>)> = Vec::new();
+        for (node, param, shape) in items {
+            match groups.iter_mut().find(|(n, _)| n == node) {
+                Some((_, params)) => params.push((param.to_string(), shape.to_vec())),
+                None => groups.push((node.to_string(), vec![(param.to_string(), shape.to_vec())])),
+            }
+        }
+        for (_, params) in &mut groups {
+            params.sort();
+        }
+        groups
+    };
+    let split = |key: &'_ str| -> (String, String) {
+        let node = node_of(key);
+        (node.to_string(), key[node.len()..].trim_start_matches('.').to_string())
+    };
+    let missing_keys: Vec<(String, String, &[usize])> = missing
+        .iter()
+        .map(|(k, s)| {
+            let (n, p) = split(k);
+            (n, p, s.as_slice())
+        })
+        .collect();
+    let unexpected_keys: Vec<(String, String, &[usize])> = unexpected
+        .iter()
+        .map(|u| {
+            let (n, p) = split(&u.key);
+            (n, p, u.shape.as_slice())
+        })
+        .collect();
+    let wanted = group(missing_keys.iter().map(|(n, p, s)| (n.as_str(), p.as_str(), *s)).collect());
+    let offered = group(unexpected_keys.iter().map(|(n, p, s)| (n.as_str(), p.as_str(), *s)).collect());
+    let mut used = vec![false; offered.len()];
+    let mut renames = Vec::new();
+    for (node, params) in &wanted {
+        if let Some(i) = (0..offered.len()).find(|&i| !used[i] && offered[i].1 == *params) {
+            used[i] = true;
+            renames.push(format!("`{node}` -> `{}`", offered[i].0));
+        }
+    }
+    if renames.is_empty() {
+        return None;
+    }
+    const SHOWN: usize = 4;
+    let more = if renames.len() > SHOWN { format!(", ... ({} in all)", renames.len()) } else { String::new() };
+    renames.truncate(SHOWN);
+    Some(format!(
+        "node names are the state-dict key prefixes, and these keys have exactly the shapes the nodes need: \
+         rename {}{more} in the model (dots and digits are allowed: a node `main.0` loads `main.0.weight`)",
+        renames.join(", ")
+    ))
 }
 
 fn check_shape(key: &str, expected: &[usize], got: &[usize]) -> Result<()> {
@@ -195,10 +319,11 @@ impl Pass for ResolveLazy {
         for (id, op) in rewrites {
             graph.set_op(id, op)?;
         }
+        let mut missing = Vec::new();
         for &id in &order {
-            changed = changed.or(self.materialize(graph, id)?);
+            changed = changed.or(self.materialize(graph, id, &mut missing)?);
         }
-        self.leftover_keys(graph)?;
+        self.check_leftovers(graph, missing)?;
         Ok(changed)
     }
 }

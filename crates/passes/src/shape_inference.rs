@@ -78,6 +78,25 @@ pub fn infer_node(graph: &Graph, id: NodeId) -> Result<Vec<usize>> {
     })
 }
 
+/// A 3-D tensor refused by a 4-D-only op (BatchNorm2d, Concat) almost always
+/// comes from a graph input declared without its batch dimension (the
+/// convolutions before it accept unbatched input, as PyTorch's do): blame the
+/// input, not the first op that needs the batch.
+fn blame_unbatched_input(graph: &Graph, e: PassError) -> PassError {
+    let PassError::Rank { node, op, shape, .. } = &e else { return e };
+    if shape.len() != 3 {
+        return e;
+    }
+    let Some(&input) = graph.inputs().iter().find(|&&i| graph.node(i).shape().rank() == Some(3)) else { return e };
+    let input_node = graph.node(input);
+    PassError::UnbatchedInput {
+        input: input_node.name().into(),
+        shape: input_node.shape().as_known().unwrap_or_default(),
+        node: node.clone(),
+        op,
+    }
+}
+
 impl Pass for ShapeInference {
     fn name(&self) -> &'static str {
         "shape-inference"
@@ -87,7 +106,7 @@ impl Pass for ShapeInference {
         graph.validate()?;
         let mut changed = Changed::No;
         for id in graph.topo_order()? {
-            let shape = Shape::known(&infer_node(graph, id)?);
+            let shape = Shape::known(&infer_node(graph, id).map_err(|e| blame_unbatched_input(graph, e))?);
             if *graph.node(id).shape() != shape {
                 graph.set_shape(id, shape);
                 changed = Changed::Yes;

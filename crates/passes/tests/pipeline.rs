@@ -118,7 +118,7 @@ fn missing_key_is_named() {
     let mut sd = state_dict();
     sd.remove("up.bias");
     let e = resolve(&mut decoder(), ParamSource::StateDict(sd)).unwrap_err();
-    assert_eq!(e.to_string(), "missing parameter `up.bias` (expected shape [6]) in the state dict");
+    assert_eq!(e.to_string(), "the state dict does not match the model: 1 missing key (`up.bias` [6])");
 }
 
 #[test]
@@ -126,13 +126,102 @@ fn unexpected_key_is_named() {
     let mut sd = state_dict();
     sd.insert("up2.weight".into(), ArrayD::zeros(vec![1]));
     let e = resolve(&mut decoder(), ParamSource::StateDict(sd)).unwrap_err();
-    assert_eq!(e.to_string(), "unexpected key `up2.weight` in the state dict: the graph has no node named `up2`");
+    assert_eq!(e.to_string(), "the state dict does not match the model: 1 unexpected key (`up2.weight` [1])");
     let mut sd = state_dict();
     sd.insert("up.running_mean".into(), ArrayD::zeros(vec![6]));
     let e = resolve(&mut decoder(), ParamSource::StateDict(sd)).unwrap_err();
     assert!(
-        e.to_string().contains("node `up` (ConvTranspose2d) has no parameter `running_mean` (it has: weight, bias)"),
+        e.to_string().contains(
+            "1 unexpected key (`up.running_mean`: node `up` (ConvTranspose2d) has no parameter `running_mean`; it has: weight, bias)"
+        ),
         "{e}"
+    );
+}
+
+/// Renames every key of the decoder's state dict.
+fn renamed(f: impl Fn(&str) -> String) -> BTreeMap<String, ArrayD<f32>> {
+    state_dict().into_iter().map(|(k, v)| (f(&k), v)).collect()
+}
+
+#[test]
+fn all_mismatched_keys_are_reported_together() {
+    let mut sd = state_dict();
+    sd.remove("up.bias");
+    sd.remove("bn.running_var");
+    sd.insert("head.weight".into(), ArrayD::zeros(vec![3]));
+    let e = resolve(&mut decoder(), ParamSource::StateDict(sd)).unwrap_err();
+    match &e {
+        PassError::StateDictMismatch { missing, unexpected, .. } => {
+            let keys: Vec<&str> = missing.iter().map(|(k, _)| k.as_str()).collect();
+            assert_eq!(keys, ["up.bias", "bn.running_var"]);
+            assert_eq!(unexpected.len(), 1);
+        }
+        e => panic!("{e}"),
+    }
+    assert!(
+        e.to_string().starts_with(
+            "the state dict does not match the model: 2 missing keys (`up.bias` [6], `bn.running_var` [6]); 1 unexpected key (`head.weight` [3])"
+        ),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_prefix_shared_by_every_key_is_detected() {
+    for prefix in ["module.", "model.", "net.module."] {
+        let sd = renamed(|k| format!("{prefix}{k}"));
+        let e = resolve(&mut decoder(), ParamSource::StateDict(sd)).unwrap_err().to_string();
+        assert!(e.contains("6 missing keys (`up.weight` [4, 6, 2, 2], `up.bias` [6], "), "{e}");
+        assert!(e.contains("6 unexpected keys ("), "{e}");
+        assert!(
+            e.contains(&format!("every unexpected key starts with `{prefix}`"))
+                && e.contains(&format!("--weights-prefix {prefix}")),
+            "{e}"
+        );
+    }
+}
+
+#[test]
+fn a_sequentials_numbered_keys_suggest_renaming_the_nodes() {
+    // nn.Sequential(ConvTranspose2d, BatchNorm2d) saves `0.weight`, `1.running_mean`, ...
+    let sd = renamed(|k| k.replacen("up.", "0.", 1).replacen("bn.", "1.", 1));
+    let e = resolve(&mut decoder(), ParamSource::StateDict(sd)).unwrap_err().to_string();
+    assert!(e.contains("rename `up` -> `0`, `bn` -> `1` in the model"), "{e}");
+    // Differently named attributes, found by their shapes.
+    let sd = renamed(|k| k.replacen("up.", "deconv.", 1).replacen("bn.", "norm.", 1));
+    let e = resolve(&mut decoder(), ParamSource::StateDict(sd)).unwrap_err().to_string();
+    assert!(e.contains("rename `up` -> `deconv`, `bn` -> `norm`"), "{e}");
+    // No shape matches: no guess.
+    let mut sd = renamed(|k| k.replacen("up.", "deconv.", 1));
+    sd.insert("deconv.weight".into(), ArrayD::zeros(vec![1, 2]));
+    let e = resolve(&mut decoder(), ParamSource::StateDict(sd)).unwrap_err().to_string();
+    assert!(!e.contains("rename"), "{e}");
+}
+
+#[test]
+fn dotted_and_numbered_node_names_load_their_keys() {
+    let mut b = GraphBuilder::new("seq");
+    let x = b.input("x", [1, 4, 3, 3]).unwrap();
+    let up = b.lazy_conv_transpose2d("main.0", x, ConvTranspose2dParams::new(6, 2).stride(2)).unwrap();
+    b.lazy_batch_norm2d("main.1", up, BatchNorm2dParams::default()).unwrap();
+    let mut g = b.finish().unwrap();
+    let sd = renamed(|k| k.replacen("up.", "main.0.", 1).replacen("bn.", "main.1.", 1));
+    resolve(&mut g, ParamSource::StateDict(sd)).unwrap();
+    let w = g.node(g.lookup("main.0").unwrap()).param("weight").unwrap();
+    assert!(w.iter().all(|&v| v == 0.5));
+}
+
+#[test]
+fn a_three_d_input_is_blamed_not_the_batch_norm() {
+    let mut b = GraphBuilder::new("unbatched");
+    let z = b.input("z", [32, 1, 1]).unwrap();
+    let up = b.lazy_conv_transpose2d("up1", z, ConvTranspose2dParams::new(8, 4)).unwrap();
+    b.lazy_batch_norm2d("bn1", up, BatchNorm2dParams::default()).unwrap();
+    let e = resolve(&mut b.finish().unwrap(), ParamSource::Init { seed: 0 }).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "graph input `z` has shape [32, 1, 1], without a batch dimension, but node `bn1` (LazyBatchNorm2d) needs 4-D \
+         [N, C, H, W] input: declare `z` as [1, 32, 1, 1] (convolutions accept unbatched 3-D input, LazyBatchNorm2d does not)"
     );
 }
 
