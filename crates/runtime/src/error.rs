@@ -45,6 +45,18 @@ pub enum RuntimeError {
         /// What is wrong.
         reason: String,
     },
+    /// A weights file in another format (`torch.save`, ONNX) given where a
+    /// safetensors state dict is expected.
+    #[error(
+        "{file} is {format}, not safetensors; save the state dict with safetensors instead: \
+         `from safetensors.torch import save_file; save_file(model.state_dict(), \"model.safetensors\")`"
+    )]
+    NotSafetensors {
+        /// The file.
+        file: String,
+        /// What it looks like (`a PyTorch torch.save file (zip archive)`).
+        format: &'static str,
+    },
     /// A tensor stored with a dtype Kiln does not load.
     #[error(
         "{file}: tensor `{key}` has dtype {dtype}; Kiln loads F32 (and converts F16/BF16 losslessly); \
@@ -193,6 +205,7 @@ impl RuntimeError {
             }
             Io { .. }
             | CorruptSafetensors { .. }
+            | NotSafetensors { .. }
             | UnsupportedDtype { .. }
             | TensorData { .. }
             | InvalidNpy { .. }

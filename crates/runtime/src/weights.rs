@@ -205,6 +205,9 @@ fn dtype_size(dtype: &str) -> Option<usize> {
 /// crate sees it, so every offset it adds up is bounded by the file length
 /// and the messages can name the tensor.
 fn check_header(bytes: &[u8], file: &str) -> Result<()> {
+    if let Some(format) = sniff_other_format(bytes, file) {
+        return Err(RuntimeError::NotSafetensors { file: file.into(), format });
+    }
     let corrupt = |reason: String| RuntimeError::CorruptSafetensors { file: file.into(), reason };
     let Some((prefix, rest)) = bytes.split_first_chunk::<8>() else {
         return Err(corrupt(format!("the file has {} bytes, fewer than the 8-byte header length", bytes.len())));
@@ -267,6 +270,30 @@ fn check_header(bytes: &[u8], file: &str) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Recognizes the files people give instead of a safetensors state dict:
+/// `torch.save` output (a zip archive since PyTorch 1.6, a bare pickle
+/// before) and ONNX models. A safetensors file starts with its header length
+/// as a little-endian u64 followed by `{`, which none of these do.
+fn sniff_other_format(bytes: &[u8], file: &str) -> Option<&'static str> {
+    let looks_like_safetensors = bytes.len() > 8 && bytes[8] == b'{';
+    if looks_like_safetensors {
+        return None;
+    }
+    if bytes.starts_with(b"PK\x03\x04") {
+        return Some("a PyTorch `torch.save` file (zip archive)");
+    }
+    // Pickle protocol 2..=5 opcode PROTO, as `torch.save(..., _use_new_zipfile_serialization=False)` writes.
+    if bytes.len() >= 2 && bytes[0] == 0x80 && (2..=5).contains(&bytes[1]) {
+        return Some("a PyTorch `torch.save` file (legacy pickle format)");
+    }
+    // ONNX's ModelProto starts with field 1 (ir_version, a small varint).
+    let onnx_name = file.to_ascii_lowercase().ends_with(".onnx");
+    if onnx_name || (bytes.len() >= 2 && bytes[0] == 0x08 && bytes[1] < 0x20) {
+        return Some("an ONNX model");
+    }
+    None
 }
 
 /// Converts one stored tensor to f32 (see the module docs for the dtype policy).
@@ -382,6 +409,32 @@ mod tests {
         s.insert("scalar", ArrayD::from_elem(vec![], 7.0));
         s.insert("empty", ArrayD::zeros(vec![0, 3]));
         s
+    }
+
+    #[test]
+    fn other_formats_are_recognized_and_the_fix_is_named() {
+        // The first bytes of real files: torch.save's zip (PK\x03\x04), the legacy
+        // pickle (PROTO 2, then the LONG1 magic number), and an ONNX model from
+        // torch.onnx.export (ir_version 8, then producer_name "pytorch").
+        let zip = b"PK\x03\x04\x00\x00\x08\x08\x00\x00archive/data.pkl".to_vec();
+        let pickle = [0x80, 0x02, 0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8].to_vec();
+        let mut onnx = vec![0x08, 0x08, 0x12, 0x07];
+        onnx.extend_from_slice(b"pytorch");
+        for (bytes, format) in [(zip, "(zip archive)"), (pickle, "(legacy pickle format)"), (onnx, "an ONNX model")] {
+            let e = WeightStore::from_bytes(&bytes).unwrap_err();
+            assert!(matches!(e, RuntimeError::NotSafetensors { .. }), "{e}");
+            let msg = e.to_string();
+            assert!(msg.contains(format), "{msg}");
+            assert!(msg.contains("save_file(model.state_dict(), \"model.safetensors\")"), "{msg}");
+            assert!(!msg.contains("header length"), "{msg}");
+        }
+        // The name alone identifies an ONNX file, whatever its first bytes.
+        let e = WeightStore::parse(b"\x0a\x05hello world", "decoder.onnx".into()).unwrap_err();
+        assert!(e.to_string().starts_with("decoder.onnx is an ONNX model, not safetensors"), "{e}");
+        // A real safetensors file is never mistaken for one of them.
+        let st = sample().to_bytes().unwrap();
+        assert!(sniff_other_format(&st, "x.onnx").is_none());
+        assert!(WeightStore::parse(&st, "x.onnx".into()).is_ok());
     }
 
     #[test]
