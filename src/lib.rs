@@ -1,12 +1,36 @@
 //! Kiln: a graph compiler and JIT runtime for convolutional decoders.
 //!
 //! Build a model with PyTorch-style lazy modules ([`GraphBuilder`] or the JSON
-//! model format, [`parse_model`]), let the shape-propagation pass resolve every
-//! lazy node into a concrete op with materialized weights ([`resolve`]), then
-//! run it with the reference interpreter or JIT-compile it with Cranelift.
+//! model format, [`load_model`] / [`parse_model`]), let the shape-propagation
+//! pass resolve every lazy node into a concrete op with materialized weights
+//! ([`resolve`]), then JIT-compile it with Cranelift ([`compile`]) and run it
+//! ([`Model::run`], [`Model::run_named`]), or run it with the reference
+//! interpreter ([`runtime::Interpreter`]).
 //!
-//! This crate is the facade: it re-exports the workspace crates and wraps
-//! their errors into one [`Error`].
+//! This crate is the facade: it re-exports the workspace crates (and the
+//! `ndarray` they use, so you need not match its version) and wraps their
+//! errors into one [`Error`]. With default features it also builds the `kiln`
+//! command; `kiln = { version = "0.1", default-features = false }` builds only
+//! the compiler and runtime (no `clap`).
+//!
+//! From a model file and a PyTorch state dict to an output file:
+//!
+//! ```
+//! # fn main() -> Result<(), kiln::Error> {
+//! # std::env::set_current_dir(env!("CARGO_MANIFEST_DIR")).unwrap();
+//! let graph = kiln::load_model("examples/decoder.json")?;           // lazy: in_channels unknown
+//! let weights = kiln::load_weights("examples/decoder.safetensors")?; // keys `up1.weight`, ...
+//! let model = kiln::compile(graph, weights)?;                        // resolve + JIT
+//! let x = kiln::read_npy("examples/decoder.input.x.npy")?;
+//! let outputs = model.run_named([("x", x)])?;                        // or model.run(&[x])
+//! assert_eq!(model.output_names(), ["out"]);
+//! assert_eq!(outputs[0].shape(), [3, 1, 20, 24]);
+//! kiln::write_npy(std::env::temp_dir().join("decoder.y.npy"), &outputs[0])?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Or build the graph in Rust:
 //!
 //! ```
 //! use kiln::{ConvTranspose2dParams, GraphBuilder, ParamSource};
@@ -26,6 +50,7 @@
 //! # Ok::<(), kiln::Error>(())
 //! ```
 
+#![warn(missing_docs)]
 // Errors carry the node name and the offending values; they are cold paths,
 // so their size does not matter and boxing would only obscure them.
 #![allow(clippy::result_large_err)]
@@ -39,14 +64,32 @@ pub use kiln_jit as jit;
 pub use kiln_passes as passes;
 pub use kiln_runtime as runtime;
 
+/// The `ndarray` version Kiln's [`Tensor`] is built on, so you need not add
+/// (and match) it yourself: `kiln::ndarray::ArrayD::<f32>::zeros(...)`.
+pub use kiln_ir::ndarray;
+
 pub use kiln_ir::{
-    parse_model, BatchNorm2dParams, Conv2dParams, ConvTranspose2dParams, Dim, Graph, GraphBuilder, IrError, Op, Shape,
+    parse_model, BatchNorm2dParams, Conv2dParams, ConvTranspose2dParams, Dim, ErrorKind, Graph, GraphBuilder, IrError,
+    Op, Shape,
 };
 pub use kiln_passes::{ParamSource, PassError};
+/// Strict `.npy` float32 reading and writing ([`npy::read`], [`npy::write`]).
+pub use kiln_runtime::npy;
+/// Tensor helpers: checked construction ([`tensor::from_vec`]), comparisons
+/// ([`tensor::check_close`]), seeded random tensors ([`tensor::random`]).
+pub use kiln_runtime::tensor;
 pub use kiln_runtime::{RuntimeError, Tensor, WeightStore};
 
-/// Any error Kiln reports, from any stage.
+/// Any error Kiln reports, from any stage. [`Error::kind`] says whether the
+/// model or the data given to it is at fault.
+///
+/// ```
+/// let e = kiln::load_model("no/such/model.json").unwrap_err();
+/// assert_eq!(e.kind(), kiln::ErrorKind::InvalidInput);
+/// assert!(e.to_string().starts_with("no/such/model.json: "));
+/// ```
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     /// Building or parsing the graph.
     #[error(transparent)]
@@ -86,19 +129,27 @@ pub enum Error {
 
 impl Error {
     /// Whether the model's configuration or the data given to it is at fault.
-    pub fn kind(&self) -> ir::ErrorKind {
+    pub fn kind(&self) -> ErrorKind {
         match self {
             Error::Ir(e) => e.kind(),
             Error::Pass(e) => e.kind(),
             Error::Runtime(e) => e.kind(),
             Error::Io { .. } | Error::TooLarge { .. } | Error::Usage(_) | Error::Backend(_) | Error::Compile(_) => {
-                ir::ErrorKind::InvalidInput
+                ErrorKind::InvalidInput
             }
         }
     }
 }
 
-/// Reads a model file in Kiln's JSON model format.
+/// Reads a model file in Kiln's JSON model format (what `kiln compile --emit
+/// json` writes, too). The graph is lazy until [`resolve`]d.
+///
+/// ```
+/// # std::env::set_current_dir(env!("CARGO_MANIFEST_DIR")).unwrap();
+/// let g = kiln::load_model("examples/dcgan.json")?;
+/// assert!(g.has_lazy_nodes());
+/// # Ok::<(), kiln::Error>(())
+/// ```
 pub fn load_model(path: impl AsRef<Path>) -> Result<Graph, Error> {
     let path = path.as_ref();
     let text =
@@ -106,20 +157,212 @@ pub fn load_model(path: impl AsRef<Path>) -> Result<Graph, Error> {
     Ok(parse_model(&text)?)
 }
 
-/// Reads a safetensors state dict (PyTorch's key names) as a parameter source.
+/// Writes `graph` (lazy or resolved) in the model format: the inverse of
+/// [`parse_model`]. Parameters are not inlined; save them with
+/// [`save_weights`].
+///
+/// ```
+/// let g = kiln::parse_model(r#"{"inputs": {"x": [1, 2, 4, 4]}, "nodes": [{"name": "r", "op": "ReLU"}]}"#)?;
+/// let text = kiln::model_json(&g)?;
+/// assert_eq!(kiln::parse_model(&text)?.to_string(), g.to_string());
+/// # Ok::<(), kiln::Error>(())
+/// ```
+pub fn model_json(graph: &Graph) -> Result<String, Error> {
+    Ok(kiln_ir::model::to_model_json(graph)?)
+}
+
+/// Reads a safetensors state dict (PyTorch's key names: node name, `.`,
+/// parameter name, e.g. `up1.weight`) as a parameter source.
+///
+/// A `torch.save` file or an ONNX model is recognized and refused with the
+/// one-line Python that saves a safetensors file instead.
+///
+/// ```
+/// # std::env::set_current_dir(env!("CARGO_MANIFEST_DIR")).unwrap();
+/// let weights = kiln::load_weights("examples/decoder.safetensors")?;
+/// let resolved = kiln::resolve(kiln::load_model("examples/decoder.json")?, weights)?;
+/// assert!(!resolved.has_lazy_nodes());
+/// # Ok::<(), kiln::Error>(())
+/// ```
 pub fn load_weights(path: impl AsRef<Path>) -> Result<ParamSource, Error> {
     Ok(ParamSource::StateDict(WeightStore::load(path)?.into_tensors()))
 }
 
-/// Resolves `graph` (see [`resolve`]) and JIT-compiles it with default
-/// options: the whole pipeline in one call.
-pub fn compile(graph: Graph, source: ParamSource) -> Result<jit::CompiledGraph, Error> {
-    Ok(jit::compile(&resolve(graph, source)?)?)
+/// Like [`load_weights`], keeping only the keys under `prefix` and removing it
+/// (`"module."` for a state dict saved from a `DataParallel` or other wrapper).
+///
+/// ```
+/// # std::env::set_current_dir(env!("CARGO_MANIFEST_DIR")).unwrap();
+/// // No key starts with `module.`: nothing is left, and resolving says which keys are missing.
+/// let none = kiln::load_weights_with_prefix("examples/decoder.safetensors", "module.")?;
+/// let e = kiln::resolve(kiln::load_model("examples/decoder.json")?, none).unwrap_err();
+/// assert!(e.to_string().contains("6 missing keys"), "{e}");
+/// # Ok::<(), kiln::Error>(())
+/// ```
+pub fn load_weights_with_prefix(path: impl AsRef<Path>, prefix: &str) -> Result<ParamSource, Error> {
+    Ok(ParamSource::StateDict(WeightStore::load(path)?.with_prefix(prefix).into_tensors()))
+}
+
+/// Writes the parameters of a resolved graph as a safetensors state dict that
+/// [`load_weights`] and PyTorch's `safetensors.torch.load_file` read back.
+///
+/// ```
+/// # std::env::set_current_dir(env!("CARGO_MANIFEST_DIR")).unwrap();
+/// let resolved = kiln::resolve(kiln::load_model("examples/decoder.json")?, kiln::ParamSource::Init { seed: 1 })?;
+/// let path = std::env::temp_dir().join("kiln-doc-save-weights.safetensors");
+/// kiln::save_weights(&resolved, &path)?;
+/// let again = kiln::resolve(kiln::load_model("examples/decoder.json")?, kiln::load_weights(&path)?)?;
+/// assert_eq!(again.state_dict(), resolved.state_dict());
+/// # Ok::<(), kiln::Error>(())
+/// ```
+pub fn save_weights(graph: &Graph, path: impl AsRef<Path>) -> Result<(), Error> {
+    let store: WeightStore = graph.state_dict().into_iter().map(|(k, t)| (k, t.clone())).collect();
+    Ok(store.save(path)?)
+}
+
+/// Reads a float32 `.npy` file (what `numpy.save` writes for a float32 array).
+pub fn read_npy(path: impl AsRef<Path>) -> Result<Tensor, Error> {
+    Ok(npy::read(path)?)
+}
+
+/// Writes a tensor as a float32 `.npy` file that `numpy.load` reads.
+pub fn write_npy(path: impl AsRef<Path>, tensor: &Tensor) -> Result<(), Error> {
+    Ok(npy::write(path, tensor)?)
 }
 
 /// Runs the standard pipeline (shape inference, lazy→concrete rewrite with
 /// parameters from `source`, verification) and returns the resolved graph.
+///
+/// `ParamSource::Init { seed }` draws every parameter from the distribution
+/// PyTorch's `reset_parameters()` uses (not PyTorch's random stream: the
+/// values differ from `torch.manual_seed`); for PyTorch's exact weights load
+/// its state dict ([`load_weights`]).
 pub fn resolve(mut graph: Graph, source: ParamSource) -> Result<Graph, Error> {
     passes::resolve(&mut graph, source)?;
     Ok(graph)
+}
+
+/// Resolves `graph` (see [`resolve`]) and JIT-compiles it with default
+/// options (all cores): the whole pipeline in one call.
+pub fn compile(graph: Graph, source: ParamSource) -> Result<Model, Error> {
+    compile_with(graph, source, jit::CompileOptions::default())
+}
+
+/// [`compile`] with explicit JIT options (threads, kernel tier).
+///
+/// ```
+/// # std::env::set_current_dir(env!("CARGO_MANIFEST_DIR")).unwrap();
+/// let options = kiln::jit::CompileOptions { threads: 1, ..Default::default() };
+/// let model = kiln::compile_with(kiln::load_model("examples/unet_tail.json")?, kiln::ParamSource::Init { seed: 0 }, options)?;
+/// assert_eq!(model.input_names(), ["x", "skip"]);
+/// # Ok::<(), kiln::Error>(())
+/// ```
+pub fn compile_with(graph: Graph, source: ParamSource, options: jit::CompileOptions) -> Result<Model, Error> {
+    Model::new(resolve(graph, source)?, options)
+}
+
+/// A resolved, JIT-compiled model, ready to run any number of times from any
+/// number of threads (`Send + Sync`; running never recompiles).
+///
+/// Positional inputs ([`Model::run`]) are in the order of the model file's
+/// `inputs` object (or of [`GraphBuilder::input`] calls), which
+/// [`Model::input_names`] lists; outputs are in the order of its `outputs`
+/// list ([`Model::output_names`]).
+///
+/// ```
+/// # std::env::set_current_dir(env!("CARGO_MANIFEST_DIR")).unwrap();
+/// let model = kiln::compile(kiln::load_model("examples/unet_tail.json")?, kiln::ParamSource::Init { seed: 0 })?;
+/// let x = kiln::tensor::random(&model.input_shapes()[0], 1);
+/// let skip = kiln::tensor::random(&model.input_shapes()[1], 2);
+/// let by_position = model.run(&[x.clone(), skip.clone()])?;
+/// let by_name = model.run_named([("skip", skip), ("x", x)])?;
+/// assert_eq!(by_position, by_name);
+/// # Ok::<(), kiln::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct Model {
+    graph: Graph,
+    compiled: jit::CompiledGraph,
+    inputs: Vec<(String, Vec<usize>)>,
+    outputs: Vec<String>,
+}
+
+impl Model {
+    /// Compiles a resolved graph.
+    pub fn new(graph: Graph, options: jit::CompileOptions) -> Result<Model, Error> {
+        let compiled = jit::compile_with(&graph, options)?;
+        let inputs = graph
+            .inputs()
+            .iter()
+            .map(|&id| {
+                let n = graph.node(id);
+                (n.name().to_string(), n.shape().as_known().unwrap_or_default())
+            })
+            .collect();
+        let outputs = graph.output_values().iter().map(|&id| graph.node(id).name().to_string()).collect();
+        Ok(Model { graph, compiled, inputs, outputs })
+    }
+
+    /// The graph inputs' names, in positional order.
+    pub fn input_names(&self) -> Vec<&str> {
+        self.inputs.iter().map(|(n, _)| n.as_str()).collect()
+    }
+
+    /// The graph inputs' shapes, in positional order.
+    pub fn input_shapes(&self) -> Vec<Vec<usize>> {
+        self.inputs.iter().map(|(_, s)| s.clone()).collect()
+    }
+
+    /// The names of the nodes whose values are the outputs, in output order.
+    pub fn output_names(&self) -> Vec<&str> {
+        self.outputs.iter().map(String::as_str).collect()
+    }
+
+    /// The resolved graph (its text form, parameters, shapes).
+    pub fn graph(&self) -> &Graph {
+        &self.graph
+    }
+
+    /// The JIT-compiled graph (kernel summaries, CLIF, `run_into` on flat buffers).
+    pub fn compiled(&self) -> &jit::CompiledGraph {
+        &self.compiled
+    }
+
+    /// Runs on inputs given by position (see [`Model::input_names`]); returns
+    /// the outputs in [`Model::output_names`] order. A wrong count or shape is
+    /// an error naming the input.
+    pub fn run(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>, Error> {
+        Ok(self.compiled.run(inputs)?)
+    }
+
+    /// Runs on inputs given by name, in any order: `model.run_named([("z", z)])`.
+    /// An unknown name, a name given twice or a missing input is an error that
+    /// names it.
+    pub fn run_named<S: AsRef<str>>(
+        &self,
+        inputs: impl IntoIterator<Item = (S, Tensor)>,
+    ) -> Result<Vec<Tensor>, Error> {
+        let mut slots: Vec<Option<Tensor>> = vec![None; self.inputs.len()];
+        for (name, tensor) in inputs {
+            let name = name.as_ref();
+            let Some(i) = self.inputs.iter().position(|(n, _)| n == name) else {
+                return Err(RuntimeError::InputName {
+                    input: name.into(),
+                    reason: format!("is not an input of the model (it has: {})", self.input_names().join(", ")),
+                }
+                .into());
+            };
+            if slots[i].replace(tensor).is_some() {
+                return Err(RuntimeError::InputName { input: name.into(), reason: "is given twice".into() }.into());
+            }
+        }
+        let mut ordered = Vec::with_capacity(slots.len());
+        for ((name, _), slot) in self.inputs.iter().zip(slots) {
+            match slot {
+                Some(t) => ordered.push(t),
+                None => return Err(RuntimeError::InputName { input: name.clone(), reason: "is missing".into() }.into()),
+            }
+        }
+        self.run(&ordered)
+    }
 }

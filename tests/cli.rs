@@ -67,19 +67,30 @@ fn compile_emits_every_form() {
     let lazy = stdout(&kiln(&["compile", &model, "--emit", "lazy-ir"]));
     assert!(lazy.contains("lazy_conv_transpose2d") && lazy.contains(": f32[?]"), "{lazy}");
     let json = stdout(&kiln(&["compile", &model, "--emit", "json"]));
-    let g = kiln::Graph::from_json(&json).expect("emitted JSON parses back");
+    let g = kiln::parse_model(&json).expect("emitted JSON is a model file");
     assert!(!g.has_lazy_nodes());
     let dot = stdout(&kiln(&["compile", &model, "--emit", "dot"]));
     assert!(dot.starts_with("digraph {") && dot.contains("up1 = conv_transpose2d"), "{dot}");
     let lazy_dot = stdout(&kiln(&["compile", &model, "--emit", "dot", "--lazy"]));
     assert!(lazy_dot.contains("style=dashed"), "{lazy_dot}");
     let weights = support::golden_dir().join("models/decoder.safetensors").display().to_string();
-    let with_weights = kiln(&["compile", &model, "--emit", "json", "--weights", &weights]);
+    let saved = temp_dir("emit").join("saved.safetensors");
+    let with_weights = kiln(&[
+        "compile",
+        &model,
+        "--emit",
+        "json",
+        "--weights",
+        &weights,
+        "--save-weights",
+        &saved.display().to_string(),
+    ]);
     assert!(with_weights.status.success(), "{}", stderr(&with_weights));
-    let g = kiln::Graph::from_json(&stdout(&with_weights)).expect("parses");
+    assert!(!stdout(&with_weights).contains("weight\""), "parameters are not inlined");
     let loaded = WeightStore::load(&weights).expect("weights");
-    let up1 = g.lookup("up1").expect("up1");
-    assert_eq!(g.node(up1).param("weight"), loaded.get("up1.weight"), "weights come from the file");
+    let written = WeightStore::load(&saved).expect("saved weights");
+    assert_eq!(written.get("up1.weight"), loaded.get("up1.weight"), "weights come from the file");
+    assert_eq!(written.len(), loaded.len());
     let clif = stdout(&kiln(&["compile", &example("dcgan.json"), "--emit", "clif"]));
     assert!(clif.contains("computes up1+bn1+act1"), "BatchNorm and ReLU fused into the convolution: {clif}");
     assert!(clif.contains("fma"), "vectorized FMA expected in the CLIF");
@@ -105,7 +116,7 @@ fn run_reproduces_pytorch_with_exported_weights() {
         ]);
         assert!(o.status.success(), "{}", stderr(&o));
         let out = stdout(&o);
-        assert!(out.contains("output 0: shape [2, 3, 64, 64]"), "{out}");
+        assert!(out.contains("output out: shape [2, 3, 64, 64]"), "outputs are named by their node: {out}");
         assert!(out.contains("GFLOP/s"), "{out}");
         let got = npy::read(&out_path).expect("output written");
         let want = npy::read(models.join("dcgan.output.npy")).expect("golden output");
@@ -118,7 +129,7 @@ fn run_with_random_inputs_and_seeded_weights() {
     for threads in ["1", "2"] {
         let o = kiln(&["run", &example("unet_tail.json"), "--seed", "3", "--threads", threads]);
         assert!(o.status.success(), "{}", stderr(&o));
-        assert!(stdout(&o).contains("output 0: shape [2, 4, 16, 16]"));
+        assert!(stdout(&o).contains("output up2: shape [2, 4, 16, 16]"), "{}", stdout(&o));
     }
 }
 
@@ -126,7 +137,7 @@ fn run_with_random_inputs_and_seeded_weights() {
 fn batch_override() {
     let o = kiln(&["run", &example("dcgan.json"), "--batch", "5", "--threads", "1"]);
     assert!(o.status.success(), "{}", stderr(&o));
-    assert!(stdout(&o).contains("output 0: shape [5, 3, 64, 64]"), "{}", stdout(&o));
+    assert!(stdout(&o).contains("output out: shape [5, 3, 64, 64]"), "{}", stdout(&o));
     let o = kiln(&[
         "bench",
         &example("dcgan.json"),
@@ -178,7 +189,7 @@ fn missing_and_misshaped_weights_name_the_key() {
     let p = dir.join("missing.safetensors");
     missing.save(&p).expect("save");
     let err = assert_clean_failure(&kiln(&["run", &example("decoder.json"), "--weights", &p.display().to_string()]));
-    assert!(err.contains("missing parameter `up2.bias`"), "{err}");
+    assert!(err.contains("1 missing key (`up2.bias` [12])"), "{err}");
     let mut wrong = full;
     wrong.insert("up1.bias", kiln::Tensor::zeros(vec![25]));
     let p = dir.join("wrong.safetensors");
@@ -266,4 +277,264 @@ fn bench_json_lines_are_what_the_peers_harness_reads() {
     let o = kiln(&["bench", "--peak"]);
     assert!(o.status.success());
     assert!(stdout(&o).contains("128-bit vectors"), "{}", stdout(&o));
+}
+
+// ---- issue 17: a newcomer's first hour -------------------------------------
+
+/// The golden dcgan files: model weights, input and PyTorch's output.
+fn dcgan_golden(name: &str) -> String {
+    support::golden_dir().join("models").join(name).display().to_string()
+}
+
+#[test]
+fn misspelt_argument_is_named_with_a_suggestion() {
+    let dir = temp_dir("kernel");
+    let p = write(
+        &dir,
+        "m.json",
+        r#"{"inputs": {"z": [1, 8, 1, 1]}, "nodes": [{"name": "up1", "op": "LazyConvTranspose2d", "args": {"out_channels": 4, "kernel": 4}}]}"#,
+    );
+    let err = assert_clean_failure(&kiln(&["check", &p]));
+    assert!(
+        err.starts_with(
+            "error: node `up1` field `args.kernel`: unknown argument for LazyConvTranspose2d; did you mean `kernel_size`?"
+        ),
+        "{err}"
+    );
+    assert!(!err.contains("is required"), "{err}");
+}
+
+#[test]
+fn json_type_error_names_the_node() {
+    let dir = temp_dir("types");
+    let p = write(
+        &dir,
+        "m.json",
+        "{\"inputs\": {\"x\": [1, 2, 4, 4]}, \"nodes\": [\n  {\"name\": \"act3\", \"op\": \"ReLU\"},\n  {\"name\": \"cat\", \"op\": \"Concat\", \"inputs\": \"act3\"}\n]}",
+    );
+    let err = assert_clean_failure(&kiln(&["check", &p]));
+    assert!(err.contains("line 3, column") && err.contains("node `cat` field `inputs`"), "{err}");
+    assert!(err.contains("(write [\"act3\"])"), "{err}");
+}
+
+#[test]
+fn concat_with_null_inputs_is_an_error() {
+    let dir = temp_dir("null");
+    let p = write(
+        &dir,
+        "m.json",
+        r#"{"inputs": {"x": [1, 2, 4, 4]}, "nodes": [{"name": "a", "op": "ReLU"}, {"name": "cat", "op": "Concat", "inputs": null}]}"#,
+    );
+    let err = assert_clean_failure(&kiln(&["check", &p]));
+    assert!(err.contains("node `cat` field `inputs`") && err.contains("Concat combines several operands"), "{err}");
+}
+
+#[test]
+fn unbatched_input_is_blamed_on_the_input() {
+    let dir = temp_dir("unbatched");
+    let model = std::fs::read_to_string(example("dcgan.json")).expect("read").replace("[2, 32, 1, 1]", "[32, 1, 1]");
+    let p = write(&dir, "m.json", &model);
+    let err = assert_clean_failure(&kiln(&["run", &p]));
+    assert!(err.contains("graph input `z` has shape [32, 1, 1], without a batch dimension"), "{err}");
+    assert!(err.contains("declare `z` as [1, 32, 1, 1]"), "{err}");
+}
+
+/// The dcgan state dict with every key renamed by `f`, saved in `dir`.
+fn renamed_weights(dir: &Path, file: &str, f: impl Fn(&str) -> String) -> String {
+    let full = WeightStore::load(dcgan_golden("dcgan.safetensors")).expect("weights");
+    let store: WeightStore = full.iter().map(|(k, t)| (f(k), t.clone())).collect();
+    let p = dir.join(file);
+    store.save(&p).expect("save");
+    p.display().to_string()
+}
+
+#[test]
+fn prefixed_state_dict_is_reported_whole_and_loads_with_weights_prefix() {
+    let dir = temp_dir("prefix");
+    let weights = renamed_weights(&dir, "module.safetensors", |k| format!("module.{k}"));
+    let err = assert_clean_failure(&kiln(&["run", &example("dcgan.json"), "--weights", &weights]));
+    // dcgan: 5 convolutions without bias and 4 BatchNorms with 4 tensors each.
+    assert!(err.contains("21 missing keys (`up1.weight` [32, 64, 4, 4], "), "{err}");
+    assert!(err.contains("21 unexpected keys (`module."), "{err}");
+    assert!(
+        err.contains("every unexpected key starts with `module.`") && err.contains("--weights-prefix module."),
+        "{err}"
+    );
+    let out_path = dir.join("y.npy");
+    let o = kiln(&[
+        "run",
+        &example("dcgan.json"),
+        "--weights",
+        &weights,
+        "--weights-prefix",
+        "module.",
+        "--input",
+        &format!("z={}", dcgan_golden("dcgan.input.z.npy")),
+        "--output",
+        &out_path.display().to_string(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let got = npy::read(&out_path).expect("output");
+    let want = npy::read(dcgan_golden("dcgan.output.npy")).expect("golden");
+    tensor::check_close(&got, &want, 1e-4).expect("PyTorch's output");
+    // check --weights sees the same problem, and accepts the prefix too.
+    let err = assert_clean_failure(&kiln(&["check", &example("dcgan.json"), "--weights", &weights]));
+    assert!(err.contains("21 missing keys"), "{err}");
+    let o = kiln(&["check", &example("dcgan.json"), "--weights", &weights, "--weights-prefix", "module."]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("matches (21 tensors)"), "{}", stdout(&o));
+}
+
+#[test]
+fn sequential_keys_suggest_node_names() {
+    let dir = temp_dir("sequential");
+    // nn.Sequential(ConvTranspose2d, BatchNorm2d, ReLU, ...) numbers its modules 0, 1, 2, ...
+    let index = |node: &str| match node {
+        "up1" => "0",
+        "bn1" => "1",
+        "up2" => "3",
+        "bn2" => "4",
+        "up3" => "6",
+        "bn3" => "7",
+        "up4" => "9",
+        "bn4" => "10",
+        "up5" => "12",
+        other => panic!("unexpected node {other}"),
+    };
+    let weights = renamed_weights(&dir, "seq.safetensors", |k| {
+        let (node, param) = k.split_once('.').expect("dotted");
+        format!("main.{}.{param}", index(node))
+    });
+    let err = assert_clean_failure(&kiln(&["run", &example("dcgan.json"), "--weights", &weights]));
+    assert!(
+        err.contains(
+            "rename `up1` -> `main.0`, `bn1` -> `main.1`, `up2` -> `main.3`, `bn2` -> `main.4`, ... (9 in all)"
+        ),
+        "{err}"
+    );
+    // Renaming the nodes as suggested loads the file.
+    let mut model = std::fs::read_to_string(example("dcgan.json")).expect("read");
+    for node in ["up1", "bn1", "up2", "bn2", "up3", "bn3", "up4", "bn4", "up5"] {
+        model = model.replace(&format!("\"name\": \"{node}\""), &format!("\"name\": \"main.{}\"", index(node)));
+    }
+    let p = write(&dir, "renamed.json", &model);
+    let o = kiln(&["check", &p, "--weights", &weights]);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+#[test]
+fn torch_save_and_onnx_files_are_recognized() {
+    let dir = temp_dir("torchsave");
+    let zip = dir.join("model.pt");
+    std::fs::write(&zip, b"PK\x03\x04\x14\x00\x00\x00\x08\x00archive/data.pkl").expect("write");
+    let err = assert_clean_failure(&kiln(&["run", &example("dcgan.json"), "--weights", &zip.display().to_string()]));
+    assert!(err.contains("is a PyTorch `torch.save` file (zip archive), not safetensors"), "{err}");
+    assert!(err.contains("from safetensors.torch import save_file; save_file(model.state_dict()"), "{err}");
+    assert!(!err.contains("header length"), "{err}");
+    let onnx = dir.join("model.onnx");
+    std::fs::write(&onnx, b"\x08\x08\x12\x07pytorch\x1a\x052.5.0").expect("write");
+    let err = assert_clean_failure(&kiln(&["check", &example("dcgan.json"), "--weights", &onnx.display().to_string()]));
+    assert!(err.contains("is an ONNX model, not safetensors"), "{err}");
+}
+
+#[test]
+fn emitted_json_and_saved_weights_run_again() {
+    let dir = temp_dir("roundtrip");
+    let model_json = dir.join("dcgan.resolved.json");
+    let weights = dir.join("dcgan.resolved.safetensors");
+    let o = kiln(&[
+        "compile",
+        &example("dcgan.json"),
+        "--emit",
+        "json",
+        "--weights",
+        &dcgan_golden("dcgan.safetensors"),
+        "--save-weights",
+        &weights.display().to_string(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    std::fs::write(&model_json, stdout(&o)).expect("write");
+    assert!(
+        stdout(&o).contains(r#""op":"ConvTranspose2d""#) && stdout(&o).contains(r#""in_channels":32"#),
+        "{}",
+        stdout(&o)
+    );
+    // Weights go to the safetensors file, not into the JSON (61 k parameters).
+    assert!(stdout(&o).len() < 4096, "{} bytes of JSON", stdout(&o).len());
+    let out_path = dir.join("y.npy");
+    let o = kiln(&[
+        "run",
+        &model_json.display().to_string(),
+        "--weights",
+        &weights.display().to_string(),
+        "--input",
+        &format!("z={}", dcgan_golden("dcgan.input.z.npy")),
+        "--output",
+        &out_path.display().to_string(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let got = npy::read(&out_path).expect("output");
+    let want = npy::read(dcgan_golden("dcgan.output.npy")).expect("golden");
+    tensor::check_close(&got, &want, 1e-4).expect("the re-read model still matches PyTorch");
+    let err = assert_clean_failure(&kiln(&[
+        "compile",
+        &example("dcgan.json"),
+        "--emit",
+        "lazy-ir",
+        "--save-weights",
+        &weights.display().to_string(),
+    ]));
+    assert!(err.contains("--save-weights needs resolved parameters"), "{err}");
+}
+
+#[test]
+fn random_inputs_are_announced_on_stderr() {
+    let o = kiln(&["run", &example("unet_tail.json"), "--threads", "1"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).starts_with("note: no --input for `x`, `skip`: using random U[-1, 1) values from --seed 0"),
+        "{}",
+        stderr(&o)
+    );
+    let skip = format!("skip={}", support::golden_dir().join("models/unet_tail.input.skip.npy").display());
+    let o = kiln(&["run", &example("unet_tail.json"), "--threads", "1", "--input", &skip]);
+    assert!(stderr(&o).starts_with("note: no --input for `x`:"), "{}", stderr(&o));
+    let x = format!("x={}", support::golden_dir().join("models/unet_tail.input.x.npy").display());
+    let o = kiln(&["run", &example("unet_tail.json"), "--threads", "1", "--input", &skip, "--input", &x]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stderr(&o), "", "all inputs given: no note");
+}
+
+#[test]
+fn batch_mismatch_points_at_batch() {
+    let dir = temp_dir("batchhint");
+    let z = dir.join("z.npy");
+    npy::write(&z, &kiln::Tensor::zeros(vec![5, 32, 1, 1])).expect("npy");
+    let err = assert_clean_failure(&kiln(&["run", &example("dcgan.json"), "--input", &format!("z={}", z.display())]));
+    assert!(err.contains("expected shape [2, 32, 1, 1], got [5, 32, 1, 1]") && err.contains("pass --batch 5"), "{err}");
+    let o = kiln(&[
+        "run",
+        &example("dcgan.json"),
+        "--input",
+        &format!("z={}", z.display()),
+        "--batch",
+        "5",
+        "--threads",
+        "1",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+#[test]
+fn check_with_weights_verifies_the_state_dict() {
+    let o = kiln(&["check", &example("dcgan.json"), "--weights", &dcgan_golden("dcgan.safetensors")]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("matches (21 tensors)"), "{}", stdout(&o));
+    let err = assert_clean_failure(&kiln(&[
+        "check",
+        &example("decoder.json"),
+        "--weights",
+        &dcgan_golden("dcgan.safetensors"),
+    ]));
+    assert!(err.contains("`up1.weight` has shape [32, 64, 4, 4], but the node needs [48, 24, 3, 3]"), "{err}");
 }

@@ -51,21 +51,68 @@ fn set_batch(g: &mut Graph, batch: usize) -> Result<(), kiln::Error> {
     Ok(())
 }
 
+/// Where `kiln check` and `kiln compile` get parameters, besides `--seed`.
+#[derive(Args, Debug)]
+pub struct WeightArgs {
+    /// A safetensors state dict with PyTorch's key names (`<node>.<param>`,
+    /// e.g. `up1.weight`); without it, weights are drawn from PyTorch's
+    /// initialization distributions with `--seed`.
+    #[arg(long)]
+    pub weights: Option<PathBuf>,
+    /// Use only the state-dict keys that start with this prefix, with the
+    /// prefix removed (`module.` for a model saved from a wrapper).
+    #[arg(long, value_name = "PREFIX", requires = "weights")]
+    pub weights_prefix: Option<String>,
+}
+
+impl WeightArgs {
+    /// The parameter source: the state dict, or seeded initialization.
+    pub fn source(&self, seed: u64) -> Result<ParamSource, kiln::Error> {
+        match (&self.weights, &self.weights_prefix) {
+            (Some(path), Some(prefix)) => kiln::load_weights_with_prefix(path, prefix),
+            (Some(path), None) => kiln::load_weights(path),
+            (None, _) => Ok(ParamSource::Init { seed }),
+        }
+    }
+}
+
+/// Arguments of `kiln check`.
+#[derive(Args, Debug)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Also load this state dict and check every key and shape against the model.
+    #[command(flatten)]
+    pub weights: WeightArgs,
+}
+
 /// Loads, infers and resolves a model with parameters from `source`.
 pub fn load_resolved(args: &ModelArgs, source: ParamSource) -> Result<Graph, kiln::Error> {
     kiln::resolve(load_inferred(args)?, source)
 }
 
-/// `kiln check`: validate and print the inferred shapes.
-pub fn check(args: &ModelArgs) -> Result<(), kiln::Error> {
-    let g = load_inferred(args)?;
+/// `kiln check`: validate and print the inferred shapes; with `--weights`,
+/// also check the state dict against the model.
+pub fn check(args: &CheckArgs) -> Result<(), kiln::Error> {
+    let g = load_inferred(&args.model)?;
     let f = footprint(&g)?;
     let lazy = g.node_ids().filter(|&id| g.node(id).op().is_lazy()).count();
+    let nodes = g.node_count() - g.inputs().len() - g.outputs().len();
+    let weights = match &args.weights.weights {
+        Some(path) => {
+            let source = args.weights.source(0)?;
+            let tensors = match &source {
+                ParamSource::StateDict(map) => map.len(),
+                ParamSource::Init { .. } => 0,
+            };
+            kiln::resolve(g.clone(), source)?;
+            format!("; the state dict {} matches ({tensors} tensors)", path.display())
+        }
+        None => String::new(),
+    };
     out!("{g}");
     outln!(
-        "ok: {} nodes ({} lazy, all shapes inferred), {} parameters, {:.1} MiB of tensors",
-        g.node_count() - g.inputs().len() - g.outputs().len(),
-        lazy,
+        "ok: {nodes} nodes ({lazy} lazy, all shapes inferred), {} parameters, {:.1} MiB of tensors{weights}",
         f.param_elements,
         f.total_bytes() as f64 / (1024.0 * 1024.0)
     );

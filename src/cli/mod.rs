@@ -37,8 +37,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Validate a model and print the inferred shape of every node.
-    Check(common::ModelArgs),
+    /// Validate a model (and, with --weights, its state dict) and print the inferred shape of every node.
+    Check(common::CheckArgs),
     /// Print the graph before or after resolution, as JSON, or as Graphviz.
     Compile(compile::CompileArgs),
     /// Resolve, JIT-compile and run a model; print the output shape, a checksum and timings.
@@ -92,7 +92,7 @@ pub enum Emit {
     Ir,
     /// The graph as written, before any pass.
     LazyIr,
-    /// The resolved graph as lossless JSON.
+    /// The resolved graph as a model file that `kiln run` reads (parameters: --save-weights).
     Json,
     /// Graphviz `dot` of the resolved graph (or the lazy one with `--lazy`).
     Dot,

@@ -25,17 +25,15 @@ pub enum BackendChoice {
 pub struct RunArgs {
     #[command(flatten)]
     pub model: ModelArgs,
-    /// A safetensors state dict with PyTorch's key names; without it, weights
-    /// are initialized PyTorch-style from `--seed`.
-    #[arg(long)]
-    pub weights: Option<PathBuf>,
+    #[command(flatten)]
+    pub weights: super::common::WeightArgs,
     /// An input as NAME=FILE.npy (repeatable); inputs not given are random U[-1,1) from `--seed`.
     #[arg(long = "input", value_name = "NAME=X.npy")]
     pub inputs: Vec<String>,
     /// Seed for weights and random inputs.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Write the output as .npy (several outputs: FILE.0.npy, FILE.1.npy, ...).
+    /// Write the output as .npy (several outputs: FILE.0.npy, FILE.1.npy, ... in `outputs` order).
     #[arg(long)]
     pub output: Option<PathBuf>,
     /// Worker threads for the JIT (default: all cores).
@@ -68,6 +66,33 @@ pub fn param_source(weights: &Option<PathBuf>, seed: u64) -> Result<ParamSource,
         Some(path) => kiln::load_weights(path),
         None => Ok(ParamSource::Init { seed }),
     }
+}
+
+/// The graph inputs that no `NAME=FILE.npy` argument gives (they will be random).
+fn randomized_inputs<'g>(graph: &'g Graph, given: &[String]) -> Vec<&'g str> {
+    let named: Vec<&str> = given.iter().filter_map(|a| a.split_once('=').map(|(n, _)| n)).collect();
+    graph.inputs().iter().map(|&i| graph.node(i).name()).filter(|n| !named.contains(n)).collect()
+}
+
+/// An input file whose shape differs from the declared one only in the batch
+/// dimension: say that `--batch` runs the model at the file's batch size.
+fn check_batch(graph: &Graph, given: &[String], inputs: &[Tensor]) -> Result<(), kiln::Error> {
+    let named: Vec<&str> = given.iter().filter_map(|a| a.split_once('=').map(|(n, _)| n)).collect();
+    for (&id, tensor) in graph.inputs().iter().zip(inputs) {
+        let node = graph.node(id);
+        let Some(declared) = node.shape().as_known() else { continue };
+        let got = tensor.shape();
+        let only_batch = declared.len() == 4 && got.len() == 4 && declared[1..] == got[1..] && declared[0] != got[0];
+        if only_batch && named.contains(&node.name()) {
+            return Err(kiln::Error::Usage(format!(
+                "input `{}`: expected shape {declared:?}, got {got:?}: only the batch size differs; \
+                 pass --batch {} to run the model with the file's batch size",
+                node.name(),
+                got[0]
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// The graph's inputs: from `NAME=FILE.npy` arguments, else random from `seed`.
@@ -105,21 +130,35 @@ pub fn run(args: &RunArgs) -> Result<(), kiln::Error> {
     let inferred = load_inferred(&args.model)?;
     let flop_count = flops(&inferred)?;
     let t0 = Instant::now();
-    let graph = kiln::resolve(inferred, param_source(&args.weights, args.seed)?)?;
+    let graph = kiln::resolve(inferred, args.weights.source(args.seed)?)?;
     let resolve_ms = t0.elapsed().as_secs_f64() * 1e3;
     let inputs = inputs(&graph, &args.inputs, args.seed)?;
+    check_batch(&graph, &args.inputs, &inputs)?;
     kiln::runtime::check_inputs(&graph, &inputs)?;
     let backend = backend(args.backend, args.threads, args.kernels)?;
     let t1 = Instant::now();
     let exe = backend.prepare(&graph).map_err(kiln::Error::Backend)?;
     let compile_ms = t1.elapsed().as_secs_f64() * 1e3;
+    // Said once everything that can fail before the run has passed, so an
+    // error stays the only line on stderr.
+    let randomized = randomized_inputs(&graph, &args.inputs);
+    if !randomized.is_empty() {
+        let list: Vec<String> = randomized.iter().map(|n| format!("`{n}`")).collect();
+        eprintln!(
+            "note: no --input for {}: using random U[-1, 1) values from --seed {} (pass --input NAME=FILE.npy)",
+            list.join(", "),
+            args.seed
+        );
+    }
     let t2 = Instant::now();
     let outputs = exe.run(&inputs)?;
     let run_ms = t2.elapsed().as_secs_f64() * 1e3;
+    let names: Vec<&str> = graph.output_values().iter().map(|&id| graph.node(id).name()).collect();
     for (i, out) in outputs.iter().enumerate() {
         let sum: f64 = out.iter().map(|&v| f64::from(v)).sum();
         let abs: f64 = out.iter().map(|&v| f64::from(v).abs()).sum();
-        outln!("output {i}: shape {:?}  sum {sum:.6}  mean|x| {:.6}", out.shape(), abs / out.len().max(1) as f64);
+        let name = names.get(i).copied().unwrap_or("?");
+        outln!("output {name}: shape {:?}  sum {sum:.6}  mean|x| {:.6}", out.shape(), abs / out.len().max(1) as f64);
         if let Some(path) = &args.output {
             npy::write(output_path(path, i, outputs.len()), out)?;
         }
