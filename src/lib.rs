@@ -366,3 +366,9 @@ impl Model {
         self.run(&ordered)
     }
 }
+
+/// The README's Rust blocks, run as doctests so the README cannot drift from
+/// the API (`cargo test --doc`).
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -1,0 +1,142 @@
+//! The facade as a library user sees it: one error type from every call
+//! (running included), inputs by name or position, the re-exported
+//! `ndarray`, and what the README promises about seeded initialization.
+
+use kiln::ndarray::ArrayD;
+use kiln::{ErrorKind, ParamSource};
+
+fn example(name: &str) -> String {
+    format!("{}/examples/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+fn unet() -> kiln::Model {
+    let options = kiln::jit::CompileOptions { threads: 1, ..Default::default() };
+    let graph = kiln::load_model(example("unet_tail.json")).expect("model");
+    kiln::compile_with(graph, ParamSource::Init { seed: 5 }, options).expect("compiles")
+}
+
+#[test]
+fn positional_order_is_the_model_files_input_order() {
+    let model = unet();
+    assert_eq!(model.input_names(), ["x", "skip"]);
+    assert_eq!(model.input_shapes(), [vec![2, 16, 4, 4], vec![2, 8, 8, 8]]);
+    assert_eq!(model.output_names(), ["up2"]);
+    let x = kiln::tensor::random(&[2, 16, 4, 4], 1);
+    let skip = kiln::tensor::random(&[2, 8, 8, 8], 2);
+    let positional = model.run(&[x.clone(), skip.clone()]).expect("runs");
+    let named = model.run_named([("skip", skip.clone()), ("x", x.clone())]).expect("runs");
+    assert_eq!(positional, named);
+    // Swapped positions are a shape error naming the input, as a kiln::Error.
+    let e = model.run(&[skip, x]).unwrap_err();
+    assert!(matches!(e, kiln::Error::Runtime(_)), "{e:?}");
+    assert_eq!(e.kind(), ErrorKind::InvalidInput);
+    assert!(e.to_string().contains("input `x`: expected shape [2, 16, 4, 4], got [2, 8, 8, 8]"), "{e}");
+}
+
+#[test]
+fn named_inputs_errors_name_the_input() {
+    let model = unet();
+    let x = || kiln::tensor::random(&[2, 16, 4, 4], 1);
+    let skip = || kiln::tensor::random(&[2, 8, 8, 8], 2);
+    let e = model.run_named([("x", x()), ("z", skip())]).unwrap_err();
+    assert_eq!(e.to_string(), "input `z`: is not an input of the model (it has: x, skip)");
+    let e = model.run_named([("x", x()), ("x", x())]).unwrap_err();
+    assert_eq!(e.to_string(), "input `x`: is given twice");
+    let e = model.run_named([("x", x())]).unwrap_err();
+    assert_eq!(e.to_string(), "input `skip`: is missing");
+    assert_eq!(e.kind(), ErrorKind::InvalidInput);
+    let e = model.run(&[x()]).unwrap_err();
+    assert!(e.to_string().contains("takes 2 input(s) (x, skip), got 1"), "{e}");
+}
+
+#[test]
+fn every_stage_reports_kiln_error_with_a_kind() {
+    let e = kiln::parse_model(r#"{"inputs": {"x": [1, 2, 4, 4]}, "nodes": [{"name": "c", "op": "LazyConv2d", "args": {"out_channels": 2, "kernel": 3}}]}"#)
+        .map_err(kiln::Error::from)
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidConfiguration);
+    let e = kiln::load_weights(example("decoder.json")).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput);
+    let graph = kiln::load_model(example("decoder.json")).expect("model");
+    let e = kiln::compile(graph, kiln::load_weights(example("decoder.safetensors")).expect("w")).map(|_| ());
+    assert!(e.is_ok(), "{e:?}");
+    let graph = kiln::load_model(example("dcgan.json")).expect("model");
+    let e = kiln::compile(graph, kiln::load_weights(example("decoder.safetensors")).expect("w")).unwrap_err();
+    assert!(matches!(e, kiln::Error::Pass(_)), "{e:?}");
+    assert_eq!(e.kind(), ErrorKind::InvalidInput);
+}
+
+#[test]
+fn ndarray_is_re_exported_for_building_tensors() {
+    // No `ndarray` in this crate's own dependencies is needed for this.
+    let t: kiln::Tensor = ArrayD::from_elem(kiln::ndarray::IxDyn(&[2, 16, 4, 4]), 0.5);
+    let skip = kiln::tensor::from_vec(&[2, 8, 8, 8], vec![0.0; 2 * 8 * 8 * 8]).expect("tensor");
+    let out = unet().run(&[t, skip]).expect("runs");
+    assert_eq!(out[0].shape(), [2, 4, 16, 16]);
+}
+
+#[test]
+fn emitted_model_and_weights_reproduce_the_original() {
+    let dir = std::env::temp_dir().join(format!("kiln-api-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let resolved =
+        kiln::resolve(kiln::load_model(example("unet_tail.json")).expect("m"), ParamSource::Init { seed: 9 })
+            .expect("resolves");
+    let weights = dir.join("unet.safetensors");
+    kiln::save_weights(&resolved, &weights).expect("save");
+    let text = kiln::model_json(&resolved).expect("json");
+    assert!(!text.contains("\"weight\""), "no inlined parameters");
+    let again = kiln::resolve(kiln::parse_model(&text).expect("parses"), kiln::load_weights(&weights).expect("load"))
+        .expect("resolves");
+    assert_eq!(again.to_string(), resolved.to_string());
+    assert_eq!(again.state_dict(), resolved.state_dict());
+}
+
+/// The README says seeded weights follow PyTorch's `reset_parameters()`
+/// distributions: kaiming-uniform `U(-b, b)` with `b = 1/sqrt(fan_in)`.
+#[test]
+fn seeded_weights_follow_pytorchs_distribution() {
+    let g = kiln::parse_model(
+        r#"{"inputs": {"x": [1, 64, 2, 2]}, "nodes": [{"name": "up", "op": "LazyConvTranspose2d", "args": {"out_channels": 128, "kernel_size": 4}}]}"#,
+    )
+    .expect("model");
+    let g = kiln::resolve(g, ParamSource::Init { seed: 3 }).expect("resolves");
+    let w = g.node(g.lookup("up").expect("up")).param("weight").expect("weight");
+    // ConvTranspose2d weight [in, out, kH, kW]: fan_in = weight.size(1) * kH * kW = 128 * 16.
+    let bound = 1.0 / (128.0f64 * 16.0).sqrt();
+    let n = w.len() as f64;
+    let mean = w.iter().map(|&v| f64::from(v)).sum::<f64>() / n;
+    let var = w.iter().map(|&v| (f64::from(v) - mean).powi(2)).sum::<f64>() / n;
+    assert!(w.iter().all(|&v| f64::from(v).abs() <= bound), "inside the bound");
+    assert!(mean.abs() < 0.02 * bound, "mean {mean}");
+    let uniform_var = bound * bound / 3.0;
+    assert!((var / uniform_var - 1.0).abs() < 0.02, "variance {var} vs {uniform_var}");
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).expect("README");
+    assert!(
+        readme.contains("That is PyTorch's initialization in\ndistribution, not in bits"),
+        "README says what the seed means"
+    );
+}
+
+/// `kiln = { default-features = false }` must not build the command line:
+/// clap is not among the normal dependencies then (checked offline from the
+/// lock file, so this runs in CI without network).
+#[test]
+fn library_without_default_features_does_not_depend_on_clap() {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let tree = |extra: &[&str]| {
+        let o = std::process::Command::new(&cargo)
+            .args(["tree", "--offline", "-e", "normal", "-p", "kiln", "--prefix", "none"])
+            .args(extra)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .expect("cargo tree runs");
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let lib_only = tree(&["--no-default-features"]);
+    assert!(lib_only.lines().any(|l| l.starts_with("kiln-jit ")), "the tree lists dependencies: {lib_only}");
+    assert!(!lib_only.lines().any(|l| l.starts_with("clap")), "clap without the cli feature:\n{lib_only}");
+    // The check can fail: with default features, clap is there.
+    assert!(tree(&[]).lines().any(|l| l.starts_with("clap ")), "clap with the cli feature");
+}
