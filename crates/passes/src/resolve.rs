@@ -176,6 +176,25 @@ fn node_of(key: &str) -> &str {
     key.rsplit_once('.').map_or(key, |(n, _)| n)
 }
 
+/// Keys grouped by node (first-seen order), each node's `(param, shape)` list sorted.
+type NodeParams = Vec<(String, Vec<(String, Vec<usize>)>)>;
+
+fn group_by_node<'a>(keys: impl Iterator<Item = (&'a str, &'a [usize])>) -> NodeParams {
+    let mut groups: NodeParams = Vec::new();
+    for (key, shape) in keys {
+        let node = node_of(key);
+        let param = key[node.len()..].trim_start_matches('.').to_string();
+        match groups.iter_mut().find(|(n, _)| n == node) {
+            Some((_, params)) => params.push((param, shape.to_vec())),
+            None => groups.push((node.to_string(), vec![(param, shape.to_vec())])),
+        }
+    }
+    for (_, params) in &mut groups {
+        params.sort();
+    }
+    groups
+}
+
 /// How to fix a state dict whose keys do not match the node names, when the
 /// keys show it: a prefix every key shares (`module.`, from a wrapper), or
 /// keys whose parameters have exactly the shapes a missing node needs (a
@@ -191,46 +210,15 @@ fn mismatch_hint(missing: &[(String, Vec<usize>)], unexpected: &[UnexpectedKey])
         if stripped_matches {
             return Some(format!(
                 "every unexpected key starts with `{prefix}` (saved from a wrapper module?): strip it with \
-                 `--weights-prefix {prefix}` (Rust: `WeightStore::with_prefix(\"{prefix}\")`), or save \
+                 `--weights-prefix {prefix}` (Rust: `kiln::load_weights_with_prefix(path, \"{prefix}\")`), or save \
                  the inner module's state_dict()"
             ));
         }
     }
     // Group both sides by node, parameters sorted, and pair missing nodes with
     // unexpected ones that hold exactly the same parameter names and shapes.
-    let group = |items: Vec<(&str, &str, &[usize])>| {
-        let mut groups: Vec<(String, Vec<(String, Vec<usize>)>)> = Vec::new();
-        for (node, param, shape) in items {
-            match groups.iter_mut().find(|(n, _)| n == node) {
-                Some((_, params)) => params.push((param.to_string(), shape.to_vec())),
-                None => groups.push((node.to_string(), vec![(param.to_string(), shape.to_vec())])),
-            }
-        }
-        for (_, params) in &mut groups {
-            params.sort();
-        }
-        groups
-    };
-    let split = |key: &'_ str| -> (String, String) {
-        let node = node_of(key);
-        (node.to_string(), key[node.len()..].trim_start_matches('.').to_string())
-    };
-    let missing_keys: Vec<(String, String, &[usize])> = missing
-        .iter()
-        .map(|(k, s)| {
-            let (n, p) = split(k);
-            (n, p, s.as_slice())
-        })
-        .collect();
-    let unexpected_keys: Vec<(String, String, &[usize])> = unexpected
-        .iter()
-        .map(|u| {
-            let (n, p) = split(&u.key);
-            (n, p, u.shape.as_slice())
-        })
-        .collect();
-    let wanted = group(missing_keys.iter().map(|(n, p, s)| (n.as_str(), p.as_str(), *s)).collect());
-    let offered = group(unexpected_keys.iter().map(|(n, p, s)| (n.as_str(), p.as_str(), *s)).collect());
+    let wanted = group_by_node(missing.iter().map(|(k, s)| (k.as_str(), s.as_slice())));
+    let offered = group_by_node(unexpected.iter().map(|u| (u.key.as_str(), u.shape.as_slice())));
     let mut used = vec![false; offered.len()];
     let mut renames = Vec::new();
     for (node, params) in &wanted {
