@@ -9,7 +9,7 @@ use std::time::Instant;
 use kiln::runtime::{RandomTensor, Rng};
 use kiln::{BatchNorm2dParams, ConvTranspose2dParams, GraphBuilder, ParamSource};
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn main() -> Result<(), kiln::Error> {
     // nn.Sequential(LazyConvTranspose2d(64, 4, 1, 0, bias=False), LazyBatchNorm2d(), ReLU(), ...)
     let mut b = GraphBuilder::new("dcgan");
     let z = b.input("z", [16, 100, 1, 1])?;
@@ -34,14 +34,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("{resolved}");
 
     let t = Instant::now();
-    let compiled = kiln::jit::compile(&resolved)?;
-    println!("compiled {} kernels in {:.1} ms:", compiled.kernels().len(), t.elapsed().as_secs_f64() * 1e3);
-    for k in compiled.kernels() {
+    let model = kiln::Model::new(resolved, kiln::jit::CompileOptions::default())?;
+    let kernels = model.compiled().kernels();
+    println!("compiled {} kernels in {:.1} ms:", kernels.len(), t.elapsed().as_secs_f64() * 1e3);
+    for k in kernels {
         println!("  {:<16} {}", k.nodes, k.kernel);
     }
     let z = Rng::new(7).tensor(&[16, 100, 1, 1]);
     let t = Instant::now();
-    let images = compiled.run(&[z])?;
+    let images = model.run_named([("z", z)])?;
     println!("ran in {:.2} ms: output {:?}", t.elapsed().as_secs_f64() * 1e3, images[0].shape());
     Ok(())
 }

@@ -150,10 +150,20 @@ impl Error {
 /// assert!(g.has_lazy_nodes());
 /// # Ok::<(), kiln::Error>(())
 /// ```
+///
+/// It also reads the lossless graph form ([`Graph::to_json`], recognized by
+/// its list of `inputs` names where the model format has an object of shapes),
+/// which older versions of `kiln compile --emit json` wrote.
 pub fn load_model(path: impl AsRef<Path>) -> Result<Graph, Error> {
     let path = path.as_ref();
     let text =
         std::fs::read_to_string(path).map_err(|source| Error::Io { path: path.display().to_string(), source })?;
+    let lossless = serde_json::from_str::<serde_json::Value>(&text)
+        .ok()
+        .is_some_and(|v| v.get("inputs").is_some_and(serde_json::Value::is_array));
+    if lossless {
+        return Ok(Graph::from_json(&text)?);
+    }
     Ok(parse_model(&text)?)
 }
 

@@ -92,6 +92,21 @@ fn emitted_model_and_weights_reproduce_the_original() {
     assert_eq!(again.state_dict(), resolved.state_dict());
 }
 
+#[test]
+fn load_model_also_reads_the_lossless_graph_form() {
+    let dir = std::env::temp_dir().join(format!("kiln-api-lossless-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let resolved = kiln::resolve(kiln::load_model(example("decoder.json")).expect("m"), ParamSource::Init { seed: 2 })
+        .expect("resolves");
+    let path = dir.join("decoder.graph.json");
+    std::fs::write(&path, resolved.to_json()).expect("write");
+    let back = kiln::load_model(&path).expect("reads the lossless form");
+    assert_eq!(back.state_dict(), resolved.state_dict(), "parameters come along");
+    // Its parameters are already attached: resolving keeps them.
+    let again = kiln::resolve(back, ParamSource::Init { seed: 99 }).expect("resolves");
+    assert_eq!(again.state_dict(), resolved.state_dict());
+}
+
 /// The README says seeded weights follow PyTorch's `reset_parameters()`
 /// distributions: kaiming-uniform `U(-b, b)` with `b = 1/sqrt(fan_in)`.
 #[test]
