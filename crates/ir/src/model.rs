@@ -176,6 +176,25 @@ fn json_error(text: &str, e: &serde_json::Error) -> IrError {
 /// Finds the first node whose fields have the wrong JSON type and says which.
 fn locate_node_error(text: &str) -> Option<String> {
     let root: Value = serde_json::from_str(text).ok()?;
+    match root.get("inputs") {
+        Some(Value::Object(_)) | None => {}
+        Some(other) => {
+            return Some(format!(
+                "field `inputs`: expected an object of graph-input names and shapes, e.g. {{\"x\": [1, 3, 8, 8]}}, got {other}"
+            ))
+        }
+    }
+    match root.get("outputs") {
+        Some(Value::String(s)) => {
+            return Some(format!(
+                "field `outputs`: expected a list of node names, got the string \"{s}\" (write [\"{s}\"])"
+            ))
+        }
+        Some(Value::Array(items)) if !items.iter().all(Value::is_string) => {
+            return Some(format!("field `outputs`: expected a list of node names, got {}", Value::Array(items.clone())))
+        }
+        _ => {}
+    }
     let nodes = root.get("nodes")?.as_array()?;
     for (i, node) in nodes.iter().enumerate() {
         let Some(fields) = node.as_object() else {
@@ -962,6 +981,12 @@ mod tests {
         let text = r#"{"inputs": {"x": [1,2,4,4]}, "nodes": [{"name": "r", "op": "ReLU", "input": ["x"]}]}"#;
         let e = parse_model(text).unwrap_err();
         assert!(e.to_string().contains("node `r`: unknown field `input`; did you mean `inputs`?"), "{e}");
+        let text = r#"{"inputs": {"x": [1,2,4,4]}, "nodes": [{"name": "r", "op": "ReLU"}], "outputs": "r"}"#;
+        let e = parse_model(text).unwrap_err();
+        assert!(e.to_string().contains("field `outputs`: expected a list of node names, got the string \"r\""), "{e}");
+        let text = r#"{"inputs": [[1,2,4,4]], "nodes": [{"name": "r", "op": "ReLU"}]}"#;
+        let e = parse_model(text).unwrap_err();
+        assert!(e.to_string().contains("field `inputs`: expected an object of graph-input names and shapes"), "{e}");
     }
 
     #[test]
