@@ -230,7 +230,16 @@ pub fn save_weights(graph: &Graph, path: impl AsRef<Path>) -> Result<(), Error> 
     Ok(store.save(path)?)
 }
 
-/// Reads a float32 `.npy` file (what `numpy.save` writes for a float32 array).
+/// Reads a float32 `.npy` file (what `numpy.save` writes for a float32 array;
+/// a float64 file is refused with the `.astype(np.float32)` hint).
+///
+/// ```
+/// let t = kiln::tensor::from_vec(&[2, 3], vec![0.5, 1.0, 1.5, 2.0, 2.5, 3.0])?;
+/// let path = std::env::temp_dir().join("kiln-doc-npy.npy");
+/// kiln::write_npy(&path, &t)?;
+/// assert_eq!(kiln::read_npy(&path)?, t);
+/// # Ok::<(), kiln::Error>(())
+/// ```
 pub fn read_npy(path: impl AsRef<Path>) -> Result<Tensor, Error> {
     Ok(npy::read(path)?)
 }
@@ -247,6 +256,16 @@ pub fn write_npy(path: impl AsRef<Path>, tensor: &Tensor) -> Result<(), Error> {
 /// PyTorch's `reset_parameters()` uses (not PyTorch's random stream: the
 /// values differ from `torch.manual_seed`); for PyTorch's exact weights load
 /// its state dict ([`load_weights`]).
+///
+/// ```
+/// let lazy = kiln::parse_model(r#"{"inputs": {"x": [1, 3, 4, 4]}, "nodes": [
+///     {"name": "up", "op": "LazyConvTranspose2d", "args": {"out_channels": 2, "kernel_size": 2, "stride": 2}}]}"#)?;
+/// let g = kiln::resolve(lazy, kiln::ParamSource::Init { seed: 0 })?;
+/// let up = g.node(g.lookup("up")?);
+/// assert_eq!(up.param("weight").map(|w| w.shape().to_vec()), Some(vec![3, 2, 2, 2]));   // in_channels=3 inferred
+/// assert_eq!(up.shape().as_known(), Some(vec![1, 2, 8, 8]));
+/// # Ok::<(), kiln::Error>(())
+/// ```
 pub fn resolve(mut graph: Graph, source: ParamSource) -> Result<Graph, Error> {
     passes::resolve(&mut graph, source)?;
     Ok(graph)

@@ -6,7 +6,8 @@
 //! This crate holds the data model, the PyTorch-like [`GraphBuilder`], the
 //! construction-time validation PyTorch does (and a little more), the lossless
 //! JSON form ([`Graph::to_json`]), the hand-writable model format
-//! ([`parse_model`]) and the text form (`Display`). It does no shape arithmetic
+//! ([`parse_model`], written back by [`model::to_model_json`]) and the text
+//! form (`Display`). It does no shape arithmetic
 //! and runs nothing.
 
 mod builder;
