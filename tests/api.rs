@@ -34,6 +34,23 @@ fn positional_order_is_the_model_files_input_order() {
 }
 
 #[test]
+fn a_model_is_shared_across_threads() {
+    fn send_sync<T: Send + Sync>(_: &T) {}
+    let model = unet();
+    send_sync(&model);
+    let x = kiln::tensor::random(&[2, 16, 4, 4], 1);
+    let skip = kiln::tensor::random(&[2, 8, 8, 8], 2);
+    let alone = model.run(&[x.clone(), skip.clone()]).expect("runs");
+    std::thread::scope(|s| {
+        let handles: Vec<_> =
+            (0..2).map(|_| s.spawn(|| model.run(&[x.clone(), skip.clone()]).expect("runs"))).collect();
+        for h in handles {
+            assert_eq!(h.join().expect("thread"), alone);
+        }
+    });
+}
+
+#[test]
 fn named_inputs_errors_name_the_input() {
     let model = unet();
     let x = || kiln::tensor::random(&[2, 16, 4, 4], 1);
