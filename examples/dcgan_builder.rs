@@ -4,6 +4,9 @@
 //!
 //! Run with `cargo run --release --example dcgan_builder`.
 
+// kiln::Error carries the node name and the offending values (see src/lib.rs).
+#![allow(clippy::result_large_err)]
+
 use std::time::Instant;
 
 use kiln::runtime::{RandomTensor, Rng};
