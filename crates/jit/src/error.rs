@@ -50,6 +50,15 @@ pub enum JitError {
         /// Cranelift's message.
         message: String,
     },
+    /// A materialized plan failed the plan verifier (`verify`): a bug in the
+    /// planner, caught before any code ran.
+    #[error("internal error: the plan of {kernel} failed verification: {reason}")]
+    PlanVerifier {
+        /// Kernel concerned.
+        kernel: String,
+        /// The violated bound, with the offending values.
+        reason: String,
+    },
     /// A [`crate::KernelId`] does not belong to this library.
     #[error("unknown kernel id {id} (library has {count} kernels)")]
     UnknownKernel {

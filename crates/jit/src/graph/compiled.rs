@@ -25,11 +25,22 @@ pub struct CompileOptions {
     /// and check them after each kernel, failing the run if one changed.
     /// 0 (the default) turns it off.
     pub guard_floats: usize,
+    /// Most bytes the compiled code's constant data (packed weights, tile
+    /// tables) may take; `None` (the default) = only the fixed per-kernel
+    /// caps. The CLI passes what `--max-memory-mib` leaves after the model's
+    /// tensors.
+    pub max_memory_bytes: Option<u64>,
 }
 
 impl Default for CompileOptions {
     fn default() -> Self {
-        CompileOptions { threads: 0, opt_level: OptLevel::Speed, tier: KernelTier::Auto, guard_floats: 0 }
+        CompileOptions {
+            threads: 0,
+            opt_level: OptLevel::Speed,
+            tier: KernelTier::Auto,
+            guard_floats: 0,
+            max_memory_bytes: None,
+        }
     }
 }
 
@@ -82,7 +93,11 @@ pub fn compile(graph: &Graph) -> Result<CompiledGraph, CompileError> {
 /// Compiles a resolved graph. Refuses lazy nodes, unknown dims and missing
 /// parameters with an error naming the node.
 pub fn compile_with(graph: &Graph, options: CompileOptions) -> Result<CompiledGraph, CompileError> {
-    let mut kb = KernelBuilder::with_options(Options { opt_level: options.opt_level, tier: options.tier })
+    let mut kb = KernelBuilder::with_options(Options {
+        opt_level: options.opt_level,
+        tier: options.tier,
+        memory_budget: options.max_memory_bytes,
+    })
         .map_err(|source| CompileError::Kernel { node: "<module>".into(), source })?;
     let program = lower(graph, &mut kb)?;
     let library = kb.finish().map_err(|source| CompileError::Kernel { node: "<module>".into(), source })?;

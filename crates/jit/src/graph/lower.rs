@@ -74,11 +74,17 @@ fn activation_of(op: &Op) -> Option<Activation> {
     }
 }
 
-/// `[N?, C, H, W]` → `(N, C, H·W)`.
-fn image_dims(shape: &[usize]) -> (usize, usize, usize) {
-    let r = shape.len();
-    let n = if r == 4 { shape[0] } else { 1 };
-    (n, shape[r.saturating_sub(3)], shape[r.saturating_sub(2)] * shape[r.saturating_sub(1)])
+/// `[N?, C, H, W]` → `(N, C, H·W)`; other ranks are an error naming the node
+/// (a resolved graph only has them if its stored shapes were edited).
+fn image_dims(node: &str, shape: &[usize]) -> Result<(usize, usize, usize), CompileError> {
+    match *shape {
+        [n, c, h, w] => Ok((n, c, h.saturating_mul(w))),
+        [c, h, w] => Ok((1, c, h.saturating_mul(w))),
+        _ => Err(CompileError::Shape {
+            node: node.to_string(),
+            reason: format!("has a value of shape {shape:?}; the JIT expects [N, C, H, W] or [C, H, W] here"),
+        }),
+    }
 }
 
 /// Eval-mode BatchNorm as per-channel `(scale, shift)` with
@@ -152,6 +158,7 @@ impl<'g> Lowering<'g> {
         let kernel = kernel.map_err(|source| CompileError::Kernel { node: nodes.clone(), source })?;
         let last = *chain.last().unwrap_or(&chain[0]);
         let len = known_shape(self.g, last)?.iter().product();
+        self.check_buffers(&nodes, kernel, &inputs, len)?;
         let output = self.temp(len);
         for &n in chain {
             self.absorbed.insert(n, last);
@@ -161,13 +168,55 @@ impl<'g> Lowering<'g> {
         Ok(())
     }
 
+    /// Floats in the buffer that holds `v`.
+    fn buffer_len(&self, v: ValueRef) -> Result<usize, CompileError> {
+        match v {
+            ValueRef::Input(i) => {
+                let id = self.g.inputs()[i];
+                Ok(known_shape(self.g, id)?.iter().product())
+            }
+            ValueRef::Temp(t) => Ok(self.program.temp_len[t]),
+        }
+    }
+
+    /// The kernel was sized from the node's own attributes and shape, the
+    /// buffers from its operands' shapes: they must agree, or the kernel
+    /// would read or write outside its buffers. Resolved graphs from the
+    /// passes always agree; a graph read from JSON or edited with `set_shape`
+    /// need not, and is refused here (invariant: every step's kernel lengths
+    /// equal its buffers' lengths, which is what `CompiledGraph::execute`
+    /// relies on when it calls kernels on raw pointers).
+    fn check_buffers(&self, nodes: &str, kernel: KernelId, inputs: &[ValueRef], out_len: usize) -> Result<(), CompileError> {
+        let info = self
+            .kb
+            .info(kernel)
+            .ok_or_else(|| CompileError::Internal { node: nodes.to_string(), reason: "kernel id not in the builder".into() })?;
+        if info.input_lens.len() != inputs.len() {
+            return Err(CompileError::Internal {
+                node: nodes.to_string(),
+                reason: format!("kernel takes {} inputs, the step has {}", info.input_lens.len(), inputs.len()),
+            });
+        }
+        for (i, (&v, &want)) in inputs.iter().zip(&info.input_lens).enumerate() {
+            let have = self.buffer_len(v)?;
+            if have != want {
+                return Err(CompileError::BufferMismatch { node: nodes.to_string(), which: format!("input {i}"), kernel: want, buffer: have });
+            }
+        }
+        if info.output_len != out_len {
+            return Err(CompileError::BufferMismatch { node: nodes.to_string(), which: "output".into(), kernel: info.output_len, buffer: out_len });
+        }
+        Ok(())
+    }
+
     fn lower_conv(&mut self, id: NodeId) -> Result<(), CompileError> {
         let g = self.g;
         let node = g.node(id);
         let operand = g.operands(id).first().copied().ok_or_else(|| unresolved(node.name(), "has no operand"))?;
         let in_shape = known_shape(g, operand)?;
         let out_shape = known_shape(g, id)?;
-        let (n, cin, _) = image_dims(&in_shape);
+        let (n, cin, _) = image_dims(node.name(), &in_shape)?;
+        image_dims(node.name(), &out_shape)?;
         let r = in_shape.len();
         let in_hw = [in_shape[r - 2], in_shape[r - 1]];
         let weight = param(g, id, "weight")?;
@@ -260,7 +309,7 @@ impl<'g> Lowering<'g> {
             Op::ConvTranspose2d { .. } | Op::Conv2d { .. } => self.lower_conv(id),
             Op::BatchNorm2d { .. } => {
                 let shape = known_shape(g, id)?;
-                let (n, c, hw) = image_dims(&shape);
+                let (n, c, hw) = image_dims(node.name(), &shape)?;
                 let (scale, shift) = batch_norm_affine(g, id)?;
                 let (act, end) = self.fuse_activation(id);
                 let chain = if end == id { vec![id] } else { vec![id, end] };
@@ -286,9 +335,11 @@ impl<'g> Lowering<'g> {
             }
             Op::Concat => {
                 let shape = known_shape(g, id)?;
-                let (n, _, hw) = image_dims(&shape);
-                let channels: Vec<usize> =
-                    operands.iter().map(|&o| known_shape(g, o).map(|s| image_dims(&s).1)).collect::<Result<_, _>>()?;
+                let (n, _, hw) = image_dims(node.name(), &shape)?;
+                let channels: Vec<usize> = operands
+                    .iter()
+                    .map(|&o| known_shape(g, o).and_then(|s| image_dims(g.node(o).name(), &s).map(|d| d.1)))
+                    .collect::<Result<_, _>>()?;
                 let k = self.kb.add_concat(n, &channels, hw);
                 let inputs = operands.iter().map(|&o| self.value(o)).collect::<Result<_, _>>()?;
                 self.emit(&[id], k, inputs)
