@@ -397,7 +397,18 @@ impl Graph {
                         });
                     }
                 }
-                _ => node.op.validate(&node.name)?,
+                Op::LazyConvTranspose2d { .. }
+                | Op::ConvTranspose2d { .. }
+                | Op::LazyConv2d { .. }
+                | Op::Conv2d { .. }
+                | Op::LazyBatchNorm2d { .. }
+                | Op::BatchNorm2d { .. }
+                | Op::Relu
+                | Op::LeakyRelu { .. }
+                | Op::Tanh
+                | Op::Sigmoid
+                | Op::Add
+                | Op::Concat => node.op.validate(&node.name)?,
             }
         }
         self.topo_order().map(|_| ())

@@ -56,7 +56,14 @@ pub fn footprint(graph: &Graph) -> Result<Footprint> {
                     + if params.bias { params.out_channels as u128 } else { 0 }
             }
             Op::LazyBatchNorm2d { .. } | Op::BatchNorm2d { .. } => 4 * in_channels()?,
-            _ => 0,
+            Op::Input
+            | Op::Output
+            | Op::Relu
+            | Op::LeakyRelu { .. }
+            | Op::Tanh
+            | Op::Sigmoid
+            | Op::Add
+            | Op::Concat => 0,
         };
     }
     Ok(f)
@@ -101,7 +108,15 @@ pub fn flops(graph: &Graph) -> Result<u128> {
                 })?;
                 (operand_shape(graph, id, o)?, output)
             }
-            _ => continue,
+            // Elementwise work is not counted (see the docs above).
+            Op::LazyBatchNorm2d { .. } | Op::BatchNorm2d { .. } | Op::Input
+            | Op::Output
+            | Op::Relu
+            | Op::LeakyRelu { .. }
+            | Op::Tanh
+            | Op::Sigmoid
+            | Op::Add
+            | Op::Concat => continue,
         };
         // A graph read from graph JSON may declare any rank: refuse, don't index.
         if input.len() < 3 || output.len() < 3 {
@@ -125,7 +140,14 @@ pub fn flops(graph: &Graph) -> Result<u128> {
             Op::LazyConv2d { params } | Op::Conv2d { params, .. } => {
                 2 * n * cout * (cin / params.groups.max(1) as u128) * k2(params.kernel_size) * hw_out
             }
-            _ => 0,
+            Op::LazyBatchNorm2d { .. } | Op::BatchNorm2d { .. } | Op::Input
+            | Op::Output
+            | Op::Relu
+            | Op::LeakyRelu { .. }
+            | Op::Tanh
+            | Op::Sigmoid
+            | Op::Add
+            | Op::Concat => 0,
         };
     }
     Ok(total)

@@ -70,3 +70,20 @@ pub enum CompileError {
         source: std::io::Error,
     },
 }
+
+impl CompileError {
+    /// Whose fault it is: the model's (configuration), the data's (input),
+    /// or Kiln's own (an internal invariant broke).
+    pub fn kind(&self) -> kiln_ir::ErrorKind {
+        use kiln_ir::ErrorKind;
+        match self {
+            CompileError::Graph(e) => e.kind(),
+            CompileError::Unresolved { .. } | CompileError::Shape { .. } | CompileError::BufferMismatch { .. } => {
+                ErrorKind::InvalidConfiguration
+            }
+            CompileError::Kernel { source, .. } => source.kind(),
+            CompileError::Threads { .. } => ErrorKind::InvalidInput,
+            CompileError::Internal { .. } => ErrorKind::Internal,
+        }
+    }
+}

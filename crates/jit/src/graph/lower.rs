@@ -64,13 +64,49 @@ fn param<'g>(g: &'g Graph, id: NodeId, name: &str) -> Result<&'g ArrayD<f32>, Co
     n.param(name).ok_or_else(|| unresolved(n.name(), format!("has no `{}.{name}` attached", n.name())))
 }
 
+/// The activation an op computes, if it is one (and so can be fused into an
+/// epilogue). Every op is listed: a new activation must decide here.
 fn activation_of(op: &Op) -> Option<Activation> {
     match op {
         Op::Relu => Some(Activation::Relu),
         Op::LeakyRelu { negative_slope } => Some(Activation::LeakyRelu(*negative_slope)),
         Op::Tanh => Some(Activation::Tanh),
         Op::Sigmoid => Some(Activation::Sigmoid),
-        _ => None,
+        Op::Input
+        | Op::Output
+        | Op::LazyConvTranspose2d { .. }
+        | Op::ConvTranspose2d { .. }
+        | Op::LazyConv2d { .. }
+        | Op::Conv2d { .. }
+        | Op::LazyBatchNorm2d { .. }
+        | Op::BatchNorm2d { .. }
+        | Op::Add
+        | Op::Concat => None,
+    }
+}
+
+/// The two resolved convolutions, as lowering needs them.
+#[derive(Clone, Copy)]
+enum Conv<'a> {
+    /// `ConvTranspose2d`: weight `[C_in, C_out/g, kH, kW]`.
+    Transpose { params: &'a kiln_ir::ConvTranspose2dParams, in_channels: usize },
+    /// `Conv2d`: weight `[C_out, C_in/g, kH, kW]`.
+    Forward { params: &'a kiln_ir::Conv2dParams },
+}
+
+impl Conv<'_> {
+    fn out_channels(self) -> usize {
+        match self {
+            Conv::Transpose { params, .. } => params.out_channels,
+            Conv::Forward { params } => params.out_channels,
+        }
+    }
+
+    fn bias(self) -> bool {
+        match self {
+            Conv::Transpose { params, .. } => params.bias,
+            Conv::Forward { params } => params.bias,
+        }
     }
 }
 
@@ -209,7 +245,7 @@ impl<'g> Lowering<'g> {
         Ok(())
     }
 
-    fn lower_conv(&mut self, id: NodeId) -> Result<(), CompileError> {
+    fn lower_conv(&mut self, id: NodeId, conv: Conv<'_>) -> Result<(), CompileError> {
         let g = self.g;
         let node = g.node(id);
         let operand = g.operands(id).first().copied().ok_or_else(|| unresolved(node.name(), "has no operand"))?;
@@ -221,11 +257,7 @@ impl<'g> Lowering<'g> {
         let in_hw = [in_shape[r - 2], in_shape[r - 1]];
         let weight = param(g, id, "weight")?;
         let mut w: Vec<f32> = weight.iter().copied().collect();
-        let (out_channels, has_bias) = match node.op() {
-            Op::ConvTranspose2d { params, .. } => (params.out_channels, params.bias),
-            Op::Conv2d { params, .. } => (params.out_channels, params.bias),
-            _ => return Err(unresolved(node.name(), "is not a convolution")),
-        };
+        let (out_channels, has_bias) = (conv.out_channels(), conv.bias());
         let mut bias: Option<Vec<f64>> =
             if has_bias { Some(param(g, id, "bias")?.iter().map(|&v| f64::from(v)).collect()) } else { None };
 
@@ -234,8 +266,8 @@ impl<'g> Lowering<'g> {
         if let Some(bn) = self.sole_user(id).filter(|&u| matches!(g.node(u).op(), Op::BatchNorm2d { .. })) {
             let (scale, shift) = batch_norm_affine(g, bn)?;
             let per_out = w.len() / out_channels.max(1);
-            match node.op() {
-                Op::ConvTranspose2d { params, in_channels } => {
+            match conv {
+                Conv::Transpose { params, in_channels } => {
                     // weight [C_in, C_out/g, kH, kW]: output channel of (ci, j) is group(ci)·(C_out/g) + j.
                     let opg = out_channels / params.groups;
                     let ipg = in_channels / params.groups;
@@ -245,7 +277,7 @@ impl<'g> Lowering<'g> {
                         *v = (f64::from(*v) * scale[(ci / ipg) * opg + j]) as f32;
                     }
                 }
-                _ => {
+                Conv::Forward { .. } => {
                     // weight [C_out, C_in/g, kH, kW]
                     for (i, v) in w.iter_mut().enumerate() {
                         *v = (f64::from(*v) * scale[i / per_out]) as f32;
@@ -261,8 +293,8 @@ impl<'g> Lowering<'g> {
             chain.push(end);
         }
         let epilogue = Epilogue { bias: bias.map(|b| b.into_iter().map(|v| v as f32).collect()), activation: act };
-        let kernel = match node.op() {
-            Op::ConvTranspose2d { params, .. } => {
+        let kernel = match conv {
+            Conv::Transpose { params, .. } => {
                 let geom = ConvTranspose2dGeometry {
                     batch: n,
                     in_channels: cin,
@@ -279,7 +311,7 @@ impl<'g> Lowering<'g> {
                 };
                 self.kb.add_conv_transpose2d(&geom, &w, &epilogue)
             }
-            Op::Conv2d { params, .. } => Conv2dGeometry::new(
+            Conv::Forward { params } => Conv2dGeometry::new(
                 n,
                 cin,
                 in_hw,
@@ -291,7 +323,6 @@ impl<'g> Lowering<'g> {
                 params.dilation.to_array(),
             )
             .and_then(|geom| self.kb.add_conv2d(&geom, &w, &epilogue)),
-            _ => return Err(unresolved(node.name(), "is not a convolution")),
         };
         let input = self.value(operand)?;
         self.emit(&chain, kernel, vec![input])
@@ -306,7 +337,10 @@ impl<'g> Lowering<'g> {
         let operands = g.operands(id);
         match node.op() {
             Op::Input | Op::Output => Ok(()),
-            Op::ConvTranspose2d { .. } | Op::Conv2d { .. } => self.lower_conv(id),
+            Op::ConvTranspose2d { params, in_channels } => {
+                self.lower_conv(id, Conv::Transpose { params, in_channels: *in_channels })
+            }
+            Op::Conv2d { params, .. } => self.lower_conv(id, Conv::Forward { params }),
             Op::BatchNorm2d { .. } => {
                 let shape = known_shape(g, id)?;
                 let (n, c, hw) = image_dims(node.name(), &shape)?;
