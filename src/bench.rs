@@ -116,7 +116,8 @@ pub fn measure(mut f: impl FnMut(), min_runs: usize, min_time: Duration) -> Timi
     }
     let mut times = Vec::new();
     let start = Instant::now();
-    while times.len() < min_runs || (start.elapsed() < min_time && times.len() < 2000) {
+    // At least one timed call whatever the arguments, so the median exists.
+    while times.len() < min_runs.max(1) || (start.elapsed() < min_time && times.len() < 2000) {
         let t = Instant::now();
         f();
         times.push(t.elapsed());

@@ -9,7 +9,7 @@
 mod support;
 
 use kiln::ir::model_from_value;
-use kiln::jit::graph::CANARY;
+use kiln::jit::CANARY;
 use kiln::jit::{compile_with, CompileOptions};
 use kiln::runtime::{tensor, RandomTensor, Rng, Tensor, WeightStore};
 use kiln::{Graph, ParamSource};

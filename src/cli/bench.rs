@@ -104,7 +104,7 @@ fn bench_graph(
             }
         },
         args.min_runs,
-        Duration::from_secs_f64(args.min_seconds.max(0.0)),
+        timing_budget(args)?,
     );
     if let Some(e) = failed {
         return Err(e.into());
@@ -122,8 +122,26 @@ fn bench_graph(
     })
 }
 
+/// Most timed calls and seconds a bench may ask for: an hour per layer is
+/// already absurd; beyond it the arguments are a typo (`--min-seconds inf`).
+const MAX_MIN_RUNS: usize = 10_000_000;
+const MAX_MIN_SECONDS: f64 = 3600.0;
+
+/// `--min-seconds` as a duration, refusing values `Duration` cannot hold.
+fn timing_budget(args: &BenchArgs) -> Result<Duration, kiln::Error> {
+    let s = args.min_seconds;
+    if !(0.0..=MAX_MIN_SECONDS).contains(&s) {
+        return Err(kiln::Error::Usage(format!("--min-seconds must be between 0 and {MAX_MIN_SECONDS}, got {s}")));
+    }
+    if args.min_runs > MAX_MIN_RUNS {
+        return Err(kiln::Error::Usage(format!("--min-runs must be at most {MAX_MIN_RUNS}, got {}", args.min_runs)));
+    }
+    Ok(Duration::from_secs_f64(s))
+}
+
 pub fn run(args: &BenchArgs) -> Result<(), kiln::Error> {
     super::jit_options(args.threads, args.kernels)?;
+    timing_budget(args)?;
     let peaks = measure_peaks();
     if args.peak {
         for p in &peaks {

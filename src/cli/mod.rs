@@ -82,6 +82,9 @@ pub fn jit_options(threads: Option<usize>, kernels: Kernels) -> Result<kiln::jit
     if threads == Some(0) {
         return Err(kiln::Error::Usage("--threads must be at least 1".into()));
     }
+    if let Some(t) = threads.filter(|&t| t > kiln::jit::MAX_THREADS) {
+        return Err(kiln::Error::Usage(format!("--threads must be at most {}, got {t}", kiln::jit::MAX_THREADS)));
+    }
     Ok(kiln::jit::CompileOptions { threads: threads.unwrap_or(0), tier: kernels.tier(), ..Default::default() })
 }
 

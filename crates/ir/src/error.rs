@@ -11,6 +11,9 @@ pub enum ErrorKind {
     InvalidConfiguration,
     /// The model is fine but the data given to it (shapes, weights) is not.
     InvalidInput,
+    /// Neither: an internal invariant of Kiln broke (a plan failed the
+    /// verifier, code generation failed). A bug to report, not the user's fault.
+    Internal,
 }
 
 /// Errors raised while building, validating or (de)serializing a graph.

@@ -397,7 +397,18 @@ impl Graph {
                         });
                     }
                 }
-                _ => node.op.validate(&node.name)?,
+                Op::LazyConvTranspose2d { .. }
+                | Op::ConvTranspose2d { .. }
+                | Op::LazyConv2d { .. }
+                | Op::Conv2d { .. }
+                | Op::LazyBatchNorm2d { .. }
+                | Op::BatchNorm2d { .. }
+                | Op::Relu
+                | Op::LeakyRelu { .. }
+                | Op::Tanh
+                | Op::Sigmoid
+                | Op::Add
+                | Op::Concat => node.op.validate(&node.name)?,
             }
         }
         self.topo_order().map(|_| ())
@@ -425,9 +436,17 @@ impl Graph {
             let id = g.insert(name, op, shape)?;
             g.g[id].params = params;
         }
+        let mut seen = std::collections::HashSet::new();
         for (list, want, what) in [(inputs, true, "input"), (outputs, false, "output")] {
             for name in list {
                 let id = g.lookup(name)?;
+                // A name listed twice would make up for an unlisted one in the count below.
+                if !seen.insert(id) {
+                    return Err(IrError::Misplaced {
+                        node: name.clone(),
+                        message: format!("listed twice as a graph {what}"),
+                    });
+                }
                 let ok = if want { matches!(g.g[id].op, Op::Input) } else { matches!(g.g[id].op, Op::Output) };
                 if !ok {
                     return Err(IrError::Misplaced {
@@ -486,6 +505,24 @@ mod tests {
         let up = g.add_node("up", Op::lazy_conv_transpose2d(ConvTranspose2dParams::new(3, 3)), &[x]).unwrap();
         g.add_output(up).unwrap();
         (g, x, up)
+    }
+
+    #[test]
+    fn a_graph_output_listed_twice_is_an_error() {
+        // Found by kiln-fuzz (graph-json): outputs ["@out0", "@out0"] with the
+        // Output node `@out1` unlisted passed the "listed exactly once" count,
+        // and the interpreter then failed with "the output was not computed".
+        let json = r#"{"name": "g", "inputs": ["x", "y"], "outputs": ["@out0", "@out0"], "nodes": [
+            {"name": "x", "op": {"kind": "input"}, "operands": [], "shape": [1, 2, 1, 1]},
+            {"name": "y", "op": {"kind": "input"}, "operands": [], "shape": [1, 4, 1, 1]},
+            {"name": "n0", "op": {"kind": "relu"}, "operands": ["y"], "shape": [1, 4, 1, 1]},
+            {"name": "@out0", "op": {"kind": "output"}, "operands": ["n0"], "shape": [1, 4, 1, 1]},
+            {"name": "@out1", "op": {"kind": "output"}, "operands": ["x"], "shape": [1, 2, 1, 1]}]}"#;
+        let e = Graph::from_json(json).unwrap_err().to_string();
+        assert!(e.contains("@out0") && e.contains("twice"), "{e}");
+        assert!(Graph::from_json(&json.replace(r#"["@out0", "@out0"]"#, r#"["@out0", "@out1"]"#)).is_ok());
+        let e = Graph::from_json(&json.replace(r#"["x", "y"]"#, r#"["x", "x"]"#)).unwrap_err().to_string();
+        assert!(e.contains("twice"), "{e}");
     }
 
     #[test]

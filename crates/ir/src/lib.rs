@@ -10,6 +10,8 @@
 //! form (`Display`). It does no shape arithmetic
 //! and runs nothing.
 
+// No `unsafe` in this crate: the JIT is the only place raw memory is trusted.
+#![forbid(unsafe_code)]
 mod builder;
 mod display;
 mod dot;

@@ -335,10 +335,19 @@ impl BatchNorm2dParams {
         self
     }
 
-    /// `eps` must be a positive finite number.
+    /// `eps` must be a positive finite number and `momentum` finite (it is
+    /// unused in eval mode, but a non-finite value has no JSON form).
     pub fn validate(&self, node: &str, op: &'static str) -> Result<()> {
         if !(self.eps.is_finite() && self.eps > 0.0) {
             return Err(IrError::NonPositive { node: node.into(), op, arg: "eps", value: self.eps.to_string() });
+        }
+        if !self.momentum.is_finite() {
+            return Err(IrError::Unsupported {
+                node: node.into(),
+                op,
+                arg: "momentum",
+                message: format!("must be finite, got {}", self.momentum),
+            });
         }
         Ok(())
     }

@@ -38,7 +38,85 @@ struct NodeRepr {
 #[serde(deny_unknown_fields)]
 struct TensorRepr {
     shape: Vec<usize>,
+    #[serde(serialize_with = "floats::serialize", deserialize_with = "floats::deserialize")]
     data: Vec<f32>,
+}
+
+/// Parameter data: finite values as JSON numbers, and the values JSON has no
+/// number for as the strings `"NaN"`, `"inf"` and `"-inf"` (serde_json would
+/// write them as `null`, which does not read back), so a graph whose weights
+/// hold an infinity (say, from a safetensors file) still round-trips.
+mod floats {
+    use serde::de::{self, SeqAccess, Visitor};
+    use serde::ser::SerializeSeq;
+    use serde::{Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &[f32], s: S) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(Some(v.len()))?;
+        for &x in v {
+            if x.is_finite() {
+                seq.serialize_element(&x)?;
+            } else if x.is_nan() {
+                seq.serialize_element("NaN")?;
+            } else if x > 0.0 {
+                seq.serialize_element("inf")?;
+            } else {
+                seq.serialize_element("-inf")?;
+            }
+        }
+        seq.end()
+    }
+
+    struct Float(f32);
+
+    impl<'de> de::Deserialize<'de> for Float {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V;
+            impl Visitor<'_> for V {
+                type Value = Float;
+                fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                    f.write_str("a number or one of \"NaN\", \"inf\", \"-inf\"")
+                }
+                fn visit_f64<E: de::Error>(self, v: f64) -> Result<Float, E> {
+                    Ok(Float(v as f32))
+                }
+                fn visit_i64<E: de::Error>(self, v: i64) -> Result<Float, E> {
+                    Ok(Float(v as f32))
+                }
+                fn visit_u64<E: de::Error>(self, v: u64) -> Result<Float, E> {
+                    Ok(Float(v as f32))
+                }
+                fn visit_str<E: de::Error>(self, v: &str) -> Result<Float, E> {
+                    match v {
+                        "NaN" => Ok(Float(f32::NAN)),
+                        "inf" => Ok(Float(f32::INFINITY)),
+                        "-inf" => Ok(Float(f32::NEG_INFINITY)),
+                        _ => Err(E::invalid_value(de::Unexpected::Str(v), &self)),
+                    }
+                }
+            }
+            d.deserialize_any(V)
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<f32>, D::Error> {
+        struct S;
+        impl<'de> Visitor<'de> for S {
+            type Value = Vec<f32>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a list of numbers")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<f32>, A::Error> {
+                // No size hint: the list's length is not trusted for allocation.
+                let mut out = Vec::new();
+                while let Some(Float(x)) = seq.next_element()? {
+                    out.push(x);
+                }
+                Ok(out)
+            }
+        }
+        d.deserialize_seq(S)
+    }
 }
 
 impl Graph {
@@ -115,5 +193,49 @@ impl Serialize for Graph {
 impl<'de> Deserialize<'de> for Graph {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         GraphRepr::deserialize(d)?.into_graph().map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn non_finite_parameters_round_trip() {
+        // Found by kiln-fuzz (graph-json): a parameter value of 1e39 reads as
+        // f32 infinity, which to_json wrote as `null`, which from_json refused.
+        let json = r#"{"name": "g", "inputs": ["x"], "outputs": ["@out0"], "nodes": [
+            {"name": "x", "op": {"kind": "input"}, "operands": [], "shape": [1, 2, 1, 1]},
+            {"name": "bn", "op": {"kind": "lazy_batch_norm2d", "params": {"eps": 1e-5, "momentum": 0.1, "affine": true}},
+             "operands": ["x"], "shape": null,
+             "params": {"weight": {"shape": [3], "data": [1e39, -1e39, 2]}}},
+            {"name": "@out0", "op": {"kind": "output"}, "operands": ["bn"], "shape": null}]}"#;
+        let g = match Graph::from_json(json) {
+            Ok(g) => g,
+            Err(e) => panic!("{e}"),
+        };
+        let text = g.to_json();
+        assert!(text.contains("\"inf\"") && text.contains("\"-inf\""), "{text}");
+        let back = Graph::from_json(&text).map_err(|e| e.to_string());
+        assert_eq!(back.as_ref().map(|b| b.to_json()), Ok(text.clone()));
+        // NaN has no JSON number either.
+        let nan = text.replacen("\"inf\"", "\"NaN\"", 1);
+        let g = Graph::from_json(&nan).map_err(|e| e.to_string());
+        assert!(g.as_ref().is_ok_and(|g| g.to_json() == nan), "{g:?}");
+        assert!(Graph::from_json(&text.replacen("\"inf\"", "\"infinity\"", 1)).is_err());
+    }
+
+    #[test]
+    fn non_finite_momentum_is_refused_on_read() {
+        // Found by kiln-fuzz reasoning about the same bug: a momentum of 1e39
+        // read as infinity, and `to_json` then wrote `null`.
+        let json = r#"{"name": "g", "inputs": ["x"], "outputs": ["@out0"], "nodes": [
+            {"name": "x", "op": {"kind": "input"}, "operands": [], "shape": [1, 2, 1, 1]},
+            {"name": "bn", "op": {"kind": "lazy_batch_norm2d", "params": {"eps": 1e-5, "momentum": 1e39, "affine": true}},
+             "operands": ["x"], "shape": null},
+            {"name": "@out0", "op": {"kind": "output"}, "operands": ["bn"], "shape": null}]}"#;
+        let e = Graph::from_json(json).map(|_| ()).map_err(|e| e.to_string());
+        assert!(e.as_ref().is_err_and(|e| e.contains("momentum")), "{e:?}");
+        assert!(Graph::from_json(&json.replace("1e39", "0.5")).is_ok());
     }
 }

@@ -7,7 +7,8 @@
 mod shapes;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use kiln_jit::{Epilogue, KernelBuilder, KernelTier, NativeIsa, Options};
+use kiln_jit::kernel_api::{Epilogue, KernelBuilder, Options};
+use kiln_jit::{KernelTier, NativeIsa};
 
 fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("conv_transpose2d_1thread");

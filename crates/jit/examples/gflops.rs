@@ -11,7 +11,8 @@ mod shapes;
 
 use std::time::Instant;
 
-use kiln_jit::{Epilogue, KernelBuilder, KernelLibrary, KernelTier, NativeIsa, OptLevel, Options};
+use kiln_jit::kernel_api::{Epilogue, KernelBuilder, KernelLibrary, Options};
+use kiln_jit::{KernelTier, NativeIsa, OptLevel};
 
 struct SendPtr(*mut f32);
 // SAFETY: only used to hand disjoint work ranges of one output to scoped threads.
@@ -19,7 +20,7 @@ unsafe impl Send for SendPtr {}
 // SAFETY: see above.
 unsafe impl Sync for SendPtr {}
 
-fn run(lib: &KernelLibrary, id: kiln_jit::KernelId, x: &[f32], y: &mut [f32], threads: usize, interleave: bool) {
+fn run(lib: &KernelLibrary, id: kiln_jit::kernel_api::KernelId, x: &[f32], y: &mut [f32], threads: usize, interleave: bool) {
     let items = lib.work_items(id);
     if threads <= 1 {
         lib.run_all(id, &[x], y).expect("run");
@@ -59,7 +60,7 @@ fn main() {
         ("auto", KernelTier::Auto),
     ] {
         let wanted = if tier_arg == "all" { n != "auto" } else { tier_arg == n };
-        if wanted && (t == KernelTier::Cranelift || t == KernelTier::Auto || KernelBuilder::with_options(Options { opt_level: opt, tier: t }).is_ok()) {
+        if wanted && (t == KernelTier::Cranelift || t == KernelTier::Auto || KernelBuilder::with_options(Options { opt_level: opt, tier: t, ..Options::default() }).is_ok()) {
             tiers.push((n, t));
         }
     }
@@ -77,7 +78,7 @@ fn main() {
         let mut y = vec![0f32; g.output_len()];
         for &(tname, tier) in &tiers {
             let t0 = Instant::now();
-            let mut kb = KernelBuilder::with_options(Options { opt_level: opt, tier }).expect("builder");
+            let mut kb = KernelBuilder::with_options(Options { opt_level: opt, tier, ..Options::default() }).expect("builder");
             let id = kb.add_conv_transpose2d(&g, &w, &Epilogue::none()).expect("kernel");
             let lib = kb.finish().expect("finish");
             let compile = t0.elapsed().as_secs_f64() * 1e3;

@@ -50,6 +50,15 @@ pub enum JitError {
         /// Cranelift's message.
         message: String,
     },
+    /// A materialized plan failed the plan verifier (`verify`): a bug in the
+    /// planner, caught before any code ran.
+    #[error("internal error: the plan of {kernel} failed verification: {reason}")]
+    PlanVerifier {
+        /// Kernel concerned.
+        kernel: String,
+        /// The violated bound, with the offending values.
+        reason: String,
+    },
     /// A [`crate::KernelId`] does not belong to this library.
     #[error("unknown kernel id {id} (library has {count} kernels)")]
     UnknownKernel {
@@ -95,6 +104,22 @@ pub enum JitError {
 }
 
 impl JitError {
+    /// Whose fault it is (see [`kiln_ir::ErrorKind`]): an invalid geometry or
+    /// parameter is the model's, a size over a limit is the input's, and a
+    /// code-generation or verifier failure is Kiln's own.
+    pub fn kind(&self) -> kiln_ir::ErrorKind {
+        use kiln_ir::ErrorKind;
+        match self {
+            JitError::InvalidGeometry { .. } | JitError::ParameterLength { .. } => ErrorKind::InvalidConfiguration,
+            JitError::TooLarge { .. }
+            | JitError::InputCount { .. }
+            | JitError::BufferLength { .. }
+            | JitError::WorkRange { .. }
+            | JitError::UnknownKernel { .. } => ErrorKind::InvalidInput,
+            JitError::Codegen { .. } | JitError::PlanVerifier { .. } => ErrorKind::Internal,
+        }
+    }
+
     /// Shorthand for [`JitError::InvalidGeometry`].
     pub(crate) fn geometry(op: &'static str, reason: impl Into<String>) -> Self {
         JitError::InvalidGeometry { op, reason: reason.into() }

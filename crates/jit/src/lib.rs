@@ -1,46 +1,69 @@
-//! `kiln-jit`: a Cranelift kernel library for convolutional decoders.
+//! `kiln-jit`: the JIT compiler of Kiln: a resolved graph in, native code out.
 //!
-//! It compiles shape-specialized kernels (transposed and forward 2-D
-//! convolutions with fused bias and activation, plus elementwise helpers)
-//! from plain geometry structs into one JIT module, and runs them over work
-//! ranges so one compiled function serves any number of threads. Every shape,
-//! stride and loop bound is an immediate in the generated code.
+//! [`compile`] lowers a resolved [`kiln_ir::Graph`] (every shape known, every
+//! lazy node rewritten, parameters attached) to shape-specialized kernels in
+//! one Cranelift module, plans buffer reuse, and returns a [`CompiledGraph`]
+//! that runs any number of times from any number of threads. Convolutions
+//! use `std::arch` micro-kernels for their register tiles where the CPU has
+//! AVX-512F or AVX2+FMA ([`KernelTier`]); Cranelift `f32x4` code otherwise.
 //!
-//! It is *not* a graph compiler: it knows nothing of the Kiln IR, memory
-//! planning or thread pools. The executor built on top of it decides which
-//! kernels to compile, allocates buffers and splits work items among threads.
+//! The public API is deliberately small: [`compile`], [`compile_with`],
+//! [`CompileOptions`], [`CompiledGraph`], the errors ([`CompileError`],
+//! [`JitError`]), the tier enums ([`KernelTier`], [`NativeIsa`]) and a few
+//! inspection types. The kernel-level builder is internal; tests and
+//! benchmarks of this crate reach it through the `kernel-api` feature.
 //!
 //! ```
-//! use kiln_jit::{ConvTranspose2dGeometry, Epilogue, KernelBuilder};
-//! let g = ConvTranspose2dGeometry::from_output_padding(1, 2, [3, 3], 2, 1, [3, 3], [2, 2], [1, 1], [1, 1], [1, 1])?;
-//! let mut kb = KernelBuilder::new()?;
-//! let id = kb.add_conv_transpose2d(&g, &vec![0.5; g.weight_len()], &Epilogue::none())?;
-//! let lib = kb.finish()?;
-//! let x = vec![1.0; g.input_len()];
-//! let mut y = vec![0.0; g.output_len()];
-//! lib.run_all(id, &[&x], &mut y)?;
-//! # Ok::<(), kiln_jit::JitError>(())
+//! use kiln_ir::{ConvTranspose2dParams, GraphBuilder};
+//! let mut b = GraphBuilder::new("g");
+//! let x = b.input("x", [1, 4, 5, 5])?;
+//! let y = b.lazy_conv_transpose2d("up", x, ConvTranspose2dParams::new(2, 3).stride(2))?;
+//! b.output(y)?;
+//! let mut g = b.finish()?;
+//! kiln_passes::resolve(&mut g, kiln_passes::ParamSource::Init { seed: 0 })?;
+//! let exe = kiln_jit::compile(&g)?;
+//! let out = exe.run(&[kiln_runtime::tensor::random(&[1, 4, 5, 5], 1)])?;
+//! assert_eq!(out[0].shape(), &[1, 2, 11, 11]);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+//!
+//! Code map (see `docs/ARCHITECTURE.md` for the invariants):
+//! `graph` (lowering, memory plan, `CompiledGraph`) → `library` (kernel
+//! builder: validation, strategy, packing) → `schedule`/`phase`/`tiling`
+//! (plans as data) → `verify` (plan verifier) → `codegen` (CLIF) →
+//! `microkernel` (native tiles and their typed ABI); `pool` (threads).
 
-#![warn(missing_docs)]
+// Without `kernel-api`, the kernel-level helpers that only this crate's tests,
+// benches and examples call (geometry constructors, `run_slices`, ...) are
+// unused by the library itself.
+#![cfg_attr(not(feature = "kernel-api"), allow(dead_code))]
 
-pub mod codegen;
-pub mod epilogue;
-pub mod error;
-pub mod geometry;
-pub mod graph;
-pub mod library;
-pub mod native;
-pub mod pack;
-pub mod phase;
-pub mod pool;
-pub mod schedule;
-pub mod tiling;
+mod codegen;
+mod epilogue;
+mod error;
+mod geometry;
+mod graph;
+mod library;
+mod microkernel;
+mod pack;
+mod phase;
+mod pool;
+mod schedule;
+mod tiling;
+mod verify;
 
-pub use epilogue::{Activation, Epilogue};
 pub use error::JitError;
-pub use geometry::{Conv2dGeometry, ConvTranspose2dGeometry, MAX_PARAM, MAX_TENSOR_BYTES};
-pub use library::{KernelBuilder, KernelId, KernelInfo, KernelLibrary, OptLevel};
-pub use library::{KernelStrategy, KernelTier, Options};
-pub use native::NativeIsa;
-pub use graph::{compile, compile_with, CompileError, CompileOptions, CompiledGraph, JitBackend, KernelSummary};
+pub use graph::{compile, compile_with, CompileError, CompileOptions, CompiledGraph, JitBackend, KernelSummary, CANARY};
+pub use library::{KernelStrategy, KernelTier, OptLevel};
+pub use microkernel::NativeIsa;
+pub use pool::MAX_THREADS;
+
+/// The kernel-level API (geometries, the kernel builder and library), for
+/// this crate's own tests, benchmarks and examples. Not a stable interface:
+/// graphs go through [`compile`].
+#[cfg(feature = "kernel-api")]
+pub mod kernel_api {
+    pub use crate::epilogue::{Activation, Epilogue};
+    pub use crate::geometry::{Conv2dGeometry, ConvTranspose2dGeometry, MAX_PARAM, MAX_TENSOR_BYTES};
+    pub use crate::library::{KernelBuilder, KernelId, KernelInfo, KernelLibrary, Options};
+}

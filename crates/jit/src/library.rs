@@ -16,20 +16,23 @@ use cranelift_module::FuncId;
 
 use crate::codegen::activation::Helpers;
 use crate::codegen::conv::{self, ConvKernel};
-use crate::codegen::native::{self as native_cg, NativeParams};
+use crate::codegen::native_tier::{self as native_cg, NativeParams};
 use crate::codegen::elementwise::{self, CHUNK};
-use crate::codegen::{FnCompiler, PTR};
+use crate::codegen::{ConstData, FnCompiler, PTR};
 use crate::epilogue::{helper_sigmoid, helper_tanh, Activation, Epilogue, SIGMOID_SYMBOL, TANH_SYMBOL};
 use crate::error::JitError;
 use crate::geometry::{checked_len, Conv2dGeometry, ConvTranspose2dGeometry};
-use crate::native::{self, NativeIsa};
-use crate::pack::{pack_bias, pack_weights, AlignedBuf};
+use crate::microkernel::NativeIsa;
+use crate::pack::{block_stride, pack_bias, pack_weights, AlignedBuf};
 use crate::schedule::{block_cost, phase_regions, Blocking, ConvSpec};
 use crate::tiling::{plan_cv, plan_pv};
 
 /// Largest estimated CLIF instruction count of one kernel; beyond it compile
 /// time and code size stop being reasonable, so the kernel is refused.
 pub const MAX_KERNEL_INSTRUCTIONS: u64 = 1_500_000;
+
+/// CLIF instructions of one emitted pixel-tile call (argument set-up and the call).
+const PV_CALL_INSTRUCTIONS: u64 = 8;
 
 /// Handle to a kernel of a [`KernelLibrary`] (also valid on the builder that made it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -72,7 +75,17 @@ pub struct Options {
     pub opt_level: OptLevel,
     /// Kernel tier for convolutions (elementwise kernels are always Cranelift).
     pub tier: KernelTier,
+    /// Most bytes of compile-time data (packed weights and biases, tile and
+    /// tap tables, argument blocks) the library may hold; `None` = no limit
+    /// beyond the fixed per-kernel caps. A kernel that would exceed it is
+    /// refused with [`JitError::TooLarge`] before the data is allocated.
+    pub memory_budget: Option<u64>,
 }
+
+/// Most bytes of pixel tables a channel-tile plan may build (16 bytes per
+/// output pixel of a group): beyond it the layer uses the Cranelift kernel,
+/// whose code and data do not grow with the number of pixels.
+const MAX_CV_TABLE_BYTES: usize = 64 << 20;
 
 /// How a compiled kernel computes its output (see [`KernelLibrary::strategy`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -118,11 +131,15 @@ pub struct KernelBuilder {
     helpers: Helpers,
     kernels: Vec<Pending>,
     buffers: Vec<AlignedBuf>,
-    tables: Vec<Box<[i64]>>,
+    tables: Vec<ConstData>,
     native: Option<NativeIsa>,
     /// Whether the tier is [`KernelTier::Auto`] (the builder may then pick a
     /// narrower ISA per kernel where it measured faster).
     auto: bool,
+    /// See [`Options::memory_budget`].
+    budget: Option<u64>,
+    /// Bytes of compile-time data charged so far.
+    used: u64,
 }
 
 /// Signature of every kernel entry point.
@@ -166,7 +183,7 @@ pub struct KernelLibrary {
     // Field order: code is freed before the parameter buffers it points into.
     _module: ModuleOwner,
     _buffers: Vec<AlignedBuf>,
-    _tables: Vec<Box<[i64]>>,
+    _tables: Vec<ConstData>,
 }
 
 impl KernelBuilder {
@@ -218,11 +235,6 @@ impl KernelBuilder {
         let mut jb = JITBuilder::with_isa(isa, cranelift_module::default_libcall_names());
         jb.symbol(TANH_SYMBOL, helper_tanh as *const u8);
         jb.symbol(SIGMOID_SYMBOL, helper_sigmoid as *const u8);
-        if let Some(isa) = native {
-            for (name, addr) in native::symbols(isa) {
-                jb.symbol(name, addr);
-            }
-        }
         let mut module = JITModule::new(jb);
         let helpers = Helpers::declare(&mut module)?;
         Ok(Self {
@@ -234,7 +246,32 @@ impl KernelBuilder {
             tables: Vec::new(),
             native,
             auto: options.tier == KernelTier::Auto,
+            budget: options.memory_budget,
+            used: 0,
         })
+    }
+
+    /// Charges `bytes` of compile-time data to the budget before it is
+    /// allocated; an error names the kernel and the totals.
+    fn charge(&mut self, kernel: &str, bytes: usize) -> Result<(), JitError> {
+        let used = self.used.saturating_add(bytes as u64);
+        if let Some(limit) = self.budget {
+            if used > limit {
+                return Err(JitError::TooLarge {
+                    kernel: kernel.to_string(),
+                    what: "compile-time memory (packed weights, tile tables) in bytes",
+                    value: used,
+                    limit,
+                });
+            }
+        }
+        self.used = used;
+        Ok(())
+    }
+
+    /// Bytes of compile-time data held so far (packed weights, tables).
+    pub fn memory_used(&self) -> u64 {
+        self.used
     }
 
     fn module(&mut self) -> Result<&mut JITModule, JitError> {
@@ -257,7 +294,7 @@ impl KernelBuilder {
     ) -> Result<KernelId, JitError> {
         geom.validate()?;
         let (xl, wl, yl) = geom.sizes()?;
-        let spec = ConvSpec::conv_transpose(geom);
+        let spec = ConvSpec::conv_transpose(geom)?;
         let (cig, cog, kk) = (spec.cig, spec.cog, geom.kernel);
         let weight = |g: usize, ci: usize, co: usize, kh: usize, kw: usize| {
             weights[(((g * cig + ci) * cog + co) * kk[0] + kh) * kk[1] + kw]
@@ -270,7 +307,7 @@ impl KernelBuilder {
     pub fn add_conv2d(&mut self, geom: &Conv2dGeometry, weights: &[f32], epilogue: &Epilogue) -> Result<KernelId, JitError> {
         geom.validate()?;
         let (xl, wl, yl) = geom.sizes()?;
-        let spec = ConvSpec::conv(geom);
+        let spec = ConvSpec::conv(geom)?;
         let (cig, cog, kk) = (spec.cig, spec.cog, geom.kernel);
         let weight = |g: usize, ci: usize, co: usize, kh: usize, kw: usize| {
             weights[(((g * cog + co) * cig + ci) * kk[0] + kh) * kk[1] + kw]
@@ -315,6 +352,7 @@ impl KernelBuilder {
                 limit: MAX_KERNEL_INSTRUCTIONS,
             });
         }
+        self.charge(&name, packed_bytes(&spec, &blocking))?;
         let packed = pack_weights(&spec, &blocking, weight);
         checked_len(spec.op, "packed weights", &[packed.as_slice().len()])?;
         let bias = pack_bias(&spec, &blocking, epilogue.bias.as_deref());
@@ -362,6 +400,7 @@ impl KernelBuilder {
         if isa == NativeIsa::Avx512 && native_cg::dw2x_applies(spec, epilogue.activation) {
             let module = self.module.as_mut().ok_or_else(|| JitError::codegen(name, "module already finalized"))?;
             let emitted = native_cg::emit_dw2x(&mut self.fc, module, name, spec, weight, epilogue.bias.as_deref(), epilogue.activation)?;
+            self.charge(name, tables_bytes(&emitted.tables))?;
             self.tables.extend(emitted.tables);
             let info = KernelInfo {
                 name: name.to_string(),
@@ -381,6 +420,7 @@ impl KernelBuilder {
         if isa == NativeIsa::Avx512 && native_cg::s3k9_applies(spec, epilogue.activation) {
             let module = self.module.as_mut().ok_or_else(|| JitError::codegen(name, "module already finalized"))?;
             let (emitted, blocks) = native_cg::emit_s3k9(&mut self.fc, module, name, spec, weight, epilogue.bias.as_deref(), epilogue.activation)?;
+            self.charge(name, tables_bytes(&emitted.tables))?;
             self.tables.extend(emitted.tables);
             let info = KernelInfo {
                 name: name.to_string(),
@@ -397,16 +437,25 @@ impl KernelBuilder {
         // Few output channels and a tiny reduction (depthwise upsamplers): the
         // kernel is store-bound and the Cranelift kernel measured faster
         // (dw_up: 13.4 vs 9.1 GFLOP/s), so keep it.
-        let max_taps = spec.phase_pairs().into_iter().map(|p| spec.taps(p)).max().unwrap_or(0);
+        let max_taps = spec.phase_pairs().iter().map(|&p| spec.taps(p)).max().unwrap_or(0);
         if spec.cog <= crate::schedule::LANES && spec.cig * max_taps < 8 {
             return Ok(None);
         }
         // Few output channels per group: lanes along pixels (a channel panel
         // would leave most lanes idle). Otherwise channel panels.
-        let pv = plan_pv(spec, isa);
+        // Pixel-tile code holds one call per tile and row loop: beyond the
+        // instruction budget the layer is left to the other strategies.
+        let pv = plan_pv(spec, isa).filter(|p| (p.calls(spec) as u64).saturating_mul(PV_CALL_INSTRUCTIONS) <= MAX_KERNEL_INSTRUCTIONS);
+        if let Some(p) = &pv {
+            crate::verify::verify_pv(name, spec, p)?;
+        }
         let (blocking, strategy, work_items) = if let Some(p) = &pv {
             (p.blocking.clone(), KernelStrategy::NativePixelTiles(isa), p.work_items(spec))
-        } else if let Some(p) = plan_cv(spec, self.channel_tile_isa(spec, isa)) {
+        } else if let Some(p) = (cv_table_bytes(spec) <= MAX_CV_TABLE_BYTES)
+            .then(|| plan_cv(spec, self.channel_tile_isa(spec, isa)))
+            .flatten()
+        {
+            crate::verify::verify_cv(name, spec, &p)?;
             let isa = p.isa;
             // Constant code size: one entry function walks a call list.
             let items = p.work_items(spec);
@@ -434,7 +483,7 @@ impl KernelBuilder {
     /// → 74 / 73; single-tap unet_up stays on AVX-512 (104 / 198 vs 92 / 168).
     fn channel_tile_isa(&self, spec: &ConvSpec, isa: NativeIsa) -> NativeIsa {
         let channel_major = (spec.out_h * spec.out_w * 4).is_multiple_of(4096);
-        let multi_tap = spec.phase_pairs().into_iter().any(|p| spec.taps(p) > 1);
+        let multi_tap = spec.phase_pairs().iter().any(|&p| spec.taps(p) > 1);
         if self.auto && isa == NativeIsa::Avx512 && channel_major && multi_tap && NativeIsa::Avx2.resolve().is_some() {
             NativeIsa::Avx2
         } else {
@@ -457,6 +506,7 @@ impl KernelBuilder {
         strategy: KernelStrategy,
         emit: impl FnOnce(&mut FnCompiler, &mut JITModule, &NativeParams<'_>) -> Result<native_cg::NativeEmitted, JitError>,
     ) -> Result<KernelId, JitError> {
+        self.charge(name, packed_bytes(spec, &blocking))?;
         let packed = pack_weights(spec, &blocking, weight);
         checked_len(spec.op, "packed weights", &[packed.as_slice().len()])?;
         let bias = pack_bias(spec, &blocking, epilogue.bias.as_deref());
@@ -471,6 +521,7 @@ impl KernelBuilder {
         let emitted = emit(&mut self.fc, module, &params)?;
         self.buffers.push(packed);
         self.buffers.push(bias);
+        self.charge(name, tables_bytes(&emitted.tables))?;
         self.tables.extend(emitted.tables);
         let info = KernelInfo {
             name: name.to_string(),
@@ -650,6 +701,11 @@ impl KernelBuilder {
         Ok(self.push(info, id, clif))
     }
 
+    /// Static description of a kernel added so far.
+    pub fn info(&self, id: KernelId) -> Option<&KernelInfo> {
+        self.kernels.get(id.0).map(|p| &p.info)
+    }
+
     /// Number of kernels added so far.
     pub fn len(&self) -> usize {
         self.kernels.len()
@@ -696,6 +752,24 @@ impl Drop for KernelBuilder {
     }
 }
 
+/// Bytes of packed weights and bias for `spec` under `blocking` (saturating).
+fn packed_bytes(spec: &ConvSpec, blocking: &Blocking) -> usize {
+    let slots = spec.groups.saturating_mul(blocking.blocks());
+    let floats = block_stride(spec, blocking).saturating_add(blocking.slot_channels()).saturating_mul(slots);
+    floats.saturating_mul(4)
+}
+
+/// Bytes of the constant tables of an emitted kernel.
+fn tables_bytes(tables: &[ConstData]) -> usize {
+    tables.iter().map(ConstData::bytes).sum()
+}
+
+/// Bytes of pixel tables a channel-tile plan of `spec` builds: an input and
+/// an output offset per output pixel of a group (saturating).
+fn cv_table_bytes(spec: &ConvSpec) -> usize {
+    spec.batch.saturating_mul(spec.out_h).saturating_mul(spec.out_w).saturating_mul(16)
+}
+
 /// Estimated CLIF instructions of a convolution kernel.
 fn estimate_cost(spec: &ConvSpec, blocking: &Blocking) -> u64 {
     let mut variants = Vec::new();
@@ -705,7 +779,7 @@ fn estimate_cost(spec: &ConvSpec, blocking: &Blocking) -> u64 {
     variants.extend(blocking.tail);
     let mut total = 0u64;
     for v in variants {
-        for pair in spec.phase_pairs() {
+        for &pair in spec.phase_pairs() {
             for r in phase_regions(spec, pair, v.p) {
                 total = total.saturating_add(r.blocks().map(|b| block_cost(b, v.v)).sum());
             }

@@ -48,8 +48,7 @@ impl AlignedBuf {
 
 /// Float offset of phase pair number `k` inside a block slot, for a block of `v` vectors.
 pub fn phase_offset(spec: &ConvSpec, k: usize, v: usize) -> usize {
-    let pairs = spec.phase_pairs();
-    pairs[..k].iter().map(|&pp| spec.taps(pp)).sum::<usize>() * spec.cig * LANES * v
+    spec.taps_before(k) * spec.cig * LANES * v
 }
 
 /// Floats per `(group, block)` slot: every tap of every phase, for the full variant.
@@ -116,7 +115,7 @@ mod tests {
     #[test]
     fn every_weight_packed_once() {
         let g = ConvTranspose2dGeometry::from_output_padding(1, 4, [3, 3], 10, 2, [3, 2], [2, 1], [1, 0], [1, 0], [1, 2]).unwrap();
-        let spec = ConvSpec::conv_transpose(&g);
+        let spec = ConvSpec::conv_transpose(&g).unwrap();
         let blocking = Blocking::new(spec.cog);
         let buf = pack_weights(&spec, &blocking, |g, ci, co, kh, kw| (1 + (((g * 2 + ci) * 5 + co) * 3 + kh) * 2 + kw) as f32);
         let mut vals: Vec<f32> = buf.as_slice().iter().copied().filter(|&v| v != 0.0).collect();

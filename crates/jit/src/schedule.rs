@@ -12,6 +12,7 @@
 
 use std::ops::Range;
 
+use crate::error::JitError;
 use crate::geometry::{Conv2dGeometry, ConvTranspose2dGeometry};
 use crate::phase::{conv_axis, conv_transpose_axis, AxisPlan};
 
@@ -55,12 +56,26 @@ pub struct ConvSpec {
     pub h: AxisPlan,
     /// Horizontal plan.
     pub w: AxisPlan,
+    /// Phase pairs `(h phase, w phase)` in packing order (computed once; see
+    /// [`MAX_PHASE_PAIRS`]).
+    pairs: Vec<(usize, usize)>,
+    /// `taps_before[k]`: 2-D taps of the pairs before pair `k` (`k ≤ pairs.len()`),
+    /// so a pair's packed-weight offset is O(1).
+    taps_before: Vec<usize>,
 }
 
+/// Most phase pairs (`s_h·s_w` for a transposed convolution) a kernel is
+/// planned for. Every pair gets its own tap tables and weight records, so
+/// a stride of 16384 would mean 2.7·10⁸ pairs (gigabytes of plan for a
+/// 1 GiB output); such layers are refused with [`JitError::TooLarge`]
+/// instead. 65536 is a 256×256 stride, far beyond any published decoder.
+pub const MAX_PHASE_PAIRS: usize = 1 << 16;
+
 impl ConvSpec {
-    /// Spec of a validated transposed convolution.
-    pub fn conv_transpose(g: &ConvTranspose2dGeometry) -> Self {
-        Self {
+    /// Spec of a validated transposed convolution; fails when it has more
+    /// than [`MAX_PHASE_PAIRS`] phase pairs.
+    pub fn conv_transpose(g: &ConvTranspose2dGeometry) -> Result<Self, JitError> {
+        Self::with_pairs(Self {
             op: "conv_transpose2d",
             batch: g.batch,
             groups: g.groups,
@@ -72,12 +87,14 @@ impl ConvSpec {
             out_w: g.out_w,
             h: conv_transpose_axis(g.in_h, g.out_h, g.kernel[0], g.stride[0], g.padding[0], g.dilation[0]),
             w: conv_transpose_axis(g.in_w, g.out_w, g.kernel[1], g.stride[1], g.padding[1], g.dilation[1]),
-        }
+            pairs: Vec::new(),
+            taps_before: Vec::new(),
+        })
     }
 
-    /// Spec of a validated forward convolution.
-    pub fn conv(g: &Conv2dGeometry) -> Self {
-        Self {
+    /// Spec of a validated forward convolution (always one phase pair).
+    pub fn conv(g: &Conv2dGeometry) -> Result<Self, JitError> {
+        Self::with_pairs(Self {
             op: "conv2d",
             batch: g.batch,
             groups: g.groups,
@@ -89,18 +106,44 @@ impl ConvSpec {
             out_w: g.out_w,
             h: conv_axis(g.in_h, g.out_h, g.kernel[0], g.stride[0], g.padding[0], g.dilation[0]),
             w: conv_axis(g.in_w, g.out_w, g.kernel[1], g.stride[1], g.padding[1], g.dilation[1]),
+            pairs: Vec::new(),
+            taps_before: Vec::new(),
+        })
+    }
+
+    /// Fills the pair list and tap prefix sums once the axis plans exist.
+    fn with_pairs(mut self) -> Result<Self, JitError> {
+        let (nh, nw) = (self.h.phases.len(), self.w.phases.len());
+        let n = nh.saturating_mul(nw);
+        if n > MAX_PHASE_PAIRS {
+            return Err(JitError::TooLarge {
+                kernel: self.op.to_string(),
+                what: "phase pairs (stride_h·stride_w)",
+                value: n as u64,
+                limit: MAX_PHASE_PAIRS as u64,
+            });
         }
+        self.pairs = (0..nh).flat_map(|ph| (0..nw).map(move |pw| (ph, pw))).collect();
+        let mut before = Vec::with_capacity(n + 1);
+        let mut acc = 0usize;
+        before.push(0);
+        for &p in &self.pairs {
+            acc += self.taps(p);
+            before.push(acc);
+        }
+        self.taps_before = before;
+        Ok(self)
     }
 
     /// Phase pairs `(h phase, w phase)` in the order weights are packed.
-    pub fn phase_pairs(&self) -> Vec<(usize, usize)> {
-        let mut v = Vec::new();
-        for ph in 0..self.h.phases.len() {
-            for pw in 0..self.w.phases.len() {
-                v.push((ph, pw));
-            }
-        }
-        v
+    pub fn phase_pairs(&self) -> &[(usize, usize)] {
+        &self.pairs
+    }
+
+    /// 2-D taps of all phase pairs before pair number `k` (`k` may be
+    /// `phase_pairs().len()`, giving the total).
+    pub fn taps_before(&self, k: usize) -> usize {
+        self.taps_before[k.min(self.pairs.len())]
     }
 
     /// Number of 2-D taps of a phase pair.
@@ -239,6 +282,7 @@ impl Region {
     }
 
     /// Output offsets written by this region, expanded over its loops (for tests).
+    #[cfg(test)]
     pub fn written(&self) -> Vec<i64> {
         let mut out = Vec::new();
         let rows = self.rows.map_or((1, 0), |l| (l.count, l.out_step));
@@ -385,13 +429,13 @@ mod tests {
 
     fn spec(in_hw: [usize; 2], k: usize, s: usize, p: usize, op: usize, d: usize) -> ConvSpec {
         let g = ConvTranspose2dGeometry::from_output_padding(1, 1, in_hw, 1, 1, [k; 2], [s; 2], [p; 2], [op; 2], [d; 2]).unwrap();
-        ConvSpec::conv_transpose(&g)
+        ConvSpec::conv_transpose(&g).unwrap()
     }
 
     /// Every output pixel is written exactly once across all phases.
     fn check_cover(s: &ConvSpec, p: usize) {
         let mut all = Vec::new();
-        for pair in s.phase_pairs() {
+        for &pair in s.phase_pairs() {
             for r in phase_regions(s, pair, p) {
                 assert!(r.blocks().all(|b| !b.pixels.is_empty() && b.pixels.len() <= p));
                 all.extend(r.written());

@@ -1,5 +1,5 @@
 //! Native-tier schedules: how a convolution's output is cut into register
-//! tiles for the `std::arch` micro-kernels of [`crate::native`], as plain data.
+//! tiles for the `std::arch` micro-kernels of [`crate::microkernel`], as plain data.
 //!
 //! * [`CvPlan`] (channel tiles, many output channels per group): per phase
 //!   pair, output pixels are grouped into *tap classes* (the product of one
@@ -18,11 +18,11 @@
 //!   accumulators, two rows share a tile. Work items are `(n, group, chunk of
 //!   rows)`.
 //!
-//! This module emits no code; `codegen::native` does.
+//! This module emits no code; `codegen::native_tier` does.
 
 use std::ops::Range;
 
-use crate::native::{cv_pixels, NativeIsa, MAX_PV_TAPS, PV_VECTORS};
+use crate::microkernel::{cv_pixels, NativeIsa, MAX_PV_TAPS, PV_VECTORS};
 use crate::schedule::{Blocking, ConvSpec, Variant, LANES};
 
 /// Work items a kernel aims for, so two (or a few) threads balance.
@@ -33,9 +33,11 @@ const TARGET_ITEMS: usize = 16;
 pub struct CvClass {
     /// Index of the phase pair in [`ConvSpec::phase_pairs`].
     pub pair_index: usize,
-    /// Vertical tap indices (into the phase's taps).
+    /// Vertical tap indices (into the phase's taps); kept for tests and diagnostics.
+    #[allow(dead_code)]
     pub th: Range<usize>,
     /// Horizontal tap indices.
+    #[allow(dead_code)]
     pub tw: Range<usize>,
     /// `(input float offset, weight float offset within an input-channel record)` per tap.
     pub taps: Vec<(i64, i64)>,
@@ -77,19 +79,29 @@ pub enum CvRun {
 /// stack buffer that every tile of the group (all phases) then reads. Used
 /// when input channel planes alias in L1 (plane strides of multiples of 4 KiB
 /// put every channel of a tile in the same cache set).
+///
+/// The buffer lives in the kernel's stack frame, so its size is bounded by
+/// [`MAX_PACK_FRAME_BYTES`] whatever the layer: a plan that would need more
+/// does not pack. Tiles address it as `buffer + pixel offset + tap offset`,
+/// where only the sum is inside the buffer (the micro-kernels form the
+/// intermediate pointer with wrapping arithmetic), so no slack is reserved
+/// for negative tap offsets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CvPack {
     /// Floats per input channel in the buffer (most a group may span).
     pub stride: usize,
-    /// Floats reserved before the data, so tap offsets below a tile's first
-    /// input keep pointers inside the buffer.
-    pub pre: usize,
 }
 
+/// Largest packed-input buffer a kernel frame may hold. Worker threads have
+/// 2 MiB stacks and the frame is probed page by page, so this leaves ample
+/// room; [`crate::verify`] checks it again before code is emitted.
+pub const MAX_PACK_FRAME_BYTES: usize = 64 * 1024;
+
 impl CvPack {
-    /// Buffer size in bytes for `cig` input channels.
+    /// Buffer size in bytes for `cig` input channels (saturating, so an
+    /// absurd size compares as too large instead of wrapping).
     pub fn bytes(&self, cig: usize) -> usize {
-        (self.pre + cig * self.stride + 16) * 4
+        cig.saturating_mul(self.stride).saturating_add(16).saturating_mul(4)
     }
 }
 
@@ -100,7 +112,8 @@ pub struct CvPlan {
     pub isa: NativeIsa,
     /// Panel width in channels (16 or 32).
     pub pw: usize,
-    /// Pixels per full native tile.
+    /// Pixels per full native tile (for tests and diagnostics).
+    #[allow(dead_code)]
     pub p: usize,
     /// Weight blocking matching the panels.
     pub blocking: Blocking,
@@ -111,6 +124,7 @@ pub struct CvPlan {
     /// Pixel tables: per tile, `p` input then `p` output byte offsets.
     pub tables: Vec<i64>,
     /// Number of native tiles, remainder tiles included (for tests and diagnostics).
+    #[allow(dead_code)]
     pub tiles: usize,
     /// Input packing, if used.
     pub pack: Option<CvPack>,
@@ -141,7 +155,7 @@ fn classes(spec: &ConvSpec, pw: usize) -> Vec<ClassPixels> {
     let hw_out = (spec.out_h * spec.out_w) as i64;
     let (in_w, out_w) = (spec.in_w as i64, spec.out_w as i64);
     let mut out = Vec::new();
-    for (pi, (ph, pwi)) in spec.phase_pairs().into_iter().enumerate() {
+    for (pi, &(ph, pwi)) in spec.phase_pairs().iter().enumerate() {
         let (hp, wp) = (&spec.h.phases[ph], &spec.w.phases[pwi]);
         let ntw = wp.taps.len();
         for hs in spec.h.segments(ph) {
@@ -277,10 +291,9 @@ pub fn plan_cv(spec: &ConvSpec, isa: NativeIsa) -> Option<CvPlan> {
     let multi_tap = cls.iter().any(|c| c.class.taps.len() > 1);
     let over = l1_oversubscription(spec.in_h * spec.in_w * 4, spec.cig);
     let copy = alias && (isa == NativeIsa::Avx2 || (over >= 4.0 && multi_tap));
-    let pack = alias.then(|| {
-        let pre = cls.iter().flat_map(|c| c.class.taps.iter().map(|t| -t.0)).max().unwrap_or(0).max(0) as usize;
-        CvPack { stride: span_max.div_ceil(8) * 8, pre }
-    });
+    let pack = alias
+        .then(|| CvPack { stride: span_max.div_ceil(8) * 8 })
+        .filter(|pk| pk.bytes(spec.cig) <= MAX_PACK_FRAME_BYTES);
     /// Tiles run together, with the `(lo, span)` input range they share when packed.
     type Group = (Option<(i64, usize)>, Vec<Tile>);
     let mut groups: Vec<Group> = Vec::new();
@@ -408,6 +421,21 @@ impl PvPlan {
     pub fn work_items(&self, spec: &ConvSpec) -> usize {
         spec.batch * spec.groups * self.chunks.len()
     }
+
+    /// Upper bound of the micro-kernel calls the emitted code contains: per
+    /// chunk entry, one call per tile of the phase row in each of (at most)
+    /// two loops (multi-row tiles, then single rows). Code size grows with it.
+    pub fn calls(&self, spec: &ConvSpec) -> usize {
+        let tile = self.tile_pixels().max(1);
+        self.chunks
+            .iter()
+            .flatten()
+            .map(|(si, _)| {
+                let pw = spec.phase_pairs()[self.segments[*si].pair_index].1;
+                2 * spec.w.phases[pw].count.div_ceil(tile)
+            })
+            .fold(0usize, usize::saturating_add)
+    }
 }
 
 /// Plans pixel tiles for layers with at most 4 output channels per group
@@ -423,7 +451,7 @@ pub fn plan_pv(spec: &ConvSpec, isa: NativeIsa) -> Option<PvPlan> {
     let nv = PV_VECTORS.iter().copied().filter(|&nv| nv * c <= budget && (nv == 1 || (nv / 2) * l < widest)).max()?;
     let in_w = spec.in_w as i64;
     let mut segments = Vec::new();
-    for (pi, (ph, pwi)) in spec.phase_pairs().into_iter().enumerate() {
+    for (pi, &(ph, pwi)) in spec.phase_pairs().iter().enumerate() {
         let (hp, wp) = (&spec.h.phases[ph], &spec.w.phases[pwi]);
         let ntw = wp.taps.len();
         for hs in spec.h.segments(ph) {
@@ -437,7 +465,11 @@ pub fn plan_pv(spec: &ConvSpec, isa: NativeIsa) -> Option<PvPlan> {
                 return None;
             }
             let offs: Vec<i64> = hp.taps[hs.taps.clone()].iter().map(|t| t.in_off).collect();
-            let pairable = spec.h.in_step == 1 && offs.windows(2).all(|w| w[1] == w[0] + 1);
+            // A two-row tile derives row 1's input from row 0's last vertical
+            // tap, so a segment without taps (bias-only rows: padding wider
+            // than the kernel, phases a stride skips) is never pairable.
+            let pairable =
+                spec.h.in_step == 1 && !taps.is_empty() && offs.windows(2).all(|w| w[1] == w[0] + 1);
             segments.push(PvSegment { pair_index: pi, rows: hs.q, taps, ntw, pairable });
         }
     }
@@ -471,7 +503,7 @@ pub fn plan_pv(spec: &ConvSpec, isa: NativeIsa) -> Option<PvPlan> {
     let rows = if isa != NativeIsa::Avx512 || nv > 4 {
         1
     } else {
-        crate::native::PV_ROWS.iter().copied().filter(|&r| nv * c * r <= ROWS_ACC).max().unwrap_or(1)
+        crate::microkernel::PV_ROWS.iter().copied().filter(|&r| nv * c * r <= ROWS_ACC).max().unwrap_or(1)
     };
     Some(PvPlan { isa, nv, c, blocking: Blocking::new(spec.cog), segments, chunks, rows })
 }
@@ -484,7 +516,7 @@ mod tests {
     fn spec(n: usize, ci: usize, hw: usize, co: usize, k: usize, s: usize, p: usize) -> ConvSpec {
         let g = ConvTranspose2dGeometry::from_output_padding(n, ci, [hw, hw], co, 1, [k, k], [s, s], [p, p], [0, 0], [1, 1])
             .unwrap();
-        ConvSpec::conv_transpose(&g)
+        ConvSpec::conv_transpose(&g).unwrap()
     }
 
     /// Native tiles (full and remainder) cover every output pixel once.
@@ -547,7 +579,6 @@ mod tests {
                             for &xo in &plan.tables[base..base + p] {
                                 for &(d, _) in &plan.classes[*class].taps {
                                     assert!((0..sp).contains(&(xo / 4 + d)), "read outside the packed span");
-                                    assert!(d >= -(pack.pre as i64));
                                 }
                             }
                         }

@@ -3,7 +3,7 @@
 mod common;
 
 use common::*;
-use kiln_jit::*;
+use kiln_jit::kernel_api::*;
 use proptest::prelude::*;
 
 prop_compose! {

@@ -4,6 +4,7 @@
 mod common;
 
 use common::*;
+use kiln_jit::kernel_api::*;
 use kiln_jit::*;
 use proptest::prelude::*;
 

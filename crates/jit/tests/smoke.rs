@@ -1,6 +1,7 @@
+//! Smoke test: one small kernel per family builds and runs on every tier.
 mod common;
 use common::*;
-use kiln_jit::*;
+use kiln_jit::kernel_api::*;
 
 #[test]
 fn small_shapes() {

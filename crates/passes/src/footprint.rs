@@ -56,7 +56,14 @@ pub fn footprint(graph: &Graph) -> Result<Footprint> {
                     + if params.bias { params.out_channels as u128 } else { 0 }
             }
             Op::LazyBatchNorm2d { .. } | Op::BatchNorm2d { .. } => 4 * in_channels()?,
-            _ => 0,
+            Op::Input
+            | Op::Output
+            | Op::Relu
+            | Op::LeakyRelu { .. }
+            | Op::Tanh
+            | Op::Sigmoid
+            | Op::Add
+            | Op::Concat => 0,
         };
     }
     Ok(f)
@@ -101,9 +108,26 @@ pub fn flops(graph: &Graph) -> Result<u128> {
                 })?;
                 (operand_shape(graph, id, o)?, output)
             }
-            _ => continue,
+            // Elementwise work is not counted (see the docs above).
+            Op::LazyBatchNorm2d { .. } | Op::BatchNorm2d { .. } | Op::Input
+            | Op::Output
+            | Op::Relu
+            | Op::LeakyRelu { .. }
+            | Op::Tanh
+            | Op::Sigmoid
+            | Op::Add
+            | Op::Concat => continue,
         };
-        let n: u128 = input[..input.len().saturating_sub(3)].iter().map(|&d| d as u128).product();
+        // A graph read from graph JSON may declare any rank: refuse, don't index.
+        if input.len() < 3 || output.len() < 3 {
+            return Err(PassError::Unresolved {
+                node: node.name().into(),
+                reason: format!(
+                    "a convolution needs [C, H, W] or [N, C, H, W] shapes, got input {input:?} and result {output:?}"
+                ),
+            });
+        }
+        let n: u128 = input[..input.len() - 3].iter().map(|&d| d as u128).product();
         let dims = |s: &[usize]| -> [u128; 3] {
             let r = s.len();
             [s[r - 3] as u128, s[r - 2] as u128 * s[r - 1] as u128, 0]
@@ -116,7 +140,14 @@ pub fn flops(graph: &Graph) -> Result<u128> {
             Op::LazyConv2d { params } | Op::Conv2d { params, .. } => {
                 2 * n * cout * (cin / params.groups.max(1) as u128) * k2(params.kernel_size) * hw_out
             }
-            _ => 0,
+            Op::LazyBatchNorm2d { .. } | Op::BatchNorm2d { .. } | Op::Input
+            | Op::Output
+            | Op::Relu
+            | Op::LeakyRelu { .. }
+            | Op::Tanh
+            | Op::Sigmoid
+            | Op::Add
+            | Op::Concat => 0,
         };
     }
     Ok(total)
@@ -143,5 +174,21 @@ mod flop_tests {
         ShapeInference.run(&mut g).unwrap();
         let conv = 2 * 16 * 8 * (256 / 2) * 9 * 64;
         assert_eq!(flops(&g).unwrap(), 1_073_741_824 + conv);
+    }
+
+    #[test]
+    fn low_rank_declared_shapes_are_an_error_not_a_panic() {
+        // Found by kiln-fuzz (graph-json): a conv2d whose declared result is
+        // [1, 2] made `flops` index shape[r - 3] with r = 2.
+        let json = r#"{"name": null, "inputs": ["x"], "outputs": ["@out0"], "nodes": [
+            {"name": "x", "op": {"kind": "input"}, "operands": [], "shape": [1, 6, 1, 1]},
+            {"name": "n0", "op": {"kind": "conv2d", "in_channels": 6, "params": {"out_channels": 12,
+              "kernel_size": {"h": 1, "w": 2}, "stride": {"h": 4, "w": 3}, "padding": {"h": 0, "w": 3},
+              "dilation": {"h": 2, "w": 1}, "groups": 6, "bias": true, "padding_mode": "zeros"}},
+             "operands": ["x"], "shape": [1, 2]},
+            {"name": "@out0", "op": {"kind": "output"}, "operands": ["n0"], "shape": [1, 2]}]}"#;
+        let g = kiln_ir::Graph::from_json(json).unwrap();
+        let e = flops(&g).unwrap_err().to_string();
+        assert!(e.contains("n0"), "{e}");
     }
 }

@@ -45,7 +45,18 @@ pub fn init_params(op: &Op, node: &str, seed: u64) -> Vec<(&'static str, ArrayD<
                 out.push((name, ArrayD::from_elem(shape, fill)));
             }
         }
-        _ => {}
+        // No parameters (lazy ops are resolved before their init runs).
+        Op::LazyConvTranspose2d { .. }
+        | Op::LazyConv2d { .. }
+        | Op::LazyBatchNorm2d { .. }
+        | Op::Input
+        | Op::Output
+        | Op::Relu
+        | Op::LeakyRelu { .. }
+        | Op::Tanh
+        | Op::Sigmoid
+        | Op::Add
+        | Op::Concat => {}
     }
     out
 }

@@ -6,6 +6,8 @@
 //! guarantees. [`PassManager`] runs pipelines and can record the IR after each
 //! pass. [`resolve`] is the standard pipeline. This crate runs no tensors.
 
+// No `unsafe` in this crate: the JIT is the only place raw memory is trusted.
+#![forbid(unsafe_code)]
 // Errors carry the node name and the offending values; they are cold paths,
 // so their size does not matter and boxing would only obscure them.
 #![allow(clippy::result_large_err)]

@@ -264,10 +264,7 @@ fn concrete_op(graph: &Graph, id: NodeId) -> Result<Option<Op>> {
     };
     Ok(match node.op() {
         Op::LazyConvTranspose2d { params } | Op::ConvTranspose2d { params, .. } => {
-            let declared = match node.op() {
-                Op::ConvTranspose2d { in_channels, .. } => Some(*in_channels),
-                _ => None,
-            };
+            let declared = if let Op::ConvTranspose2d { in_channels, .. } = node.op() { Some(*in_channels) } else { None };
             if declared.is_some() && params.output_size.is_none() {
                 return Ok(None);
             }
@@ -285,7 +282,18 @@ fn concrete_op(graph: &Graph, id: NodeId) -> Result<Option<Op>> {
             let num_features = shape_fns::batch_norm2d(name, class, &input()?, None)?;
             Some(Op::BatchNorm2d { num_features, params: *params })
         }
-        _ => None,
+        // Concrete ops need no rewrite; listed one by one so that a new lazy
+        // op cannot silently fall through here.
+        Op::Input
+        | Op::Output
+        | Op::Conv2d { .. }
+        | Op::BatchNorm2d { .. }
+        | Op::Relu
+        | Op::LeakyRelu { .. }
+        | Op::Tanh
+        | Op::Sigmoid
+        | Op::Add
+        | Op::Concat => None,
     })
 }
 

@@ -183,6 +183,35 @@ pub enum RuntimeError {
         /// The given shape.
         got: String,
     },
+    /// The wrong number of output buffers for a compiled graph's `run_into`.
+    #[error("graph has {expected} output(s) ({names}), got {got} output buffers")]
+    OutputCount {
+        /// How many outputs the graph has.
+        expected: usize,
+        /// How many buffers were given.
+        got: usize,
+        /// The graph's output value names, in order.
+        names: String,
+    },
+    /// An output buffer whose length differs from the output's element count.
+    #[error("output `{output}`: expected a buffer of {expected}, got {got}")]
+    OutputLength {
+        /// The output's value name.
+        output: String,
+        /// Elements (and shape) expected.
+        expected: String,
+        /// Elements given.
+        got: String,
+    },
+    /// A compiled kernel failed or broke its bounds at run time (a guard
+    /// canary changed, a work range was refused): a bug in Kiln's JIT.
+    #[error("internal error in the JIT kernel of `{node}`: {reason} (this is a bug in Kiln; please report it)")]
+    KernelFault {
+        /// The graph nodes the kernel computes.
+        node: String,
+        /// What went wrong.
+        reason: String,
+    },
     /// A named input the graph does not have, given twice, or not given.
     #[error("input `{input}`: {reason}")]
     InputName {
@@ -212,7 +241,10 @@ impl RuntimeError {
             | MissingTensor { .. }
             | InputCount { .. }
             | InputShape { .. }
-            | InputName { .. } => ErrorKind::InvalidInput,
+            | InputName { .. }
+            | OutputCount { .. }
+            | OutputLength { .. } => ErrorKind::InvalidInput,
+            KernelFault { .. } => ErrorKind::Internal,
         }
     }
 }

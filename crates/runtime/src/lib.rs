@@ -14,6 +14,11 @@
 //! `kiln-passes`) and does not compile them (`kiln-jit`). All its errors are
 //! one [`RuntimeError`] enum.
 
+// No `unsafe` in this crate: the JIT is the only place raw memory is trusted.
+// `deny`, not `forbid`: ndarray's `s!` macro expands to an `allow(unsafe_code)`
+// around its own internals, which `forbid` would reject; our code stays free
+// of `unsafe` all the same.
+#![deny(unsafe_code)]
 pub mod backend;
 mod error;
 pub mod interpreter;

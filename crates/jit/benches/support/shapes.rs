@@ -1,7 +1,7 @@
 //! The ten benchmark shapes of `shared/bench/shapes.json` (float32, no bias).
 #![allow(dead_code)]
 
-use kiln_jit::ConvTranspose2dGeometry;
+use kiln_jit::kernel_api::ConvTranspose2dGeometry;
 
 /// name, N, C_in, H, W, C_out, k, s, p, op, d, groups.
 type Row = (&'static str, usize, usize, usize, usize, usize, usize, usize, usize, usize, usize, usize);

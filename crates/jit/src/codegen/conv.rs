@@ -280,19 +280,19 @@ pub(crate) fn emit_block(
         let vw = ptr_var(b, w);
         let step_x = ctx.hw_in * 4;
         let step_w = ctx.record * 4;
-        let channel = |b: &mut FunctionBuilder, k: i64| {
+        let channel = |b: &mut FunctionBuilder, k: i64| -> Result<(), JitError> {
             let xp = b.use_var(vx);
             let wp = b.use_var(vw);
             for (th, tw, pix) in &taps {
                 let wo = ((th * ntw + tw) * LANES * v) as i64;
-                let wv: Vec<Value> = (0..v)
-                    .map(|j| {
-                        b.ins().load(types::F32X4, weight_flags(), wp, offset32((wo + (j * LANES) as i64) * 4 + k * step_w))
-                    })
-                    .collect();
+                let mut wv: Vec<Value> = Vec::with_capacity(v);
+                for j in 0..v {
+                    let at = offset32((wo + (j * LANES) as i64) * 4 + k * step_w)?;
+                    wv.push(b.ins().load(types::F32X4, weight_flags(), wp, at));
+                }
                 for &pi in pix {
                     let off = (blk.pixels[pi].in_off + ctx.h_offs[*th] + ctx.w_offs[*tw]) * 4 + k * step_x;
-                    let s = b.ins().load(types::F32, input_flags(), xp, offset32(off));
+                    let s = b.ins().load(types::F32, input_flags(), xp, offset32(off)?);
                     let s = b.ins().splat(types::F32X4, s);
                     for (&acc, &wj) in accs[pi].iter().zip(&wv) {
                         let a = b.use_var(acc);
@@ -301,19 +301,20 @@ pub(crate) fn emit_block(
                     }
                 }
             }
+            Ok(())
         };
         let main = ctx.cig / unroll;
         let ind = [Induction { var: vx, step: step_x * unroll as i64 }, Induction { var: vw, step: step_w * unroll as i64 }];
         counted_loop(b, main, &ind, &mut |b| {
             for k in 0..unroll {
-                channel(b, k as i64);
+                channel(b, k as i64)?;
             }
             Ok(())
         })?;
         // Remainder channels: pointers were advanced past the main loop unless it ran once.
         let base = if main == 1 { unroll } else { 0 };
         for k in 0..ctx.cig % unroll {
-            channel(b, (base + k) as i64);
+            channel(b, (base + k) as i64)?;
         }
     }
 
@@ -327,7 +328,7 @@ pub(crate) fn emit_block(
                     break;
                 }
                 let e = b.ins().extractlane(a, lane as u8);
-                b.ins().store(data_flags(), e, out, offset32((c as i64 * ctx.hw_out + px.out_off) * 4));
+                b.ins().store(data_flags(), e, out, offset32((c as i64 * ctx.hw_out + px.out_off) * 4)?);
             }
         }
     }
@@ -335,8 +336,22 @@ pub(crate) fn emit_block(
 }
 
 /// Converts a byte offset to Cranelift's 32-bit immediate. Geometry validation
-/// bounds every buffer by `MAX_TENSOR_BYTES`, so offsets always fit; saturating
-/// keeps this total instead of panicking.
-pub(crate) fn offset32(v: i64) -> i32 {
-    v.clamp(i32::MIN as i64, i32::MAX as i64) as i32
+/// bounds every buffer by `MAX_TENSOR_BYTES`, so an offset that does not fit
+/// is a broken invariant of the schedule: an error, never a silently clamped
+/// (wrong) address.
+pub(crate) fn offset32(v: i64) -> Result<i32, JitError> {
+    i32::try_from(v).map_err(|_| {
+        JitError::PlanVerifier { kernel: "conv".into(), reason: format!("byte offset {v} does not fit a 32-bit immediate") }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn offset32_refuses_instead_of_clamping() {
+        assert_eq!(super::offset32(-8).unwrap(), -8);
+        assert_eq!(super::offset32(i32::MAX as i64).unwrap(), i32::MAX);
+        assert!(super::offset32(i32::MAX as i64 + 1).is_err());
+        assert!(super::offset32(i64::MIN).is_err());
+    }
 }

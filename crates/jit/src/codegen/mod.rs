@@ -11,7 +11,7 @@
 pub mod activation;
 pub mod conv;
 pub mod elementwise;
-pub mod native;
+pub mod native_tier;
 
 use cranelift_codegen::ir::{types, AbiParam, InstBuilder, MemFlagsData, Signature, Type, Value};
 use cranelift_codegen::Context;
@@ -20,6 +20,43 @@ use cranelift_jit::JITModule;
 use cranelift_module::{FuncId, Linkage, Module};
 
 use crate::error::JitError;
+
+/// Constant data that generated code points into (argument records, tap and
+/// pixel tables, call lists), owned by the kernel library for as long as the
+/// code lives. Built once before emission, then never read or written from
+/// Rust again: the code only reads it.
+pub struct ConstData {
+    /// Only ever dropped: the code holds its address.
+    _data: Box<dyn std::any::Any>,
+    bytes: usize,
+}
+
+// SAFETY: the contents are immutable after construction (no interior
+// mutability is ever stored: only `Box<[T]>` of plain `Copy` records whose
+// raw-pointer fields point into other `ConstData`), so sharing or sending the
+// owner between threads cannot race.
+unsafe impl Send for ConstData {}
+// SAFETY: as above.
+unsafe impl Sync for ConstData {}
+
+impl ConstData {
+    /// Boxes `items` (at least one element, so the address is a real
+    /// allocation) and returns the owner and the address of the first item.
+    pub fn new<T: Copy + 'static>(mut items: Vec<T>, filler: T) -> (ConstData, i64) {
+        if items.is_empty() {
+            items.push(filler);
+        }
+        let boxed: Box<[T]> = items.into_boxed_slice();
+        let addr = boxed.as_ptr() as i64;
+        let bytes = std::mem::size_of_val(&*boxed);
+        (ConstData { _data: Box::new(boxed), bytes }, addr)
+    }
+
+    /// Size of the data in bytes.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+}
 
 /// Pointer-sized integer type (the library only supports 64-bit hosts).
 pub const PTR: Type = types::I64;

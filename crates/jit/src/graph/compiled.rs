@@ -25,11 +25,22 @@ pub struct CompileOptions {
     /// and check them after each kernel, failing the run if one changed.
     /// 0 (the default) turns it off.
     pub guard_floats: usize,
+    /// Most bytes the compiled code's constant data (packed weights, tile
+    /// tables) may take; `None` (the default) = only the fixed per-kernel
+    /// caps. The CLI passes what `--max-memory-mib` leaves after the model's
+    /// tensors.
+    pub max_memory_bytes: Option<u64>,
 }
 
 impl Default for CompileOptions {
     fn default() -> Self {
-        CompileOptions { threads: 0, opt_level: OptLevel::Speed, tier: KernelTier::Auto, guard_floats: 0 }
+        CompileOptions {
+            threads: 0,
+            opt_level: OptLevel::Speed,
+            tier: KernelTier::Auto,
+            guard_floats: 0,
+            max_memory_bytes: None,
+        }
     }
 }
 
@@ -58,6 +69,8 @@ pub struct CompiledGraph {
     program: Program,
     plan: MemoryPlan,
     inputs: Vec<(String, Vec<usize>)>,
+    /// Name of each graph output's value node, for messages.
+    output_names: Vec<String>,
     pool: ThreadPool,
     guard: usize,
     /// For each temporary that is a graph output, the first output it is:
@@ -82,7 +95,11 @@ pub fn compile(graph: &Graph) -> Result<CompiledGraph, CompileError> {
 /// Compiles a resolved graph. Refuses lazy nodes, unknown dims and missing
 /// parameters with an error naming the node.
 pub fn compile_with(graph: &Graph, options: CompileOptions) -> Result<CompiledGraph, CompileError> {
-    let mut kb = KernelBuilder::with_options(Options { opt_level: options.opt_level, tier: options.tier })
+    let mut kb = KernelBuilder::with_options(Options {
+        opt_level: options.opt_level,
+        tier: options.tier,
+        memory_budget: options.max_memory_bytes,
+    })
         .map_err(|source| CompileError::Kernel { node: "<module>".into(), source })?;
     let program = lower(graph, &mut kb)?;
     let library = kb.finish().map_err(|source| CompileError::Kernel { node: "<module>".into(), source })?;
@@ -94,6 +111,11 @@ pub fn compile_with(graph: &Graph, options: CompileOptions) -> Result<CompiledGr
             let n = graph.node(i);
             (n.name().to_string(), n.shape().as_known().unwrap_or_default())
         })
+        .collect();
+    let output_names = graph
+        .output_values()
+        .iter()
+        .map(|&v| graph.node(v).name().to_string())
         .collect();
     let mut output_home = vec![None; program.temp_len.len()];
     for (k, (v, _)) in program.outputs.iter().enumerate() {
@@ -108,6 +130,7 @@ pub fn compile_with(graph: &Graph, options: CompileOptions) -> Result<CompiledGr
         program,
         plan,
         inputs,
+        output_names,
         pool,
         guard: options.guard_floats,
         output_home,
@@ -211,11 +234,8 @@ impl CompiledGraph {
         outs.into_iter()
             .zip(&self.program.outputs)
             .map(|(data, (_, shape))| {
-                Tensor::from_shape_vec(shape.clone(), data).map_err(|e| RuntimeError::BadOperand {
-                    node: "<output>".into(),
-                    op: "Output",
-                    reason: e.to_string(),
-                })
+                Tensor::from_shape_vec(shape.clone(), data)
+                    .map_err(|e| RuntimeError::KernelFault { node: "<output>".into(), reason: e.to_string() })
             })
             .collect()
     }
@@ -242,17 +262,17 @@ impl CompiledGraph {
 
     fn execute(&self, inputs: &[&[f32]], outputs: &mut [&mut [f32]]) -> Result<(), RuntimeError> {
         if outputs.len() != self.program.outputs.len() {
-            return Err(RuntimeError::InputCount {
+            return Err(RuntimeError::OutputCount {
                 expected: self.program.outputs.len(),
                 got: outputs.len(),
-                names: "output buffers".into(),
+                names: self.output_names.join(", "),
             });
         }
         for (i, ((_, shape), out)) in self.program.outputs.iter().zip(outputs.iter()).enumerate() {
             let want: usize = shape.iter().product();
             if out.len() != want {
-                return Err(RuntimeError::InputShape {
-                    input: format!("output {i}"),
+                return Err(RuntimeError::OutputLength {
+                    output: self.output_names[i].clone(),
                     expected: format!("{want} floats ({})", shape_str(shape)),
                     got: format!("{} floats", out.len()),
                 });
@@ -288,16 +308,12 @@ impl CompiledGraph {
             });
             if let Some(e) = failed.into_inner().unwrap_or_else(|p| p.into_inner()) {
                 self.return_arena(arena);
-                return Err(RuntimeError::BadOperand {
-                    node: step.nodes.clone(),
-                    op: "jit kernel",
-                    reason: e.to_string(),
-                });
+                return Err(RuntimeError::KernelFault { node: step.nodes.clone(), reason: e.to_string() });
             }
             if self.guard > 0 && !arena.slots.iter().all(|slot| guards_intact(slot, self.guard)) {
-                return Err(RuntimeError::BadOperand {
+                // The arena is not returned: its canaries are broken.
+                return Err(RuntimeError::KernelFault {
                     node: step.nodes.clone(),
-                    op: "jit kernel",
                     reason: "wrote outside its buffers (a guard canary changed)".into(),
                 });
             }

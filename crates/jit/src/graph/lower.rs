@@ -64,21 +64,63 @@ fn param<'g>(g: &'g Graph, id: NodeId, name: &str) -> Result<&'g ArrayD<f32>, Co
     n.param(name).ok_or_else(|| unresolved(n.name(), format!("has no `{}.{name}` attached", n.name())))
 }
 
+/// The activation an op computes, if it is one (and so can be fused into an
+/// epilogue). Every op is listed: a new activation must decide here.
 fn activation_of(op: &Op) -> Option<Activation> {
     match op {
         Op::Relu => Some(Activation::Relu),
         Op::LeakyRelu { negative_slope } => Some(Activation::LeakyRelu(*negative_slope)),
         Op::Tanh => Some(Activation::Tanh),
         Op::Sigmoid => Some(Activation::Sigmoid),
-        _ => None,
+        Op::Input
+        | Op::Output
+        | Op::LazyConvTranspose2d { .. }
+        | Op::ConvTranspose2d { .. }
+        | Op::LazyConv2d { .. }
+        | Op::Conv2d { .. }
+        | Op::LazyBatchNorm2d { .. }
+        | Op::BatchNorm2d { .. }
+        | Op::Add
+        | Op::Concat => None,
     }
 }
 
-/// `[N?, C, H, W]` → `(N, C, H·W)`.
-fn image_dims(shape: &[usize]) -> (usize, usize, usize) {
-    let r = shape.len();
-    let n = if r == 4 { shape[0] } else { 1 };
-    (n, shape[r.saturating_sub(3)], shape[r.saturating_sub(2)] * shape[r.saturating_sub(1)])
+/// The two resolved convolutions, as lowering needs them.
+#[derive(Clone, Copy)]
+enum Conv<'a> {
+    /// `ConvTranspose2d`: weight `[C_in, C_out/g, kH, kW]`.
+    Transpose { params: &'a kiln_ir::ConvTranspose2dParams, in_channels: usize },
+    /// `Conv2d`: weight `[C_out, C_in/g, kH, kW]`.
+    Forward { params: &'a kiln_ir::Conv2dParams },
+}
+
+impl Conv<'_> {
+    fn out_channels(self) -> usize {
+        match self {
+            Conv::Transpose { params, .. } => params.out_channels,
+            Conv::Forward { params } => params.out_channels,
+        }
+    }
+
+    fn bias(self) -> bool {
+        match self {
+            Conv::Transpose { params, .. } => params.bias,
+            Conv::Forward { params } => params.bias,
+        }
+    }
+}
+
+/// `[N?, C, H, W]` → `(N, C, H·W)`; other ranks are an error naming the node
+/// (a resolved graph only has them if its stored shapes were edited).
+fn image_dims(node: &str, shape: &[usize]) -> Result<(usize, usize, usize), CompileError> {
+    match *shape {
+        [n, c, h, w] => Ok((n, c, h.saturating_mul(w))),
+        [c, h, w] => Ok((1, c, h.saturating_mul(w))),
+        _ => Err(CompileError::Shape {
+            node: node.to_string(),
+            reason: format!("has a value of shape {shape:?}; the JIT expects [N, C, H, W] or [C, H, W] here"),
+        }),
+    }
 }
 
 /// Eval-mode BatchNorm as per-channel `(scale, shift)` with
@@ -152,6 +194,7 @@ impl<'g> Lowering<'g> {
         let kernel = kernel.map_err(|source| CompileError::Kernel { node: nodes.clone(), source })?;
         let last = *chain.last().unwrap_or(&chain[0]);
         let len = known_shape(self.g, last)?.iter().product();
+        self.check_buffers(&nodes, kernel, &inputs, len)?;
         let output = self.temp(len);
         for &n in chain {
             self.absorbed.insert(n, last);
@@ -161,22 +204,60 @@ impl<'g> Lowering<'g> {
         Ok(())
     }
 
-    fn lower_conv(&mut self, id: NodeId) -> Result<(), CompileError> {
+    /// Floats in the buffer that holds `v`.
+    fn buffer_len(&self, v: ValueRef) -> Result<usize, CompileError> {
+        match v {
+            ValueRef::Input(i) => {
+                let id = self.g.inputs()[i];
+                Ok(known_shape(self.g, id)?.iter().product())
+            }
+            ValueRef::Temp(t) => Ok(self.program.temp_len[t]),
+        }
+    }
+
+    /// The kernel was sized from the node's own attributes and shape, the
+    /// buffers from its operands' shapes: they must agree, or the kernel
+    /// would read or write outside its buffers. Resolved graphs from the
+    /// passes always agree; a graph read from JSON or edited with `set_shape`
+    /// need not, and is refused here (invariant: every step's kernel lengths
+    /// equal its buffers' lengths, which is what `CompiledGraph::execute`
+    /// relies on when it calls kernels on raw pointers).
+    fn check_buffers(&self, nodes: &str, kernel: KernelId, inputs: &[ValueRef], out_len: usize) -> Result<(), CompileError> {
+        let info = self
+            .kb
+            .info(kernel)
+            .ok_or_else(|| CompileError::Internal { node: nodes.to_string(), reason: "kernel id not in the builder".into() })?;
+        if info.input_lens.len() != inputs.len() {
+            return Err(CompileError::Internal {
+                node: nodes.to_string(),
+                reason: format!("kernel takes {} inputs, the step has {}", info.input_lens.len(), inputs.len()),
+            });
+        }
+        for (i, (&v, &want)) in inputs.iter().zip(&info.input_lens).enumerate() {
+            let have = self.buffer_len(v)?;
+            if have != want {
+                return Err(CompileError::BufferMismatch { node: nodes.to_string(), which: format!("input {i}"), kernel: want, buffer: have });
+            }
+        }
+        if info.output_len != out_len {
+            return Err(CompileError::BufferMismatch { node: nodes.to_string(), which: "output".into(), kernel: info.output_len, buffer: out_len });
+        }
+        Ok(())
+    }
+
+    fn lower_conv(&mut self, id: NodeId, conv: Conv<'_>) -> Result<(), CompileError> {
         let g = self.g;
         let node = g.node(id);
         let operand = g.operands(id).first().copied().ok_or_else(|| unresolved(node.name(), "has no operand"))?;
         let in_shape = known_shape(g, operand)?;
         let out_shape = known_shape(g, id)?;
-        let (n, cin, _) = image_dims(&in_shape);
+        let (n, cin, _) = image_dims(node.name(), &in_shape)?;
+        image_dims(node.name(), &out_shape)?;
         let r = in_shape.len();
         let in_hw = [in_shape[r - 2], in_shape[r - 1]];
         let weight = param(g, id, "weight")?;
         let mut w: Vec<f32> = weight.iter().copied().collect();
-        let (out_channels, has_bias) = match node.op() {
-            Op::ConvTranspose2d { params, .. } => (params.out_channels, params.bias),
-            Op::Conv2d { params, .. } => (params.out_channels, params.bias),
-            _ => return Err(unresolved(node.name(), "is not a convolution")),
-        };
+        let (out_channels, has_bias) = (conv.out_channels(), conv.bias());
         let mut bias: Option<Vec<f64>> =
             if has_bias { Some(param(g, id, "bias")?.iter().map(|&v| f64::from(v)).collect()) } else { None };
 
@@ -185,8 +266,8 @@ impl<'g> Lowering<'g> {
         if let Some(bn) = self.sole_user(id).filter(|&u| matches!(g.node(u).op(), Op::BatchNorm2d { .. })) {
             let (scale, shift) = batch_norm_affine(g, bn)?;
             let per_out = w.len() / out_channels.max(1);
-            match node.op() {
-                Op::ConvTranspose2d { params, in_channels } => {
+            match conv {
+                Conv::Transpose { params, in_channels } => {
                     // weight [C_in, C_out/g, kH, kW]: output channel of (ci, j) is group(ci)·(C_out/g) + j.
                     let opg = out_channels / params.groups;
                     let ipg = in_channels / params.groups;
@@ -196,7 +277,7 @@ impl<'g> Lowering<'g> {
                         *v = (f64::from(*v) * scale[(ci / ipg) * opg + j]) as f32;
                     }
                 }
-                _ => {
+                Conv::Forward { .. } => {
                     // weight [C_out, C_in/g, kH, kW]
                     for (i, v) in w.iter_mut().enumerate() {
                         *v = (f64::from(*v) * scale[i / per_out]) as f32;
@@ -212,8 +293,8 @@ impl<'g> Lowering<'g> {
             chain.push(end);
         }
         let epilogue = Epilogue { bias: bias.map(|b| b.into_iter().map(|v| v as f32).collect()), activation: act };
-        let kernel = match node.op() {
-            Op::ConvTranspose2d { params, .. } => {
+        let kernel = match conv {
+            Conv::Transpose { params, .. } => {
                 let geom = ConvTranspose2dGeometry {
                     batch: n,
                     in_channels: cin,
@@ -230,7 +311,7 @@ impl<'g> Lowering<'g> {
                 };
                 self.kb.add_conv_transpose2d(&geom, &w, &epilogue)
             }
-            Op::Conv2d { params, .. } => Conv2dGeometry::new(
+            Conv::Forward { params } => Conv2dGeometry::new(
                 n,
                 cin,
                 in_hw,
@@ -242,7 +323,6 @@ impl<'g> Lowering<'g> {
                 params.dilation.to_array(),
             )
             .and_then(|geom| self.kb.add_conv2d(&geom, &w, &epilogue)),
-            _ => return Err(unresolved(node.name(), "is not a convolution")),
         };
         let input = self.value(operand)?;
         self.emit(&chain, kernel, vec![input])
@@ -257,10 +337,13 @@ impl<'g> Lowering<'g> {
         let operands = g.operands(id);
         match node.op() {
             Op::Input | Op::Output => Ok(()),
-            Op::ConvTranspose2d { .. } | Op::Conv2d { .. } => self.lower_conv(id),
+            Op::ConvTranspose2d { params, in_channels } => {
+                self.lower_conv(id, Conv::Transpose { params, in_channels: *in_channels })
+            }
+            Op::Conv2d { params, .. } => self.lower_conv(id, Conv::Forward { params }),
             Op::BatchNorm2d { .. } => {
                 let shape = known_shape(g, id)?;
-                let (n, c, hw) = image_dims(&shape);
+                let (n, c, hw) = image_dims(node.name(), &shape)?;
                 let (scale, shift) = batch_norm_affine(g, id)?;
                 let (act, end) = self.fuse_activation(id);
                 let chain = if end == id { vec![id] } else { vec![id, end] };
@@ -286,9 +369,11 @@ impl<'g> Lowering<'g> {
             }
             Op::Concat => {
                 let shape = known_shape(g, id)?;
-                let (n, _, hw) = image_dims(&shape);
-                let channels: Vec<usize> =
-                    operands.iter().map(|&o| known_shape(g, o).map(|s| image_dims(&s).1)).collect::<Result<_, _>>()?;
+                let (n, _, hw) = image_dims(node.name(), &shape)?;
+                let channels: Vec<usize> = operands
+                    .iter()
+                    .map(|&o| known_shape(g, o).and_then(|s| image_dims(g.node(o).name(), &s).map(|d| d.1)))
+                    .collect::<Result<_, _>>()?;
                 let k = self.kb.add_concat(n, &channels, hw);
                 let inputs = operands.iter().map(|&o| self.value(o)).collect::<Result<_, _>>()?;
                 self.emit(&[id], k, inputs)

@@ -104,8 +104,8 @@ mod tests {
 
     fn step(inputs: Vec<ValueRef>, output: usize) -> Step {
         // Planning never looks at the kernel; any id will do.
-        let mut kb = crate::KernelBuilder::new().expect("builder");
-        let kernel: KernelId = kb.add_activation(1, crate::Activation::Relu).expect("kernel");
+        let mut kb = crate::library::KernelBuilder::new().expect("builder");
+        let kernel: KernelId = kb.add_activation(1, crate::epilogue::Activation::Relu).expect("kernel");
         Step { kernel, inputs, output, nodes: String::new() }
     }
 

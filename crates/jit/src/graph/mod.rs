@@ -8,8 +8,8 @@
 mod backend;
 mod compiled;
 mod error;
-pub mod lower;
-pub mod memory;
+pub(crate) mod lower;
+pub(crate) mod memory;
 
 pub use backend::JitBackend;
 pub use compiled::{compile, compile_with, CompileOptions, CompiledGraph, KernelSummary, CANARY};

@@ -1,7 +1,8 @@
 //! Naive references (obvious loops, f64 accumulation) and test helpers.
 #![allow(dead_code)]
 
-use kiln_jit::{Activation, Conv2dGeometry, ConvTranspose2dGeometry, KernelBuilder, KernelTier, NativeIsa, Options};
+use kiln_jit::kernel_api::{Activation, Conv2dGeometry, ConvTranspose2dGeometry, KernelBuilder, Options};
+use kiln_jit::{KernelTier, NativeIsa};
 
 /// Every kernel tier this CPU can run: Cranelift, native AVX2 (if AVX2+FMA),
 /// native AVX-512 (if AVX-512F).

@@ -1,28 +1,33 @@
 //! CLIF for native-tier convolutions: the JIT-generated code around calls to
-//! the `std::arch` micro-kernels of [`crate::native`].
+//! the `std::arch` micro-kernels of [`crate::microkernel`].
 //!
 //! A channel-tile kernel is one entry function: per work item it walks a
-//! constant call list (micro-kernel address, weight offset, pixel table,
-//! argument block per tile; a class's remainder pixels run as one smaller
-//! tile) with indirect calls, so its code, and its compile time, does not grow
-//! with the number of tiles. Where the plan packs the input, the entry owns a
-//! stack buffer that a native packer fills once per group of tiles. A
-//! pixel-tile kernel dispatches to one function per chunk of rows, which runs
-//! counted loops of calls whose arguments are immediates. The argument
-//! blocks, call lists and pixel tables are returned to the library, which
-//! keeps them alive as long as the code.
+//! constant call list ([`CallEntry`]: micro-kernel address, weight offset,
+//! pixel table, argument record per tile; a class's remainder pixels run as
+//! one smaller tile) with indirect calls, so its code, and its compile time,
+//! does not grow with the number of tiles. Where the plan packs the input,
+//! the entry owns a stack buffer that the packer fills once per group of
+//! tiles. A pixel-tile kernel dispatches to one function per chunk of rows,
+//! which runs counted loops of calls whose arguments are immediates. The
+//! argument records, call lists and pixel tables are returned to the library
+//! as [`ConstData`], which keeps them alive as long as the code.
+//!
+//! Every record is built as its `#[repr(C)]` type from
+//! [`crate::microkernel::abi`]; every micro-kernel address comes from the
+//! typed [`table`] (an instantiation missing from it is an error here).
 
 use cranelift_codegen::ir::condcodes::IntCC;
-use cranelift_codegen::ir::{FuncRef, InstBuilder, StackSlotData, StackSlotKind, Value};
+use cranelift_codegen::ir::{FuncRef, InstBuilder, SigRef, StackSlotData, StackSlotKind, Value};
 use cranelift_frontend::FunctionBuilder;
 use cranelift_jit::JITModule;
-use cranelift_module::{FuncId, Linkage, Module};
+use cranelift_module::{FuncId, Module};
 
-use super::{counted_loop, data_flags, ptr_var, FnCompiler, Induction, PTR};
+use super::weight_flags;
+use super::{counted_loop, data_flags, ptr_var, ConstData, FnCompiler, Induction, PTR};
 use crate::epilogue::Activation;
 use crate::error::JitError;
-use super::weight_flags;
-use crate::native::{self, act_code, cv_symbol, pv_rows_symbol, pv_symbol, PACK_ARGS_LEN, PACK_SYMBOL, PV_ARGS_LEN, TILE_ARGS_LEN};
+use crate::microkernel::abi::{CallEntry, Dw2xArgs, PackArgs, PvArgs, S3k9Args, TileArgs};
+use crate::microkernel::{act_code, table};
 use crate::pack::{block_stride, phase_offset};
 use crate::schedule::{ConvSpec, Variant, LANES};
 use crate::tiling::{CvPlan, CvRun, PvPlan};
@@ -33,8 +38,8 @@ pub struct NativeEmitted {
     pub entry: FuncId,
     /// CLIF of every function.
     pub clif: String,
-    /// Pixel tables, tap lists and argument blocks (addresses are baked into the code).
-    pub tables: Vec<Box<[i64]>>,
+    /// Pixel tables, tap lists, argument records (addresses are baked into the code).
+    pub tables: Vec<ConstData>,
 }
 
 /// Addresses and epilogue shared by both strategies.
@@ -51,17 +56,13 @@ pub struct NativeParams<'a> {
     pub activation: Activation,
 }
 
-fn import(module: &mut JITModule, kernel: &str, name: &str) -> Result<FuncId, JitError> {
-    let sig = FnCompiler::signature(module, 6);
-    module.declare_function(name, Linkage::Import, &sig).map_err(|e| JitError::codegen(kernel, format!("{e:?}")))
+/// The `n`-pointer-argument signature, imported into the function being built.
+fn sig(b: &mut FunctionBuilder, m: &JITModule, n: usize) -> SigRef {
+    b.import_signature(FnCompiler::signature(m, n))
 }
 
-fn boxed(v: Vec<i64>) -> Box<[i64]> {
-    if v.is_empty() {
-        vec![0].into_boxed_slice()
-    } else {
-        v.into_boxed_slice()
-    }
+fn missing(kernel: &str, what: String) -> JitError {
+    JitError::codegen(kernel, format!("no micro-kernel instantiated for {what}"))
 }
 
 /// Entry function: walks `start..end`, splits each item into `(outer, sel)`
@@ -119,21 +120,11 @@ fn emit_entry(
     Ok((entry, text))
 }
 
-/// Fields of one entry of a channel-tile kernel's call list (`i64`s):
-/// micro-kernel address, weight byte offset, pixel table address, argument
-/// block address, flags ([`FLAG_X_PACKED`], [`FLAG_PACK`]).
-const ENTRY_LEN: usize = 5;
-/// Entry flag: the tile reads the packed input buffer instead of the input.
-const FLAG_X_PACKED: i64 = 1;
-/// Entry flag: the entry is the input packer, whose destination (first
-/// argument) is the packed buffer.
-const FLAG_PACK: i64 = 2;
-
 /// Emits a channel-tile kernel.
 ///
 /// The kernel is one function: per work item it walks a constant list of
-/// calls (one entry per tile or pack, see `ENTRY_LEN`) with indirect calls,
-/// so its code size does not grow with the number of tiles or classes.
+/// calls (one [`CallEntry`] per tile or pack) with indirect calls, so its
+/// code size does not grow with the number of tiles or classes.
 pub fn emit_cv(fc: &mut FnCompiler, module: &mut JITModule, k: &NativeParams<'_>, plan: &CvPlan) -> Result<NativeEmitted, JitError> {
     let spec = k.spec;
     let pairs = spec.phase_pairs();
@@ -142,8 +133,7 @@ pub fn emit_cv(fc: &mut FnCompiler, module: &mut JITModule, k: &NativeParams<'_>
     let hw_out = (spec.out_h * spec.out_w) as i64;
     let v = plan.pw / LANES;
 
-    let tables = boxed(plan.tables.clone());
-    let tables_addr = tables.as_ptr() as i64;
+    let (tables, tables_addr) = ConstData::new(plan.tables.clone(), 0i64);
     let mut tap_data = Vec::new();
     let mut tap_at = Vec::new();
     for c in &plan.classes {
@@ -153,97 +143,105 @@ pub fn emit_cv(fc: &mut FnCompiler, module: &mut JITModule, k: &NativeParams<'_>
             tap_data.push(ao * 4);
         }
     }
-    let taps = boxed(tap_data);
-    let taps_addr = taps.as_ptr() as i64;
+    let (taps, taps_addr) = ConstData::new(tap_data, 0i64);
     let mut variants: Vec<Variant> = Vec::new();
     if plan.blocking.nb_full > 0 {
         variants.push(plan.blocking.full);
     }
     variants.extend(plan.blocking.tail);
-    // Argument blocks per (layout, variant, class); layout 1 reads the packed
+    // Argument records per (layout, variant, class); layout 1 reads the packed
     // buffer, whose channel stride is the pack stride.
-    let mut args = Vec::new();
+    let mut args: Vec<TileArgs> = Vec::new();
     let layouts: Vec<i64> = std::iter::once(hw_in * 4).chain(plan.pack.map(|pk| (pk.stride * 4) as i64)).collect();
     for &x_ci in &layouts {
         for var in &variants {
             for (ci, c) in plan.classes.iter().enumerate() {
                 let record = (spec.taps(pairs[c.pair_index]) * plan.pw) as i64;
-                args.extend([
-                    taps_addr + tap_at[ci] as i64 * 8,
-                    c.taps.len() as i64,
-                    spec.cig as i64,
+                args.push(TileArgs {
+                    taps: (taps_addr + tap_at[ci] as i64 * 8) as *const i64,
+                    nt: c.taps.len() as i64,
+                    cig: spec.cig as i64,
                     x_ci,
-                    record * 4,
-                    hw_out * 4,
-                    var.channels as i64,
-                    plan.pw as i64,
-                    code,
-                    alpha.to_bits() as i64,
-                ]);
+                    a_ci: record * 4,
+                    oc: hw_out * 4,
+                    nc: var.channels as i64,
+                    pw: plan.pw as i64,
+                    act: code,
+                    alpha: alpha.to_bits() as i64,
+                });
             }
         }
     }
+    let (args, args_addr) = ConstData::new(args, TileArgs {
+        taps: std::ptr::null(),
+        nt: 0,
+        cig: 0,
+        x_ci: 0,
+        a_ci: 0,
+        oc: 0,
+        nc: 0,
+        pw: 0,
+        act: 0,
+        alpha: 0,
+    });
+    let tile_args = |i: usize| args_addr + (i * std::mem::size_of::<TileArgs>()) as i64;
     let ncls = plan.classes.len();
     let nvar = variants.len();
-    let nch = plan.chunks.len();
 
-    // Micro-kernel addresses by symbol.
-    let addrs: std::collections::HashMap<String, i64> =
-        native::symbols(plan.isa).into_iter().map(|(n, a)| (n, a as i64)).collect();
-    let addr = |name: &str| addrs.get(name).copied().ok_or_else(|| JitError::codegen(k.name, format!("no micro-kernel {name}")));
-    // Pack argument blocks go after the tile argument blocks.
-    let mut pack_args: Vec<[i64; PACK_ARGS_LEN]> = Vec::new();
-    let mut entries: Vec<i64> = Vec::new();
+    // Pack records are collected first and addressed once their box exists.
+    let mut pack_args: Vec<PackArgs> = Vec::new();
+    let mut entries: Vec<CallEntry> = Vec::new();
+    let mut pack_entries: Vec<(usize, usize)> = Vec::new();
     let mut ranges: Vec<i64> = vec![0];
-    let mut pending_pack: Vec<(usize, usize)> = Vec::new();
     let channel_major = (hw_out * 4) % 4096 == 0;
+    let pack_fn = table::pack() as usize as i64;
     for vi in 0..nvar {
         for chunk in &plan.chunks {
             for r in chunk {
                 match r {
                     CvRun::Pack { lo, span } => {
                         let pk = plan.pack.ok_or_else(|| JitError::codegen(k.name, "pack without buffer"))?;
-                        pending_pack.push((entries.len() + 3, pack_args.len()));
-                        pack_args.push([lo * 4, *span as i64, spec.cig as i64, hw_in * 4, (pk.stride * 4) as i64]);
-                        entries.extend([addr(PACK_SYMBOL)?, 0, 0, 0, FLAG_PACK]);
+                        pack_entries.push((entries.len(), pack_args.len()));
+                        pack_args.push(PackArgs {
+                            off: lo * 4,
+                            span: *span as i64,
+                            channels: spec.cig as i64,
+                            src_stride: hw_in * 4,
+                            dst_stride: (pk.stride * 4) as i64,
+                        });
+                        entries.push(CallEntry { func: pack_fn, weight_off: 0, table: 0, args: 0, flags: CallEntry::PACK });
                     }
-                    CvRun::Tiles { class, contig, p, count, table, packed } => {
-                        let f = addr(&cv_symbol(plan.isa, plan.pw, *p, *contig, channel_major))?;
+                    CvRun::Tiles { class, contig, p, count, table: tbl0, packed } => {
+                        let f = table::cv(plan.isa, plan.pw, *p, *contig, channel_major)
+                            .ok_or_else(|| missing(k.name, format!("a {:?} channel tile of {} channels × {p} pixels", plan.isa, plan.pw)))?;
                         let c = &plan.classes[*class];
-                        let a_off = (phase_offset(spec, c.pair_index, v) * 4) as i64;
+                        let weight_off = (phase_offset(spec, c.pair_index, v) * 4) as i64;
                         let layout = usize::from(*packed);
-                        let argi = ((layout * nvar + vi) * ncls + class) * TILE_ARGS_LEN;
+                        let argi = (layout * nvar + vi) * ncls + class;
                         for t in 0..*count {
-                            let tbl = tables_addr + ((table + t * 2 * p) * 8) as i64;
-                            // Argument address patched below, once `args` is final.
-                            entries.extend([f, a_off, tbl, argi as i64, if *packed { FLAG_X_PACKED } else { 0 }]);
+                            entries.push(CallEntry {
+                                func: f as usize as i64,
+                                weight_off,
+                                table: tables_addr + ((tbl0 + t * 2 * p) * 8) as i64,
+                                args: tile_args(argi),
+                                flags: if *packed { CallEntry::X_PACKED } else { 0 },
+                            });
                         }
                     }
                 }
             }
-            ranges.push((entries.len() / ENTRY_LEN) as i64);
+            ranges.push(entries.len() as i64);
         }
     }
-    let tile_args_len = args.len();
-    for pa in &pack_args {
-        args.extend(pa);
+    let (pack_data, pack_addr) =
+        ConstData::new(pack_args, PackArgs { off: 0, span: 0, channels: 0, src_stride: 0, dst_stride: 0 });
+    for &(e, pi) in &pack_entries {
+        entries[e].args = pack_addr + (pi * std::mem::size_of::<PackArgs>()) as i64;
     }
-    let args = boxed(args);
-    let args_addr = args.as_ptr() as i64;
-    let mut is_pack = vec![false; entries.len()];
-    for &(at, pi) in &pending_pack {
-        entries[at] = args_addr + ((tile_args_len + pi * PACK_ARGS_LEN) * 8) as i64;
-        is_pack[at] = true;
-    }
-    for (i, e) in entries.iter_mut().enumerate() {
-        if i % ENTRY_LEN == 3 && !is_pack[i] {
-            *e = args_addr + *e * 8;
-        }
-    }
-    let entries = boxed(entries);
-    let entries_addr = entries.as_ptr() as i64;
-    let ranges = boxed(ranges);
-    let ranges_addr = ranges.as_ptr() as i64;
+    let nch = plan.chunks.len();
+    let (entries, entries_addr) =
+        ConstData::new(entries, CallEntry { func: 0, weight_off: 0, table: 0, args: 0, flags: 0 });
+    let (ranges, ranges_addr) = ConstData::new(ranges, 0i64);
 
     let np = plan.panels();
     let two = nvar == 2;
@@ -255,7 +253,8 @@ pub fn emit_cv(fc: &mut FnCompiler, module: &mut JITModule, k: &NativeParams<'_>
     let clif = fc.define(module, k.name, entry, 4, &mut |b, m, params| {
         let (inputs, out, start, end) = (params[0], params[1], params[2], params[3]);
         let x0 = b.ins().load(PTR, data_flags(), inputs, 0);
-        let sig = b.import_signature(FnCompiler::signature(m, 6));
+        let tile_sig = sig(b, m, 6);
+        let pack_sig = sig(b, m, 3);
         // The packed input buffer lives in this frame (stack probes are on),
         // so concurrent runs never share it.
         let packed = match pack {
@@ -263,8 +262,7 @@ pub fn emit_cv(fc: &mut FnCompiler, module: &mut JITModule, k: &NativeParams<'_>
                 let bytes =
                     u32::try_from(pk.bytes(spec.cig)).map_err(|_| JitError::codegen(k.name, "packed input buffer too large"))?;
                 let slot = b.create_sized_stack_slot(StackSlotData::new(StackSlotKind::ExplicitSlot, bytes, 6));
-                let base = b.ins().stack_addr(PTR, slot, 0);
-                Some(b.ins().iadd_imm_s(base, (pk.pre * 4) as i64))
+                Some(b.ins().stack_addr(PTR, slot, 0))
             }
             None => None,
         };
@@ -310,21 +308,37 @@ pub fn emit_cv(fc: &mut FnCompiler, module: &mut JITModule, k: &NativeParams<'_>
 
         b.switch_to_block(body);
         let e = b.use_var(e_var);
-        let eo = b.ins().imul_imm_s(e, (ENTRY_LEN * 8) as i64);
+        let eo = b.ins().imul_imm_s(e, std::mem::size_of::<CallEntry>() as i64);
         let ep = b.ins().iadd_imm_s(eo, entries_addr);
-        let [fp, a_off, tbl, ap, flags] = [0, 1, 2, 3, 4].map(|f| b.ins().load(PTR, weight_flags(), ep, f * 8));
+        let field = |b: &mut FunctionBuilder, off: i32| b.ins().load(PTR, weight_flags(), ep, off);
+        let fp = field(b, CallEntry::FUNC_OFFSET);
+        let a_off = field(b, CallEntry::WEIGHT_OFFSET);
+        let tbl = field(b, CallEntry::TABLE_OFFSET);
+        let ap = field(b, CallEntry::ARGS_OFFSET);
         let a0 = b.ins().iadd(a, a_off);
-        let (p0, p1) = match packed {
+        let next_block = b.create_block();
+        match packed {
             Some(buf) => {
-                let xp = b.ins().band_imm_s(flags, FLAG_X_PACKED);
+                let flags = field(b, CallEntry::FLAGS_OFFSET);
+                let tile_block = b.create_block();
+                let pack_block = b.create_block();
+                let is_pack = b.ins().band_imm_s(flags, CallEntry::PACK);
+                b.ins().brif(is_pack, pack_block, &[], tile_block, &[]);
+                b.switch_to_block(pack_block);
+                b.ins().call_indirect(pack_sig, fp, &[buf, x, ap]);
+                b.ins().jump(next_block, &[]);
+                b.switch_to_block(tile_block);
+                let xp = b.ins().band_imm_s(flags, CallEntry::X_PACKED);
                 let p1 = b.ins().select(xp, buf, x);
-                let pp = b.ins().band_imm_s(flags, FLAG_PACK);
-                let p0 = b.ins().select(pp, buf, a0);
-                (p0, p1)
+                b.ins().call_indirect(tile_sig, fp, &[a0, p1, tbl, o, bias, ap]);
+                b.ins().jump(next_block, &[]);
             }
-            None => (a0, x),
-        };
-        b.ins().call_indirect(sig, fp, &[p0, p1, tbl, o, bias, ap]);
+            None => {
+                b.ins().call_indirect(tile_sig, fp, &[a0, x, tbl, o, bias, ap]);
+                b.ins().jump(next_block, &[]);
+            }
+        }
+        b.switch_to_block(next_block);
         let next = b.ins().iadd_imm_s(e, 1);
         b.def_var(e_var, next);
         let more = b.ins().icmp(IntCC::UnsignedLessThan, next, last);
@@ -338,7 +352,7 @@ pub fn emit_cv(fc: &mut FnCompiler, module: &mut JITModule, k: &NativeParams<'_>
         b.switch_to_block(exit);
         Ok(())
     })?;
-    Ok(NativeEmitted { entry, clif, tables: vec![tables, taps, args, entries, ranges] })
+    Ok(NativeEmitted { entry, clif, tables: vec![tables, taps, args, pack_data, entries, ranges] })
 }
 
 /// Emits a pixel-tile kernel.
@@ -358,34 +372,41 @@ pub fn emit_pv(fc: &mut FnCompiler, module: &mut JITModule, k: &NativeParams<'_>
             tap_data.extend([xo, wo, ao * 4]);
         }
     }
-    let taps = boxed(tap_data);
-    let taps_addr = taps.as_ptr() as i64;
-    let mut args = Vec::new();
+    let (taps, taps_addr) = ConstData::new(tap_data, 0i64);
+    let mut args: Vec<PvArgs> = Vec::new();
     for (si, s) in plan.segments.iter().enumerate() {
         let (_, pwi) = pairs[s.pair_index];
-        args.extend([
-            taps_addr + tap_at[si] as i64 * 8,
-            s.taps.len() as i64,
-            spec.cig as i64,
-            hw_in * 4,
-            (spec.taps(pairs[s.pair_index]) * LANES * 4) as i64,
-            hw_out * 4,
-            (spec.w.out_step * 4) as i64,
-            spec.w.phases[pwi].count as i64,
+        args.push(PvArgs {
+            taps: (taps_addr + tap_at[si] as i64 * 8) as *const i64,
+            nt: s.taps.len() as i64,
+            cig: spec.cig as i64,
+            x_ci: hw_in * 4,
+            a_ci: (spec.taps(pairs[s.pair_index]) * LANES * 4) as i64,
+            oc: hw_out * 4,
+            osw: (spec.w.out_step * 4) as i64,
+            nq: spec.w.phases[pwi].count as i64,
             in_w,
-            spec.cog as i64,
-            code,
-            alpha.to_bits() as i64,
-            s.ntw as i64,
-            spec.h.in_step as i64 * in_w * 4,
-            spec.h.out_step as i64 * out_w * 4,
-        ]);
+            nc: spec.cog as i64,
+            act: code,
+            alpha: alpha.to_bits() as i64,
+            ntw: s.ntw as i64,
+            row_in: spec.h.in_step as i64 * in_w * 4,
+            row_out: spec.h.out_step as i64 * out_w * 4,
+        });
     }
-    let args = boxed(args);
-    let args_addr = args.as_ptr() as i64;
-    let sym = import(module, k.name, &pv_symbol(plan.isa, plan.nv, plan.c))?;
-    let sym_rows =
-        if plan.rows > 1 { Some(import(module, k.name, &pv_rows_symbol(plan.isa, plan.nv, plan.c, plan.rows))?) } else { None };
+    let filler = PvArgs { taps: std::ptr::null(), ..args.first().copied().unwrap_or(PvArgs {
+        taps: std::ptr::null(), nt: 0, cig: 0, x_ci: 0, a_ci: 0, oc: 0, osw: 0, nq: 0, in_w: 0, nc: 0, act: 0, alpha: 0, ntw: 0, row_in: 0, row_out: 0,
+    }) };
+    let (args, args_addr) = ConstData::new(args, filler);
+    let single = table::pv(plan.isa, plan.nv, plan.c, 1)
+        .ok_or_else(|| missing(k.name, format!("a {:?} pixel tile of {} vectors × {} channels", plan.isa, plan.nv, plan.c)))?;
+    let multi = if plan.rows > 1 {
+        Some(table::pv(plan.isa, plan.nv, plan.c, plan.rows).ok_or_else(|| {
+            missing(k.name, format!("a {:?} {}-row pixel tile of {} vectors × {} channels", plan.isa, plan.rows, plan.nv, plan.c))
+        })?)
+    } else {
+        None
+    };
     let tile = plan.tile_pixels();
 
     let mut clif = String::new();
@@ -395,7 +416,7 @@ pub fn emit_pv(fc: &mut FnCompiler, module: &mut JITModule, k: &NativeParams<'_>
         let id = FnCompiler::declare(module, k.name, &fname, 4)?;
         let text = fc.define(module, k.name, id, 4, &mut |b, m, params| {
             let (x, out, a, bias) = (params[0], params[1], params[2], params[3]);
-            let f = m.declare_func_in_func(sym, b.func);
+            let tile_sig = sig(b, m, 6);
             for (si, rows) in chunk {
                 let s = &plan.segments[*si];
                 let (ph, pwi) = pairs[s.pair_index];
@@ -406,13 +427,13 @@ pub fn emit_pv(fc: &mut FnCompiler, module: &mut JITModule, k: &NativeParams<'_>
                 let o0 = b.ins().iadd_imm_s(out, ((rows.start * spec.h.out_step + hp.first) as i64 * out_w + wp.first as i64) * 4);
                 let a_pair = b.ins().iadd_imm_s(a, (phase_offset(spec, s.pair_index, 1) * 4) as i64);
                 let (vx, vo) = (ptr_var(b, x0), ptr_var(b, o0));
-                let argp = args_addr + (si * PV_ARGS_LEN * 8) as i64;
+                let argp = args_addr + (si * std::mem::size_of::<PvArgs>()) as i64;
                 // Multi-row tiles first, then the remaining rows one by one.
-                let fr = sym_rows.filter(|_| s.pairable).map(|sr| m.declare_func_in_func(sr, b.func));
+                let fr = multi.filter(|_| s.pairable);
                 let r = plan.rows as i64;
-                let (multi, singles) =
+                let (n_multi, n_single) =
                     if fr.is_some() { (rows.len() / plan.rows, rows.len() % plan.rows) } else { (0, rows.len()) };
-                for (count, rows_per, func) in [(multi, r, fr), (singles, 1, Some(f))] {
+                for (count, rows_per, func) in [(n_multi, r, fr), (n_single, 1, Some(single))] {
                     let Some(func) = func else { continue };
                     let ind = [
                         Induction { var: vx, step: row_in * rows_per },
@@ -423,7 +444,8 @@ pub fn emit_pv(fc: &mut FnCompiler, module: &mut JITModule, k: &NativeParams<'_>
                         for q0 in (0..wp.count).step_by(tile) {
                             let q = b.ins().iconst(PTR, q0 as i64);
                             let ap = b.ins().iconst(PTR, argp);
-                            b.ins().call(func, &[a_pair, xr, q, or, bias, ap]);
+                            let fp = b.ins().iconst(PTR, func as usize as i64);
+                            b.ins().call_indirect(tile_sig, fp, &[a_pair, xr, q, or, bias, ap]);
                         }
                         Ok(())
                     })?;
@@ -467,7 +489,7 @@ pub fn emit_pv(fc: &mut FnCompiler, module: &mut JITModule, k: &NativeParams<'_>
     Ok(NativeEmitted { entry, clif, tables: vec![taps, args] })
 }
 
-/// Whether the depthwise 2x upsampler ([`crate::native::DW2X_SYMBOL`])
+/// Whether the depthwise 2x upsampler (`microkernel::special::dw2x512`)
 /// computes `spec`: one channel per group, stride 2 with exactly two taps
 /// per phase on both axes at input offsets `(-1, 0)` (even outputs) and
 /// `(0, +1)` (odd outputs), output exactly twice the input, input rows a
@@ -520,25 +542,19 @@ pub fn emit_dw2x(
         }
         r[16] = bias.map_or(0.0, |b| b[g]);
     }
-    // Two floats per i64 (native byte order, so the kernel reads them back as f32s).
-    let weights = boxed(
-        rec.chunks(2)
-            .map(|c| i64::from_ne_bytes([c[0].to_ne_bytes(), c[1].to_ne_bytes()].concat().try_into().unwrap_or([0; 8])))
-            .collect(),
-    );
-    let w_addr = weights.as_ptr() as i64;
+    let (weights, w_addr) = ConstData::new(rec, 0f32);
     let (code, alpha) = act_code(activation);
-    let args = boxed(vec![spec.in_h as i64, spec.in_w as i64, code, alpha.to_bits() as i64]);
-    let args_addr = args.as_ptr() as i64;
-    let sym = import(module, name, native::DW2X_SYMBOL)?;
+    let (args, args_addr) =
+        ConstData::new(vec![Dw2xArgs { in_h: spec.in_h as i64, in_w: spec.in_w as i64, act: code, alpha: alpha.to_bits() as i64 }], Dw2xArgs { in_h: 0, in_w: 0, act: 0, alpha: 0 });
+    let dw = table::dw2x().ok_or_else(|| missing(name, "the depthwise 2x upsampler".into()))?;
     let fname = format!("{name}_dw");
     let id = FnCompiler::declare(module, name, &fname, 4)?;
     let mut clif = fc.define(module, name, id, 4, &mut |b, m, params| {
-        let (x, out, a, bias) = (params[0], params[1], params[2], params[3]);
-        let f = m.declare_func_in_func(sym, b.func);
-        let zero = b.ins().iconst(PTR, 0);
+        let (x, out, a) = (params[0], params[1], params[2]);
+        let dw_sig = sig(b, m, 4);
         let ap = b.ins().iconst(PTR, args_addr);
-        b.ins().call(f, &[a, x, zero, out, bias, ap]);
+        let fp = b.ins().iconst(PTR, dw as usize as i64);
+        b.ins().call_indirect(dw_sig, fp, &[a, x, out, ap]);
         Ok(())
     })?;
     clif.push('\n');
@@ -561,7 +577,7 @@ pub fn emit_dw2x(
 }
 
 /// Whether the single-output-channel stride-3 kernel
-/// ([`crate::native::S3K9_SYMBOL`]) computes `spec`: one output channel per
+/// (`microkernel::special::s3k9_512`) computes `spec`: one output channel per
 /// group, stride 3 on both axes with three phases of three taps each at
 /// input offsets `-1..=1`, `-1..=1`, `0..=2` (e.g. k9 s3 p4 op2, FSRCNN's
 /// last layer), output exactly three times the input, input rows a multiple
@@ -620,36 +636,37 @@ pub fn emit_s3k9(
             }
         }
     }
-    let weights = boxed(
-        rec.chunks(2)
-            .map(|c| i64::from_ne_bytes([c[0].to_ne_bytes(), c[1].to_ne_bytes()].concat().try_into().unwrap_or([0; 8])))
-            .collect(),
-    );
-    let w_addr = weights.as_ptr() as i64;
+    let (weights, w_addr) = ConstData::new(rec, 0f32);
     let (code, alpha) = act_code(activation);
     let rb = s3k9_rows_per_item(spec);
     let blocks = spec.in_h.div_ceil(rb);
-    // One args record per group (the bias differs).
-    let mut av = Vec::with_capacity(spec.groups * 8);
-    for g in 0..spec.groups {
-        let b = bias.map_or(0.0, |b| b[g]);
-        av.extend([spec.in_h as i64, spec.in_w as i64, cig as i64, code, alpha.to_bits() as i64, rb as i64, b.to_bits() as i64, 0]);
-    }
-    let args = boxed(av);
-    let args_addr = args.as_ptr() as i64;
-    let sym = import(module, name, native::S3K9_SYMBOL)?;
+    // One record per group (the bias differs).
+    let records: Vec<S3k9Args> = (0..spec.groups)
+        .map(|g| S3k9Args {
+            in_h: spec.in_h as i64,
+            in_w: spec.in_w as i64,
+            cig: cig as i64,
+            act: code,
+            alpha: alpha.to_bits() as i64,
+            rows_per_item: rb as i64,
+            bias: bias.map_or(0.0, |b| b[g]).to_bits() as i64,
+        })
+        .collect();
+    let filler = S3k9Args { in_h: 0, in_w: 0, cig: 0, act: 0, alpha: 0, rows_per_item: 0, bias: 0 };
+    let (args, args_addr) = ConstData::new(records, filler);
+    let s3 = table::s3k9().ok_or_else(|| missing(name, "the stride-3 kernel".into()))?;
     let fname = format!("{name}_s3");
     let id = FnCompiler::declare(module, name, &fname, 4)?;
     let mut clif = fc.define(module, name, id, 4, &mut |b, m, params| {
         let (x, out, a, ab) = (params[0], params[1], params[2], params[3]);
-        let f = m.declare_func_in_func(sym, b.func);
+        let s3_sig = sig(b, m, 5);
         // ab = block · 2^32 + group: split.
         let blk = b.ins().ushr_imm_u(ab, 32);
         let g = b.ins().band_imm_u(ab, 0xFFFF_FFFF);
-        let t = b.ins().imul_imm_s(g, 64);
+        let t = b.ins().imul_imm_s(g, std::mem::size_of::<S3k9Args>() as i64);
         let ap = b.ins().iadd_imm_s(t, args_addr);
-        let zero = b.ins().iconst(PTR, 0);
-        b.ins().call(f, &[a, x, blk, out, zero, ap]);
+        let fp = b.ins().iconst(PTR, s3 as usize as i64);
+        b.ins().call_indirect(s3_sig, fp, &[a, x, blk, out, ap]);
         Ok(())
     })?;
     clif.push('\n');
