@@ -117,6 +117,16 @@ pub enum Error {
         /// The limit.
         limit: u128,
     },
+    /// A file larger than the memory limit, refused before it is read.
+    #[error("{path}: the file is {} MiB, over the memory limit of {} MiB (raise it with --max-memory-mib)", bytes / (1 << 20), limit / (1 << 20))]
+    FileTooLarge {
+        /// The file.
+        path: String,
+        /// Its size.
+        bytes: u128,
+        /// The limit.
+        limit: u128,
+    },
     /// Reading a file.
     #[error("{path}: {source}")]
     Io {
@@ -134,7 +144,8 @@ impl Error {
             Error::Ir(e) => e.kind(),
             Error::Pass(e) => e.kind(),
             Error::Runtime(e) => e.kind(),
-            Error::Io { .. } | Error::TooLarge { .. } | Error::Usage(_) | Error::Backend(_) | Error::Compile(_) => {
+            Error::Compile(e) => e.kind(),
+            Error::Io { .. } | Error::TooLarge { .. } | Error::FileTooLarge { .. } | Error::Usage(_) | Error::Backend(_) => {
                 ErrorKind::InvalidInput
             }
         }

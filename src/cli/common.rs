@@ -1,7 +1,7 @@
 //! Pieces shared by the subcommands: loading a model, resolving it within a
 //! memory limit, and `kiln check`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::Args;
 use kiln::passes::{footprint, Pass, ShapeInference};
@@ -20,9 +20,34 @@ pub struct ModelArgs {
     pub batch: Option<usize>,
 }
 
+/// `--max-memory-mib` in bytes.
+pub fn memory_limit(args: &ModelArgs) -> u128 {
+    u128::from(args.max_memory_mib) * 1024 * 1024
+}
+
+/// Refuses a file larger than `limit` bytes before it is read whole (model,
+/// weights and input files are read into memory).
+pub fn check_file_size(path: &Path, limit: u128) -> Result<(), kiln::Error> {
+    let meta = std::fs::metadata(path).map_err(|source| kiln::Error::Io { path: path.display().to_string(), source })?;
+    let bytes = u128::from(meta.len());
+    if bytes > limit {
+        return Err(kiln::Error::FileTooLarge { path: path.display().to_string(), bytes, limit });
+    }
+    Ok(())
+}
+
+/// What the JIT's compile-time data (packed weights, tile tables) may take:
+/// the memory limit less what the model's tensors need.
+pub fn jit_budget(args: &ModelArgs, g: &Graph) -> Result<Option<u64>, kiln::Error> {
+    let used = footprint(g)?.total_bytes();
+    let left = memory_limit(args).saturating_sub(used);
+    Ok(Some(u64::try_from(left).unwrap_or(u64::MAX)))
+}
+
 /// The model with every shape inferred, refused if it would not fit in
 /// `max_memory_mib` (checked before any parameter is allocated).
 pub fn load_inferred(args: &ModelArgs) -> Result<Graph, kiln::Error> {
+    check_file_size(&args.model, memory_limit(args))?;
     let mut g = kiln::load_model(&args.model)?;
     if let Some(batch) = args.batch {
         set_batch(&mut g, batch)?;
@@ -66,8 +91,12 @@ pub struct WeightArgs {
 }
 
 impl WeightArgs {
-    /// The parameter source: the state dict, or seeded initialization.
-    pub fn source(&self, seed: u64) -> Result<ParamSource, kiln::Error> {
+    /// The parameter source: the state dict (refused before reading if the
+    /// file exceeds `limit` bytes), or seeded initialization.
+    pub fn source(&self, seed: u64, limit: u128) -> Result<ParamSource, kiln::Error> {
+        if let Some(path) = &self.weights {
+            check_file_size(path, limit)?;
+        }
         match (&self.weights, &self.weights_prefix) {
             (Some(path), Some(prefix)) => kiln::load_weights_with_prefix(path, prefix),
             (Some(path), None) => kiln::load_weights(path),
@@ -100,7 +129,7 @@ pub fn check(args: &CheckArgs) -> Result<(), kiln::Error> {
     let nodes = g.node_count() - g.inputs().len() - g.outputs().len();
     let weights = match &args.weights.weights {
         Some(path) => {
-            let source = args.weights.source(0)?;
+            let source = args.weights.source(0, memory_limit(&args.model))?;
             let tensors = match &source {
                 ParamSource::StateDict(map) => map.len(),
                 ParamSource::Init { .. } => 0,

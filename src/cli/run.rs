@@ -52,8 +52,9 @@ pub fn backend(
     choice: BackendChoice,
     threads: Option<usize>,
     kernels: super::Kernels,
+    memory_budget: Option<u64>,
 ) -> Result<Box<dyn Backend>, kiln::Error> {
-    let options = super::jit_options(threads, kernels)?;
+    let options = kiln::jit::CompileOptions { max_memory_bytes: memory_budget, ..super::jit_options(threads, kernels)? };
     match choice {
         BackendChoice::Interp => Ok(Box::new(InterpreterBackend)),
         BackendChoice::Jit => Ok(super::jit_backend(options)),
@@ -96,7 +97,7 @@ fn check_batch(graph: &Graph, given: &[String], inputs: &[Tensor]) -> Result<(),
 }
 
 /// The graph's inputs: from `NAME=FILE.npy` arguments, else random from `seed`.
-pub fn inputs(graph: &Graph, given: &[String], seed: u64) -> Result<Vec<Tensor>, kiln::Error> {
+pub fn inputs(graph: &Graph, given: &[String], seed: u64, limit: u128) -> Result<Vec<Tensor>, kiln::Error> {
     let mut files = std::collections::BTreeMap::new();
     for arg in given {
         let (name, path) =
@@ -116,7 +117,10 @@ pub fn inputs(graph: &Graph, given: &[String], seed: u64) -> Result<Vec<Tensor>,
         .map(|&i| {
             let node = graph.node(i);
             match files.get(node.name()) {
-                Some(path) => Ok(npy::read(path)?),
+                Some(path) => {
+                    super::common::check_file_size(path, limit)?;
+                    Ok(npy::read(path)?)
+                }
                 None => {
                     let shape = node.shape().as_known().unwrap_or_default();
                     Ok(Rng::for_stream(seed, node.name()).tensor(&shape))
@@ -130,12 +134,14 @@ pub fn run(args: &RunArgs) -> Result<(), kiln::Error> {
     let inferred = load_inferred(&args.model)?;
     let flop_count = flops(&inferred)?;
     let t0 = Instant::now();
-    let graph = kiln::resolve(inferred, args.weights.source(args.seed)?)?;
+    let limit = super::common::memory_limit(&args.model);
+    let budget = super::common::jit_budget(&args.model, &inferred)?;
+    let graph = kiln::resolve(inferred, args.weights.source(args.seed, limit)?)?;
     let resolve_ms = t0.elapsed().as_secs_f64() * 1e3;
-    let inputs = inputs(&graph, &args.inputs, args.seed)?;
+    let inputs = inputs(&graph, &args.inputs, args.seed, limit)?;
     check_batch(&graph, &args.inputs, &inputs)?;
     kiln::runtime::check_inputs(&graph, &inputs)?;
-    let backend = backend(args.backend, args.threads, args.kernels)?;
+    let backend = backend(args.backend, args.threads, args.kernels, budget)?;
     let t1 = Instant::now();
     let exe = backend.prepare(&graph).map_err(kiln::Error::Backend)?;
     let compile_ms = t1.elapsed().as_secs_f64() * 1e3;

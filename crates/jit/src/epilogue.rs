@@ -125,6 +125,7 @@ mod tests {
         assert!((Activation::Sigmoid.apply(-100.0)).abs() < 1e-30);
         assert_eq!(Activation::Sigmoid.apply(100.0), 1.0);
         let mut v = [0.5f32, -1.0];
+        // SAFETY: `v` holds the two floats the helper is told to transform.
         unsafe { helper_tanh(v.as_mut_ptr(), 2) };
         assert_eq!(v, [0.5f32.tanh(), (-1.0f32).tanh()]);
     }

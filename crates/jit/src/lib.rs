@@ -49,6 +49,7 @@ mod pack;
 mod phase;
 mod pool;
 mod schedule;
+mod strategy;
 mod tiling;
 mod verify;
 

@@ -25,14 +25,11 @@ use crate::geometry::{checked_len, Conv2dGeometry, ConvTranspose2dGeometry};
 use crate::microkernel::NativeIsa;
 use crate::pack::{block_stride, pack_bias, pack_weights, AlignedBuf};
 use crate::schedule::{block_cost, phase_regions, Blocking, ConvSpec};
-use crate::tiling::{plan_cv, plan_pv};
+use crate::strategy::{self, Native};
 
 /// Largest estimated CLIF instruction count of one kernel; beyond it compile
 /// time and code size stop being reasonable, so the kernel is refused.
 pub const MAX_KERNEL_INSTRUCTIONS: u64 = 1_500_000;
-
-/// CLIF instructions of one emitted pixel-tile call (argument set-up and the call).
-const PV_CALL_INSTRUCTIONS: u64 = 8;
 
 /// Handle to a kernel of a [`KernelLibrary`] (also valid on the builder that made it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -82,10 +79,7 @@ pub struct Options {
     pub memory_budget: Option<u64>,
 }
 
-/// Most bytes of pixel tables a channel-tile plan may build (16 bytes per
-/// output pixel of a group): beyond it the layer uses the Cranelift kernel,
-/// whose code and data do not grow with the number of pixels.
-const MAX_CV_TABLE_BYTES: usize = 64 << 20;
+
 
 /// How a compiled kernel computes its output (see [`KernelLibrary::strategy`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -115,6 +109,28 @@ pub struct KernelInfo {
     pub in_place: bool,
     /// Arithmetic work of the whole kernel (multiply-adds count 2).
     pub flops: u64,
+}
+
+/// The buffer lengths and work of a single-input kernel (every convolution),
+/// from which its [`KernelInfo`] is made in one place.
+#[derive(Clone, Copy)]
+struct KernelIo {
+    in_len: usize,
+    out_len: usize,
+    flops: u64,
+}
+
+impl KernelIo {
+    fn info(self, name: &str, work_items: usize, in_place: bool) -> KernelInfo {
+        KernelInfo {
+            name: name.to_string(),
+            work_items,
+            input_lens: vec![self.in_len],
+            output_len: self.out_len,
+            in_place,
+            flops: self.flops,
+        }
+    }
 }
 
 struct Pending {
@@ -369,14 +385,7 @@ impl KernelBuilder {
         let emitted = conv::emit(&mut self.fc, module, &helpers, &kernel)?;
         self.buffers.push(packed);
         self.buffers.push(bias);
-        let info = KernelInfo {
-            name,
-            work_items: spec.batch * spec.groups * blocking.blocks(),
-            input_lens: vec![in_len],
-            output_len: out_len,
-            in_place: false,
-            flops,
-        };
+        let info = KernelIo { in_len, out_len, flops }.info(&name, spec.batch * spec.groups * blocking.blocks(), false);
         Ok(self.push(info, emitted.entry, emitted.clif))
     }
 
@@ -394,101 +403,59 @@ impl KernelBuilder {
         out_len: usize,
         flops: u64,
     ) -> Result<Option<KernelId>, JitError> {
-        // Depthwise 2x upsamplers (k4 s2 p1): a dedicated AVX-512 kernel with
-        // contiguous output rows. Measured on Zen 4, dw_up 1 / 2 threads:
-        // 0.62 / 0.38 ms (Cranelift) → 0.11–0.19 / 0.12–0.19 ms.
-        if isa == NativeIsa::Avx512 && native_cg::dw2x_applies(spec, epilogue.activation) {
-            let module = self.module.as_mut().ok_or_else(|| JitError::codegen(name, "module already finalized"))?;
-            let emitted = native_cg::emit_dw2x(&mut self.fc, module, name, spec, weight, epilogue.bias.as_deref(), epilogue.activation)?;
-            self.charge(name, tables_bytes(&emitted.tables))?;
-            self.tables.extend(emitted.tables);
-            let info = KernelInfo {
-                name: name.to_string(),
-                work_items: spec.batch * spec.groups,
-                input_lens: vec![in_len],
-                output_len: out_len,
-                in_place: false,
-                flops,
-            };
-            let strategy = KernelStrategy::NativePixelTiles(isa);
-            self.kernels.push(Pending { info, entry: emitted.entry, clif: emitted.clif, strategy });
-            return Ok(Some(KernelId(self.kernels.len() - 1)));
-        }
-        // Single-output-channel stride-3 layers (FSRCNN's k9 s3 last layer): a
-        // dedicated AVX-512 kernel sharing each loaded input row between all
-        // nine phases.
-        if isa == NativeIsa::Avx512 && native_cg::s3k9_applies(spec, epilogue.activation) {
-            let module = self.module.as_mut().ok_or_else(|| JitError::codegen(name, "module already finalized"))?;
-            let (emitted, blocks) = native_cg::emit_s3k9(&mut self.fc, module, name, spec, weight, epilogue.bias.as_deref(), epilogue.activation)?;
-            self.charge(name, tables_bytes(&emitted.tables))?;
-            self.tables.extend(emitted.tables);
-            let info = KernelInfo {
-                name: name.to_string(),
-                work_items: spec.batch * spec.groups * blocks,
-                input_lens: vec![in_len],
-                output_len: out_len,
-                in_place: false,
-                flops,
-            };
-            let strategy = KernelStrategy::NativePixelTiles(isa);
-            self.kernels.push(Pending { info, entry: emitted.entry, clif: emitted.clif, strategy });
-            return Ok(Some(KernelId(self.kernels.len() - 1)));
-        }
-        // Few output channels and a tiny reduction (depthwise upsamplers): the
-        // kernel is store-bound and the Cranelift kernel measured faster
-        // (dw_up: 13.4 vs 9.1 GFLOP/s), so keep it.
-        let max_taps = spec.phase_pairs().iter().map(|&p| spec.taps(p)).max().unwrap_or(0);
-        if spec.cog <= crate::schedule::LANES && spec.cig * max_taps < 8 {
-            return Ok(None);
-        }
-        // Few output channels per group: lanes along pixels (a channel panel
-        // would leave most lanes idle). Otherwise channel panels.
-        // Pixel-tile code holds one call per tile and row loop: beyond the
-        // instruction budget the layer is left to the other strategies.
-        let pv = plan_pv(spec, isa).filter(|p| (p.calls(spec) as u64).saturating_mul(PV_CALL_INSTRUCTIONS) <= MAX_KERNEL_INSTRUCTIONS);
-        if let Some(p) = &pv {
-            crate::verify::verify_pv(name, spec, p)?;
-        }
-        let (blocking, strategy, work_items) = if let Some(p) = &pv {
-            (p.blocking.clone(), KernelStrategy::NativePixelTiles(isa), p.work_items(spec))
-        } else if let Some(p) = (cv_table_bytes(spec) <= MAX_CV_TABLE_BYTES)
-            .then(|| plan_cv(spec, self.channel_tile_isa(spec, isa)))
-            .flatten()
-        {
-            crate::verify::verify_cv(name, spec, &p)?;
-            let isa = p.isa;
-            // Constant code size: one entry function walks a call list.
-            let items = p.work_items(spec);
-            let bl = p.blocking.clone();
-            return self
-                .finish_native(name, spec, bl, weight, epilogue, in_len, out_len, flops, items, KernelStrategy::NativeChannelTiles(isa), |fc, m, params| {
+        let io = KernelIo { in_len, out_len, flops };
+        let choice = strategy::choose(spec, isa, epilogue.activation, self.auto, NativeIsa::Avx2.resolve().is_some());
+        match choice {
+            None => Ok(None),
+            Some(Native::Dw2x) => {
+                let module = self.module.as_mut().ok_or_else(|| JitError::codegen(name, "module already finalized"))?;
+                let emitted =
+                    native_cg::emit_dw2x(&mut self.fc, module, name, spec, weight, epilogue.bias.as_deref(), epilogue.activation)?;
+                let items = spec.batch * spec.groups;
+                self.push_native(name, emitted, io, items, KernelStrategy::NativePixelTiles(isa)).map(Some)
+            }
+            Some(Native::S3k9) => {
+                let module = self.module.as_mut().ok_or_else(|| JitError::codegen(name, "module already finalized"))?;
+                let (emitted, blocks) =
+                    native_cg::emit_s3k9(&mut self.fc, module, name, spec, weight, epilogue.bias.as_deref(), epilogue.activation)?;
+                let items = spec.batch * spec.groups * blocks;
+                self.push_native(name, emitted, io, items, KernelStrategy::NativePixelTiles(isa)).map(Some)
+            }
+            Some(Native::Pixel(p)) => {
+                crate::verify::verify_pv(name, spec, &p)?;
+                let (blocking, items) = (p.blocking.clone(), p.work_items(spec));
+                self.finish_native(name, spec, blocking, weight, epilogue, io, items, KernelStrategy::NativePixelTiles(isa), |fc, m, params| {
+                    native_cg::emit_pv(fc, m, params, &p)
+                })
+                .map(Some)
+            }
+            Some(Native::Channel(p)) => {
+                crate::verify::verify_cv(name, spec, &p)?;
+                // Constant code size: one entry function walks a call list.
+                let (blocking, items, strategy) = (p.blocking.clone(), p.work_items(spec), KernelStrategy::NativeChannelTiles(p.isa));
+                self.finish_native(name, spec, blocking, weight, epilogue, io, items, strategy, |fc, m, params| {
                     native_cg::emit_cv(fc, m, params, &p)
                 })
-                .map(Some);
-        } else {
-            return Ok(None);
-        };
-        let p = pv.ok_or_else(|| JitError::codegen(name, "pixel plan vanished"))?;
-        self.finish_native(name, spec, blocking, weight, epilogue, in_len, out_len, flops, work_items, strategy, |fc, m, params| {
-            native_cg::emit_pv(fc, m, params, &p)
-        })
-        .map(Some)
+                .map(Some)
+            }
+        }
     }
 
-    /// ISA of a channel-tile kernel. With [`KernelTier::Auto`] on an AVX-512
-    /// machine, AVX2 where it measured faster: output channel planes a
-    /// multiple of 4 KiB apart (channel-major tile stores) with multi-tap
-    /// phases. Measured on Zen 4 (GFLOP/s, 1 / 2 threads, AVX-512 → AVX2):
-    /// dcgan4 55–97 / 192 → 102 / 196, fcn8x 55 / 81 → 57 / 98, dil 78–87 / 75
-    /// → 74 / 73; single-tap unet_up stays on AVX-512 (104 / 198 vs 92 / 168).
-    fn channel_tile_isa(&self, spec: &ConvSpec, isa: NativeIsa) -> NativeIsa {
-        let channel_major = (spec.out_h * spec.out_w * 4).is_multiple_of(4096);
-        let multi_tap = spec.phase_pairs().iter().any(|&p| spec.taps(p) > 1);
-        if self.auto && isa == NativeIsa::Avx512 && channel_major && multi_tap && NativeIsa::Avx2.resolve().is_some() {
-            NativeIsa::Avx2
-        } else {
-            isa
-        }
+    /// Records a finished native kernel: charges its constant data, keeps it
+    /// alive with the code, and adds the kernel's description.
+    fn push_native(
+        &mut self,
+        name: &str,
+        emitted: native_cg::NativeEmitted,
+        io: KernelIo,
+        work_items: usize,
+        strategy: KernelStrategy,
+    ) -> Result<KernelId, JitError> {
+        self.charge(name, tables_bytes(&emitted.tables))?;
+        self.tables.extend(emitted.tables);
+        let info = io.info(name, work_items, false);
+        self.kernels.push(Pending { info, entry: emitted.entry, clif: emitted.clif, strategy });
+        Ok(KernelId(self.kernels.len() - 1))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -499,9 +466,7 @@ impl KernelBuilder {
         blocking: Blocking,
         weight: &dyn Fn(usize, usize, usize, usize, usize) -> f32,
         epilogue: &Epilogue,
-        in_len: usize,
-        out_len: usize,
-        flops: u64,
+        io: KernelIo,
         work_items: usize,
         strategy: KernelStrategy,
         emit: impl FnOnce(&mut FnCompiler, &mut JITModule, &NativeParams<'_>) -> Result<native_cg::NativeEmitted, JitError>,
@@ -521,18 +486,7 @@ impl KernelBuilder {
         let emitted = emit(&mut self.fc, module, &params)?;
         self.buffers.push(packed);
         self.buffers.push(bias);
-        self.charge(name, tables_bytes(&emitted.tables))?;
-        self.tables.extend(emitted.tables);
-        let info = KernelInfo {
-            name: name.to_string(),
-            work_items,
-            input_lens: vec![in_len],
-            output_len: out_len,
-            in_place: false,
-            flops,
-        };
-        self.kernels.push(Pending { info, entry: emitted.entry, clif: emitted.clif, strategy });
-        Ok(KernelId(self.kernels.len() - 1))
+        self.push_native(name, emitted, io, work_items, strategy)
     }
 
     fn push(&mut self, info: KernelInfo, entry: FuncId, clif: String) -> KernelId {
@@ -762,12 +716,6 @@ fn packed_bytes(spec: &ConvSpec, blocking: &Blocking) -> usize {
 /// Bytes of the constant tables of an emitted kernel.
 fn tables_bytes(tables: &[ConstData]) -> usize {
     tables.iter().map(ConstData::bytes).sum()
-}
-
-/// Bytes of pixel tables a channel-tile plan of `spec` builds: an input and
-/// an output offset per output pixel of a group (saturating).
-fn cv_table_bytes(spec: &ConvSpec) -> usize {
-    spec.batch.saturating_mul(spec.out_h).saturating_mul(spec.out_w).saturating_mul(16)
 }
 
 /// Estimated CLIF instructions of a convolution kernel.

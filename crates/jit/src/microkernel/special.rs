@@ -17,7 +17,7 @@ use super::act;
 /// column phases computed from shifted loads and interleaved in
 /// registers so each output row is written with contiguous full-vector
 /// stores. `w` holds `[hphase·2 + htap][wphase·2 + wtap]` weights and the
-/// bias at index 16; `args = [in_h, in_w, act, alpha]` (`in_w` a multiple of
+/// bias at index 16; the geometry comes in [`Dw2xArgs`] (`in_w` a multiple of
 /// 16); an activation runs as a scalar pass over each finished row pair.
 #[target_feature(enable = "avx512f")]
 pub(crate) unsafe extern "C" fn dw2x512(w: *const f32, x: *const u8, o: *mut u8, args: *const Dw2xArgs) {
@@ -116,8 +116,7 @@ unsafe fn dw2x512_body<const ACT: bool>(w: *const f32, x: *const u8, o: *mut u8,
 /// phases of accumulators; each input row is loaded once per channel as
 /// four shifted vectors shared by all phases. `w` holds
 /// `[ci][hp][ht][wp][wt]` weights; `blk` selects the block of `rb` output
-/// row groups; `args = [in_h, in_w, cig, act, alpha, rb, bias]` (`in_w` a
-/// multiple of 32).
+/// row groups; the geometry comes in [`S3k9Args`] (`in_w` a multiple of 32).
 #[target_feature(enable = "avx512f")]
 pub(crate) unsafe extern "C" fn s3k9_512(w: *const f32, x: *const u8, blk: usize, o: *mut u8, args: *const S3k9Args) {
     // SAFETY: the JIT passes the group's argument record and weight record

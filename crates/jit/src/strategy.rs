@@ -1,0 +1,152 @@
+//! Which native-tier strategy computes a convolution: a pure decision over
+//! the layer's [`ConvSpec`], kept apart from building the kernel so that the
+//! rules (each measured, see the comments) are unit-tested on their own.
+//!
+//! The order of the rules matters: dedicated kernels first (they match one
+//! exact pattern), then the "tiny reduction" exception, then pixel tiles for
+//! few output channels per group, then channel tiles; `None` of these means
+//! the Cranelift kernel. Plans returned here have not been verified yet; the
+//! builder runs `verify` on them before emitting code.
+
+use crate::codegen::native_tier::{dw2x_applies, s3k9_applies};
+use crate::epilogue::Activation;
+use crate::microkernel::NativeIsa;
+use crate::schedule::{ConvSpec, LANES};
+use crate::tiling::{plan_cv, plan_pv, CvPlan, PvPlan};
+
+/// Most bytes of pixel tables a channel-tile plan may build (16 bytes per
+/// output pixel of a group): beyond it the layer uses the Cranelift kernel,
+/// whose code and data do not grow with the number of pixels.
+pub(crate) const MAX_CV_TABLE_BYTES: usize = 64 << 20;
+
+/// Most micro-kernel calls a pixel-tile kernel's code may contain (each is
+/// about eight CLIF instructions; see `library::MAX_KERNEL_INSTRUCTIONS`).
+pub(crate) const MAX_PV_CALLS: usize = 1_500_000 / 8;
+
+/// The chosen native strategy.
+#[derive(Debug)]
+pub(crate) enum Native {
+    /// The AVX-512 depthwise 2x upsampler.
+    Dw2x,
+    /// The AVX-512 single-output-channel stride-3 kernel.
+    S3k9,
+    /// Pixel tiles (lanes along a phase row).
+    Pixel(PvPlan),
+    /// Channel tiles (lanes along output channels), possibly on a narrower ISA.
+    Channel(CvPlan),
+}
+
+/// The strategy for `spec` on `isa`, or `None` for the Cranelift kernel.
+/// `auto`: the tier is [`crate::KernelTier::Auto`], so the channel-tile ISA
+/// may be narrowed where that measured faster; `avx2_available`: the CPU
+/// can run AVX2 tiles.
+pub(crate) fn choose(spec: &ConvSpec, isa: NativeIsa, activation: Activation, auto: bool, avx2_available: bool) -> Option<Native> {
+    // Depthwise 2x upsamplers (k4 s2 p1): a dedicated AVX-512 kernel with
+    // contiguous output rows. Measured on Zen 4, dw_up 1 / 2 threads:
+    // 0.62 / 0.38 ms (Cranelift) → 0.11–0.19 / 0.12–0.19 ms.
+    if isa == NativeIsa::Avx512 && dw2x_applies(spec, activation) {
+        return Some(Native::Dw2x);
+    }
+    // Single-output-channel stride-3 layers (FSRCNN's k9 s3 last layer): a
+    // dedicated AVX-512 kernel sharing each loaded input row between all
+    // nine phases.
+    if isa == NativeIsa::Avx512 && s3k9_applies(spec, activation) {
+        return Some(Native::S3k9);
+    }
+    // Few output channels and a tiny reduction (depthwise upsamplers): the
+    // kernel is store-bound and the Cranelift kernel measured faster
+    // (dw_up: 13.4 vs 9.1 GFLOP/s), so keep it.
+    let max_taps = spec.phase_pairs().iter().map(|&p| spec.taps(p)).max().unwrap_or(0);
+    if spec.cog <= LANES && spec.cig * max_taps < 8 {
+        return None;
+    }
+    // Few output channels per group: lanes along pixels (a channel panel
+    // would leave most lanes idle), unless the unrolled calls would make the
+    // code too large.
+    if let Some(p) = plan_pv(spec, isa).filter(|p| p.calls(spec) <= MAX_PV_CALLS) {
+        return Some(Native::Pixel(p));
+    }
+    if cv_table_bytes(spec) > MAX_CV_TABLE_BYTES {
+        return None;
+    }
+    plan_cv(spec, channel_tile_isa(spec, isa, auto, avx2_available)).map(Native::Channel)
+}
+
+/// Bytes of pixel tables a channel-tile plan of `spec` builds: an input and
+/// an output offset per output pixel of a group (saturating).
+fn cv_table_bytes(spec: &ConvSpec) -> usize {
+    spec.batch.saturating_mul(spec.out_h).saturating_mul(spec.out_w).saturating_mul(16)
+}
+
+/// ISA of a channel-tile kernel. With the `Auto` tier on an AVX-512 machine,
+/// AVX2 where it measured faster: output channel planes a multiple of 4 KiB
+/// apart (channel-major tile stores) with multi-tap phases. Measured on Zen 4
+/// (GFLOP/s, 1 / 2 threads, AVX-512 → AVX2): dcgan4 55–97 / 192 → 102 / 196,
+/// fcn8x 55 / 81 → 57 / 98, dil 78–87 / 75 → 74 / 73; single-tap unet_up stays
+/// on AVX-512 (104 / 198 vs 92 / 168).
+fn channel_tile_isa(spec: &ConvSpec, isa: NativeIsa, auto: bool, avx2_available: bool) -> NativeIsa {
+    let channel_major = (spec.out_h * spec.out_w * 4).is_multiple_of(4096);
+    let multi_tap = spec.phase_pairs().iter().any(|&p| spec.taps(p) > 1);
+    if auto && isa == NativeIsa::Avx512 && channel_major && multi_tap && avx2_available {
+        NativeIsa::Avx2
+    } else {
+        isa
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::geometry::ConvTranspose2dGeometry;
+
+    #[allow(clippy::too_many_arguments)]
+    fn ct(n: usize, ci: usize, hw: usize, co: usize, g: usize, k: usize, s: usize, p: usize, op: usize) -> ConvSpec {
+        let geom =
+            ConvTranspose2dGeometry::from_output_padding(n, ci, [hw, hw], co, g, [k, k], [s, s], [p, p], [op, op], [1, 1])
+                .unwrap();
+        ConvSpec::conv_transpose(&geom).unwrap()
+    }
+
+    fn name(c: &Option<Native>) -> String {
+        match c {
+            None => "cranelift".into(),
+            Some(Native::Dw2x) => "dw2x".into(),
+            Some(Native::S3k9) => "s3k9".into(),
+            Some(Native::Pixel(_)) => "pixel".into(),
+            Some(Native::Channel(p)) => format!("channel-{:?}", p.isa),
+        }
+    }
+
+    #[test]
+    fn rules_pick_the_measured_strategy() {
+        let a = Activation::Identity;
+        let avx512 = NativeIsa::Avx512;
+        // Depthwise k4 s2 p1 with rows a multiple of 16: the dedicated kernel
+        // on AVX-512 only; on AVX2 the tiny reduction keeps Cranelift.
+        let dw = ct(1, 32, 32, 32, 32, 4, 2, 1, 0);
+        assert_eq!(name(&choose(&dw, avx512, a, true, true)), "dw2x");
+        assert_eq!(name(&choose(&dw, NativeIsa::Avx2, a, true, true)), "cranelift");
+        // FSRCNN's last layer.
+        let fs = ct(1, 56, 32, 1, 1, 9, 3, 4, 2);
+        assert_eq!(name(&choose(&fs, avx512, a, true, true)), "s3k9");
+        assert_eq!(name(&choose(&fs, NativeIsa::Avx2, a, true, true)), "pixel");
+        // Few output channels, real reduction: pixel tiles (DCGAN's last layer).
+        assert_eq!(name(&choose(&ct(2, 64, 32, 3, 1, 4, 2, 1, 0), avx512, a, true, true)), "pixel");
+        // Many output channels: channel tiles; 4 KiB-aliased output planes with
+        // multi-tap phases narrow to AVX2 under Auto only.
+        let dcgan4 = ct(1, 256, 16, 128, 1, 4, 2, 1, 0);
+        assert_eq!(name(&choose(&dcgan4, avx512, a, true, true)), "channel-Avx2");
+        assert_eq!(name(&choose(&dcgan4, avx512, a, false, true)), "channel-Avx512");
+        assert_eq!(name(&choose(&dcgan4, avx512, a, true, false)), "channel-Avx512");
+        // Single-tap (k2 s2) stays on AVX-512 even with aliased planes.
+        assert_eq!(name(&choose(&ct(1, 128, 32, 64, 1, 2, 2, 0, 0), avx512, a, true, true)), "channel-Avx512");
+    }
+
+    #[test]
+    fn huge_layers_fall_back_to_cranelift() {
+        // 256·130·130 output pixels: tables over the cap, so no channel-tile plan.
+        let big = ct(256, 16, 65, 16, 1, 4, 2, 1, 0);
+        assert!(cv_table_bytes(&big) > MAX_CV_TABLE_BYTES);
+        assert_eq!(name(&choose(&big, NativeIsa::Avx512, Activation::Identity, true, true)), "cranelift");
+    }
+}
