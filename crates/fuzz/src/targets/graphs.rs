@@ -20,14 +20,34 @@ use crate::exec::{resolve_and_compare, Plan};
 use crate::mutate::below;
 use crate::{Outcome, SplitMix64};
 
+/// The graph name the generator gives a graph it built to PyTorch's rules
+/// without a deliberately invalid value: Kiln must accept such a graph.
+pub const VALID_NAME: &str = "fuzz_valid";
+
 /// Parses the model JSON and checks it on every tier at 1 and 2 threads.
+/// A graph named [`VALID_NAME`] that Kiln refuses is a mismatch (a PyTorch
+/// configuration Kiln wrongly rejects, or a generator bug to look at).
 pub fn run(input: &[u8]) -> Outcome {
     let Ok(text) = std::str::from_utf8(input) else { return Outcome::Rejected("not UTF-8".into()) };
     let g = match kiln_ir::parse_model(text) {
         Ok(g) => g,
         Err(e) => return Outcome::Rejected(e.to_string()),
     };
-    resolve_and_compare(g, &Plan::all_tiers(crate::exec::hash(input) & 0xffff))
+    let valid = g.name() == Some(VALID_NAME);
+    if valid {
+        crate::note("graphs: valid by construction");
+    }
+    match resolve_and_compare(g, &Plan::all_tiers(crate::exec::hash(input) & 0xffff)) {
+        Outcome::Rejected(e) if valid && !e.starts_with("too large") => {
+            Outcome::Mismatch(format!("a graph valid by PyTorch's rules is refused: {e}"))
+        }
+        Outcome::Rejected(e) => {
+            let why: String = crate::exec::squash(&e).chars().take(60).collect();
+            crate::note(format!("graphs: rejected: {why}"));
+            Outcome::Rejected(e)
+        }
+        o => o,
+    }
 }
 
 fn chance(rng: &mut SplitMix64, one_in: u64) -> bool {
@@ -65,6 +85,8 @@ struct Gen<'a> {
     vals: Vec<(String, Option<Val>)>,
     nodes: Vec<Value>,
     invalid: bool,
+    /// Set when the generator stops modelling a value (an untracked size rule).
+    untracked: bool,
 }
 
 impl Gen<'_> {
@@ -112,16 +134,26 @@ impl Gen<'_> {
         let (kh, kw) = (big(self.rng, 1, 4, 7), big(self.rng, 1, 4, 1));
         let (sh, sw) = (big(self.rng, 1, 3, 5), big(self.rng, 1, 3, 4));
         let (dh, dw) = (big(self.rng, 1, 2, 9), big(self.rng, 1, 2, 6));
-        let (ph, pw) = (range(self.rng, 0, 2 + kh), range(self.rng, 0, 2 + kw));
+        // Mostly paddings that keep the output positive; one in four may be
+        // larger than the kernel (valid or not, depending on the rest).
+        let pad = |rng: &mut SplitMix64, k: usize, d: usize, s: usize, i: usize| {
+            if chance(rng, 4) {
+                range(rng, 0, 2 + k)
+            } else {
+                below(rng, ((i - 1) * s + d * (k - 1)) / 2 + 1)
+            }
+        };
+        let (ph, pw) = (pad(self.rng, kh, dh, sh, v.h), pad(self.rng, kw, dw, sw, v.w));
         let mut oph = below(self.rng, sh.max(dh));
         let mut opw = below(self.rng, sw.max(dw));
         if chance(self.rng, 2) {
             oph = 0;
             opw = 0;
         }
-        let size = |i: usize, s: usize, p: usize, d: usize, k: usize, op: usize| {
-            ((i as i64 - 1) * s as i64 - 2 * p as i64 + (d * (k - 1)) as i64 + op as i64 + 1).max(0) as usize
+        let raw = |i: usize, s: usize, p: usize, d: usize, k: usize, op: usize| {
+            (i as i64 - 1) * s as i64 - 2 * p as i64 + (d * (k - 1)) as i64 + op as i64 + 1
         };
+        let size = |i, s, p, d, k, op| raw(i, s, p, d, k, op).max(0) as usize;
         let (ho, wo) = (size(v.h, sh, ph, dh, kh, oph), size(v.w, sw, pw, dw, kw, opw));
         let mut args = Map::new();
         let lazy = !chance(self.rng, 4);
@@ -148,21 +180,25 @@ impl Gen<'_> {
             args.insert("bias".into(), json!(chance(self.rng, 2)));
         }
         let mut out = (ho > 0 && wo > 0).then_some(Val { c: out_c, h: ho, w: wo });
-        if chance(self.rng, 5) && out.is_some() {
-            // forward(x, output_size=...): anything in [min, min + stride) is valid.
-            let (eh, ew) = (below(self.rng, sh.max(dh)), below(self.rng, sw.max(dw)));
-            let (th, tw) = (size(v.h, sh, ph, dh, kh, 0) + eh, size(v.w, sw, pw, dw, kw, 0) + ew);
-            if th > 0 && tw > 0 {
-                let bad = self.maybe_break(th, json!(th + sh.max(dh) + 1));
-                args.insert("output_size".into(), json!([bad, tw]));
-                out = Some(Val { c: out_c, h: th, w: tw });
-            }
+        let (base_h, base_w) = (raw(v.h, sh, ph, dh, kh, 0), raw(v.w, sw, pw, dw, kw, 0));
+        if chance(self.rng, 5) && base_h > 0 && base_w > 0 {
+            // forward(x, output_size=...): PyTorch accepts [min, min + stride)
+            // (stride only; output_padding itself may go up to max(stride, dilation) - 1).
+            let (eh, ew) = (below(self.rng, sh), below(self.rng, sw));
+            let (th, tw) = (base_h as usize + eh, base_w as usize + ew);
+            let bad = self.maybe_break(th, json!(th + sh));
+            args.insert("output_size".into(), json!([bad, tw]));
+            out = Some(Val { c: out_c, h: th, w: tw });
         } else if oph != 0 || opw != 0 || chance(self.rng, 6) {
             let bad = self.maybe_break(oph, json!(sh.max(dh)));
             args.insert("output_padding".into(), json!([bad, opw]));
         }
         let op = if lazy { "LazyConvTranspose2d" } else { "ConvTranspose2d" };
         let big_out = out.is_some_and(|o| o.c * o.h * o.w * self.n > 1 << 14);
+        if out.is_none() {
+            self.invalid = true;
+        }
+        self.untracked |= big_out;
         self.push(op, args, Some(vec![src]), if big_out { None } else { out });
     }
 
@@ -176,7 +212,16 @@ impl Gen<'_> {
         let (kh, kw) = (big(self.rng, 1, 3, 5), big(self.rng, 1, 3, 1));
         let (sh, sw) = (big(self.rng, 1, 2, 4), big(self.rng, 1, 2, 3));
         let (dh, dw) = (big(self.rng, 1, 2, 5), big(self.rng, 1, 2, 3));
-        let (ph, pw) = (range(self.rng, 0, 1 + kh), range(self.rng, 0, 1 + kw));
+        let pad = |rng: &mut SplitMix64, k: usize, d: usize, i: usize| {
+            if chance(rng, 4) {
+                range(rng, 0, 1 + k)
+            } else {
+                // Enough that the dilated kernel fits: i + 2p >= d(k-1) + 1.
+                let need = (d * (k - 1) + 1).saturating_sub(i).div_ceil(2);
+                range(rng, need, need + 1)
+            }
+        };
+        let (ph, pw) = (pad(self.rng, kh, dh, v.h), pad(self.rng, kw, dw, v.w));
         let mode = *["zeros", "zeros", "reflect", "replicate", "circular"].get(below(self.rng, 5)).unwrap_or(&"zeros");
         let size = |i: usize, s: usize, p: usize, d: usize, k: usize| {
             let span = i as i64 + 2 * p as i64 - (d * (k - 1)) as i64 - 1;
@@ -220,6 +265,11 @@ impl Gen<'_> {
         // stops tracking rather than modelling every rule.
         let simple = mode == "zeros" && !args.get("padding").is_some_and(Value::is_string);
         let out = (simple && ho > 0 && wo > 0).then_some(Val { c: out_c, h: ho, w: wo });
+        if mode != "zeros" || (simple && out.is_none()) {
+            // Kiln's Conv2d supports padding_mode='zeros' only.
+            self.invalid = true;
+        }
+        self.untracked |= !simple;
         let op = if lazy { "LazyConv2d" } else { "Conv2d" };
         self.push(op, args, Some(vec![src]), out);
     }
@@ -320,7 +370,7 @@ pub fn generate(rng: &mut SplitMix64) -> Vec<u8> {
         inputs.insert("y".into(), json!([n, c2, h, w]));
         vals.push(("y".into(), Some(Val { c: c2, h, w })));
     }
-    let mut gen = Gen { rng, n, vals, nodes: Vec::new(), invalid: false };
+    let mut gen = Gen { rng, n, vals, nodes: Vec::new(), invalid: false, untracked: false };
     let count = range(gen.rng, 1, 5);
     for _ in 0..count {
         match below(gen.rng, 10) {
@@ -332,7 +382,9 @@ pub fn generate(rng: &mut SplitMix64) -> Vec<u8> {
             _ => gen.concat(),
         }
     }
-    let mut model = json!({"name": "fuzz", "inputs": Value::Object(inputs), "nodes": gen.nodes});
+    let believed_valid = !gen.invalid && !gen.untracked;
+    let name = if believed_valid { VALID_NAME } else { "fuzz" };
+    let mut model = json!({"name": name, "inputs": Value::Object(inputs), "nodes": gen.nodes});
     if chance(gen.rng, 4) {
         let mut outs = vec![gen.last().0];
         let extra = gen.vals[below(gen.rng, gen.vals.len())].0.clone();
@@ -343,8 +395,13 @@ pub fn generate(rng: &mut SplitMix64) -> Vec<u8> {
         model["outputs"] = json!(outs);
     }
     let mut bytes = serde_json::to_vec(&model).unwrap_or_default();
-    // A few generated graphs get a structural mutation on top.
+    // A few generated graphs get a structural mutation on top (and lose the
+    // "valid" name: the mutation may have broken them).
     if chance(gen.rng, 8) {
+        if believed_valid {
+            model["name"] = json!("fuzz");
+            bytes = serde_json::to_vec(&model).unwrap_or_default();
+        }
         bytes = crate::mutate::mutate(gen.rng, bytes, &[]);
     }
     bytes
