@@ -312,7 +312,16 @@ pub struct Report {
     pub findings: Vec<Finding>,
     /// Wall time.
     pub elapsed: Duration,
+    /// The slowest inputs over [`SLOW_INPUT`] (at most [`MAX_SLOW`], slowest
+    /// first): iteration, time, input. Not findings, but worth a look.
+    pub slow: Vec<(u64, Duration, Vec<u8>)>,
 }
+
+/// An input that takes longer than this is kept in [`Report::slow`].
+pub const SLOW_INPUT: Duration = Duration::from_secs(2);
+
+/// Most slow inputs kept.
+pub const MAX_SLOW: usize = 3;
 
 /// The input of iteration `iteration`: a generated graph for
 /// [`Target::Graphs`], else a mutation of a corpus entry. `pool` is the
@@ -394,7 +403,18 @@ pub fn fuzz_custom(
         let input = input_for(target, config.seed, iteration, &pool, seeds);
         before(iteration, &input, &report.stats);
         report.stats.iterations += 1;
-        match run_one(&run, &input) {
+        let t0 = Instant::now();
+        let result = run_one(&run, &input);
+        let took = t0.elapsed();
+        if took > SLOW_INPUT {
+            note(format!("input slower than {} s", SLOW_INPUT.as_secs()));
+            if report.slow.len() < MAX_SLOW || report.slow.last().is_some_and(|s| s.1 < took) {
+                report.slow.push((iteration, took, input.clone()));
+                report.slow.sort_by_key(|s| std::cmp::Reverse(s.1));
+                report.slow.truncate(MAX_SLOW);
+            }
+        }
+        match result {
             Ok(o) => {
                 match &o {
                     Outcome::Ok => report.stats.accepted += 1,

@@ -235,6 +235,14 @@ fn worker(args: &Args) -> ExitCode {
             let _ = out.flush();
         },
     );
+    if !report.slow.is_empty() {
+        let dir = args.out.join("slow");
+        let _ = std::fs::create_dir_all(&dir);
+        for (iteration, took, input) in &report.slow {
+            let path = dir.join(format!("{}-{iteration}-{}ms.{}", target.name(), took.as_millis(), target.extension()));
+            let _ = std::fs::write(path, input);
+        }
+    }
     let s = &report.stats;
     let mut out = stdout.lock();
     for (k, v) in &s.notes {
