@@ -17,9 +17,14 @@ fn crate_dir() -> PathBuf {
 
 /// Reproducers that are still findings, by file name, with the reason. Each
 /// is a bug in `kiln-jit`, reported to its owner; remove the entry once fixed.
-/// (Empty: the `jit-graph-json-*` inputs, found against the JIT of 8cbd994,
-/// are refused cleanly since f8242b0 checks kernel buffer lengths and ranks.)
-const KNOWN_ISSUES: &[(&str, &str)] = &[];
+/// (The older `jit-graph-json-*` inputs, found against the JIT of 8cbd994,
+/// are refused cleanly since f8242b0 and are not listed.) Inputs in
+/// `regressions/slow/` are not replayed here: they take minutes.
+const KNOWN_ISSUES: &[(&str, &str)] = &[(
+    "jit-graph-json-inf-weight-cropped-tap.json",
+    "jit-2: the AVX2/AVX-512 tiers turn an infinite weight of a tap that lands outside the output \
+     (cropped by padding) into NaN outputs; Cranelift and the interpreter skip that tap",
+)];
 
 /// Iterations per target: enough to exercise every mutator and generator
 /// path, small enough that the whole smoke takes well under 30 s in release.
@@ -100,7 +105,7 @@ fn every_regression_replays_clean() {
     let mut failures = Vec::new();
     for path in entries {
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
-        if name.ends_with(".md") || name.ends_with(".txt") {
+        if !path.is_file() || name.ends_with(".md") || name.ends_with(".txt") {
             continue;
         }
         let target = target_of_file(&name).unwrap_or_else(|| panic!("{name}: no target prefix"));
