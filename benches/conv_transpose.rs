@@ -5,6 +5,9 @@
 //!
 //! `cargo bench --bench conv_transpose [-- FILTER]`
 
+// `criterion_group!` generates an undocumented entry function.
+#![allow(missing_docs)]
+
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};

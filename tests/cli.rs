@@ -5,6 +5,7 @@ mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::time::{Duration, Instant};
 
 use kiln::runtime::{npy, tensor, WeightStore};
 
@@ -537,4 +538,83 @@ fn check_with_weights_verifies_the_state_dict() {
         &dcgan_golden("dcgan.safetensors"),
     ]));
     assert!(err.contains("`up1.weight` has shape [32, 64, 4, 4], but the node needs [48, 24, 3, 3]"), "{err}");
+}
+
+// ---- absurd argument values and resource limits (issue 12) ----------------
+
+/// Like [`assert_clean_failure`], but clap's own usage errors (exit 2, a
+/// usage block after the `error:` line) are accepted too.
+fn assert_clean_failure_or_usage(o: &Output) -> String {
+    if o.status.code() == Some(2) {
+        let err = stderr(o);
+        assert!(err.starts_with("error: ") && !err.contains("panicked"), "{err}");
+        return err;
+    }
+    assert_clean_failure(o)
+}
+
+#[test]
+fn absurd_thread_counts_are_refused() {
+    for t in ["18446744073709551615", "1025", "4294967296"] {
+        let err = assert_clean_failure_or_usage(&kiln(&["run", &example("decoder.json"), "--threads", t]));
+        assert!(err.contains("--threads"), "{t}: {err}");
+    }
+    // Not a number at all: clap's usage error.
+    assert_eq!(kiln(&["run", &example("decoder.json"), "--threads", "-1"]).status.code(), Some(2));
+}
+
+fn tiny_shapes(dir: &Path) -> String {
+    write(
+        dir,
+        "shapes.json",
+        r#"{"shapes": [{"name": "tiny", "input_shape": [1, 4, 3, 3], "out_channels": 2, "kernel_size": 3, "stride": 2,
+            "padding": 1, "output_padding": 1, "dilation": 1, "groups": 1, "bias": false, "output_shape": [1, 2, 6, 6], "flops": 2592}]}"#,
+    )
+}
+
+#[test]
+fn bench_timing_arguments_are_validated() {
+    let dir = temp_dir("limits-bench");
+    let shapes = tiny_shapes(&dir);
+    // Zero runs and zero seconds used to index an empty list of timings.
+    let o = kiln(&["bench", "--shapes", &shapes, "--threads", "1", "--min-runs", "0", "--min-seconds", "0"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    for secs in ["inf", "-1", "NaN", "1e300", "3601"] {
+        let arg = format!("--min-seconds={secs}");
+        let o = kiln(&["bench", "--shapes", &shapes, "--threads", "1", &arg]);
+        let err = assert_clean_failure_or_usage(&o);
+        assert!(err.contains("--min-seconds"), "{secs}: {err}");
+    }
+    let err = assert_clean_failure_or_usage(&kiln(&["bench", "--shapes", &shapes, "--min-runs", "18446744073709551615"]));
+    assert!(err.contains("--min-runs"), "{err}");
+}
+
+#[test]
+fn files_over_the_memory_limit_are_refused_before_reading() {
+    // The model file itself.
+    let err = assert_clean_failure_or_usage(&kiln(&["run", &example("dcgan.json"), "--max-memory-mib", "0"]));
+    assert!(err.contains("memory limit") && err.contains("dcgan.json"), "{err}");
+    // A weights file larger than the limit, with a model that fits.
+    let dir = temp_dir("limits-weights");
+    let big = dir.join("big.safetensors");
+    let f = std::fs::File::create(&big).expect("create");
+    f.set_len(3 << 20).expect("sparse file");
+    let o = kiln(&["run", &example("decoder.json"), "--max-memory-mib", "2", "--weights", &big.display().to_string()]);
+    let err = assert_clean_failure_or_usage(&o);
+    assert!(err.contains("big.safetensors") && err.contains("memory limit"), "{err}");
+}
+
+#[test]
+fn huge_strides_are_refused_quickly() {
+    let dir = temp_dir("limits-stride");
+    let model = write(
+        &dir,
+        "stride.json",
+        r#"{"inputs": {"x": [1, 1, 2, 2]}, "nodes": [
+            {"name": "up", "op": "LazyConvTranspose2d", "args": {"out_channels": 1, "kernel_size": 1, "stride": 16384}}]}"#,
+    );
+    let t = Instant::now();
+    let err = assert_clean_failure_or_usage(&kiln(&["run", &model, "--threads", "1"]));
+    assert!(t.elapsed() < Duration::from_secs(20), "took {:?}", t.elapsed());
+    assert!(err.contains("phase pairs"), "{err}");
 }

@@ -3,6 +3,9 @@
 //! CPU can run (`cranelift`, `avx2`, `avx512`). Criterion reports throughput
 //! in elements; each "element" is one FLOP, so elem/s = FLOP/s.
 
+// `criterion_group!` generates an undocumented entry function.
+#![allow(missing_docs)]
+
 #[path = "support/shapes.rs"]
 mod shapes;
 

@@ -241,6 +241,7 @@ mod tests {
     use crate::microkernel::NativeIsa;
     use crate::tiling::{plan_cv, plan_pv, CvPack};
 
+    #[allow(clippy::too_many_arguments)]
     fn ct(n: usize, ci: usize, hw: [usize; 2], co: usize, g: usize, k: usize, s: usize, p: usize, d: usize) -> ConvSpec {
         let geom = ConvTranspose2dGeometry::from_output_padding(n, ci, hw, co, g, [k, k], [s, s], [p, p], [0, 0], [d, d])
             .unwrap();

@@ -71,6 +71,7 @@ fn activation_and_add() {
         }
         // In place through the raw entry point.
         let mut z = a.clone();
+        // SAFETY: `z` has the kernel's length and the activation kernel allows `output == inputs[0]`.
         unsafe { lib.run(a_id, &[z.as_ptr()], z.as_mut_ptr(), 0..lib.work_items(a_id)).unwrap() };
         lib.run_all(a_id, &[&a], &mut y).unwrap();
         assert!(z.iter().zip(&y).all(|(p, q)| p.to_bits() == q.to_bits()));

@@ -202,6 +202,7 @@ fn canaries_and_subranges_for(tier: KernelTier, gi: &str, seed: usize, g: &ConvT
 
         let items = lib.work_items(id);
         let mut full = canary_buf(g.output_len());
+        // SAFETY: `x` and `full[PAD..]` hold at least the kernel's input and output lengths.
         unsafe { lib.run(id, &[x.as_ptr()], full[PAD..].as_mut_ptr(), 0..items).unwrap() };
         assert!(full[..PAD].iter().chain(&full[PAD + g.output_len()..]).all(|&v| is_canary(v)), "geometry {gi}: output canary");
         assert!(xb[..PAD].iter().chain(&xb[PAD + g.input_len()..]).all(|&v| is_canary(v)), "geometry {gi}: input canary");
@@ -219,6 +220,7 @@ fn canaries_and_subranges_for(tier: KernelTier, gi: &str, seed: usize, g: &ConvT
         let mut writes = vec![0u32; g.output_len()];
         for r in cuts.windows(2) {
             let mut y = canary_buf(g.output_len());
+            // SAFETY: as above; one range at a time.
             unsafe { lib.run(id, &[x.as_ptr()], y[PAD..].as_mut_ptr(), r[0]..r[1]).unwrap() };
             assert!(y[..PAD].iter().chain(&y[PAD + g.output_len()..]).all(|&v| is_canary(v)));
             for (i, &v) in y[PAD..PAD + g.output_len()].iter().enumerate() {
@@ -248,7 +250,9 @@ fn concurrent_runs_match() {
 
 fn concurrent_runs_match_for(tier: KernelTier, g: &ConvTranspose2dGeometry) {
     struct SendPtr(*mut f32);
+    // SAFETY: the threads write disjoint work ranges of the buffer it points to.
     unsafe impl Send for SendPtr {}
+    // SAFETY: as above.
     unsafe impl Sync for SendPtr {}
     let g = g.clone();
     let w = data(g.weight_len(), 3);

@@ -72,7 +72,7 @@ pub(crate) unsafe extern "C" fn cv512<const V: usize, const P: usize, const CONT
     bias: *const f32,
     args: *const TileArgs,
 ) {
-    // SAFETY (whole body): the JIT passes a weight panel, input, output and
+    // SAFETY: (whole body) the JIT passes a weight panel, input, output and
     // tables laid out as described by `args`, all valid for the offsets it holds.
     unsafe {
         let g = &*args;
@@ -149,7 +149,7 @@ pub(crate) unsafe extern "C" fn cv256<const P: usize, const CONTIG: bool, const 
     bias: *const f32,
     args: *const TileArgs,
 ) {
-    // SAFETY (whole body): as for `cv512`.
+    // SAFETY: (whole body) as for `cv512`.
     unsafe {
         let g = &*args;
         let mut xo = [0isize; P];

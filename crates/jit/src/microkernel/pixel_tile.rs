@@ -48,7 +48,7 @@ pub(crate) unsafe extern "C" fn pv512<const NV: usize, const C: usize>(
     bias: *const f32,
     args: *const PvArgs,
 ) {
-    // SAFETY (whole body): the JIT passes the input and output rows and a
+    // SAFETY: (whole body) the JIT passes the input and output rows and a
     // weight record matching `args`; lanes whose input lies outside the row
     // are masked (masked lanes of `maskz_loadu` do not fault), and pointer
     // arithmetic that may leave the buffer uses `wrapping_offset`.
@@ -164,7 +164,7 @@ pub(crate) unsafe extern "C" fn pv512rows<const NV: usize, const C: usize, const
     bias: *const f32,
     args: *const PvArgs,
 ) {
-    // SAFETY (whole body): as for `pv512`; the planner only pairs rows of
+    // SAFETY: (whole body) as for `pv512`; the planner only pairs rows of
     // one segment whose vertical taps are consecutive input rows, so every
     // load is an input the two rows' valid taps read.
     unsafe {
@@ -270,7 +270,7 @@ pub(crate) unsafe extern "C" fn pv256<const NV: usize, const C: usize>(
     bias: *const f32,
     args: *const PvArgs,
 ) {
-    // SAFETY (whole body): as for `pv512`; `maskload` does not fault on masked lanes.
+    // SAFETY: (whole body) as for `pv512`; `maskload` does not fault on masked lanes.
     unsafe {
         let g = &*args;
         let q0 = q0 as i64;
