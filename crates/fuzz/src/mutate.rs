@@ -185,23 +185,17 @@ const KEYS: &[&str] = &[
     "__metadata__",
 ];
 
-/// Op names the structural mutator uses.
-pub const OPS: &[&str] = &[
-    "LazyConvTranspose2d",
-    "ConvTranspose2d",
-    "LazyConv2d",
-    "Conv2d",
-    "LazyBatchNorm2d",
-    "BatchNorm2d",
-    "ReLU",
-    "LeakyReLU",
-    "Tanh",
-    "Sigmoid",
-    "Add",
-    "Concat",
-    "Input",
-    "Output",
-];
+/// Op names the structural mutator tries besides the model format's own
+/// ([`kiln_ir::model::SUPPORTED_OPS`], so a new op is fuzzed as soon as the
+/// format accepts it): the graph-JSON-only markers.
+const EXTRA_OPS: &[&str] = &["Input", "Output"];
+
+/// A random op name: one the model format accepts, or an [`EXTRA_OPS`] marker.
+fn op_name(rng: &mut SplitMix64) -> &'static str {
+    let known = kiln_ir::model::SUPPORTED_OPS;
+    let i = below(rng, known.len() + EXTRA_OPS.len());
+    known.get(i).copied().unwrap_or_else(|| EXTRA_OPS[i - known.len()])
+}
 
 /// Applies one to four stacked mutations to `input` (drawing splice
 /// partners from `pool`) and returns the result, at most [`MAX_LEN`] bytes.
@@ -426,7 +420,7 @@ pub fn extreme_value(rng: &mut SplitMix64) -> Value {
         0 => Value::Null,
         1 => Value::Bool(chance(rng, 2)),
         2 => Value::String(String::new()),
-        3 => Value::String(pick(rng, OPS).to_string()),
+        3 => Value::String(op_name(rng).to_string()),
         4 => Value::Array(Vec::new()),
         5 => Value::Object(Map::new()),
         6 => Value::from(-1),
@@ -546,7 +540,7 @@ fn structural(rng: &mut SplitMix64, b: &mut Vec<u8>, pool: &[Vec<u8>]) -> bool {
         },
         5 => match target {
             Value::Number(_) => *target = interesting_value(*pick(rng, INTERESTING)),
-            Value::String(_) => *target = Value::String(pick(rng, OPS).to_string()),
+            Value::String(_) => *target = Value::String(op_name(rng).to_string()),
             _ => *target = extreme_value(rng),
         },
         _ => match target {

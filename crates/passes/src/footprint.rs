@@ -109,7 +109,9 @@ pub fn flops(graph: &Graph) -> Result<u128> {
                 (operand_shape(graph, id, o)?, output)
             }
             // Elementwise work is not counted (see the docs above).
-            Op::LazyBatchNorm2d { .. } | Op::BatchNorm2d { .. } | Op::Input
+            Op::LazyBatchNorm2d { .. }
+            | Op::BatchNorm2d { .. }
+            | Op::Input
             | Op::Output
             | Op::Relu
             | Op::LeakyRelu { .. }
@@ -140,7 +142,9 @@ pub fn flops(graph: &Graph) -> Result<u128> {
             Op::LazyConv2d { params } | Op::Conv2d { params, .. } => {
                 2 * n * cout * (cin / params.groups.max(1) as u128) * k2(params.kernel_size) * hw_out
             }
-            Op::LazyBatchNorm2d { .. } | Op::BatchNorm2d { .. } | Op::Input
+            Op::LazyBatchNorm2d { .. }
+            | Op::BatchNorm2d { .. }
+            | Op::Input
             | Op::Output
             | Op::Relu
             | Op::LeakyRelu { .. }
