@@ -145,9 +145,11 @@ impl Error {
             Error::Pass(e) => e.kind(),
             Error::Runtime(e) => e.kind(),
             Error::Compile(e) => e.kind(),
-            Error::Io { .. } | Error::TooLarge { .. } | Error::FileTooLarge { .. } | Error::Usage(_) | Error::Backend(_) => {
-                ErrorKind::InvalidInput
-            }
+            Error::Io { .. }
+            | Error::TooLarge { .. }
+            | Error::FileTooLarge { .. }
+            | Error::Usage(_)
+            | Error::Backend(_) => ErrorKind::InvalidInput,
         }
     }
 }

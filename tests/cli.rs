@@ -585,7 +585,8 @@ fn bench_timing_arguments_are_validated() {
         let err = assert_clean_failure_or_usage(&o);
         assert!(err.contains("--min-seconds"), "{secs}: {err}");
     }
-    let err = assert_clean_failure_or_usage(&kiln(&["bench", "--shapes", &shapes, "--min-runs", "18446744073709551615"]));
+    let err =
+        assert_clean_failure_or_usage(&kiln(&["bench", "--shapes", &shapes, "--min-runs", "18446744073709551615"]));
     assert!(err.contains("--min-runs"), "{err}");
 }
 

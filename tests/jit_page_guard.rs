@@ -133,12 +133,21 @@ fn check(g: &Graph, what: &str) {
 fn edge_classes_stay_inside_guarded_buffers() {
     let cases: Vec<(&str, Graph)> = vec![
         ("conv k3 p4 (bias-only rows)", conv([1, 16, 32, 32], Conv2dParams::new(1, 3).padding(4))),
-        ("convT k5 s2 d2 (tapless phases)", conv_transpose([1, 8, 12, 12], ConvTranspose2dParams::new(1, 5).stride(2).dilation(2))),
+        (
+            "convT k5 s2 d2 (tapless phases)",
+            conv_transpose([1, 8, 12, 12], ConvTranspose2dParams::new(1, 5).stride(2).dilation(2)),
+        ),
         ("convT k2 s4", conv_transpose([2, 4, 7, 5], ConvTranspose2dParams::new(2, 2).stride(4).padding(1))),
         ("convT d9 aliased", conv_transpose([1, 32, 32, 32], ConvTranspose2dParams::new(32, 3).dilation(9).padding(9))),
         ("convT dcgan-like", conv_transpose([2, 64, 8, 8], ConvTranspose2dParams::new(32, 4).stride(2).padding(1))),
-        ("convT depthwise 2x", conv_transpose([1, 8, 16, 32], ConvTranspose2dParams::new(8, 4).stride(2).padding(1).groups(8))),
-        ("convT s3 k9 (fsrcnn)", conv_transpose([1, 8, 6, 32], ConvTranspose2dParams::new(1, 9).stride(3).padding(4).output_padding(2))),
+        (
+            "convT depthwise 2x",
+            conv_transpose([1, 8, 16, 32], ConvTranspose2dParams::new(8, 4).stride(2).padding(1).groups(8)),
+        ),
+        (
+            "convT s3 k9 (fsrcnn)",
+            conv_transpose([1, 8, 6, 32], ConvTranspose2dParams::new(1, 9).stride(3).padding(4).output_padding(2)),
+        ),
         ("convT 1x1 input", conv_transpose([4, 16, 1, 1], ConvTranspose2dParams::new(40, 4))),
         ("conv p4 d2 aliased out", conv([2, 16, 40, 40], Conv2dParams::new(20, 3).padding(4).dilation(2))),
         ("conv stride 2", conv([1, 20, 17, 13], Conv2dParams::new(24, 3).stride(2).padding(1))),

@@ -75,12 +75,18 @@ fn finding2_inconsistent_stored_shapes_are_refused() {
     let up = g.find("up").expect("node up");
     // A larger output than the kernel writes: the buffer would be read past
     // what the kernel wrote; a smaller one would be written out of bounds.
-    // ([1, 8, 17, 16] would be a valid `output_size`: consistent and safe.)
-    for bad in [[1, 8, 40, 40], [1, 8, 8, 8], [1, 4, 16, 16], [2, 8, 16, 16]] {
+    // [1, 8, 17, 16] has the right rank and channels but is not what the
+    // node's arguments give (no `output_size` is stored), so the
+    // interpreter refuses it, and so does the JIT.
+    for bad in [[1, 8, 40, 40], [1, 8, 8, 8], [1, 4, 16, 16], [2, 8, 16, 16], [1, 8, 17, 16]] {
         let mut g2 = g.clone();
         g2.set_shape(up, Shape::known(&bad));
         let e = compile_with(&g2, CompileOptions::default()).expect_err("inconsistent shape must be refused");
-        assert!(matches!(e, CompileError::BufferMismatch { .. } | CompileError::Kernel { .. }), "{bad:?}: {e}");
+        assert!(
+            matches!(e, CompileError::Shape { .. } | CompileError::BufferMismatch { .. } | CompileError::Kernel { .. }),
+            "{bad:?}: {e}"
+        );
+        assert!(Interpreter::run(&g2, &[tensor::random(&[1, 4, 8, 8], 1)]).is_err(), "{bad:?}: the oracle agrees");
         assert!(e.to_string().contains("up"), "{e}");
         // Same through the lossless JSON form (which may refuse it itself).
         if let Ok(g3) = Graph::from_json(&g2.to_json()) {
@@ -97,6 +103,121 @@ fn finding2_inconsistent_stored_shapes_are_refused() {
     let mut g5 = g.clone();
     g5.set_shape(x, Shape::known(&[4]));
     assert!(compile_with(&g5, CompileOptions::default()).is_err());
+}
+
+/// Finding 2, continued: declared shapes that are wrong but hold the right
+/// number of elements, so every buffer length agrees and only comparing
+/// shapes can see it. The interpreter refuses each; the JIT must too, with
+/// an error naming the node, rather than compute something else.
+#[test]
+fn finding2_wrong_shapes_with_the_right_length_are_refused() {
+    let mut b = GraphBuilder::new("t");
+    let x = b.input("x", [1, 4, 8, 8]).unwrap();
+    let up = b.lazy_conv_transpose2d("up", x, ConvTranspose2dParams::new(4, 4).stride(2).padding(1)).unwrap();
+    let bn = b.lazy_batch_norm2d("bn", up, kiln::BatchNorm2dParams::default()).unwrap();
+    let act = b.relu("act", bn).unwrap();
+    let skip = b.lazy_conv2d("skip", x, Conv2dParams::new(4, 3).padding(1)).unwrap();
+    let up2 = b.lazy_conv_transpose2d("up2", skip, ConvTranspose2dParams::new(4, 2).stride(2)).unwrap();
+    let sum = b.add("sum", act, up2).unwrap();
+    let cat = b.concat("cat", &[sum, up2]).unwrap();
+    b.output(cat).unwrap();
+    let mut g = b.finish().unwrap();
+    kiln::passes::resolve(&mut g, ParamSource::Init { seed: 2 }).unwrap();
+    let xs = [tensor::random(&[1, 4, 8, 8], 3)];
+    assert!(compile_with(&g, CompileOptions::default()).is_ok());
+    // Each: a node and a shape with as many elements as the true one.
+    let cases: [(&str, &[usize]); 7] = [
+        ("up", &[1, 4, 32, 8]),
+        ("bn", &[1, 4, 8, 32]),
+        ("act", &[1, 16, 8, 8]),
+        ("skip", &[1, 4, 4, 16]),
+        ("sum", &[1, 4, 16, 16, 1]),
+        ("cat", &[1, 4, 32, 16]),
+        ("up2", &[1, 2, 16, 32]),
+    ];
+    for (node, bad) in cases {
+        let mut g2 = g.clone();
+        let id = g2.find(node).expect("node");
+        g2.set_shape(id, Shape::known(bad));
+        assert!(Interpreter::run(&g2, &xs).is_err(), "{node} {bad:?}: the interpreter refuses it");
+        for (tier_name, tier) in support::jit_tiers() {
+            let e = compile_with(&g2, CompileOptions { tier, ..Default::default() })
+                .expect_err(&format!("{node} {bad:?} [{tier_name}] must be refused"));
+            assert!(matches!(e, CompileError::Shape { .. } | CompileError::Kernel { .. }), "{node} {bad:?}: {e}");
+            // The node itself or the first user that sees the wrong shape.
+            let msg = e.to_string();
+            assert!(
+                msg.contains(&format!("`{node}`")) || msg.contains("`") && msg.contains(&format!("{bad:?}")),
+                "{node} {bad:?}: {msg}"
+            );
+        }
+    }
+    // The graph output marker declaring a reshaped result.
+    let mut g3 = g.clone();
+    let out = g3.outputs()[0];
+    g3.set_shape(out, Shape::known(&[1, 8, 32, 8]));
+    assert!(compile_with(&g3, CompileOptions::default()).is_err());
+}
+
+/// A weight of +inf on a tap that falls outside the output (cropped by the
+/// padding): PyTorch and the interpreter never multiply by it, so the output
+/// is finite. The native tiers used to compute that tap against zero
+/// padding (inf x 0 = NaN) and filled a row with NaN (fuzz finding jit-2).
+#[test]
+fn an_infinite_weight_on_a_cropped_tap_stays_finite_on_every_tier() {
+    let params = ConvTranspose2dParams::new(3, [2, 4])
+        .stride([2, 1])
+        .padding([0, 3])
+        .output_padding([0, 1])
+        .dilation(2)
+        .groups(3);
+    let mut g = conv_transpose([1, 3, 1, 2], params);
+    kiln::passes::resolve(&mut g, ParamSource::Init { seed: 5 }).unwrap();
+    let up = g.find("up").expect("node up");
+    let mut w = g.node(up).param("weight").expect("weight").clone();
+    assert_eq!(w.shape(), &[3, 1, 2, 4]);
+    // Group 2, kh 1, kw 0: lands at output columns -3 and -2.
+    w[[2, 0, 1, 0]] = f32::INFINITY;
+    g.set_param(up, "weight", w).unwrap();
+    let x = tensor::random(&[1, 3, 1, 2], 4);
+    let want = Interpreter::run(&g, std::slice::from_ref(&x)).unwrap();
+    assert!(want[0].iter().all(|v| v.is_finite()), "the reference output is finite");
+    for (tier_name, tier) in support::jit_tiers() {
+        for threads in [1, 2] {
+            let exe =
+                compile_with(&g, CompileOptions { threads, tier, guard_floats: 64, ..Default::default() }).unwrap();
+            let got = exe.run(std::slice::from_ref(&x)).unwrap();
+            let d = tensor::max_abs_diff(&got[0], &want[0]).unwrap_or(f32::INFINITY);
+            assert!(d <= 1e-5, "[{tier_name}, {threads} threads]: max diff {d}: {:?} vs {:?}", got[0], want[0]);
+        }
+    }
+}
+
+/// A valid layer whose Cranelift kernel would be over a million
+/// instructions took 81 s to compile (fuzz finding jit-3). The Cranelift tier
+/// now refuses it in well under a second with `TooLarge`; the native tiers,
+/// which do not unroll over the kernel, still compile it.
+#[test]
+fn an_oversized_cranelift_kernel_is_refused_quickly() {
+    let params =
+        ConvTranspose2dParams::new(1, 40).stride([1, 2]).padding([4, 5]).dilation([2, 6]).output_padding([1, 3]);
+    let mut g = conv_transpose([1, 3, 16, 27], params);
+    kiln::passes::resolve(&mut g, ParamSource::Init { seed: 6 }).unwrap();
+    for (tier_name, tier) in support::jit_tiers() {
+        let t = Instant::now();
+        let r = compile_with(&g, CompileOptions { tier, threads: 1, ..Default::default() });
+        let took = t.elapsed();
+        assert!(took < Duration::from_secs(10), "[{tier_name}] took {took:?}");
+        match (tier_name, r) {
+            ("cranelift", Err(CompileError::Kernel { source: kiln::jit::JitError::TooLarge { what, .. }, .. })) => {
+                assert_eq!(what, "estimated instructions")
+            }
+            ("cranelift", r) => panic!("the Cranelift tier must refuse it: {:?}", r.err().map(|e| e.to_string())),
+            (_, r) => {
+                r.unwrap_or_else(|e| panic!("[{tier_name}]: {e}"));
+            }
+        }
+    }
 }
 
 /// Finding 3 is covered by the pool's unit tests (panics contained, absurd
@@ -125,7 +246,11 @@ fn finding4_large_dilation_on_aliased_planes() {
         );
     }
     // Pads larger than the kernel, output planes 4 KiB apart.
-    check_all_tiers(conv([2, 16, 40, 40], Conv2dParams::new(20, 3).padding(4).dilation(2)), &[2, 16, 40, 40], "conv p4 d2");
+    check_all_tiers(
+        conv([2, 16, 40, 40], Conv2dParams::new(20, 3).padding(4).dilation(2)),
+        &[2, 16, 40, 40],
+        "conv p4 d2",
+    );
 }
 
 /// Finding 5: a stride of 16384 on a 2x2 input (a 1 GiB output, under the
@@ -142,7 +267,8 @@ fn finding5_huge_strides_compile_in_bounded_time() {
     // The compile-time memory budget: packed weights and tables count.
     let mut g = conv_transpose([1, 64, 8, 8], ConvTranspose2dParams::new(64, 4).stride(2).padding(1));
     kiln::passes::resolve(&mut g, ParamSource::Init { seed: 1 }).unwrap();
-    let e = compile_with(&g, CompileOptions { max_memory_bytes: Some(1024), ..Default::default() }).expect_err("budget");
+    let e =
+        compile_with(&g, CompileOptions { max_memory_bytes: Some(1024), ..Default::default() }).expect_err("budget");
     assert!(e.to_string().contains("compile-time memory"), "{e}");
     assert!(compile_with(&g, CompileOptions { max_memory_bytes: Some(64 << 20), ..Default::default() }).is_ok());
 }

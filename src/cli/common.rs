@@ -28,7 +28,8 @@ pub fn memory_limit(args: &ModelArgs) -> u128 {
 /// Refuses a file larger than `limit` bytes before it is read whole (model,
 /// weights and input files are read into memory).
 pub fn check_file_size(path: &Path, limit: u128) -> Result<(), kiln::Error> {
-    let meta = std::fs::metadata(path).map_err(|source| kiln::Error::Io { path: path.display().to_string(), source })?;
+    let meta =
+        std::fs::metadata(path).map_err(|source| kiln::Error::Io { path: path.display().to_string(), source })?;
     let bytes = u128::from(meta.len());
     if bytes > limit {
         return Err(kiln::Error::FileTooLarge { path: path.display().to_string(), bytes, limit });

@@ -39,7 +39,11 @@ pub fn run(args: &CompileArgs) -> Result<(), kiln::Error> {
             "--save-weights needs resolved parameters: it does not go with --emit lazy-ir or --lazy".into(),
         ));
     }
-    let source = if lazy_form { ParamSource::Init { seed: args.seed } } else { args.weights.source(args.seed, super::common::memory_limit(&args.model))? };
+    let source = if lazy_form {
+        ParamSource::Init { seed: args.seed }
+    } else {
+        args.weights.source(args.seed, super::common::memory_limit(&args.model))?
+    };
     let resolved = |source| -> Result<kiln::Graph, kiln::Error> {
         let g = load_resolved(&args.model, source)?;
         if let Some(path) = &args.save_weights {

@@ -54,7 +54,8 @@ pub fn backend(
     kernels: super::Kernels,
     memory_budget: Option<u64>,
 ) -> Result<Box<dyn Backend>, kiln::Error> {
-    let options = kiln::jit::CompileOptions { max_memory_bytes: memory_budget, ..super::jit_options(threads, kernels)? };
+    let options =
+        kiln::jit::CompileOptions { max_memory_bytes: memory_budget, ..super::jit_options(threads, kernels)? };
     match choice {
         BackendChoice::Interp => Ok(Box::new(InterpreterBackend)),
         BackendChoice::Jit => Ok(super::jit_backend(options)),

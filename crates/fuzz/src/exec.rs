@@ -156,8 +156,9 @@ pub fn too_large(g: &Graph, plan: &Plan) -> bool {
 ///
 /// `trusted` says the graph came out of Kiln's own resolution, so the
 /// interpreter must run it; an untrusted graph (read from graph JSON) may be
-/// refused by the interpreter, and then the JIT must either refuse it too or
-/// run it without writing out of bounds.
+/// refused by the interpreter, and then the JIT must refuse it too (both
+/// check every declared shape against the op's arithmetic), and must not
+/// write out of bounds on the way.
 pub fn compare_resolved(g: &Graph, plan: &Plan, trusted: bool) -> Outcome {
     if let Err(e) = footprint(g) {
         return Outcome::Mismatch(format!("footprint of a resolved graph failed: {e}"));
@@ -201,8 +202,9 @@ pub fn compare_resolved(g: &Graph, plan: &Plan, trusted: bool) -> Outcome {
     Outcome::Ok
 }
 
-/// The interpreter refused an untrusted graph: the JIT may refuse it or run
-/// it, but must not write out of bounds; the outcome is the rejection.
+/// The interpreter refused an untrusted graph: the JIT must refuse it too
+/// (a graph it runs is a mismatch) and must not write out of bounds; the
+/// outcome is the rejection.
 fn jit_on_refused(g: &Graph, inputs: &[Tensor], plan: &Plan, why: String) -> Outcome {
     let mut out_shapes = Vec::new();
     for &o in &g.output_values() {
@@ -214,7 +216,9 @@ fn jit_on_refused(g: &Graph, inputs: &[Tensor], plan: &Plan, why: String) -> Out
     for &(label, tier, threads) in &plan.configs {
         match run_guarded(g, inputs, &out_shapes, label, tier, threads) {
             Err(o) => return o,
-            Ok(Some(_)) => note(format!("jit ran a graph the interpreter refuses: {}", squash(&why))),
+            Ok(Some(_)) => {
+                return Outcome::Mismatch(format!("[{label}] the JIT ran a graph the interpreter refuses: {why}"))
+            }
             Ok(None) => {}
         }
     }

@@ -20,11 +20,7 @@ fn crate_dir() -> PathBuf {
 /// (The older `jit-graph-json-*` inputs, found against the JIT of 8cbd994,
 /// are refused cleanly since f8242b0 and are not listed.) Inputs in
 /// `regressions/slow/` are not replayed here: they take minutes.
-const KNOWN_ISSUES: &[(&str, &str)] = &[(
-    "jit-graph-json-inf-weight-cropped-tap.json",
-    "jit-2: the AVX2/AVX-512 tiers turn an infinite weight of a tap that lands outside the output \
-     (cropped by padding) into NaN outputs; Cranelift and the interpreter skip that tap",
-)];
+const KNOWN_ISSUES: &[(&str, &str)] = &[];
 
 /// Iterations per target: enough to exercise every mutator and generator
 /// path, small enough that the whole smoke takes well under 30 s in release.

@@ -31,7 +31,8 @@ fn bench(c: &mut Criterion) {
             let id = kb.add_conv_transpose2d(&g, &w, &Epilogue::none()).expect("benchmark shape compiles");
             let lib = kb.finish().expect("finalize");
             group.throughput(Throughput::Elements(g.flops()));
-            group.bench_function(format!("{name}/{tname}"), |b| b.iter(|| lib.run_all(id, &[&x], &mut y).expect("run")));
+            group
+                .bench_function(format!("{name}/{tname}"), |b| b.iter(|| lib.run_all(id, &[&x], &mut y).expect("run")));
         }
     }
     group.finish();

@@ -20,7 +20,14 @@ unsafe impl Send for SendPtr {}
 // SAFETY: see above.
 unsafe impl Sync for SendPtr {}
 
-fn run(lib: &KernelLibrary, id: kiln_jit::kernel_api::KernelId, x: &[f32], y: &mut [f32], threads: usize, interleave: bool) {
+fn run(
+    lib: &KernelLibrary,
+    id: kiln_jit::kernel_api::KernelId,
+    x: &[f32],
+    y: &mut [f32],
+    threads: usize,
+    interleave: bool,
+) {
     let items = lib.work_items(id);
     if threads <= 1 {
         lib.run_all(id, &[x], y).expect("run");
@@ -60,7 +67,11 @@ fn main() {
         ("auto", KernelTier::Auto),
     ] {
         let wanted = if tier_arg == "all" { n != "auto" } else { tier_arg == n };
-        if wanted && (t == KernelTier::Cranelift || t == KernelTier::Auto || KernelBuilder::with_options(Options { opt_level: opt, tier: t, ..Options::default() }).is_ok()) {
+        if wanted
+            && (t == KernelTier::Cranelift
+                || t == KernelTier::Auto
+                || KernelBuilder::with_options(Options { opt_level: opt, tier: t, ..Options::default() }).is_ok())
+        {
             tiers.push((n, t));
         }
     }
@@ -68,7 +79,10 @@ fn main() {
     let threads: Vec<usize> =
         value("threads=").map_or(vec![1], |v| v.split(',').filter_map(|t| t.parse().ok()).collect());
     let filter: Vec<&String> = args.iter().filter(|a| !a.contains('=')).collect();
-    println!("{:<8} {:<10} {:>3} {:>10} {:>10} {:>10} {:>6}  strategy", "shape", "tier", "thr", "compile ms", "median ms", "GFLOP/s", "items");
+    println!(
+        "{:<8} {:<10} {:>3} {:>10} {:>10} {:>10} {:>6}  strategy",
+        "shape", "tier", "thr", "compile ms", "median ms", "GFLOP/s", "items"
+    );
     for (name, g) in shapes::shapes() {
         if !filter.is_empty() && !filter.iter().any(|f| name.contains(f.as_str())) {
             continue;
@@ -78,7 +92,8 @@ fn main() {
         let mut y = vec![0f32; g.output_len()];
         for &(tname, tier) in &tiers {
             let t0 = Instant::now();
-            let mut kb = KernelBuilder::with_options(Options { opt_level: opt, tier, ..Options::default() }).expect("builder");
+            let mut kb =
+                KernelBuilder::with_options(Options { opt_level: opt, tier, ..Options::default() }).expect("builder");
             let id = kb.add_conv_transpose2d(&g, &w, &Epilogue::none()).expect("kernel");
             let lib = kb.finish().expect("finish");
             let compile = t0.elapsed().as_secs_f64() * 1e3;

@@ -54,7 +54,9 @@ mod tiling;
 mod verify;
 
 pub use error::JitError;
-pub use graph::{compile, compile_with, CompileError, CompileOptions, CompiledGraph, JitBackend, KernelSummary, CANARY};
+pub use graph::{
+    compile, compile_with, CompileError, CompileOptions, CompiledGraph, JitBackend, KernelSummary, CANARY,
+};
 pub use library::{KernelStrategy, KernelTier, OptLevel};
 pub use microkernel::NativeIsa;
 pub use pool::MAX_THREADS;

@@ -16,8 +16,8 @@ use cranelift_module::FuncId;
 
 use crate::codegen::activation::Helpers;
 use crate::codegen::conv::{self, ConvKernel};
-use crate::codegen::native_tier::{self as native_cg, NativeParams};
 use crate::codegen::elementwise::{self, CHUNK};
+use crate::codegen::native_tier::{self as native_cg, NativeParams};
 use crate::codegen::{ConstData, FnCompiler, PTR};
 use crate::epilogue::{helper_sigmoid, helper_tanh, Activation, Epilogue, SIGMOID_SYMBOL, TANH_SYMBOL};
 use crate::error::JitError;
@@ -27,9 +27,15 @@ use crate::pack::{block_stride, pack_bias, pack_weights, AlignedBuf};
 use crate::schedule::{block_cost, phase_regions, Blocking, ConvSpec};
 use crate::strategy::{self, Native};
 
-/// Largest estimated CLIF instruction count of one kernel; beyond it compile
-/// time and code size stop being reasonable, so the kernel is refused.
-pub const MAX_KERNEL_INSTRUCTIONS: u64 = 1_500_000;
+/// Largest estimated CLIF instruction count ([`block_cost`] summed) of one
+/// Cranelift-tier kernel; beyond it the kernel is refused with
+/// [`JitError::TooLarge`]. Measured (release, one core, functions split at
+/// `codegen::conv::MAX_FUNCTION_INSTRUCTIONS`): about 9 µs per estimated
+/// instruction at the top of the range (a 1.14 M estimate compiled in
+/// 9.7 s), 3 µs for the example models (34 k in 95 ms); the largest of the
+/// ten benchmark layers is 103 k. The cap keeps any accepted kernel to a few
+/// seconds of compile time.
+pub const MAX_KERNEL_INSTRUCTIONS: u64 = 400_000;
 
 /// Handle to a kernel of a [`KernelLibrary`] (also valid on the builder that made it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -78,8 +84,6 @@ pub struct Options {
     /// refused with [`JitError::TooLarge`] before the data is allocated.
     pub memory_budget: Option<u64>,
 }
-
-
 
 /// How a compiled kernel computes its output (see [`KernelLibrary::strategy`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -315,12 +319,18 @@ impl KernelBuilder {
         let weight = |g: usize, ci: usize, co: usize, kh: usize, kw: usize| {
             weights[(((g * cig + ci) * cog + co) * kk[0] + kh) * kk[1] + kw]
         };
-        self.add_conv(spec, weights.len(), wl, weight, epilogue, xl, yl, geom.flops())
+        let finite = weights.iter().all(|w| w.is_finite());
+        self.add_conv(spec, weights.len(), wl, weight, finite, epilogue, xl, yl, geom.flops())
     }
 
     /// Adds a forward convolution with zero padding. `weights` has PyTorch
     /// layout `[C_out, C_in/groups, kH, kW]`.
-    pub fn add_conv2d(&mut self, geom: &Conv2dGeometry, weights: &[f32], epilogue: &Epilogue) -> Result<KernelId, JitError> {
+    pub fn add_conv2d(
+        &mut self,
+        geom: &Conv2dGeometry,
+        weights: &[f32],
+        epilogue: &Epilogue,
+    ) -> Result<KernelId, JitError> {
         geom.validate()?;
         let (xl, wl, yl) = geom.sizes()?;
         let spec = ConvSpec::conv(geom)?;
@@ -328,7 +338,8 @@ impl KernelBuilder {
         let weight = |g: usize, ci: usize, co: usize, kh: usize, kw: usize| {
             weights[(((g * cog + co) * cig + ci) * kk[0] + kh) * kk[1] + kw]
         };
-        self.add_conv(spec, weights.len(), wl, weight, epilogue, xl, yl, geom.flops())
+        let finite = weights.iter().all(|w| w.is_finite());
+        self.add_conv(spec, weights.len(), wl, weight, finite, epilogue, xl, yl, geom.flops())
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -338,6 +349,7 @@ impl KernelBuilder {
         weights_len: usize,
         want_weights: usize,
         weight: impl Fn(usize, usize, usize, usize, usize) -> f32,
+        weights_finite: bool,
         epilogue: &Epilogue,
         in_len: usize,
         out_len: usize,
@@ -345,15 +357,30 @@ impl KernelBuilder {
     ) -> Result<KernelId, JitError> {
         let name = self.next_name(spec.op);
         if weights_len != want_weights {
-            return Err(JitError::ParameterLength { kernel: name, what: "weight", expected: want_weights, actual: weights_len });
+            return Err(JitError::ParameterLength {
+                kernel: name,
+                what: "weight",
+                expected: want_weights,
+                actual: weights_len,
+            });
         }
         let cout = spec.groups * spec.cog;
         if let Some(bias) = &epilogue.bias {
             if bias.len() != cout {
-                return Err(JitError::ParameterLength { kernel: name, what: "bias", expected: cout, actual: bias.len() });
+                return Err(JitError::ParameterLength {
+                    kernel: name,
+                    what: "bias",
+                    expected: cout,
+                    actual: bias.len(),
+                });
             }
         }
-        if let Some(isa) = self.native {
+        // The native tiers read zero padding for taps that fall outside the
+        // input or output and multiply it by the tap's weight, which is
+        // exact only for finite weights (0 x inf is NaN, where PyTorch and the
+        // interpreter skip the tap). A non-finite weight is rare enough that
+        // the Cranelift kernel, which skips such taps, is the right answer.
+        if let Some(isa) = self.native.filter(|_| weights_finite) {
             if let Some(id) = self.add_native(&name, &spec, isa, &weight, epilogue, in_len, out_len, flops)? {
                 return Ok(id);
             }
@@ -409,30 +436,53 @@ impl KernelBuilder {
             None => Ok(None),
             Some(Native::Dw2x) => {
                 let module = self.module.as_mut().ok_or_else(|| JitError::codegen(name, "module already finalized"))?;
-                let emitted =
-                    native_cg::emit_dw2x(&mut self.fc, module, name, spec, weight, epilogue.bias.as_deref(), epilogue.activation)?;
+                let emitted = native_cg::emit_dw2x(
+                    &mut self.fc,
+                    module,
+                    name,
+                    spec,
+                    weight,
+                    epilogue.bias.as_deref(),
+                    epilogue.activation,
+                )?;
                 let items = spec.batch * spec.groups;
                 self.push_native(name, emitted, io, items, KernelStrategy::NativePixelTiles(isa)).map(Some)
             }
             Some(Native::S3k9) => {
                 let module = self.module.as_mut().ok_or_else(|| JitError::codegen(name, "module already finalized"))?;
-                let (emitted, blocks) =
-                    native_cg::emit_s3k9(&mut self.fc, module, name, spec, weight, epilogue.bias.as_deref(), epilogue.activation)?;
+                let (emitted, blocks) = native_cg::emit_s3k9(
+                    &mut self.fc,
+                    module,
+                    name,
+                    spec,
+                    weight,
+                    epilogue.bias.as_deref(),
+                    epilogue.activation,
+                )?;
                 let items = spec.batch * spec.groups * blocks;
                 self.push_native(name, emitted, io, items, KernelStrategy::NativePixelTiles(isa)).map(Some)
             }
             Some(Native::Pixel(p)) => {
                 crate::verify::verify_pv(name, spec, &p)?;
                 let (blocking, items) = (p.blocking.clone(), p.work_items(spec));
-                self.finish_native(name, spec, blocking, weight, epilogue, io, items, KernelStrategy::NativePixelTiles(isa), |fc, m, params| {
-                    native_cg::emit_pv(fc, m, params, &p)
-                })
+                self.finish_native(
+                    name,
+                    spec,
+                    blocking,
+                    weight,
+                    epilogue,
+                    io,
+                    items,
+                    KernelStrategy::NativePixelTiles(isa),
+                    |fc, m, params| native_cg::emit_pv(fc, m, params, &p),
+                )
                 .map(Some)
             }
             Some(Native::Channel(p)) => {
                 crate::verify::verify_cv(name, spec, &p)?;
                 // Constant code size: one entry function walks a call list.
-                let (blocking, items, strategy) = (p.blocking.clone(), p.work_items(spec), KernelStrategy::NativeChannelTiles(p.isa));
+                let (blocking, items, strategy) =
+                    (p.blocking.clone(), p.work_items(spec), KernelStrategy::NativeChannelTiles(p.isa));
                 self.finish_native(name, spec, blocking, weight, epilogue, io, items, strategy, |fc, m, params| {
                     native_cg::emit_cv(fc, m, params, &p)
                 })
@@ -517,19 +567,25 @@ impl KernelBuilder {
         let helpers = self.helpers;
         let module = self.module()?;
         let id = FnCompiler::declare(module, &name, &name, 4)?;
-        let clif = self.fc.define(self.module.as_mut().ok_or_else(|| JitError::codegen(op, "finalized"))?, &name, id, 4, &mut |b, m, p| {
-            let ins: Vec<_> = (0..n_in).map(|k| elementwise::input_ptr(b, p[0], k)).collect();
-            let out = p[1];
-            elementwise::item_loop(b, m, p, &mut |b, m, item| {
-                elementwise::chunked(b, item, len, &mut |b, count, off| {
-                    let mut ptrs = vec![b.ins().iadd(out, off)];
-                    for &i in &ins {
-                        ptrs.push(b.ins().iadd(i, off));
-                    }
-                    elementwise::map_body(b, m, &helpers, act, count, &ptrs)
+        let clif = self.fc.define(
+            self.module.as_mut().ok_or_else(|| JitError::codegen(op, "finalized"))?,
+            &name,
+            id,
+            4,
+            &mut |b, m, p| {
+                let ins: Vec<_> = (0..n_in).map(|k| elementwise::input_ptr(b, p[0], k)).collect();
+                let out = p[1];
+                elementwise::item_loop(b, m, p, &mut |b, m, item| {
+                    elementwise::chunked(b, item, len, &mut |b, count, off| {
+                        let mut ptrs = vec![b.ins().iadd(out, off)];
+                        for &i in &ins {
+                            ptrs.push(b.ins().iadd(i, off));
+                        }
+                        elementwise::map_body(b, m, &helpers, act, count, &ptrs)
+                    })
                 })
-            })
-        })?;
+            },
+        )?;
         let info = KernelInfo {
             name,
             work_items: len.div_ceil(CHUNK),
@@ -572,19 +628,25 @@ impl KernelBuilder {
         let helpers = self.helpers;
         let module = self.module()?;
         let id = FnCompiler::declare(module, &name, &name, 4)?;
-        let clif = self.fc.define(self.module.as_mut().ok_or_else(|| JitError::codegen(OP, "finalized"))?, &name, id, 4, &mut |b, m, p| {
-            let x = elementwise::input_ptr(b, p[0], 0);
-            let out = p[1];
-            elementwise::item_loop(b, m, p, &mut |b, m, item| {
-                let c = b.ins().urem_imm_u(item, channels as i64);
-                let c4 = b.ins().imul_imm_s(c, 4);
-                let sc = b.ins().iadd_imm_s(c4, addr);
-                let sh = b.ins().iadd_imm_s(c4, addr + 4 * channels as i64);
-                let off = b.ins().imul_imm_s(item, (hw * 4) as i64);
-                let ptrs = [b.ins().iadd(out, off), b.ins().iadd(x, off)];
-                elementwise::batch_norm_plane(b, m, &helpers, act, hw, &ptrs, sc, sh)
-            })
-        })?;
+        let clif = self.fc.define(
+            self.module.as_mut().ok_or_else(|| JitError::codegen(OP, "finalized"))?,
+            &name,
+            id,
+            4,
+            &mut |b, m, p| {
+                let x = elementwise::input_ptr(b, p[0], 0);
+                let out = p[1];
+                elementwise::item_loop(b, m, p, &mut |b, m, item| {
+                    let c = b.ins().urem_imm_u(item, channels as i64);
+                    let c4 = b.ins().imul_imm_s(c, 4);
+                    let sc = b.ins().iadd_imm_s(c4, addr);
+                    let sh = b.ins().iadd_imm_s(c4, addr + 4 * channels as i64);
+                    let off = b.ins().imul_imm_s(item, (hw * 4) as i64);
+                    let ptrs = [b.ins().iadd(out, off), b.ins().iadd(x, off)];
+                    elementwise::batch_norm_plane(b, m, &helpers, act, hw, &ptrs, sc, sh)
+                })
+            },
+        )?;
         self.buffers.push(params);
         let info = KernelInfo {
             name,
@@ -607,9 +669,10 @@ impl KernelBuilder {
                 format!("needs ≥1 input and positive sizes, got batch={batch} channels={channels:?} hw={hw}"),
             ));
         }
-        let total = channels.iter().try_fold(0usize, |a, &c| a.checked_add(c)).ok_or_else(|| {
-            JitError::geometry(OP, format!("channel sum of {channels:?} overflows"))
-        })?;
+        let total = channels
+            .iter()
+            .try_fold(0usize, |a, &c| a.checked_add(c))
+            .ok_or_else(|| JitError::geometry(OP, format!("channel sum of {channels:?} overflows")))?;
         let out_len = checked_len(OP, "output", &[batch, total, hw])?;
         let mut input_lens = Vec::with_capacity(channels.len());
         for &c in channels {
@@ -619,39 +682,51 @@ impl KernelBuilder {
         let parts = channels.to_vec();
         let module = self.module()?;
         let id = FnCompiler::declare(module, &name, &name, 4)?;
-        let clif = self.fc.define(self.module.as_mut().ok_or_else(|| JitError::codegen(OP, "finalized"))?, &name, id, 4, &mut |b, m, p| {
-            let inputs = p[0];
-            let out = p[1];
-            elementwise::item_loop(b, m, p, &mut |b, _m, item| {
-                let k = parts.len() as i64;
-                let n = b.ins().udiv_imm_u(item, k);
-                let which = b.ins().urem_imm_u(item, k);
-                let join = b.create_block();
-                let mut before = 0usize;
-                for (i, &c) in parts.iter().enumerate() {
-                    let this = b.create_block();
-                    let next = b.create_block();
-                    let hit = b.ins().icmp_imm_s(cranelift_codegen::ir::condcodes::IntCC::Equal, which, i as i64);
-                    b.ins().brif(hit, this, &[], next, &[]);
-                    b.switch_to_block(this);
-                    let src = elementwise::input_ptr(b, inputs, i);
-                    let so = b.ins().imul_imm_s(n, (c * hw * 4) as i64);
-                    let src = b.ins().iadd(src, so);
-                    let dof = b.ins().imul_imm_s(n, (total * hw * 4) as i64);
-                    let dst = b.ins().iadd(out, dof);
-                    let dst = b.ins().iadd_imm_s(dst, (before * hw * 4) as i64);
-                    elementwise::copy(b, c * hw, &[dst, src])?;
+        let clif = self.fc.define(
+            self.module.as_mut().ok_or_else(|| JitError::codegen(OP, "finalized"))?,
+            &name,
+            id,
+            4,
+            &mut |b, m, p| {
+                let inputs = p[0];
+                let out = p[1];
+                elementwise::item_loop(b, m, p, &mut |b, _m, item| {
+                    let k = parts.len() as i64;
+                    let n = b.ins().udiv_imm_u(item, k);
+                    let which = b.ins().urem_imm_u(item, k);
+                    let join = b.create_block();
+                    let mut before = 0usize;
+                    for (i, &c) in parts.iter().enumerate() {
+                        let this = b.create_block();
+                        let next = b.create_block();
+                        let hit = b.ins().icmp_imm_s(cranelift_codegen::ir::condcodes::IntCC::Equal, which, i as i64);
+                        b.ins().brif(hit, this, &[], next, &[]);
+                        b.switch_to_block(this);
+                        let src = elementwise::input_ptr(b, inputs, i);
+                        let so = b.ins().imul_imm_s(n, (c * hw * 4) as i64);
+                        let src = b.ins().iadd(src, so);
+                        let dof = b.ins().imul_imm_s(n, (total * hw * 4) as i64);
+                        let dst = b.ins().iadd(out, dof);
+                        let dst = b.ins().iadd_imm_s(dst, (before * hw * 4) as i64);
+                        elementwise::copy(b, c * hw, &[dst, src])?;
+                        b.ins().jump(join, &[]);
+                        b.switch_to_block(next);
+                        before += c;
+                    }
                     b.ins().jump(join, &[]);
-                    b.switch_to_block(next);
-                    before += c;
-                }
-                b.ins().jump(join, &[]);
-                b.switch_to_block(join);
-                Ok(())
-            })
-        })?;
-        let info =
-            KernelInfo { name, work_items: batch * channels.len(), input_lens, output_len: out_len, in_place: false, flops: 0 };
+                    b.switch_to_block(join);
+                    Ok(())
+                })
+            },
+        )?;
+        let info = KernelInfo {
+            name,
+            work_items: batch * channels.len(),
+            input_lens,
+            output_len: out_len,
+            in_place: false,
+            flops: 0,
+        };
         Ok(self.push(info, id, clif))
     }
 
@@ -791,10 +866,20 @@ impl KernelLibrary {
     /// `info.in_place` accept `output == inputs[0]` (and `add` also
     /// `output == inputs[1]`). Concurrent runs must use disjoint ranges on the
     /// same output and must not write buffers another run reads.
-    pub unsafe fn run(&self, id: KernelId, inputs: &[*const f32], output: *mut f32, range: Range<usize>) -> Result<(), JitError> {
+    pub unsafe fn run(
+        &self,
+        id: KernelId,
+        inputs: &[*const f32],
+        output: *mut f32,
+        range: Range<usize>,
+    ) -> Result<(), JitError> {
         let k = self.get(id)?;
         if inputs.len() != k.info.input_lens.len() {
-            return Err(JitError::InputCount { kernel: k.info.name.clone(), expected: k.info.input_lens.len(), actual: inputs.len() });
+            return Err(JitError::InputCount {
+                kernel: k.info.name.clone(),
+                expected: k.info.input_lens.len(),
+                actual: inputs.len(),
+            });
         }
         if range.start > range.end || range.end > k.info.work_items {
             return Err(JitError::WorkRange {
@@ -814,10 +899,20 @@ impl KernelLibrary {
     }
 
     /// Safe wrapper of [`Self::run`]: checks every buffer length.
-    pub fn run_slices(&self, id: KernelId, inputs: &[&[f32]], output: &mut [f32], range: Range<usize>) -> Result<(), JitError> {
+    pub fn run_slices(
+        &self,
+        id: KernelId,
+        inputs: &[&[f32]],
+        output: &mut [f32],
+        range: Range<usize>,
+    ) -> Result<(), JitError> {
         let k = self.get(id)?;
         if inputs.len() != k.info.input_lens.len() {
-            return Err(JitError::InputCount { kernel: k.info.name.clone(), expected: k.info.input_lens.len(), actual: inputs.len() });
+            return Err(JitError::InputCount {
+                kernel: k.info.name.clone(),
+                expected: k.info.input_lens.len(),
+                actual: inputs.len(),
+            });
         }
         for (i, (x, &want)) in inputs.iter().zip(&k.info.input_lens).enumerate() {
             if x.len() != want {

@@ -58,7 +58,11 @@ pub fn block_stride(spec: &ConvSpec, blocking: &Blocking) -> usize {
 
 /// Packs weights. `weight(g, ci, co, kh, kw)` returns the user weight for
 /// group `g`, input channel `ci` and output channel `co` within the group.
-pub fn pack_weights(spec: &ConvSpec, blocking: &Blocking, weight: impl Fn(usize, usize, usize, usize, usize) -> f32) -> AlignedBuf {
+pub fn pack_weights(
+    spec: &ConvSpec,
+    blocking: &Blocking,
+    weight: impl Fn(usize, usize, usize, usize, usize) -> f32,
+) -> AlignedBuf {
     let stride = block_stride(spec, blocking);
     let nb = blocking.blocks();
     let mut buf = AlignedBuf::zeros(stride * nb * spec.groups);
@@ -114,10 +118,14 @@ mod tests {
 
     #[test]
     fn every_weight_packed_once() {
-        let g = ConvTranspose2dGeometry::from_output_padding(1, 4, [3, 3], 10, 2, [3, 2], [2, 1], [1, 0], [1, 0], [1, 2]).unwrap();
+        let g =
+            ConvTranspose2dGeometry::from_output_padding(1, 4, [3, 3], 10, 2, [3, 2], [2, 1], [1, 0], [1, 0], [1, 2])
+                .unwrap();
         let spec = ConvSpec::conv_transpose(&g).unwrap();
         let blocking = Blocking::new(spec.cog);
-        let buf = pack_weights(&spec, &blocking, |g, ci, co, kh, kw| (1 + (((g * 2 + ci) * 5 + co) * 3 + kh) * 2 + kw) as f32);
+        let buf = pack_weights(&spec, &blocking, |g, ci, co, kh, kw| {
+            (1 + (((g * 2 + ci) * 5 + co) * 3 + kh) * 2 + kw) as f32
+        });
         let mut vals: Vec<f32> = buf.as_slice().iter().copied().filter(|&v| v != 0.0).collect();
         vals.sort_by(f32::total_cmp);
         let want: Vec<f32> = (1..=g.weight_len()).map(|v| v as f32).collect();

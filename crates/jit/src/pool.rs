@@ -115,8 +115,7 @@ impl ThreadPool {
         });
         // Built before spawning so that an early return drops it, and `Drop`
         // shuts down and joins whatever was spawned.
-        let mut pool =
-            ThreadPool { threads, shared, workers: Vec::with_capacity(threads - 1), in_use: Mutex::new(()) };
+        let mut pool = ThreadPool { threads, shared, workers: Vec::with_capacity(threads - 1), in_use: Mutex::new(()) };
         for i in 1..threads {
             let shared = Arc::clone(&pool.shared);
             let handle = std::thread::Builder::new().name(format!("kiln-worker-{i}")).spawn(move || worker(&shared))?;

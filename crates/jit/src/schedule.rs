@@ -428,7 +428,9 @@ mod tests {
     use super::*;
 
     fn spec(in_hw: [usize; 2], k: usize, s: usize, p: usize, op: usize, d: usize) -> ConvSpec {
-        let g = ConvTranspose2dGeometry::from_output_padding(1, 1, in_hw, 1, 1, [k; 2], [s; 2], [p; 2], [op; 2], [d; 2]).unwrap();
+        let g =
+            ConvTranspose2dGeometry::from_output_padding(1, 1, in_hw, 1, 1, [k; 2], [s; 2], [p; 2], [op; 2], [d; 2])
+                .unwrap();
         ConvSpec::conv_transpose(&g).unwrap()
     }
 

@@ -20,7 +20,10 @@ use crate::tiling::{plan_cv, plan_pv, CvPlan, PvPlan};
 pub(crate) const MAX_CV_TABLE_BYTES: usize = 64 << 20;
 
 /// Most micro-kernel calls a pixel-tile kernel's code may contain (each is
-/// about eight CLIF instructions; see `library::MAX_KERNEL_INSTRUCTIONS`).
+/// about eight CLIF instructions, straight-line with few live values, so far
+/// cheaper to compile per instruction than the Cranelift tier's
+/// `library::MAX_KERNEL_INSTRUCTIONS`); beyond it channel tiles or the
+/// Cranelift kernel are used.
 pub(crate) const MAX_PV_CALLS: usize = 1_500_000 / 8;
 
 /// The chosen native strategy.
@@ -40,7 +43,13 @@ pub(crate) enum Native {
 /// `auto`: the tier is [`crate::KernelTier::Auto`], so the channel-tile ISA
 /// may be narrowed where that measured faster; `avx2_available`: the CPU
 /// can run AVX2 tiles.
-pub(crate) fn choose(spec: &ConvSpec, isa: NativeIsa, activation: Activation, auto: bool, avx2_available: bool) -> Option<Native> {
+pub(crate) fn choose(
+    spec: &ConvSpec,
+    isa: NativeIsa,
+    activation: Activation,
+    auto: bool,
+    avx2_available: bool,
+) -> Option<Native> {
     // Depthwise 2x upsamplers (k4 s2 p1): a dedicated AVX-512 kernel with
     // contiguous output rows. Measured on Zen 4, dw_up 1 / 2 threads:
     // 0.62 / 0.38 ms (Cranelift) → 0.11–0.19 / 0.12–0.19 ms.
@@ -101,9 +110,19 @@ mod tests {
 
     #[allow(clippy::too_many_arguments)]
     fn ct(n: usize, ci: usize, hw: usize, co: usize, g: usize, k: usize, s: usize, p: usize, op: usize) -> ConvSpec {
-        let geom =
-            ConvTranspose2dGeometry::from_output_padding(n, ci, [hw, hw], co, g, [k, k], [s, s], [p, p], [op, op], [1, 1])
-                .unwrap();
+        let geom = ConvTranspose2dGeometry::from_output_padding(
+            n,
+            ci,
+            [hw, hw],
+            co,
+            g,
+            [k, k],
+            [s, s],
+            [p, p],
+            [op, op],
+            [1, 1],
+        )
+        .unwrap();
         ConvSpec::conv_transpose(&geom).unwrap()
     }
 

@@ -365,7 +365,17 @@ pub fn plan_cv(spec: &ConvSpec, isa: NativeIsa) -> Option<CvPlan> {
     }
     chunks.retain(|c| !c.is_empty());
     let pack = pack.filter(|_| chunks.iter().flatten().any(|r| matches!(r, CvRun::Pack { .. })));
-    Some(CvPlan { isa, pw, p, blocking, classes: cls.into_iter().map(|c| c.class).collect(), chunks, tables, tiles: ntiles, pack })
+    Some(CvPlan {
+        isa,
+        pw,
+        p,
+        blocking,
+        classes: cls.into_iter().map(|c| c.class).collect(),
+        chunks,
+        tables,
+        tiles: ntiles,
+        pack,
+    })
 }
 
 /// Most accumulators (vectors × channels × rows) of a multi-row pixel tile.
@@ -468,8 +478,7 @@ pub fn plan_pv(spec: &ConvSpec, isa: NativeIsa) -> Option<PvPlan> {
             // A two-row tile derives row 1's input from row 0's last vertical
             // tap, so a segment without taps (bias-only rows: padding wider
             // than the kernel, phases a stride skips) is never pairable.
-            let pairable =
-                spec.h.in_step == 1 && !taps.is_empty() && offs.windows(2).all(|w| w[1] == w[0] + 1);
+            let pairable = spec.h.in_step == 1 && !taps.is_empty() && offs.windows(2).all(|w| w[1] == w[0] + 1);
             segments.push(PvSegment { pair_index: pi, rows: hs.q, taps, ntw, pairable });
         }
     }
@@ -477,7 +486,9 @@ pub fn plan_pv(spec: &ConvSpec, isa: NativeIsa) -> Option<PvPlan> {
     let outer = spec.batch * spec.groups;
     let rows_total: usize = segments.iter().map(|s| s.rows.len()).sum();
     let nch = TARGET_ITEMS.div_ceil(outer).clamp(1, rows_total.max(1));
-    let row_cost = |s: &PvSegment| (s.taps.len() * spec.cig + 4) as f64 * spec.w.phases[spec.phase_pairs()[s.pair_index].1].count as f64;
+    let row_cost = |s: &PvSegment| {
+        (s.taps.len() * spec.cig + 4) as f64 * spec.w.phases[spec.phase_pairs()[s.pair_index].1].count as f64
+    };
     let total: f64 = segments.iter().map(|s| row_cost(s) * s.rows.len() as f64).sum();
     let mut chunks: Vec<Vec<(usize, Range<usize>)>> = vec![Vec::new()];
     let mut done = 0.0;
@@ -514,8 +525,19 @@ mod tests {
     use crate::geometry::ConvTranspose2dGeometry;
 
     fn spec(n: usize, ci: usize, hw: usize, co: usize, k: usize, s: usize, p: usize) -> ConvSpec {
-        let g = ConvTranspose2dGeometry::from_output_padding(n, ci, [hw, hw], co, 1, [k, k], [s, s], [p, p], [0, 0], [1, 1])
-            .unwrap();
+        let g = ConvTranspose2dGeometry::from_output_padding(
+            n,
+            ci,
+            [hw, hw],
+            co,
+            1,
+            [k, k],
+            [s, s],
+            [p, p],
+            [0, 0],
+            [1, 1],
+        )
+        .unwrap();
         ConvSpec::conv_transpose(&g).unwrap()
     }
 
@@ -593,7 +615,9 @@ mod tests {
         assert!(plan_cv(&spec(1, 16, 32, 20, 2, 2, 0), NativeIsa::Avx512).unwrap().pack.is_none());
         assert!(plan_cv(&spec(2, 32, 32, 40, 4, 2, 1), NativeIsa::Avx512).unwrap().pack.is_some());
         assert!(plan_cv(&spec(1, 256, 8, 128, 4, 2, 1), NativeIsa::Avx512).unwrap().pack.is_none());
-        assert!(planes_alias(4096, 16) && planes_alias(1024, 40) && !planes_alias(1024, 32) && !planes_alias(4100, 256));
+        assert!(
+            planes_alias(4096, 16) && planes_alias(1024, 40) && !planes_alias(1024, 32) && !planes_alias(4100, 256)
+        );
     }
 
     #[test]

@@ -71,7 +71,10 @@ pub(crate) fn verify_cv(kernel: &str, spec: &ConvSpec, plan: &CvPlan) -> Result<
         if pk.bytes(spec.cig) > MAX_PACK_FRAME_BYTES {
             return Err(fail(
                 kernel,
-                format!("packed input buffer of {} bytes exceeds the frame budget {MAX_PACK_FRAME_BYTES}", pk.bytes(spec.cig)),
+                format!(
+                    "packed input buffer of {} bytes exceeds the frame budget {MAX_PACK_FRAME_BYTES}",
+                    pk.bytes(spec.cig)
+                ),
             ));
         }
     }
@@ -85,13 +88,21 @@ pub(crate) fn verify_cv(kernel: &str, spec: &ConvSpec, plan: &CvPlan) -> Result<
             match *run {
                 CvRun::Pack { lo, span: sp } => {
                     let pk = plan.pack.ok_or_else(|| fail(kernel, "pack run without a packed buffer".into()))?;
-                    if sp == 0 || sp > pk.stride || !input_in_plane(spec, lo) || !input_in_plane(spec, lo + sp as i64 - 1) {
-                        return Err(fail(kernel, format!("pack of {sp} floats at {lo} leaves its channel plane or the buffer")));
+                    if sp == 0
+                        || sp > pk.stride
+                        || !input_in_plane(spec, lo)
+                        || !input_in_plane(spec, lo + sp as i64 - 1)
+                    {
+                        return Err(fail(
+                            kernel,
+                            format!("pack of {sp} floats at {lo} leaves its channel plane or the buffer"),
+                        ));
                     }
                     span = Some(sp as i64);
                 }
                 CvRun::Tiles { class, p, count, table, packed, contig } => {
-                    let c = plan.classes.get(class).ok_or_else(|| fail(kernel, format!("class {class} does not exist")))?;
+                    let c =
+                        plan.classes.get(class).ok_or_else(|| fail(kernel, format!("class {class} does not exist")))?;
                     let end = table.checked_add(count.saturating_mul(2 * p));
                     if p == 0 || end.is_none_or(|e| e > plan.tables.len()) {
                         return Err(fail(kernel, format!("tile table {table}+{count}×{p} outside the table")));
@@ -102,7 +113,10 @@ pub(crate) fn verify_cv(kernel: &str, spec: &ConvSpec, plan: &CvPlan) -> Result<
                     for &(_, ao) in &c.taps {
                         let last = a_base + ao + ((spec.cig - 1) * record + plan.pw) as i64;
                         if ao < 0 || last > stride as i64 {
-                            return Err(fail(kernel, format!("class {class} reads weights up to {last}, slot has {stride}")));
+                            return Err(fail(
+                                kernel,
+                                format!("class {class} reads weights up to {last}, slot has {stride}"),
+                            ));
                         }
                     }
                     // Tapless classes (bias-only pixels) read no input.
@@ -113,7 +127,10 @@ pub(crate) fn verify_cv(kernel: &str, spec: &ConvSpec, plan: &CvPlan) -> Result<
                         let ins = &plan.tables[base..base + p];
                         let outs = &plan.tables[base + p..base + 2 * p];
                         if contig && ins.windows(2).any(|w| w[1] != w[0] + 4) {
-                            return Err(fail(kernel, format!("tile {t} of class {class} is marked contiguous but is not")));
+                            return Err(fail(
+                                kernel,
+                                format!("tile {t} of class {class} is marked contiguous but is not"),
+                            ));
                         }
                         for (&xo, &oo) in ins.iter().zip(outs) {
                             if xo % 4 != 0 || oo % 4 != 0 {
@@ -131,12 +148,18 @@ pub(crate) fn verify_cv(kernel: &str, spec: &ConvSpec, plan: &CvPlan) -> Result<
                                     (false, _) => input_in_plane(spec, f),
                                 };
                                 if !ok {
-                                    return Err(fail(kernel, format!("tile {t} of class {class} reads input float {f} outside its buffer")));
+                                    return Err(fail(
+                                        kernel,
+                                        format!("tile {t} of class {class} reads input float {f} outside its buffer"),
+                                    ));
                                 }
                             }
                             let o = oo / 4;
                             if !output_in_plane(spec, o) {
-                                return Err(fail(kernel, format!("tile {t} of class {class} writes output float {o} outside its plane")));
+                                return Err(fail(
+                                    kernel,
+                                    format!("tile {t} of class {class} writes output float {o} outside its plane"),
+                                ));
                             }
                             if EXHAUSTIVE {
                                 let (n, q) = (o / out_item, o % out_item);
@@ -175,9 +198,13 @@ pub(crate) fn verify_pv(kernel: &str, spec: &ConvSpec, plan: &PvPlan) -> Result<
         if s.pairable {
             // A two-row tile forms row 1's extra input row from row 0's last
             // vertical tap: it needs one and consecutive vertical offsets.
-            let offs: Vec<i64> = s.taps.iter().step_by(s.ntw.max(1)).map(|t| (t.0 - t.1).div_euclid(in_w.max(1))).collect();
+            let offs: Vec<i64> =
+                s.taps.iter().step_by(s.ntw.max(1)).map(|t| (t.0 - t.1).div_euclid(in_w.max(1))).collect();
             if nt == 0 || spec.h.in_step != 1 || offs.windows(2).any(|w| w[1] != w[0] + 1) {
-                return Err(fail(kernel, format!("segment {si} is marked pairable but has no consecutive vertical taps")));
+                return Err(fail(
+                    kernel,
+                    format!("segment {si} is marked pairable but has no consecutive vertical taps"),
+                ));
             }
         }
         if s.rows.end > hp.count {
@@ -242,9 +269,20 @@ mod tests {
     use crate::tiling::{plan_cv, plan_pv, CvPack};
 
     #[allow(clippy::too_many_arguments)]
-    fn ct(n: usize, ci: usize, hw: [usize; 2], co: usize, g: usize, k: usize, s: usize, p: usize, d: usize) -> ConvSpec {
-        let geom = ConvTranspose2dGeometry::from_output_padding(n, ci, hw, co, g, [k, k], [s, s], [p, p], [0, 0], [d, d])
-            .unwrap();
+    fn ct(
+        n: usize,
+        ci: usize,
+        hw: [usize; 2],
+        co: usize,
+        g: usize,
+        k: usize,
+        s: usize,
+        p: usize,
+        d: usize,
+    ) -> ConvSpec {
+        let geom =
+            ConvTranspose2dGeometry::from_output_padding(n, ci, hw, co, g, [k, k], [s, s], [p, p], [0, 0], [d, d])
+                .unwrap();
         ConvSpec::conv_transpose(&geom).unwrap()
     }
 
@@ -305,7 +343,9 @@ mod tests {
         // An output offset one plane too far.
         let mut bad = good.clone();
         let hw_out = (s.out_h * s.out_w) as i64;
-        if let Some(CvRun::Tiles { table, p, .. }) = bad.chunks.iter().flatten().find(|r| matches!(r, CvRun::Tiles { .. })) {
+        if let Some(CvRun::Tiles { table, p, .. }) =
+            bad.chunks.iter().flatten().find(|r| matches!(r, CvRun::Tiles { .. }))
+        {
             bad.tables[table + p] += hw_out * 4;
         }
         assert!(verify_cv("k", &s, &bad).unwrap_err().to_string().contains("writes output"));

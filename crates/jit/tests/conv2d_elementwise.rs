@@ -42,7 +42,8 @@ const LENS: [usize; 7] = [1, 3, 4, 17, 64, 32 * 1024, 2 * 32 * 1024 + 21];
 
 #[test]
 fn activation_and_add() {
-    let acts = [Activation::Identity, Activation::Relu, Activation::LeakyRelu(0.2), Activation::Tanh, Activation::Sigmoid];
+    let acts =
+        [Activation::Identity, Activation::Relu, Activation::LeakyRelu(0.2), Activation::Tanh, Activation::Sigmoid];
     let mut kb = KernelBuilder::new().unwrap();
     let mut ids = Vec::new();
     for &len in &LENS {
@@ -62,12 +63,19 @@ fn activation_and_add() {
         lib.run_all(a_id, &[&a], &mut y).unwrap();
         for i in 0..len {
             let want = act.apply(a[i]);
-            assert!(want.to_bits() == y[i].to_bits() || (want - y[i]).abs() <= 1e-6 * want.abs().max(1.0), "{act:?} len {len} at {i}: {} vs {want}", y[i]);
+            assert!(
+                want.to_bits() == y[i].to_bits() || (want - y[i]).abs() <= 1e-6 * want.abs().max(1.0),
+                "{act:?} len {len} at {i}: {} vs {want}",
+                y[i]
+            );
         }
         lib.run_all(add_id, &[&a, &b], &mut y).unwrap();
         for i in 0..len {
             let want = act.apply(a[i] + b[i]);
-            assert!(want.to_bits() == y[i].to_bits() || (want - y[i]).abs() <= 1e-6 * want.abs().max(1.0), "add {act:?} len {len} at {i}");
+            assert!(
+                want.to_bits() == y[i].to_bits() || (want - y[i]).abs() <= 1e-6 * want.abs().max(1.0),
+                "add {act:?} len {len} at {i}"
+            );
         }
         // In place through the raw entry point.
         let mut z = a.clone();
@@ -128,7 +136,8 @@ fn concat() {
 /// Several kernels of different kinds in one library, run in any order.
 #[test]
 fn mixed_library() {
-    let g = ConvTranspose2dGeometry::from_output_padding(2, 8, [5, 5], 12, 4, [3, 3], [2, 2], [1, 1], [1, 1], [1, 1]).unwrap();
+    let g = ConvTranspose2dGeometry::from_output_padding(2, 8, [5, 5], 12, 4, [3, 3], [2, 2], [1, 1], [1, 1], [1, 1])
+        .unwrap();
     let c = Conv2dGeometry::new(2, 12, [g.out_h, g.out_w], 6, 3, [3, 3], [1, 1], [1, 1], [1, 1]).unwrap();
     let (wt, wc) = (data(g.weight_len(), 1), data(c.weight_len(), 2));
     let mut kb = KernelBuilder::new().unwrap();

@@ -82,9 +82,16 @@ fn run_case(c: &Case) -> Result<(), TestCaseError> {
         let lib = kb.finish().map_err(|e| TestCaseError::fail(e.to_string()))?;
         let mut y = vec![f32::NAN; g.output_len()];
         lib.run_all(id, &[&x], &mut y).map_err(|e| TestCaseError::fail(e.to_string()))?;
-        let err =
-            y.iter().zip(&want).map(|(a, b)| if (a - b).is_nan() { f32::INFINITY } else { (a - b).abs() }).fold(0f32, f32::max);
-        prop_assert!(err <= 1e-4 * scale, "{tier:?} ({:?}): max abs err {err} (scale {scale}) for {c:?}", lib.strategy(id));
+        let err = y
+            .iter()
+            .zip(&want)
+            .map(|(a, b)| if (a - b).is_nan() { f32::INFINITY } else { (a - b).abs() })
+            .fold(0f32, f32::max);
+        prop_assert!(
+            err <= 1e-4 * scale,
+            "{tier:?} ({:?}): max abs err {err} (scale {scale}) for {c:?}",
+            lib.strategy(id)
+        );
     }
     Ok(())
 }
@@ -172,7 +179,9 @@ fn geometries() -> Vec<ConvTranspose2dGeometry> {
         (1, 3, [1, 32], 1, 1, [9, 9], [3, 3], [4, 4], [2, 2], [1, 1]),
     ];
     raw.iter()
-        .map(|c| ConvTranspose2dGeometry::from_output_padding(c.0, c.1, c.2, c.3, c.4, c.5, c.6, c.7, c.8, c.9).unwrap())
+        .map(|c| {
+            ConvTranspose2dGeometry::from_output_padding(c.0, c.1, c.2, c.3, c.4, c.5, c.6, c.7, c.8, c.9).unwrap()
+        })
         .collect()
 }
 
@@ -193,7 +202,8 @@ fn canaries_and_subranges_for(tier: KernelTier, gi: &str, seed: usize, g: &ConvT
         let w = data(g.weight_len(), seed as u64);
         let bias = data(g.out_channels, 99);
         let mut kb = builder(tier);
-        let id = kb.add_conv_transpose2d(g, &w, &Epilogue::bias(bias.clone()).with_activation(Activation::Relu)).unwrap();
+        let id =
+            kb.add_conv_transpose2d(g, &w, &Epilogue::bias(bias.clone()).with_activation(Activation::Relu)).unwrap();
         let lib = kb.finish().unwrap();
         let mut xb = canary_buf(g.input_len());
         xb[PAD..PAD + g.input_len()].copy_from_slice(&data(g.input_len(), 5));
@@ -204,8 +214,14 @@ fn canaries_and_subranges_for(tier: KernelTier, gi: &str, seed: usize, g: &ConvT
         let mut full = canary_buf(g.output_len());
         // SAFETY: `x` and `full[PAD..]` hold at least the kernel's input and output lengths.
         unsafe { lib.run(id, &[x.as_ptr()], full[PAD..].as_mut_ptr(), 0..items).unwrap() };
-        assert!(full[..PAD].iter().chain(&full[PAD + g.output_len()..]).all(|&v| is_canary(v)), "geometry {gi}: output canary");
-        assert!(xb[..PAD].iter().chain(&xb[PAD + g.input_len()..]).all(|&v| is_canary(v)), "geometry {gi}: input canary");
+        assert!(
+            full[..PAD].iter().chain(&full[PAD + g.output_len()..]).all(|&v| is_canary(v)),
+            "geometry {gi}: output canary"
+        );
+        assert!(
+            xb[..PAD].iter().chain(&xb[PAD + g.input_len()..]).all(|&v| is_canary(v)),
+            "geometry {gi}: input canary"
+        );
         check_close(&full[PAD..PAD + g.output_len()], &want, &format!("geometry {gi}"));
 
         // Partition 0..items into irregular sub-ranges.
@@ -239,11 +255,35 @@ fn concurrent_runs_match() {
     for tier in tiers() {
         // Channel tiles (48 channels: one full and one partial panel per group) and pixel tiles (2 per group).
         for cout in [96, 4] {
-            let g = ConvTranspose2dGeometry::from_output_padding(4, 32, [8, 8], cout, 2, [4, 4], [2, 2], [1, 1], [0, 0], [1, 1]).unwrap();
+            let g = ConvTranspose2dGeometry::from_output_padding(
+                4,
+                32,
+                [8, 8],
+                cout,
+                2,
+                [4, 4],
+                [2, 2],
+                [1, 1],
+                [0, 0],
+                [1, 1],
+            )
+            .unwrap();
             concurrent_runs_match_for(tier, &g);
         }
         // Packed input (each run's buffer is on its own stack).
-        let g = ConvTranspose2dGeometry::from_output_padding(2, 32, [32, 32], 40, 1, [4, 4], [2, 2], [1, 1], [0, 0], [1, 1]).unwrap();
+        let g = ConvTranspose2dGeometry::from_output_padding(
+            2,
+            32,
+            [32, 32],
+            40,
+            1,
+            [4, 4],
+            [2, 2],
+            [1, 1],
+            [0, 0],
+            [1, 1],
+        )
+        .unwrap();
         concurrent_runs_match_for(tier, &g);
     }
 }
@@ -258,7 +298,9 @@ fn concurrent_runs_match_for(tier: KernelTier, g: &ConvTranspose2dGeometry) {
     let w = data(g.weight_len(), 3);
     let x = data(g.input_len(), 4);
     let mut kb = builder(tier);
-    let id = kb.add_conv_transpose2d(&g, &w, &Epilogue::bias(data(g.out_channels, 1)).with_activation(Activation::Tanh)).unwrap();
+    let id = kb
+        .add_conv_transpose2d(&g, &w, &Epilogue::bias(data(g.out_channels, 1)).with_activation(Activation::Tanh))
+        .unwrap();
     let lib = kb.finish().unwrap();
     let mut single = vec![0f32; g.output_len()];
     lib.run_all(id, &[&x], &mut single).unwrap();
@@ -288,7 +330,8 @@ fn library_is_send_sync() {
 
 #[test]
 fn run_checks_arguments() {
-    let g = ConvTranspose2dGeometry::from_output_padding(1, 2, [3, 3], 2, 1, [3, 3], [2, 2], [1, 1], [0, 0], [1, 1]).unwrap();
+    let g = ConvTranspose2dGeometry::from_output_padding(1, 2, [3, 3], 2, 1, [3, 3], [2, 2], [1, 1], [0, 0], [1, 1])
+        .unwrap();
     let mut kb = KernelBuilder::new().unwrap();
     let id = kb.add_conv_transpose2d(&g, &vec![1.0; g.weight_len()], &Epilogue::none()).unwrap();
     assert!(matches!(
@@ -316,8 +359,12 @@ fn run_checks_arguments() {
 /// Each tier is selected by configuration alone, and the strategy matches the shape.
 #[test]
 fn tiers_are_forced_by_configuration() {
-    let wide = ConvTranspose2dGeometry::from_output_padding(2, 16, [6, 6], 40, 1, [4, 4], [2, 2], [1, 1], [0, 0], [1, 1]).unwrap();
-    let narrow = ConvTranspose2dGeometry::from_output_padding(1, 8, [20, 20], 1, 1, [9, 9], [3, 3], [4, 4], [2, 2], [1, 1]).unwrap();
+    let wide =
+        ConvTranspose2dGeometry::from_output_padding(2, 16, [6, 6], 40, 1, [4, 4], [2, 2], [1, 1], [0, 0], [1, 1])
+            .unwrap();
+    let narrow =
+        ConvTranspose2dGeometry::from_output_padding(1, 8, [20, 20], 1, 1, [9, 9], [3, 3], [4, 4], [2, 2], [1, 1])
+            .unwrap();
     for tier in tiers() {
         let mut kb = builder(tier);
         let a = kb.add_conv_transpose2d(&wide, &data(wide.weight_len(), 1), &Epilogue::none()).unwrap();
@@ -341,12 +388,16 @@ fn tiers_are_forced_by_configuration() {
     assert_eq!(lib.strategy(a), Some(want));
     // Auto narrows to AVX2 for multi-tap channel tiles whose output planes are
     // a multiple of 4 KiB apart (measured faster there); a forced ISA stays.
-    let cm = ConvTranspose2dGeometry::from_output_padding(1, 16, [16, 16], 32, 1, [4, 4], [2, 2], [1, 1], [0, 0], [1, 1]).unwrap();
+    let cm =
+        ConvTranspose2dGeometry::from_output_padding(1, 16, [16, 16], 32, 1, [4, 4], [2, 2], [1, 1], [0, 0], [1, 1])
+            .unwrap();
     let mut kb = KernelBuilder::new().unwrap();
     let a = kb.add_conv_transpose2d(&cm, &data(cm.weight_len(), 1), &Epilogue::none()).unwrap();
     let lib = kb.finish().unwrap();
     let want = match NativeIsa::Best.resolve() {
-        Some(NativeIsa::Avx512) if NativeIsa::Avx2.resolve().is_some() => KernelStrategy::NativeChannelTiles(NativeIsa::Avx2),
+        Some(NativeIsa::Avx512) if NativeIsa::Avx2.resolve().is_some() => {
+            KernelStrategy::NativeChannelTiles(NativeIsa::Avx2)
+        }
         Some(isa) => KernelStrategy::NativeChannelTiles(isa),
         None => KernelStrategy::Cranelift,
     };
@@ -371,7 +422,19 @@ fn tiers_are_forced_by_configuration() {
 fn stride3_single_channel_matches_reference() {
     for tier in tiers() {
         for (n, c, h, w, groups) in [(1, 5, 7, 32, 1), (2, 3, 3, 64, 1), (1, 4, 5, 32, 2)] {
-            let g = ConvTranspose2dGeometry::from_output_padding(n, c, [h, w], groups, groups, [9, 9], [3, 3], [4, 4], [2, 2], [1, 1]).unwrap();
+            let g = ConvTranspose2dGeometry::from_output_padding(
+                n,
+                c,
+                [h, w],
+                groups,
+                groups,
+                [9, 9],
+                [3, 3],
+                [4, 4],
+                [2, 2],
+                [1, 1],
+            )
+            .unwrap();
             let wt = data(g.weight_len(), 9);
             let x = data(g.input_len(), 10);
             for (bias, act) in [(None, Activation::Identity), (Some(data(groups, 11)), Activation::Relu)] {
@@ -397,7 +460,19 @@ fn stride3_single_channel_matches_reference() {
 fn depthwise_upsampler_matches_reference() {
     for tier in tiers() {
         for (n, c, h, w) in [(1, 4, 7, 48), (2, 2, 2, 16)] {
-            let g = ConvTranspose2dGeometry::from_output_padding(n, c, [h, w], c, c, [4, 4], [2, 2], [1, 1], [0, 0], [1, 1]).unwrap();
+            let g = ConvTranspose2dGeometry::from_output_padding(
+                n,
+                c,
+                [h, w],
+                c,
+                c,
+                [4, 4],
+                [2, 2],
+                [1, 1],
+                [0, 0],
+                [1, 1],
+            )
+            .unwrap();
             let wt = data(g.weight_len(), 7);
             let x = data(g.input_len(), 8);
             let mut kb = builder(tier);

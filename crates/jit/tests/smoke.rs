@@ -18,7 +18,9 @@ fn small_shapes() {
         let w = data(g.weight_len(), 100 + i as u64);
         let bias = data(g.out_channels, 7);
         let mut kb = KernelBuilder::new().unwrap();
-        let id = kb.add_conv_transpose2d(&g, &w, &Epilogue::bias(bias.clone()).with_activation(Activation::LeakyRelu(0.1))).unwrap();
+        let id = kb
+            .add_conv_transpose2d(&g, &w, &Epilogue::bias(bias.clone()).with_activation(Activation::LeakyRelu(0.1)))
+            .unwrap();
         let lib = kb.finish().unwrap();
         let mut y = vec![f32::NAN; g.output_len()];
         lib.run_all(id, &[&x], &mut y).unwrap();

@@ -264,7 +264,8 @@ fn concrete_op(graph: &Graph, id: NodeId) -> Result<Option<Op>> {
     };
     Ok(match node.op() {
         Op::LazyConvTranspose2d { params } | Op::ConvTranspose2d { params, .. } => {
-            let declared = if let Op::ConvTranspose2d { in_channels, .. } = node.op() { Some(*in_channels) } else { None };
+            let declared =
+                if let Op::ConvTranspose2d { in_channels, .. } = node.op() { Some(*in_channels) } else { None };
             if declared.is_some() && params.output_size.is_none() {
                 return Ok(None);
             }

@@ -22,8 +22,19 @@ pub fn shapes() -> Vec<(&'static str, ConvTranspose2dGeometry)> {
     ];
     raw.iter()
         .map(|&(name, n, ci, h, w, co, k, s, p, op, d, g)| {
-            let geom = ConvTranspose2dGeometry::from_output_padding(n, ci, [h, w], co, g, [k, k], [s, s], [p, p], [op, op], [d, d])
-                .unwrap_or_else(|e| panic!("benchmark shape {name}: {e}"));
+            let geom = ConvTranspose2dGeometry::from_output_padding(
+                n,
+                ci,
+                [h, w],
+                co,
+                g,
+                [k, k],
+                [s, s],
+                [p, p],
+                [op, op],
+                [d, d],
+            )
+            .unwrap_or_else(|e| panic!("benchmark shape {name}: {e}"));
             (name, geom)
         })
         .collect()

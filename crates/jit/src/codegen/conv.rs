@@ -19,7 +19,7 @@ use super::{counted_loop, data_flags, input_flags, ptr_var, weight_flags, FnComp
 use crate::epilogue::Activation;
 use crate::error::JitError;
 use crate::pack::{block_stride, phase_offset};
-use crate::schedule::{phase_regions, union_ranges, Block, Blocking, ConvSpec, Region, Variant, LANES};
+use crate::schedule::{block_cost, phase_regions, union_ranges, Block, Blocking, ConvSpec, Region, Variant, LANES};
 
 /// Everything the emitter needs about one convolution kernel.
 pub struct ConvKernel<'a> {
@@ -61,7 +61,12 @@ pub(crate) struct PhaseCtx {
 }
 
 /// Emits the whole kernel into `module`.
-pub fn emit(fc: &mut FnCompiler, module: &mut JITModule, helpers: &Helpers, k: &ConvKernel<'_>) -> Result<Emitted, JitError> {
+pub fn emit(
+    fc: &mut FnCompiler,
+    module: &mut JITModule,
+    helpers: &Helpers,
+    k: &ConvKernel<'_>,
+) -> Result<Emitted, JitError> {
     let spec = k.spec;
     let mut variants: Vec<Variant> = Vec::new();
     if k.blocking.nb_full > 0 {
@@ -91,16 +96,20 @@ pub fn emit(fc: &mut FnCompiler, module: &mut JITModule, helpers: &Helpers, k: &
             };
             let regions = phase_regions(spec, pair, variant.p);
             let w_off = (phase_offset(spec, pi, variant.v) * 4) as i64;
-            let text = fc.define(module, k.name, id, 4, &mut |b, _m, params| {
-                let w = b.ins().iadd_imm_s(params[2], w_off);
-                for r in &regions {
-                    emit_region(b, &ctx, r, params[0], params[1], w, params[3])?;
-                }
-                Ok(())
-            })?;
-            clif.push_str(&text);
-            clif.push('\n');
-            fns.push(id);
+            let chunks = chunk_regions(&regions, variant.v);
+            for (ci, chunk) in chunks.iter().enumerate() {
+                let id = if ci == 0 { id } else { FnCompiler::declare(module, k.name, &format!("{fname}_c{ci}"), 4)? };
+                let text = fc.define(module, k.name, id, 4, &mut |b, _m, params| {
+                    let w = b.ins().iadd_imm_s(params[2], w_off);
+                    for r in chunk.iter() {
+                        emit_region(b, &ctx, r, params[0], params[1], w, params[3])?;
+                    }
+                    Ok(())
+                })?;
+                clif.push_str(&text);
+                clif.push('\n');
+                fns.push(id);
+            }
         }
         phase_fns.push(fns);
     }
@@ -179,6 +188,32 @@ pub fn emit(fc: &mut FnCompiler, module: &mut JITModule, helpers: &Helpers, k: &
     Ok(Emitted { entry, clif })
 }
 
+/// Most estimated instructions ([`block_cost`]) per emitted function.
+/// Cranelift's compile time grows faster than linearly with a function's
+/// size (register allocation over one huge body: a 40x40 dilated kernel whose
+/// every output pixel is a border region took 81 s as one function), so a
+/// phase whose regions exceed this is split into several functions, each
+/// called in turn by the entry; the split costs one call per chunk.
+pub(crate) const MAX_FUNCTION_INSTRUCTIONS: u64 = 8_000;
+
+/// Consecutive runs of `regions` of at most [`MAX_FUNCTION_INSTRUCTIONS`]
+/// each (a single larger region keeps a function of its own). Never empty:
+/// a phase without regions still gets its (empty) function.
+fn chunk_regions(regions: &[Region], v: usize) -> Vec<&[Region]> {
+    let mut chunks = Vec::new();
+    let (mut start, mut cost) = (0, 0u64);
+    for (i, r) in regions.iter().enumerate() {
+        let c: u64 = r.blocks().map(|b| block_cost(b, v)).sum();
+        if i > start && cost.saturating_add(c) > MAX_FUNCTION_INSTRUCTIONS {
+            chunks.push(&regions[start..i]);
+            (start, cost) = (i, 0);
+        }
+        cost = cost.saturating_add(c);
+    }
+    chunks.push(&regions[start..]);
+    chunks
+}
+
 fn emit_region(
     b: &mut FunctionBuilder,
     ctx: &PhaseCtx,
@@ -205,8 +240,10 @@ fn emit_region(
             let oi = b.ins().iadd_imm_s(or, inner.start_out * 4);
             let vxi = ptr_var(b, xi);
             let voi = ptr_var(b, oi);
-            let ind =
-                [Induction { var: vxi, step: inner.lp.in_step * 4 }, Induction { var: voi, step: inner.lp.out_step * 4 }];
+            let ind = [
+                Induction { var: vxi, step: inner.lp.in_step * 4 },
+                Induction { var: voi, step: inner.lp.out_step * 4 },
+            ];
             counted_loop(b, inner.lp.count, &ind, &mut |b| {
                 let xp = b.use_var(vxi);
                 let op = b.use_var(voi);
@@ -304,7 +341,8 @@ pub(crate) fn emit_block(
             Ok(())
         };
         let main = ctx.cig / unroll;
-        let ind = [Induction { var: vx, step: step_x * unroll as i64 }, Induction { var: vw, step: step_w * unroll as i64 }];
+        let ind =
+            [Induction { var: vx, step: step_x * unroll as i64 }, Induction { var: vw, step: step_w * unroll as i64 }];
         counted_loop(b, main, &ind, &mut |b| {
             for k in 0..unroll {
                 channel(b, k as i64)?;
@@ -340,13 +378,57 @@ pub(crate) fn emit_block(
 /// is a broken invariant of the schedule: an error, never a silently clamped
 /// (wrong) address.
 pub(crate) fn offset32(v: i64) -> Result<i32, JitError> {
-    i32::try_from(v).map_err(|_| {
-        JitError::PlanVerifier { kernel: "conv".into(), reason: format!("byte offset {v} does not fit a 32-bit immediate") }
+    i32::try_from(v).map_err(|_| JitError::PlanVerifier {
+        kernel: "conv".into(),
+        reason: format!("byte offset {v} does not fit a 32-bit immediate"),
     })
 }
 
 #[cfg(test)]
 mod tests {
+    use super::{chunk_regions, MAX_FUNCTION_INSTRUCTIONS};
+    use crate::schedule::{block_cost, Block, Region};
+
+    /// A region of `blocks` empty blocks (each costs the fixed per-block
+    /// overhead of `block_cost`).
+    fn region(blocks: usize) -> Region {
+        let pre = (0..blocks).map(|_| Block { pixels: Vec::new() }).collect();
+        Region { base_in: 0, base_out: 0, rows: None, pre, inner: None, post: Vec::new() }
+    }
+
+    fn cost(rs: &[Region]) -> u64 {
+        rs.iter().flat_map(|r| r.blocks()).map(|b| block_cost(b, 1)).sum()
+    }
+
+    #[test]
+    fn chunks_cover_every_region_in_order_and_respect_the_cap() {
+        let per_block = block_cost(&Block { pixels: Vec::new() }, 1);
+        // Regions of about an eighth, a half and twice the cap.
+        for blocks in [
+            MAX_FUNCTION_INSTRUCTIONS / per_block / 8,
+            MAX_FUNCTION_INSTRUCTIONS / per_block / 2 + 1,
+            2 * MAX_FUNCTION_INSTRUCTIONS / per_block,
+        ] {
+            let regions: Vec<Region> = (0..20).map(|_| region(blocks as usize)).collect();
+            let chunks = chunk_regions(&regions, 1);
+            assert_eq!(chunks.iter().map(|c| c.len()).sum::<usize>(), regions.len());
+            // Chunks are consecutive slices of `regions`, in order.
+            let mut next = regions.as_ptr();
+            for c in &chunks {
+                assert_eq!(c.as_ptr(), next);
+                next = next.wrapping_add(c.len());
+                // Over the cap only when one region alone is.
+                assert!(cost(c) <= MAX_FUNCTION_INSTRUCTIONS || c.len() == 1, "{} regions cost {}", c.len(), cost(c));
+            }
+            // And greedy: no two neighbours could have been merged.
+            for w in chunks.windows(2) {
+                assert!(cost(w[0]) + cost(&w[1][..1]) > MAX_FUNCTION_INSTRUCTIONS);
+            }
+        }
+        // A phase without regions still gets one (empty) function.
+        assert_eq!(chunk_regions(&[], 1).len(), 1);
+    }
+
     #[test]
     fn offset32_refuses_instead_of_clamping() {
         assert_eq!(super::offset32(-8).unwrap(), -8);

@@ -142,9 +142,7 @@ impl FnCompiler {
         let clif = self.ctx.func.display().to_string();
         let disasm = std::env::var_os("KILN_JIT_DISASM").is_some();
         self.ctx.set_disasm(disasm);
-        module
-            .define_function(id, &mut self.ctx)
-            .map_err(|e| JitError::codegen(kernel, format!("{e:?}")))?;
+        module.define_function(id, &mut self.ctx).map_err(|e| JitError::codegen(kernel, format!("{e:?}")))?;
         if disasm {
             if let Some(code) = self.ctx.compiled_code().and_then(|c| c.vcode.as_ref()) {
                 eprintln!("==== {kernel} (func {})\n{code}", id.as_u32());

@@ -125,7 +125,12 @@ fn emit_entry(
 /// The kernel is one function: per work item it walks a constant list of
 /// calls (one [`CallEntry`] per tile or pack) with indirect calls, so its
 /// code size does not grow with the number of tiles or classes.
-pub fn emit_cv(fc: &mut FnCompiler, module: &mut JITModule, k: &NativeParams<'_>, plan: &CvPlan) -> Result<NativeEmitted, JitError> {
+pub fn emit_cv(
+    fc: &mut FnCompiler,
+    module: &mut JITModule,
+    k: &NativeParams<'_>,
+    plan: &CvPlan,
+) -> Result<NativeEmitted, JitError> {
     let spec = k.spec;
     let pairs = spec.phase_pairs();
     let (code, alpha) = act_code(k.activation);
@@ -172,18 +177,10 @@ pub fn emit_cv(fc: &mut FnCompiler, module: &mut JITModule, k: &NativeParams<'_>
             }
         }
     }
-    let (args, args_addr) = ConstData::new(args, TileArgs {
-        taps: std::ptr::null(),
-        nt: 0,
-        cig: 0,
-        x_ci: 0,
-        a_ci: 0,
-        oc: 0,
-        nc: 0,
-        pw: 0,
-        act: 0,
-        alpha: 0,
-    });
+    let (args, args_addr) = ConstData::new(
+        args,
+        TileArgs { taps: std::ptr::null(), nt: 0, cig: 0, x_ci: 0, a_ci: 0, oc: 0, nc: 0, pw: 0, act: 0, alpha: 0 },
+    );
     let tile_args = |i: usize| args_addr + (i * std::mem::size_of::<TileArgs>()) as i64;
     let ncls = plan.classes.len();
     let nvar = variants.len();
@@ -209,11 +206,21 @@ pub fn emit_cv(fc: &mut FnCompiler, module: &mut JITModule, k: &NativeParams<'_>
                             src_stride: hw_in * 4,
                             dst_stride: (pk.stride * 4) as i64,
                         });
-                        entries.push(CallEntry { func: pack_fn, weight_off: 0, table: 0, args: 0, flags: CallEntry::PACK });
+                        entries.push(CallEntry {
+                            func: pack_fn,
+                            weight_off: 0,
+                            table: 0,
+                            args: 0,
+                            flags: CallEntry::PACK,
+                        });
                     }
                     CvRun::Tiles { class, contig, p, count, table: tbl0, packed } => {
-                        let f = table::cv(plan.isa, plan.pw, *p, *contig, channel_major)
-                            .ok_or_else(|| missing(k.name, format!("a {:?} channel tile of {} channels × {p} pixels", plan.isa, plan.pw)))?;
+                        let f = table::cv(plan.isa, plan.pw, *p, *contig, channel_major).ok_or_else(|| {
+                            missing(
+                                k.name,
+                                format!("a {:?} channel tile of {} channels × {p} pixels", plan.isa, plan.pw),
+                            )
+                        })?;
                         let c = &plan.classes[*class];
                         let weight_off = (phase_offset(spec, c.pair_index, v) * 4) as i64;
                         let layout = usize::from(*packed);
@@ -259,8 +266,8 @@ pub fn emit_cv(fc: &mut FnCompiler, module: &mut JITModule, k: &NativeParams<'_>
         // so concurrent runs never share it.
         let packed = match pack {
             Some(pk) => {
-                let bytes =
-                    u32::try_from(pk.bytes(spec.cig)).map_err(|_| JitError::codegen(k.name, "packed input buffer too large"))?;
+                let bytes = u32::try_from(pk.bytes(spec.cig))
+                    .map_err(|_| JitError::codegen(k.name, "packed input buffer too large"))?;
                 let slot = b.create_sized_stack_slot(StackSlotData::new(StackSlotKind::ExplicitSlot, bytes, 6));
                 Some(b.ins().stack_addr(PTR, slot, 0))
             }
@@ -356,7 +363,12 @@ pub fn emit_cv(fc: &mut FnCompiler, module: &mut JITModule, k: &NativeParams<'_>
 }
 
 /// Emits a pixel-tile kernel.
-pub fn emit_pv(fc: &mut FnCompiler, module: &mut JITModule, k: &NativeParams<'_>, plan: &PvPlan) -> Result<NativeEmitted, JitError> {
+pub fn emit_pv(
+    fc: &mut FnCompiler,
+    module: &mut JITModule,
+    k: &NativeParams<'_>,
+    plan: &PvPlan,
+) -> Result<NativeEmitted, JitError> {
     let spec = k.spec;
     let pairs = spec.phase_pairs();
     let (code, alpha) = act_code(k.activation);
@@ -394,15 +406,36 @@ pub fn emit_pv(fc: &mut FnCompiler, module: &mut JITModule, k: &NativeParams<'_>
             row_out: spec.h.out_step as i64 * out_w * 4,
         });
     }
-    let filler = PvArgs { taps: std::ptr::null(), ..args.first().copied().unwrap_or(PvArgs {
-        taps: std::ptr::null(), nt: 0, cig: 0, x_ci: 0, a_ci: 0, oc: 0, osw: 0, nq: 0, in_w: 0, nc: 0, act: 0, alpha: 0, ntw: 0, row_in: 0, row_out: 0,
-    }) };
+    let filler = PvArgs {
+        taps: std::ptr::null(),
+        ..args.first().copied().unwrap_or(PvArgs {
+            taps: std::ptr::null(),
+            nt: 0,
+            cig: 0,
+            x_ci: 0,
+            a_ci: 0,
+            oc: 0,
+            osw: 0,
+            nq: 0,
+            in_w: 0,
+            nc: 0,
+            act: 0,
+            alpha: 0,
+            ntw: 0,
+            row_in: 0,
+            row_out: 0,
+        })
+    };
     let (args, args_addr) = ConstData::new(args, filler);
-    let single = table::pv(plan.isa, plan.nv, plan.c, 1)
-        .ok_or_else(|| missing(k.name, format!("a {:?} pixel tile of {} vectors × {} channels", plan.isa, plan.nv, plan.c)))?;
+    let single = table::pv(plan.isa, plan.nv, plan.c, 1).ok_or_else(|| {
+        missing(k.name, format!("a {:?} pixel tile of {} vectors × {} channels", plan.isa, plan.nv, plan.c))
+    })?;
     let multi = if plan.rows > 1 {
         Some(table::pv(plan.isa, plan.nv, plan.c, plan.rows).ok_or_else(|| {
-            missing(k.name, format!("a {:?} {}-row pixel tile of {} vectors × {} channels", plan.isa, plan.rows, plan.nv, plan.c))
+            missing(
+                k.name,
+                format!("a {:?} {}-row pixel tile of {} vectors × {} channels", plan.isa, plan.rows, plan.nv, plan.c),
+            )
         })?)
     } else {
         None
@@ -424,7 +457,9 @@ pub fn emit_pv(fc: &mut FnCompiler, module: &mut JITModule, k: &NativeParams<'_>
                 let row_in = spec.h.in_step as i64 * in_w * 4;
                 let row_out = spec.h.out_step as i64 * out_w * 4;
                 let x0 = b.ins().iadd_imm_s(x, rows.start as i64 * row_in);
-                let o0 = b.ins().iadd_imm_s(out, ((rows.start * spec.h.out_step + hp.first) as i64 * out_w + wp.first as i64) * 4);
+                let o0 = b
+                    .ins()
+                    .iadd_imm_s(out, ((rows.start * spec.h.out_step + hp.first) as i64 * out_w + wp.first as i64) * 4);
                 let a_pair = b.ins().iadd_imm_s(a, (phase_offset(spec, s.pair_index, 1) * 4) as i64);
                 let (vx, vo) = (ptr_var(b, x0), ptr_var(b, o0));
                 let argp = args_addr + (si * std::mem::size_of::<PvArgs>()) as i64;
@@ -544,8 +579,10 @@ pub fn emit_dw2x(
     }
     let (weights, w_addr) = ConstData::new(rec, 0f32);
     let (code, alpha) = act_code(activation);
-    let (args, args_addr) =
-        ConstData::new(vec![Dw2xArgs { in_h: spec.in_h as i64, in_w: spec.in_w as i64, act: code, alpha: alpha.to_bits() as i64 }], Dw2xArgs { in_h: 0, in_w: 0, act: 0, alpha: 0 });
+    let (args, args_addr) = ConstData::new(
+        vec![Dw2xArgs { in_h: spec.in_h as i64, in_w: spec.in_w as i64, act: code, alpha: alpha.to_bits() as i64 }],
+        Dw2xArgs { in_h: 0, in_w: 0, act: 0, alpha: 0 },
+    );
     let dw = table::dw2x().ok_or_else(|| missing(name, "the depthwise 2x upsampler".into()))?;
     let fname = format!("{name}_dw");
     let id = FnCompiler::declare(module, name, &fname, 4)?;

@@ -100,7 +100,7 @@ pub fn compile_with(graph: &Graph, options: CompileOptions) -> Result<CompiledGr
         tier: options.tier,
         memory_budget: options.max_memory_bytes,
     })
-        .map_err(|source| CompileError::Kernel { node: "<module>".into(), source })?;
+    .map_err(|source| CompileError::Kernel { node: "<module>".into(), source })?;
     let program = lower(graph, &mut kb)?;
     let library = kb.finish().map_err(|source| CompileError::Kernel { node: "<module>".into(), source })?;
     let plan = plan(&program);
@@ -112,11 +112,7 @@ pub fn compile_with(graph: &Graph, options: CompileOptions) -> Result<CompiledGr
             (n.name().to_string(), n.shape().as_known().unwrap_or_default())
         })
         .collect();
-    let output_names = graph
-        .output_values()
-        .iter()
-        .map(|&v| graph.node(v).name().to_string())
-        .collect();
+    let output_names = graph.output_values().iter().map(|&v| graph.node(v).name().to_string()).collect();
     let mut output_home = vec![None; program.temp_len.len()];
     for (k, (v, _)) in program.outputs.iter().enumerate() {
         if let ValueRef::Temp(t) = v {

@@ -54,7 +54,9 @@ pub enum CompileError {
     },
     /// A plan failed the verifier, or code generation broke an internal
     /// invariant: a bug in Kiln, not in the model.
-    #[error("internal compiler error at node `{node}`: {reason} (this is a bug in Kiln; please report it with the model)")]
+    #[error(
+        "internal compiler error at node `{node}`: {reason} (this is a bug in Kiln; please report it with the model)"
+    )]
     Internal {
         /// Node names of the step.
         node: String,

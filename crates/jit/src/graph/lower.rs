@@ -148,6 +148,146 @@ fn batch_norm_affine(g: &Graph, id: NodeId) -> Result<(Vec<f64>, Vec<f64>), Comp
     Ok((scale, shift))
 }
 
+fn shape_error(g: &Graph, id: NodeId, reason: String) -> CompileError {
+    CompileError::Shape { node: g.node(id).name().to_string(), reason }
+}
+
+/// The node's declared shape must be the one its op computes from its
+/// operands' declared shapes, as the interpreter checks at run time: kernels
+/// are sized from both, and a graph read from JSON or edited with `set_shape`
+/// can make them disagree. Buffer lengths are checked again per step
+/// (`check_buffers`); this check makes a wrong shape an error even where the
+/// lengths happen to agree, so compiled and interpreted graphs accept the
+/// same graphs. Every op is listed: a new op must say what it computes.
+fn check_declared_shape(g: &Graph, id: NodeId) -> Result<(), CompileError> {
+    let node = g.node(id);
+    let operands = g.operands(id);
+    let operand = |i: usize| -> Result<Vec<usize>, CompileError> {
+        let o = operands.get(i).copied().ok_or_else(|| unresolved(node.name(), format!("has no operand {i}")))?;
+        known_shape(g, o)
+    };
+    let same_as_operand = |declared: &[usize]| -> Result<(), CompileError> {
+        let x = operand(0)?;
+        if x != declared {
+            return Err(shape_error(g, id, format!("declares shape {declared:?} but its operand has shape {x:?}")));
+        }
+        Ok(())
+    };
+    match node.op() {
+        Op::Input => Ok(()),
+        Op::Output => {
+            // Output markers may keep an unranked shape: they only forward a value.
+            match node.shape().as_known() {
+                Some(declared) => same_as_operand(&declared),
+                None => Ok(()),
+            }
+        }
+        Op::Relu | Op::LeakyRelu { .. } | Op::Tanh | Op::Sigmoid => same_as_operand(&known_shape(g, id)?),
+        Op::BatchNorm2d { num_features, .. } => {
+            let declared = known_shape(g, id)?;
+            same_as_operand(&declared)?;
+            let (_, c, _) = image_dims(node.name(), &declared)?;
+            if c != *num_features {
+                return Err(shape_error(g, id, format!("has {c} channels but num_features is {num_features}")));
+            }
+            Ok(())
+        }
+        Op::Add => {
+            let declared = known_shape(g, id)?;
+            for i in 0..operands.len() {
+                let x = operand(i)?;
+                if x != declared {
+                    return Err(shape_error(
+                        g,
+                        id,
+                        format!("declares shape {declared:?} but operand {i} has shape {x:?}"),
+                    ));
+                }
+            }
+            Ok(())
+        }
+        Op::Concat => {
+            let declared = known_shape(g, id)?;
+            image_dims(node.name(), &declared)?;
+            let c = declared.len() - 3;
+            let mut channels = 0usize;
+            for i in 0..operands.len() {
+                let x = operand(i)?;
+                let same_rest = x.len() == declared.len()
+                    && x.iter().zip(&declared).enumerate().all(|(d, (a, b))| d == c || a == b);
+                if !same_rest {
+                    return Err(shape_error(
+                        g,
+                        id,
+                        format!("declares shape {declared:?} but operand {i} has shape {x:?}, which differs outside the channel dim"),
+                    ));
+                }
+                channels = channels.saturating_add(x[c]);
+            }
+            if channels != declared[c] {
+                return Err(shape_error(
+                    g,
+                    id,
+                    format!("declares {} channels but its operands have {channels} in all", declared[c]),
+                ));
+            }
+            Ok(())
+        }
+        Op::ConvTranspose2d { params, .. } => {
+            let (declared, x) = (known_shape(g, id)?, operand(0)?);
+            let out_channels = params.out_channels;
+            let (n, c, _) = image_dims(node.name(), &declared)?;
+            let (xn, _, _) = image_dims(node.name(), &x)?;
+            let r = x.len();
+            // The reference's own output-size rule (output_padding or
+            // output_size), so both accept exactly the same graphs.
+            let hw = conv_transpose_hw(node.name(), [x[r - 2], x[r - 1]], params)?;
+            let mut want = x.clone();
+            want[r - 3] = out_channels;
+            want[r - 2] = hw[0];
+            want[r - 1] = hw[1];
+            if declared != want || n != xn || c != out_channels {
+                return Err(shape_error(
+                    g,
+                    id,
+                    format!("declares shape {declared:?}, but its operand of shape {x:?} gives {want:?}"),
+                ));
+            }
+            Ok(())
+        }
+        Op::Conv2d { params: kiln_ir::Conv2dParams { out_channels, .. }, .. } => {
+            // Spatial sizes are checked against the op's arithmetic by the
+            // kernel geometry; batch, rank and channels here.
+            let (declared, x) = (known_shape(g, id)?, operand(0)?);
+            let (n, c, _) = image_dims(node.name(), &declared)?;
+            let (xn, _, _) = image_dims(node.name(), &x)?;
+            if declared.len() != x.len() || n != xn || c != *out_channels {
+                return Err(shape_error(
+                    g,
+                    id,
+                    format!("declares shape {declared:?}, but an input of shape {x:?} with {out_channels} output channels gives rank {}, batch {xn}", x.len()),
+                ));
+            }
+            Ok(())
+        }
+        // Named here, before its users complain of unknown shapes.
+        Op::LazyConvTranspose2d { .. } | Op::LazyConv2d { .. } | Op::LazyBatchNorm2d { .. } => {
+            Err(unresolved(node.name(), "is still lazy"))
+        }
+    }
+}
+
+/// A transposed convolution's output height and width by the reference
+/// interpreter's rule.
+fn conv_transpose_hw(
+    node: &str,
+    in_hw: [usize; 2],
+    p: &kiln_ir::ConvTranspose2dParams,
+) -> Result<[usize; 2], CompileError> {
+    kiln_runtime::ops::conv_transpose2d_output_hw(node, in_hw, p)
+        .map_err(|e| CompileError::Shape { node: node.to_string(), reason: e.to_string() })
+}
+
 struct Lowering<'g> {
     g: &'g Graph,
     kb: &'g mut KernelBuilder,
@@ -222,11 +362,17 @@ impl<'g> Lowering<'g> {
     /// need not, and is refused here (invariant: every step's kernel lengths
     /// equal its buffers' lengths, which is what `CompiledGraph::execute`
     /// relies on when it calls kernels on raw pointers).
-    fn check_buffers(&self, nodes: &str, kernel: KernelId, inputs: &[ValueRef], out_len: usize) -> Result<(), CompileError> {
-        let info = self
-            .kb
-            .info(kernel)
-            .ok_or_else(|| CompileError::Internal { node: nodes.to_string(), reason: "kernel id not in the builder".into() })?;
+    fn check_buffers(
+        &self,
+        nodes: &str,
+        kernel: KernelId,
+        inputs: &[ValueRef],
+        out_len: usize,
+    ) -> Result<(), CompileError> {
+        let info = self.kb.info(kernel).ok_or_else(|| CompileError::Internal {
+            node: nodes.to_string(),
+            reason: "kernel id not in the builder".into(),
+        })?;
         if info.input_lens.len() != inputs.len() {
             return Err(CompileError::Internal {
                 node: nodes.to_string(),
@@ -236,11 +382,21 @@ impl<'g> Lowering<'g> {
         for (i, (&v, &want)) in inputs.iter().zip(&info.input_lens).enumerate() {
             let have = self.buffer_len(v)?;
             if have != want {
-                return Err(CompileError::BufferMismatch { node: nodes.to_string(), which: format!("input {i}"), kernel: want, buffer: have });
+                return Err(CompileError::BufferMismatch {
+                    node: nodes.to_string(),
+                    which: format!("input {i}"),
+                    kernel: want,
+                    buffer: have,
+                });
             }
         }
         if info.output_len != out_len {
-            return Err(CompileError::BufferMismatch { node: nodes.to_string(), which: "output".into(), kernel: info.output_len, buffer: out_len });
+            return Err(CompileError::BufferMismatch {
+                node: nodes.to_string(),
+                which: "output".into(),
+                kernel: info.output_len,
+                buffer: out_len,
+            });
         }
         Ok(())
     }
@@ -322,7 +478,19 @@ impl<'g> Lowering<'g> {
                 params.padding.to_array(),
                 params.dilation.to_array(),
             )
-            .and_then(|geom| self.kb.add_conv2d(&geom, &w, &epilogue)),
+            .and_then(|geom| {
+                let declared = [out_shape[out_shape.len() - 2], out_shape[out_shape.len() - 1]];
+                if [geom.out_h, geom.out_w] != declared {
+                    return Err(crate::JitError::geometry(
+                        "conv2d",
+                        format!(
+                            "the node declares output size {declared:?}, its arguments give {:?}",
+                            [geom.out_h, geom.out_w]
+                        ),
+                    ));
+                }
+                self.kb.add_conv2d(&geom, &w, &epilogue)
+            }),
         };
         let input = self.value(operand)?;
         self.emit(&chain, kernel, vec![input])
@@ -393,7 +561,12 @@ pub fn lower(g: &Graph, kb: &mut KernelBuilder) -> Result<Program, CompileError>
         known_shape(g, input)?;
         l.values.insert(input, ValueRef::Input(i));
     }
-    for id in g.topo_order()? {
+    let order = g.topo_order()?;
+    // All shapes first, fused nodes included, before any kernel is built.
+    for &id in &order {
+        check_declared_shape(g, id)?;
+    }
+    for id in order {
         if !l.absorbed.contains_key(&id) {
             l.lower_node(id)?;
         }

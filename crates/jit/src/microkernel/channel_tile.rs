@@ -95,7 +95,7 @@ pub(crate) unsafe extern "C" fn cv512<const V: usize, const P: usize, const CONT
         for _ in 0..g.cig {
             for t in 0..nt {
                 // Only `xb + xo[j]` is inside the buffer (see `CvPack`).
-                    let xb = xc.wrapping_offset(*taps.add(2 * t) as isize);
+                let xb = xc.wrapping_offset(*taps.add(2 * t) as isize);
                 let ab = ac.offset(*taps.add(2 * t + 1) as isize).cast::<f32>();
                 let mut w = [_mm512_setzero_ps(); V];
                 for (v, wv) in w.iter_mut().enumerate() {

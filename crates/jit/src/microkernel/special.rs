@@ -38,7 +38,15 @@ pub(crate) unsafe extern "C" fn dw2x512(w: *const f32, x: *const u8, o: *mut u8,
 
 #[target_feature(enable = "avx512f")]
 #[inline]
-unsafe fn dw2x512_body<const ACT: bool>(w: *const f32, x: *const u8, o: *mut u8, in_h: usize, in_w: usize, code: i64, alpha: f32) {
+unsafe fn dw2x512_body<const ACT: bool>(
+    w: *const f32,
+    x: *const u8,
+    o: *mut u8,
+    in_h: usize,
+    in_w: usize,
+    code: i64,
+    alpha: f32,
+) {
     // SAFETY: see the entry function: every address is inside the planes it was given.
     unsafe {
         let out_w = 2 * in_w;
@@ -137,7 +145,19 @@ pub(crate) unsafe extern "C" fn s3k9_512(w: *const f32, x: *const u8, blk: usize
 #[target_feature(enable = "avx512f")]
 #[inline]
 #[allow(clippy::too_many_arguments)]
-unsafe fn s3k9_body(w: *const f32, x: *const f32, o: *mut f32, in_h: usize, in_w: usize, cig: usize, code: i64, alpha: f32, a0: usize, a1: usize, bias: f32) {
+unsafe fn s3k9_body(
+    w: *const f32,
+    x: *const f32,
+    o: *mut f32,
+    in_h: usize,
+    in_w: usize,
+    cig: usize,
+    code: i64,
+    alpha: f32,
+    a0: usize,
+    a1: usize,
+    bias: f32,
+) {
     // SAFETY: see the entry function: every address is inside the planes it was given.
     unsafe {
         const HB: [i64; 3] = [-1, -1, 0];
@@ -176,7 +196,8 @@ unsafe fn s3k9_body(w: *const f32, x: *const f32, o: *mut f32, in_h: usize, in_w
                         let mut v = [[_mm512_setzero_ps(); 4]; 2];
                         for j in 0..2 {
                             for s in 0..4 {
-                                v[j][s] = _mm512_maskz_loadu_ps(masks[j][s], row.wrapping_add(16 * j + s).wrapping_sub(1));
+                                v[j][s] =
+                                    _mm512_maskz_loadu_ps(masks[j][s], row.wrapping_add(16 * j + s).wrapping_sub(1));
                             }
                         }
                         for hp in 0..3 {

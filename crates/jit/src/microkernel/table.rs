@@ -144,7 +144,9 @@ mod tests {
     #[test]
     #[cfg(target_arch = "x86_64")]
     fn table_covers_every_planned_tile() {
-        for (isa, pw) in [(NativeIsa::Avx512, 16), (NativeIsa::Avx512, 32), (NativeIsa::Avx2, 16), (NativeIsa::Avx2, 32)] {
+        for (isa, pw) in
+            [(NativeIsa::Avx512, 16), (NativeIsa::Avx512, 32), (NativeIsa::Avx2, 16), (NativeIsa::Avx2, 32)]
+        {
             for p in cv_all_pixels(isa, pw) {
                 for (contig, cm) in [(false, false), (false, true), (true, false), (true, true)] {
                     assert!(cv(isa, pw, p, contig, cm).is_some(), "{isa:?} pw {pw} p {p}");

@@ -35,7 +35,13 @@ pub fn data(len: usize, seed: u64) -> Vec<f32> {
 }
 
 /// PyTorch's scatter definition of conv_transpose2d.
-pub fn conv_transpose_ref(g: &ConvTranspose2dGeometry, x: &[f32], w: &[f32], bias: Option<&[f32]>, act: Activation) -> Vec<f32> {
+pub fn conv_transpose_ref(
+    g: &ConvTranspose2dGeometry,
+    x: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    act: Activation,
+) -> Vec<f32> {
     let cig = g.in_channels / g.groups;
     let cog = g.out_channels / g.groups;
     let (kh, kw) = (g.kernel[0], g.kernel[1]);
@@ -54,7 +60,8 @@ pub fn conv_transpose_ref(g: &ConvTranspose2dGeometry, x: &[f32], w: &[f32], bia
                                 let ow = (iw * g.stride[1] + b * g.dilation[1]) as i64 - g.padding[1] as i64;
                                 if oh >= 0 && ow >= 0 && (oh as usize) < g.out_h && (ow as usize) < g.out_w {
                                     let wv = w[((ci * cog + oc) * kh + a) * kw + b] as f64;
-                                    y[((n * g.out_channels + co) * g.out_h + oh as usize) * g.out_w + ow as usize] += xv * wv;
+                                    y[((n * g.out_channels + co) * g.out_h + oh as usize) * g.out_w + ow as usize] +=
+                                        xv * wv;
                                 }
                             }
                         }
@@ -85,7 +92,8 @@ pub fn conv_ref(g: &Conv2dGeometry, x: &[f32], w: &[f32], bias: Option<&[f32]>, 
                                 let ih = (oh * g.stride[0] + a * g.dilation[0]) as i64 - g.padding[0] as i64;
                                 let iw = (ow * g.stride[1] + b * g.dilation[1]) as i64 - g.padding[1] as i64;
                                 if ih >= 0 && iw >= 0 && (ih as usize) < g.in_h && (iw as usize) < g.in_w {
-                                    acc += x[((n * g.in_channels + ci) * g.in_h + ih as usize) * g.in_w + iw as usize] as f64
+                                    acc += x[((n * g.in_channels + ci) * g.in_h + ih as usize) * g.in_w + iw as usize]
+                                        as f64
                                         * w[((co * cig + c) * kh + a) * kw + b] as f64;
                                 }
                             }
@@ -122,5 +130,12 @@ pub fn check_close(got: &[f32], want: &[f32], what: &str) {
             worst = (if e.is_nan() { f32::INFINITY } else { e }, i);
         }
     }
-    assert!(worst.0 <= tol, "{what}: max abs err {} at {} (got {}, want {}), tol {tol}", worst.0, worst.1, got[worst.1], want[worst.1]);
+    assert!(
+        worst.0 <= tol,
+        "{what}: max abs err {} at {} (got {}, want {}), tol {tol}",
+        worst.0,
+        worst.1,
+        got[worst.1],
+        want[worst.1]
+    );
 }
