@@ -37,14 +37,15 @@ fn backends() -> Vec<Box<dyn Backend>> {
 const REL_TOL: f32 = 1e-4;
 
 struct Golden {
+    dir: std::path::PathBuf,
     tensors: WeightStore,
 }
 
 impl Golden {
-    fn load() -> Golden {
-        let path = support::golden_dir().join("tensors.safetensors");
+    fn load(dir: std::path::PathBuf) -> Golden {
+        let path = dir.join("tensors.safetensors");
         let tensors = WeightStore::load(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        Golden { tensors }
+        Golden { dir, tensors }
     }
 
     fn tensor(&self, key: &str) -> Result<Tensor, String> {
@@ -92,6 +93,18 @@ fn layer_case(backend: &dyn Backend, golden: &Golden, case: &Value) -> Result<()
 
 fn model_case(backend: &dyn Backend, golden: &Golden, case: &Value) -> Result<(), String> {
     let id = case["id"].as_str().ok_or("case without id")?;
+    if case.get("error").is_some() {
+        // Rejected by PyTorch: must be rejected at construction, in the
+        // passes, or when preparing or running on zeros.
+        let expected = &case["error"]["message"];
+        let Ok(g) = model_from_value(support::model_json(case)) else { return Ok(()) };
+        let inputs: Vec<Tensor> =
+            g.inputs().iter().map(|&i| Tensor::zeros(support::usizes(&case["inputs"][g.node(i).name()]))).collect();
+        return match run_graph(backend, g, ParamSource::Init { seed: 0 }, &inputs) {
+            Err(_) => Ok(()),
+            Ok(_) => Err(format!("accepted, but PyTorch rejects it: {expected}")),
+        };
+    }
     let g = model_from_value(support::model_json(case)).map_err(|e| e.to_string())?;
     let inputs: Vec<Tensor> = g
         .inputs()
@@ -105,7 +118,7 @@ fn model_case(backend: &dyn Backend, golden: &Golden, case: &Value) -> Result<()
 
     // The PyTorch user's path: an exported state_dict and .npy files, by name.
     let name = case["model"].as_str().ok_or("model without name")?;
-    let dir = support::golden_dir().join("models");
+    let dir = golden.dir.join("models");
     let weights = dir.join(format!("{name}.safetensors"));
     if !weights.exists() {
         return Ok(());
@@ -123,9 +136,20 @@ fn model_case(backend: &dyn Backend, golden: &Golden, case: &Value) -> Result<()
 
 #[test]
 fn golden_cases_on_every_backend() {
-    let cases = support::cases();
-    assert!(!cases.is_empty(), "no case in {}", support::golden_dir().display());
-    let golden = Golden::load();
+    run_cases(support::golden_dir());
+}
+
+/// The project's own cases for the ops beyond the shared set
+/// (`scripts/golden/gen_ops.py`).
+#[test]
+fn project_golden_cases_on_every_backend() {
+    run_cases(support::ops_golden_dir());
+}
+
+fn run_cases(dir: std::path::PathBuf) {
+    let cases = support::cases_in(&dir);
+    assert!(!cases.is_empty(), "no case in {}", dir.display());
+    let golden = Golden::load(dir);
     let (mut passed, mut failures) = (0usize, Vec::new());
     for (b, backend) in backends().into_iter().enumerate() {
         for case in &cases {

@@ -1,7 +1,8 @@
 //! Differential property test: random valid configurations of a lazy
 //! transposed convolution (groups, dilation, output_padding or output_size,
-//! unbatched input), optionally followed by BatchNorm and an activation so
-//! BatchNorm folding and epilogue fusion are exercised, run through the JIT
+//! unbatched input), optionally followed by BatchNorm and an activation (the
+//! fused four, PReLU, the helper-computed pointwise ones, or a dropout before
+//! a ReLU) so BatchNorm folding and epilogue fusion are exercised, run through the JIT
 //! and the reference interpreter must agree within 1e-4 relative.
 
 use kiln::jit::{compile_with, CompileOptions};
@@ -33,7 +34,7 @@ fn config() -> impl Strategy<Value = Config> {
     (
         (prop::option::of(1..4usize), 1..5usize, 1..4usize, 1..4usize, (1..7usize, 1..7usize)),
         ((1..6usize, 1..6usize), (1..5usize, 1..5usize), (1..4usize, 1..4usize), (0..5usize, 0..5usize)),
-        ((0..8usize, 0..8usize), any::<bool>(), any::<bool>(), any::<bool>(), 0..5u8, 1..3usize, any::<u64>()),
+        ((0..8usize, 0..8usize), any::<bool>(), any::<bool>(), any::<bool>(), 0..9u8, 1..3usize, any::<u64>()),
     )
         .prop_map(
             |((batch, groups, cin_per_group, cout_per_group, hw), (kernel, stride, dilation, padding), rest)| {
@@ -105,6 +106,15 @@ proptest! {
             1 => { b.leaky_relu("act", h, 0.3).unwrap(); }
             2 => { b.tanh("act", h).unwrap(); }
             3 => { b.sigmoid("act", h).unwrap(); }
+            // PReLU: per channel when batched (dim 1 is the channel), else shared.
+            4 => { b.prelu("act", h, if c.batch.is_some() { c.groups * c.cout_per_group } else { 1 }).unwrap(); }
+            // The helper-computed activations, one per case.
+            5 | 6 => {
+                let all = kiln::ir::Pointwise::ALL_DEFAULTS;
+                b.pointwise("act", h, all[(c.seed % all.len() as u64) as usize]).unwrap();
+            }
+            // An eval-mode identity between the convolution and a fused activation.
+            7 => { let d = b.dropout("drop", h, 0.5).unwrap(); b.relu("act", d).unwrap(); }
             _ => {}
         }
         let mut g = b.finish().unwrap();
@@ -116,6 +126,14 @@ proptest! {
             for (name, lo, hi) in [("weight", 0.5, 2.0), ("bias", -1.0, 1.0), ("running_mean", -0.5, 0.5), ("running_var", 0.2, 3.0)] {
                 let v: Vec<f32> = (0..ch).map(|_| r.uniform(lo, hi)).collect();
                 g.set_param(bn, name, kiln::ir::ndarray::ArrayD::from_shape_vec(vec![ch], v).unwrap()).unwrap();
+            }
+        }
+        // Negative slopes too, one per channel.
+        if let Some(act) = g.find("act") {
+            if let Some(w) = g.node(act).param("weight") {
+                let mut r = Rng::new(c.seed ^ 2);
+                let v: Vec<f32> = (0..w.len()).map(|_| r.uniform(-1.0, 1.0)).collect();
+                g.set_param(act, "weight", kiln::ir::ndarray::ArrayD::from_shape_vec(vec![v.len()], v).unwrap()).unwrap();
             }
         }
         let input = Rng::new(c.seed).tensor(&shape);

@@ -14,9 +14,20 @@ pub fn golden_dir() -> PathBuf {
     }
 }
 
+/// The project's own PyTorch-generated cases (`scripts/golden/gen_ops.py`),
+/// in the same format: the ops beyond the shared golden set.
+pub fn ops_golden_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden/ops")
+}
+
 /// Every case of `cases.json`.
 pub fn cases() -> Vec<Value> {
-    let path = golden_dir().join("cases.json");
+    cases_in(&golden_dir())
+}
+
+/// Every case of `dir/cases.json`.
+pub fn cases_in(dir: &std::path::Path) -> Vec<Value> {
+    let path = dir.join("cases.json");
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
     let doc: Value = serde_json::from_str(&text).expect("cases.json is valid JSON");
     doc["cases"].as_array().expect("cases.json has a `cases` list").clone()

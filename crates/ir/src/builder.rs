@@ -88,6 +88,26 @@ impl GraphBuilder {
         self.node(name, Op::Sigmoid, &[x])
     }
 
+    /// A pointwise activation (`nn.ELU`, `nn.GELU`, ...).
+    pub fn pointwise(&mut self, name: &str, x: NodeId, f: crate::Pointwise) -> Result<NodeId> {
+        self.node(name, Op::Pointwise { f }, &[x])
+    }
+
+    /// `nn.PReLU(num_parameters, init=0.25)(x)`.
+    pub fn prelu(&mut self, name: &str, x: NodeId, num_parameters: usize) -> Result<NodeId> {
+        self.node(name, Op::PRelu { num_parameters, init: 0.25 }, &[x])
+    }
+
+    /// `nn.Identity()(x)`.
+    pub fn identity(&mut self, name: &str, x: NodeId) -> Result<NodeId> {
+        self.node(name, Op::Identity, &[x])
+    }
+
+    /// `nn.Dropout(p)(x)` (the identity in eval mode).
+    pub fn dropout(&mut self, name: &str, x: NodeId, p: f32) -> Result<NodeId> {
+        self.node(name, Op::Dropout { p }, &[x])
+    }
+
     /// `a + b`.
     pub fn add(&mut self, name: &str, a: NodeId, b: NodeId) -> Result<NodeId> {
         self.node(name, Op::Add, &[a, b])

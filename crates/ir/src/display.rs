@@ -17,6 +17,7 @@ use std::fmt::{self, Write};
 use crate::graph::{Graph, NodeId};
 use crate::op::{BatchNorm2dParams, Conv2dParams, ConvTranspose2dParams, Op, Pair2};
 use crate::shape::Shape;
+use crate::spatial::{PadMode, UpsampleSize};
 
 impl fmt::Display for Graph {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -110,7 +111,56 @@ fn attributes(op: &Op) -> Vec<String> {
         }
         Op::LeakyRelu { negative_slope } => a.push(format!("negative_slope={negative_slope}")),
         Op::Concat => a.push("dim=1".into()),
-        Op::Input | Op::Output | Op::Relu | Op::Tanh | Op::Sigmoid | Op::Add => {}
+        Op::Pointwise { f } => a.extend(f.attributes()),
+        Op::PRelu { num_parameters, init } => {
+            a.push(format!("num_parameters={num_parameters}"));
+            if *init != 0.25 {
+                a.push(format!("init={init}"));
+            }
+        }
+        Op::Dropout { p } | Op::Dropout2d { p } => a.push(format!("p={p}")),
+        Op::MaxPool2d { params } | Op::AvgPool2d { params, .. } => {
+            a.push(format!("kernel={}", params.kernel_size));
+            a.push(format!("stride={}", params.stride));
+            push_if(&mut a, "padding", params.padding, 0);
+            push_if(&mut a, "dilation", params.dilation, 1);
+            if params.ceil_mode {
+                a.push("ceil_mode".into());
+            }
+            if let Op::AvgPool2d { divisor, .. } = op {
+                if !divisor.count_include_pad {
+                    a.push("count_include_pad=false".into());
+                }
+                if let Some(d) = divisor.divisor_override {
+                    a.push(format!("divisor_override={d}"));
+                }
+            }
+        }
+        Op::AdaptiveAvgPool2d { output_size } => {
+            let d = |v: Option<usize>| v.map_or("none".to_string(), |n| n.to_string());
+            a.push(format!("output_size={}x{}", d(output_size[0]), d(output_size[1])));
+        }
+        Op::Pad2d { padding, mode } => {
+            a.push(format!("padding={padding}"));
+            match mode {
+                PadMode::Zero => {}
+                PadMode::Constant { value } => a.push(format!("value={value}")),
+                PadMode::Reflect => a.push("mode=reflect".into()),
+                PadMode::Replicate => a.push("mode=replicate".into()),
+            }
+        }
+        Op::Upsample { params } => {
+            match params.size {
+                UpsampleSize::Size { size } => a.push(format!("size={size}")),
+                UpsampleSize::Scale { h, w } => a.push(format!("scale_factor={h}x{w}")),
+            }
+            a.push(format!("mode={}", params.mode.as_str()));
+            if params.align_corners {
+                a.push("align_corners".into());
+            }
+        }
+        Op::PixelShuffle { factor, .. } => a.push(format!("factor={factor}")),
+        Op::Input | Op::Output | Op::Relu | Op::Tanh | Op::Sigmoid | Op::Add | Op::Identity => {}
     }
     a
 }

@@ -407,6 +407,17 @@ impl Graph {
                 | Op::LeakyRelu { .. }
                 | Op::Tanh
                 | Op::Sigmoid
+                | Op::Pointwise { .. }
+                | Op::PRelu { .. }
+                | Op::MaxPool2d { .. }
+                | Op::AvgPool2d { .. }
+                | Op::AdaptiveAvgPool2d { .. }
+                | Op::Pad2d { .. }
+                | Op::Upsample { .. }
+                | Op::PixelShuffle { .. }
+                | Op::Identity
+                | Op::Dropout { .. }
+                | Op::Dropout2d { .. }
                 | Op::Add
                 | Op::Concat => node.op.validate(&node.name)?,
             }

@@ -19,16 +19,23 @@ mod error;
 mod graph;
 pub mod model;
 mod op;
+mod pointwise;
 pub mod rng;
 mod serde_repr;
 mod shape;
+mod spatial;
 
 pub use builder::GraphBuilder;
 pub use error::{ErrorKind, IrError, Result};
 pub use graph::{check_name, Graph, Node, NodeId, RESERVED_PREFIX};
 pub use model::{model_from_value, parse_model};
 pub use op::{Arity, BatchNorm2dParams, Conv2dParams, ConvTranspose2dParams, Op, PaddingMode, Pair2};
+pub use pointwise::{ArgValue, GeluApproximate, Pointwise, SELU_ALPHA, SELU_SCALE};
 pub use shape::{Dim, Shape};
+pub use spatial::{
+    linear_source, nearest_source, pool_axis, AvgDivisor, PadMode, Pool2dParams, ShuffleDirection, Sides,
+    UpsampleClass, UpsampleMode, UpsampleParams, UpsampleSize,
+};
 
 /// Re-exported so users build parameter tensors with the same `ndarray`.
 pub use ndarray;

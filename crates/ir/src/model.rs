@@ -24,7 +24,12 @@ use serde_json::{Map, Value};
 use crate::error::{IrError, Result};
 use crate::graph::{Graph, RESERVED_PREFIX};
 use crate::op::{BatchNorm2dParams, Conv2dParams, ConvTranspose2dParams, Op, PaddingMode, Pair2};
+use crate::pointwise::{ArgValue, GeluApproximate, Pointwise};
 use crate::shape::Shape;
+use crate::spatial::{
+    AvgDivisor, PadMode, Pool2dParams, ShuffleDirection, Sides, UpsampleClass, UpsampleMode, UpsampleParams,
+    UpsampleSize,
+};
 
 /// The op class names the model format accepts.
 pub const SUPPORTED_OPS: &[&str] = &[
@@ -38,6 +43,32 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "LeakyReLU",
     "Tanh",
     "Sigmoid",
+    "ELU",
+    "SELU",
+    "SiLU",
+    "GELU",
+    "Hardtanh",
+    "ReLU6",
+    "Softplus",
+    "Hardsigmoid",
+    "Hardswish",
+    "Mish",
+    "PReLU",
+    "MaxPool2d",
+    "AvgPool2d",
+    "AdaptiveAvgPool2d",
+    "ZeroPad2d",
+    "ConstantPad2d",
+    "ReflectionPad2d",
+    "ReplicationPad2d",
+    "Upsample",
+    "UpsamplingNearest2d",
+    "UpsamplingBilinear2d",
+    "PixelShuffle",
+    "PixelUnshuffle",
+    "Identity",
+    "Dropout",
+    "Dropout2d",
     "Add",
     "Concat",
 ];
@@ -86,7 +117,23 @@ pub fn accepted_args(op: &str) -> Option<&'static [&'static str]> {
         "BatchNorm2d" => CONCRETE_BATCH_NORM_ARGS,
         "ReLU" => &["inplace"],
         "LeakyReLU" => &["negative_slope", "inplace"],
-        "Tanh" | "Sigmoid" | "Add" => &[],
+        "Tanh" | "Sigmoid" | "Add" | "Identity" => &[],
+        "ELU" => &["alpha", "inplace"],
+        "SELU" | "SiLU" | "Hardsigmoid" | "Hardswish" | "ReLU6" | "Mish" => &["inplace"],
+        "GELU" => &["approximate"],
+        "Hardtanh" => &["min_val", "max_val", "inplace"],
+        "Softplus" => &["beta", "threshold"],
+        "PReLU" => &["num_parameters", "init"],
+        "Dropout" | "Dropout2d" => &["p", "inplace"],
+        "MaxPool2d" => &["kernel_size", "stride", "padding", "dilation", "return_indices", "ceil_mode"],
+        "AvgPool2d" => &["kernel_size", "stride", "padding", "ceil_mode", "count_include_pad", "divisor_override"],
+        "AdaptiveAvgPool2d" => &["output_size"],
+        "ZeroPad2d" | "ReflectionPad2d" | "ReplicationPad2d" => &["padding"],
+        "ConstantPad2d" => &["padding", "value"],
+        "Upsample" => &["size", "scale_factor", "mode", "align_corners", "recompute_scale_factor"],
+        "UpsamplingNearest2d" | "UpsamplingBilinear2d" => &["size", "scale_factor"],
+        "PixelShuffle" => &["upscale_factor"],
+        "PixelUnshuffle" => &["downscale_factor"],
         "Concat" => &["dim"],
         _ => return None,
     })
@@ -476,6 +523,120 @@ fn parse_op(spec: &NodeSpec) -> Result<Op> {
         }
         "Tanh" => Op::Tanh,
         "Sigmoid" => Op::Sigmoid,
+        "ELU" => {
+            let alpha = a.float("alpha")?.unwrap_or(1.0);
+            a.ignore("inplace")?;
+            Op::Pointwise { f: Pointwise::Elu { alpha } }
+        }
+        "SELU" | "SiLU" | "Hardsigmoid" | "Hardswish" | "ReLU6" | "Mish" => {
+            a.ignore("inplace")?;
+            let f = match spec.op.as_str() {
+                "SELU" => Pointwise::Selu,
+                "SiLU" => Pointwise::Silu,
+                "Hardsigmoid" => Pointwise::Hardsigmoid,
+                "Hardswish" => Pointwise::Hardswish,
+                "ReLU6" => Pointwise::Relu6,
+                _ => Pointwise::Mish,
+            };
+            Op::Pointwise { f }
+        }
+        "GELU" => {
+            let approximate = match a.take("approximate") {
+                None | Some(Value::Null) => GeluApproximate::None,
+                Some(Value::String(s)) => GeluApproximate::parse(&s)
+                    .ok_or_else(|| a.err("approximate", format!("expected 'none' or 'tanh', got '{s}'")))?,
+                Some(v) => return Err(a.err("approximate", format!("expected 'none' or 'tanh', got {v}"))),
+            };
+            Op::Pointwise { f: Pointwise::Gelu { approximate } }
+        }
+        "Hardtanh" => {
+            let min_val = a.float("min_val")?.unwrap_or(-1.0);
+            let max_val = a.float("max_val")?.unwrap_or(1.0);
+            a.ignore("inplace")?;
+            Op::Pointwise { f: Pointwise::Hardtanh { min_val, max_val } }
+        }
+        "Softplus" => {
+            let beta = a.float("beta")?.unwrap_or(1.0);
+            let threshold = a.float("threshold")?.unwrap_or(20.0);
+            Op::Pointwise { f: Pointwise::Softplus { beta, threshold } }
+        }
+        "PReLU" => {
+            let num_parameters = a.int("num_parameters", 1)?.unwrap_or(1);
+            let init = a.float("init")?.unwrap_or(0.25);
+            Op::PRelu { num_parameters, init }
+        }
+        "Identity" => Op::Identity,
+        "MaxPool2d" => {
+            if a.bool("return_indices")? == Some(true) {
+                return Err(a.err(
+                    "return_indices",
+                    "is not supported: Kiln computes the pooled values only (use MaxUnpool-free decoders, or drop the indices)",
+                ));
+            }
+            let params = pool_params(&mut a, true)?;
+            Op::MaxPool2d { params }
+        }
+        "AvgPool2d" => {
+            let params = pool_params(&mut a, false)?;
+            let mut divisor = AvgDivisor::default();
+            if let Some(v) = a.bool("count_include_pad")? {
+                divisor.count_include_pad = v;
+            }
+            divisor.divisor_override = a.int("divisor_override", 0)?;
+            Op::AvgPool2d { params, divisor }
+        }
+        "AdaptiveAvgPool2d" => {
+            let v = a.take("output_size").ok_or_else(|| a.err("output_size", "is required for AdaptiveAvgPool2d"))?;
+            let one = |a: &Args, v: &Value| -> Result<Option<usize>> {
+                if v.is_null() {
+                    Ok(None)
+                } else {
+                    a.int_value("output_size", v, 0).map(Some)
+                }
+            };
+            let output_size = match &v {
+                Value::Array(items) if items.len() == 2 => [one(&a, &items[0])?, one(&a, &items[1])?],
+                Value::Array(items) => {
+                    return Err(a.err("output_size", format!("expected an int or a pair, got {} values", items.len())))
+                }
+                _ => {
+                    let n = one(&a, &v)?;
+                    [n, n]
+                }
+            };
+            Op::AdaptiveAvgPool2d { output_size }
+        }
+        "ZeroPad2d" | "ConstantPad2d" | "ReflectionPad2d" | "ReplicationPad2d" => {
+            let padding = sides(&mut a)?;
+            let mode = match spec.op.as_str() {
+                "ZeroPad2d" => PadMode::Zero,
+                "ConstantPad2d" => {
+                    let value = a.float("value")?.ok_or_else(|| a.err("value", "is required for ConstantPad2d"))?;
+                    PadMode::Constant { value }
+                }
+                "ReflectionPad2d" => PadMode::Reflect,
+                _ => PadMode::Replicate,
+            };
+            Op::Pad2d { padding, mode }
+        }
+        "Upsample" | "UpsamplingNearest2d" | "UpsamplingBilinear2d" => {
+            Op::Upsample { params: upsample_params(&mut a, &spec.op)? }
+        }
+        "PixelShuffle" => {
+            Op::PixelShuffle { factor: a.required_int("upscale_factor", 0)?, direction: ShuffleDirection::Shuffle }
+        }
+        "PixelUnshuffle" => {
+            Op::PixelShuffle { factor: a.required_int("downscale_factor", 0)?, direction: ShuffleDirection::Unshuffle }
+        }
+        "Dropout" | "Dropout2d" => {
+            let p = a.float("p")?.unwrap_or(0.5);
+            a.ignore("inplace")?;
+            if spec.op == "Dropout" {
+                Op::Dropout { p }
+            } else {
+                Op::Dropout2d { p }
+            }
+        }
         "Add" => Op::Add,
         "Concat" => {
             if let Some(v) = a.take("dim") {
@@ -499,6 +660,116 @@ fn parse_op(spec: &NodeSpec) -> Result<Op> {
     a.finish()?;
     op.validate(&spec.name)?;
     Ok(op)
+}
+
+/// `kernel_size`, `stride` (default: the kernel), `padding`, `ceil_mode`,
+/// and `dilation` for max pooling.
+fn pool_params(a: &mut Args, dilation: bool) -> Result<Pool2dParams> {
+    let mut p = Pool2dParams::new(a.required_pair("kernel_size")?);
+    if let Some(v) = a.pair("stride")? {
+        p.stride = v;
+    }
+    if let Some(v) = a.pair("padding")? {
+        p.padding = v;
+    }
+    if dilation {
+        if let Some(v) = a.pair("dilation")? {
+            p.dilation = v;
+        }
+    }
+    if let Some(v) = a.bool("ceil_mode")? {
+        p.ceil_mode = v;
+    }
+    Ok(p)
+}
+
+/// `padding` of the `*Pad2d` classes: an int or `(left, right, top, bottom)`.
+fn sides(a: &mut Args) -> Result<Sides> {
+    let v = a.take("padding").ok_or_else(|| a.err("padding", format!("is required for {}", a.op)))?;
+    let side = |a: &Args, v: &Value| -> Result<usize> {
+        if v.as_i64().is_some_and(|n| n < 0) {
+            return Err(a.err(
+                "padding",
+                format!("negative padding (cropping) is not supported, got {v}; crop with a smaller output instead"),
+            ));
+        }
+        a.int_value("padding", v, 0)
+    };
+    match &v {
+        Value::Array(items) if items.len() == 4 => Ok(Sides {
+            left: side(a, &items[0])?,
+            right: side(a, &items[1])?,
+            top: side(a, &items[2])?,
+            bottom: side(a, &items[3])?,
+        }),
+        Value::Array(items) => {
+            Err(a.err("padding", format!("expected an int or (left, right, top, bottom), got {} values", items.len())))
+        }
+        _ => Ok(Sides::all(side(a, &v)?)),
+    }
+}
+
+fn upsample_params(a: &mut Args, class: &str) -> Result<UpsampleParams> {
+    let class = match class {
+        "Upsample" => UpsampleClass::Upsample,
+        "UpsamplingNearest2d" => UpsampleClass::Nearest2d,
+        _ => UpsampleClass::Bilinear2d,
+    };
+    let size = a.pair("size")?;
+    let scale = match a.take("scale_factor") {
+        None | Some(Value::Null) => None,
+        Some(v) => {
+            let f = |x: &Value| x.as_f64().ok_or_else(|| a.err("scale_factor", format!("expected a number, got {x}")));
+            Some(match &v {
+                Value::Array(items) if items.len() == 2 => (f(&items[0])?, f(&items[1])?),
+                Value::Array(items) => {
+                    return Err(
+                        a.err("scale_factor", format!("expected a number or a pair, got {} values", items.len()))
+                    )
+                }
+                x => {
+                    let s = f(x)?;
+                    (s, s)
+                }
+            })
+        }
+    };
+    let size = match (size, scale) {
+        (Some(size), None) => UpsampleSize::Size { size },
+        (None, Some((h, w))) => UpsampleSize::Scale { h, w },
+        // PyTorch's wording for both.
+        (Some(_), Some(_)) => return Err(a.err("scale_factor", "only one of size or scale_factor should be defined")),
+        (None, None) => return Err(a.err("size", "either size or scale_factor should be defined")),
+    };
+    let (mode, align_corners) = match class {
+        UpsampleClass::Nearest2d => (UpsampleMode::Nearest, false),
+        UpsampleClass::Bilinear2d => (UpsampleMode::Bilinear, true),
+        UpsampleClass::Upsample => {
+            let mode = match a.take("mode") {
+                None | Some(Value::Null) => UpsampleMode::Nearest,
+                Some(Value::String(m)) => match m.as_str() {
+                    "nearest" => UpsampleMode::Nearest,
+                    "bilinear" => UpsampleMode::Bilinear,
+                    other => {
+                        return Err(a.err(
+                            "mode",
+                            format!("'{other}' is not supported for 4-D inputs (Kiln has 'nearest' and 'bilinear')"),
+                        ))
+                    }
+                },
+                Some(v) => return Err(a.err("mode", format!("expected a string, got {v}"))),
+            };
+            let align = a.bool("align_corners")?;
+            if a.bool("recompute_scale_factor")? == Some(true) {
+                return Err(a.err(
+                    "recompute_scale_factor",
+                    "true is not supported; give `size` instead (it is what recomputing the scale means)",
+                ));
+            }
+            (mode, align.unwrap_or(false))
+        }
+    };
+    Ok(UpsampleParams { size, mode, align_corners, class })
 }
 
 fn conv_transpose_params(a: &mut Args) -> Result<ConvTranspose2dParams> {
@@ -729,7 +1000,61 @@ fn op_args(op: &Op) -> Map<String, Value> {
         }
         Op::LeakyRelu { negative_slope } => put("negative_slope", f32_value(*negative_slope)),
         Op::Concat => put("dim", Value::from(1)),
-        Op::Input | Op::Output | Op::Relu | Op::Tanh | Op::Sigmoid | Op::Add => {}
+        Op::Pointwise { f } => {
+            for (key, v) in f.args() {
+                match v {
+                    ArgValue::Float(x) => put(key, f32_value(x)),
+                    ArgValue::Str(s) => put(key, Value::from(s)),
+                }
+            }
+        }
+        Op::PRelu { num_parameters, init } => {
+            put("num_parameters", Value::from(*num_parameters));
+            put("init", f32_value(*init));
+        }
+        Op::Dropout { p } | Op::Dropout2d { p } => put("p", f32_value(*p)),
+        Op::MaxPool2d { params } | Op::AvgPool2d { params, .. } => {
+            put("kernel_size", pair_value(params.kernel_size));
+            put("stride", pair_value(params.stride));
+            put("padding", pair_value(params.padding));
+            if let Op::MaxPool2d { .. } = op {
+                put("dilation", pair_value(params.dilation));
+            }
+            put("ceil_mode", Value::from(params.ceil_mode));
+            if let Op::AvgPool2d { divisor, .. } = op {
+                put("count_include_pad", Value::from(divisor.count_include_pad));
+                if let Some(d) = divisor.divisor_override {
+                    put("divisor_override", Value::from(d));
+                }
+            }
+        }
+        Op::AdaptiveAvgPool2d { output_size } => put(
+            "output_size",
+            Value::from(output_size.iter().map(|d| d.map_or(Value::Null, Value::from)).collect::<Vec<_>>()),
+        ),
+        Op::Pad2d { padding, mode } => {
+            put("padding", Value::from(vec![padding.left, padding.right, padding.top, padding.bottom]));
+            if let PadMode::Constant { value } = mode {
+                put("value", f32_value(*value));
+            }
+        }
+        Op::Upsample { params } => {
+            match params.size {
+                UpsampleSize::Size { size } => put("size", pair_value(size)),
+                UpsampleSize::Scale { h, w } => put("scale_factor", Value::from(vec![h, w])),
+            }
+            if params.class == UpsampleClass::Upsample {
+                put("mode", Value::from(params.mode.as_str()));
+                if params.mode == UpsampleMode::Bilinear {
+                    put("align_corners", Value::from(params.align_corners));
+                }
+            }
+        }
+        Op::PixelShuffle { factor, direction } => match direction {
+            ShuffleDirection::Shuffle => put("upscale_factor", Value::from(*factor)),
+            ShuffleDirection::Unshuffle => put("downscale_factor", Value::from(*factor)),
+        },
+        Op::Input | Op::Output | Op::Relu | Op::Tanh | Op::Sigmoid | Op::Add | Op::Identity => {}
     }
     args
 }
@@ -834,8 +1159,8 @@ mod tests {
     #[test]
     fn unknown_op_and_operand() {
         let e =
-            parse_model(r#"{"inputs": {"x": [1,2,4,4]}, "nodes": [{"name": "p", "op": "MaxPool2d"}]}"#).unwrap_err();
-        assert!(e.to_string().contains("unknown op `MaxPool2d`"), "{e}");
+            parse_model(r#"{"inputs": {"x": [1,2,4,4]}, "nodes": [{"name": "p", "op": "LSTM"}]}"#).unwrap_err();
+        assert!(e.to_string().contains("unknown op `LSTM`"), "{e}");
         let e = parse_model(r#"{"inputs": {"x": [1,2,4,4]}, "nodes": [{"name": "r", "op": "ReLU", "inputs": ["y"]}]}"#)
             .unwrap_err();
         assert!(matches!(e, IrError::UnknownOperand { .. }), "{e}");
@@ -909,7 +1234,7 @@ mod tests {
     fn unknown_op_suggests_the_closest_class() {
         let e = one_node("ConvTranspose2D", "{}");
         assert!(e.to_string().contains("unknown op `ConvTranspose2D`; did you mean `ConvTranspose2d`?"), "{e}");
-        let e = one_node("MaxPool2d", "{}");
+        let e = one_node("LSTM", "{}");
         assert!(!e.to_string().contains("did you mean"), "{e}");
     }
 
@@ -933,14 +1258,28 @@ mod tests {
                 "bias" | "affine" | "track_running_stats" | "inplace" => Value::Bool(true),
                 "padding_mode" => "zeros".into(),
                 "output_size" => serde_json::json!([4, 4]),
-                "eps" | "momentum" | "negative_slope" => serde_json::json!(0.1),
+                "eps" | "momentum" | "negative_slope" | "p" => serde_json::json!(0.1),
+                "approximate" => "tanh".into(),
+                "return_indices" => Value::Bool(false),
+                "align_corners" => Value::Bool(true),
+                "ceil_mode" | "count_include_pad" => Value::Bool(true),
+                "mode" => "bilinear".into(),
+                "recompute_scale_factor" => Value::Bool(false),
+                "value" => serde_json::json!(0.5),
+                "min_val" => serde_json::json!(-1.0),
                 "padding" | "output_padding" => 0.into(),
                 _ => 1.into(),
             }
         };
         for op in SUPPORTED_OPS {
-            let args: Map<String, Value> =
-                accepted_args(op).unwrap().iter().map(|&k| (k.to_string(), value(k))).collect();
+            // Upsampling takes `size` or `scale_factor`, not both.
+            let exclusive = |k: &str| op.starts_with("Upsampl") && k == "size";
+            let args: Map<String, Value> = accepted_args(op)
+                .unwrap()
+                .iter()
+                .filter(|k| !exclusive(k))
+                .map(|&k| (k.to_string(), value(k)))
+                .collect();
             let spec = NodeSpec { name: "n".into(), op: op.to_string(), args, inputs: None };
             parse_op(&spec).unwrap_or_else(|e| panic!("{op}: {e}"));
         }

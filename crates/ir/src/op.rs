@@ -12,7 +12,9 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{IrError, Result};
+use crate::pointwise::Pointwise;
 use crate::shape::Dim;
+use crate::spatial::{AvgDivisor, PadMode, Pool2dParams, ShuffleDirection, Sides, UpsampleParams};
 
 /// A 2-D hyper-parameter (`kernel_size`, `stride`, ...): PyTorch's int-or-pair.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -34,7 +36,7 @@ impl Pair2 {
         [self.h, self.w]
     }
 
-    fn any_zero(self) -> bool {
+    pub(crate) fn any_zero(self) -> bool {
         self.h == 0 || self.w == 0
     }
 }
@@ -406,6 +408,67 @@ pub enum Op {
     Tanh,
     /// `nn.Sigmoid`.
     Sigmoid,
+    /// A pointwise activation (`nn.ELU`, `nn.GELU`, ...; see [`Pointwise`]).
+    Pointwise {
+        /// The function and its hyper-parameters.
+        f: Pointwise,
+    },
+    /// `nn.PReLU(num_parameters, init)`: `x` if `x ≥ 0`, else `weight[c]·x`,
+    /// with one weight per channel (dim 1) or a single one for all.
+    PRelu {
+        /// 1, or the number of channels.
+        num_parameters: usize,
+        /// Initial value of every weight (seeded init; a state dict overrides it).
+        init: f32,
+    },
+    /// `nn.MaxPool2d` (`return_indices=True` is refused by the model reader).
+    MaxPool2d {
+        /// Window.
+        params: Pool2dParams,
+    },
+    /// `nn.AvgPool2d` (dilation is always 1).
+    AvgPool2d {
+        /// Window.
+        params: Pool2dParams,
+        /// `count_include_pad`, `divisor_override`.
+        divisor: AvgDivisor,
+    },
+    /// `nn.AdaptiveAvgPool2d(output_size)`; `None` keeps that input dim.
+    AdaptiveAvgPool2d {
+        /// Output height and width.
+        output_size: [Option<usize>; 2],
+    },
+    /// `nn.ZeroPad2d`, `ConstantPad2d`, `ReflectionPad2d`, `ReplicationPad2d`.
+    Pad2d {
+        /// `(left, right, top, bottom)`.
+        padding: Sides,
+        /// Border fill (and so the class).
+        mode: PadMode,
+    },
+    /// `nn.Upsample`, `nn.UpsamplingNearest2d`, `nn.UpsamplingBilinear2d`.
+    Upsample {
+        /// Size or scale, mode, corners.
+        params: UpsampleParams,
+    },
+    /// `nn.PixelShuffle(r)` / `nn.PixelUnshuffle(r)`.
+    PixelShuffle {
+        /// `upscale_factor` / `downscale_factor`.
+        factor: usize,
+        /// Which of the two.
+        direction: ShuffleDirection,
+    },
+    /// `nn.Identity`.
+    Identity,
+    /// `nn.Dropout(p)`: the identity in eval mode.
+    Dropout {
+        /// Drop probability (training only).
+        p: f32,
+    },
+    /// `nn.Dropout2d(p)`: the identity in eval mode.
+    Dropout2d {
+        /// Drop probability (training only).
+        p: f32,
+    },
     /// Elementwise `a + b` of equal shapes.
     Add,
     /// `torch.cat(xs, dim=1)`: concatenation along channels.
@@ -469,6 +532,18 @@ impl Op {
             Op::LeakyRelu { .. } => "LeakyReLU",
             Op::Tanh => "Tanh",
             Op::Sigmoid => "Sigmoid",
+            Op::Pointwise { f } => f.class_name(),
+            Op::PRelu { .. } => "PReLU",
+            Op::MaxPool2d { .. } => "MaxPool2d",
+            Op::AvgPool2d { .. } => "AvgPool2d",
+            Op::AdaptiveAvgPool2d { .. } => "AdaptiveAvgPool2d",
+            Op::Pad2d { mode, .. } => mode.class_name(),
+            Op::Upsample { params } => params.class.class_name(),
+            Op::PixelShuffle { direction: ShuffleDirection::Shuffle, .. } => "PixelShuffle",
+            Op::PixelShuffle { direction: ShuffleDirection::Unshuffle, .. } => "PixelUnshuffle",
+            Op::Identity => "Identity",
+            Op::Dropout { .. } => "Dropout",
+            Op::Dropout2d { .. } => "Dropout2d",
             Op::Add => "Add",
             Op::Concat => "Concat",
             Op::Output => "Output",
@@ -489,6 +564,18 @@ impl Op {
             Op::LeakyRelu { .. } => "leaky_relu",
             Op::Tanh => "tanh",
             Op::Sigmoid => "sigmoid",
+            Op::Pointwise { f } => f.mnemonic(),
+            Op::PRelu { .. } => "prelu",
+            Op::MaxPool2d { .. } => "max_pool2d",
+            Op::AvgPool2d { .. } => "avg_pool2d",
+            Op::AdaptiveAvgPool2d { .. } => "adaptive_avg_pool2d",
+            Op::Pad2d { .. } => "pad2d",
+            Op::Upsample { .. } => "upsample",
+            Op::PixelShuffle { direction: ShuffleDirection::Shuffle, .. } => "pixel_shuffle",
+            Op::PixelShuffle { direction: ShuffleDirection::Unshuffle, .. } => "pixel_unshuffle",
+            Op::Identity => "identity",
+            Op::Dropout { .. } => "dropout",
+            Op::Dropout2d { .. } => "dropout2d",
             Op::Add => "add",
             Op::Concat => "concat",
             Op::Output => "output",
@@ -547,7 +634,85 @@ impl Op {
                 arg: "negative_slope",
                 message: format!("must be finite, got {negative_slope}"),
             }),
-            _ => Ok(()),
+            Op::Pointwise { f } => f.validate(node),
+            Op::PRelu { num_parameters, init } => {
+                if *num_parameters == 0 {
+                    return Err(IrError::NonPositive {
+                        node: node.into(),
+                        op,
+                        arg: "num_parameters",
+                        value: "0".into(),
+                    });
+                }
+                if !init.is_finite() {
+                    return Err(IrError::Unsupported {
+                        node: node.into(),
+                        op,
+                        arg: "init",
+                        message: format!("must be finite, got {init}"),
+                    });
+                }
+                Ok(())
+            }
+            Op::MaxPool2d { params } => params.validate(node, op),
+            Op::AvgPool2d { params, divisor } => {
+                params.validate(node, op)?;
+                if divisor.divisor_override == Some(0) {
+                    // PyTorch: "divisor must be not zero".
+                    return Err(IrError::NonPositive {
+                        node: node.into(),
+                        op,
+                        arg: "divisor_override",
+                        value: "0".into(),
+                    });
+                }
+                Ok(())
+            }
+            Op::AdaptiveAvgPool2d { output_size } => match output_size {
+                [Some(0), _] | [_, Some(0)] => Err(IrError::NonPositive {
+                    node: node.into(),
+                    op,
+                    arg: "output_size",
+                    value: format!("{output_size:?}"),
+                }),
+                _ => Ok(()),
+            },
+            Op::Pad2d { mode: PadMode::Constant { value }, .. } if !value.is_finite() => Err(IrError::Unsupported {
+                node: node.into(),
+                op,
+                arg: "value",
+                message: format!("must be finite, got {value}"),
+            }),
+            Op::Pad2d { .. } => Ok(()),
+            Op::Upsample { params } => params.validate(node),
+            Op::PixelShuffle { factor: 0, direction } => Err(IrError::NonPositive {
+                node: node.into(),
+                op,
+                arg: match direction {
+                    ShuffleDirection::Shuffle => "upscale_factor",
+                    ShuffleDirection::Unshuffle => "downscale_factor",
+                },
+                value: "0".into(),
+            }),
+            Op::PixelShuffle { .. } => Ok(()),
+            Op::Dropout { p } | Op::Dropout2d { p } if !(0.0..=1.0).contains(p) => Err(IrError::Unsupported {
+                node: node.into(),
+                op,
+                arg: "p",
+                // PyTorch's own wording.
+                message: format!("dropout probability has to be between 0 and 1, but got {p}"),
+            }),
+            Op::Input
+            | Op::Output
+            | Op::LeakyRelu { .. }
+            | Op::Relu
+            | Op::Tanh
+            | Op::Sigmoid
+            | Op::Identity
+            | Op::Dropout { .. }
+            | Op::Dropout2d { .. }
+            | Op::Add
+            | Op::Concat => Ok(()),
         }
     }
 
@@ -561,7 +726,25 @@ impl Op {
             Op::Conv2d { in_channels, params } => conv_specs(params, Dim::Known(*in_channels)),
             Op::LazyBatchNorm2d { params } => batch_norm_specs(params, Dim::Unknown),
             Op::BatchNorm2d { num_features, params } => batch_norm_specs(params, Dim::Known(*num_features)),
-            _ => Vec::new(),
+            Op::PRelu { num_parameters, .. } => vec![("weight", vec![Dim::Known(*num_parameters)])],
+            Op::Input
+            | Op::Output
+            | Op::Relu
+            | Op::LeakyRelu { .. }
+            | Op::Tanh
+            | Op::Sigmoid
+            | Op::Pointwise { .. }
+            | Op::MaxPool2d { .. }
+            | Op::AvgPool2d { .. }
+            | Op::AdaptiveAvgPool2d { .. }
+            | Op::Pad2d { .. }
+            | Op::Upsample { .. }
+            | Op::PixelShuffle { .. }
+            | Op::Identity
+            | Op::Dropout { .. }
+            | Op::Dropout2d { .. }
+            | Op::Add
+            | Op::Concat => Vec::new(),
         }
     }
 }

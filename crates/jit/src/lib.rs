@@ -47,6 +47,8 @@ mod library;
 mod microkernel;
 mod pack;
 mod phase;
+mod plane;
+mod pointwise;
 mod pool;
 mod schedule;
 mod strategy;

@@ -24,6 +24,7 @@ use crate::error::JitError;
 use crate::geometry::{checked_len, Conv2dGeometry, ConvTranspose2dGeometry};
 use crate::microkernel::NativeIsa;
 use crate::pack::{block_stride, pack_bias, pack_weights, AlignedBuf};
+use crate::plane::PlaneKernel;
 use crate::schedule::{block_cost, phase_regions, Blocking, ConvSpec};
 use crate::strategy::{self, Native};
 
@@ -152,6 +153,10 @@ pub struct KernelBuilder {
     kernels: Vec<Pending>,
     buffers: Vec<AlignedBuf>,
     tables: Vec<ConstData>,
+    // Boxed: generated code holds each kernel's address, which must not move
+    // when the vector grows.
+    #[allow(clippy::vec_box)]
+    planes: Vec<Box<PlaneKernel>>,
     native: Option<NativeIsa>,
     /// Whether the tier is [`KernelTier::Auto`] (the builder may then pick a
     /// narrower ISA per kernel where it measured faster).
@@ -204,6 +209,8 @@ pub struct KernelLibrary {
     _module: ModuleOwner,
     _buffers: Vec<AlignedBuf>,
     _tables: Vec<ConstData>,
+    #[allow(clippy::vec_box)]
+    _planes: Vec<Box<PlaneKernel>>,
 }
 
 impl KernelBuilder {
@@ -255,6 +262,7 @@ impl KernelBuilder {
         let mut jb = JITBuilder::with_isa(isa, cranelift_module::default_libcall_names());
         jb.symbol(TANH_SYMBOL, helper_tanh as *const u8);
         jb.symbol(SIGMOID_SYMBOL, helper_sigmoid as *const u8);
+        jb.symbol(crate::pointwise::POINTWISE_SYMBOL, crate::pointwise::helper_pointwise as *const u8);
         let mut module = JITModule::new(jb);
         let helpers = Helpers::declare(&mut module)?;
         Ok(Self {
@@ -264,6 +272,7 @@ impl KernelBuilder {
             kernels: Vec::new(),
             buffers: Vec::new(),
             tables: Vec::new(),
+            planes: Vec::new(),
             native,
             auto: options.tier == KernelTier::Auto,
             budget: options.memory_budget,
@@ -561,6 +570,131 @@ impl KernelBuilder {
         self.add_map("add", len, 2, act)
     }
 
+    /// Adds `out = f(x)` over `len` floats for a pointwise activation
+    /// computed by the native helper (output may alias the input).
+    pub fn add_pointwise(&mut self, len: usize, f: kiln_ir::Pointwise) -> Result<KernelId, JitError> {
+        const OP: &str = "pointwise";
+        self.elementwise_len(OP, len)?;
+        let name = self.next_name(f.mnemonic());
+        let helpers = self.helpers;
+        let module = self.module()?;
+        let id = FnCompiler::declare(module, &name, &name, 4)?;
+        let clif = self.fc.define(
+            self.module.as_mut().ok_or_else(|| JitError::codegen(OP, "finalized"))?,
+            &name,
+            id,
+            4,
+            &mut |b, m, p| {
+                let x = elementwise::input_ptr(b, p[0], 0);
+                let out = p[1];
+                elementwise::item_loop(b, m, p, &mut |b, m, item| {
+                    elementwise::chunked(b, item, len, &mut |b, count, off| {
+                        let (o, i) = (b.ins().iadd(out, off), b.ins().iadd(x, off));
+                        helpers.call_pointwise(b, m, f, o, i, count);
+                        Ok(())
+                    })
+                })
+            },
+        )?;
+        let info = KernelInfo {
+            name,
+            work_items: len.div_ceil(CHUNK),
+            input_lens: vec![len],
+            output_len: len,
+            in_place: true,
+            flops: len as u64,
+        };
+        Ok(self.push(info, id, clif))
+    }
+
+    /// Adds `nn.PReLU` with one weight per channel over `[outer, channels,
+    /// inner]`: `out = x ≥ 0 ? x : weight[c]·x` (in place allowed). Work items
+    /// are channel planes. (A single shared weight is a LeakyReLU.)
+    pub fn add_prelu(&mut self, outer: usize, weight: &[f32], inner: usize) -> Result<KernelId, JitError> {
+        const OP: &str = "prelu";
+        let channels = weight.len();
+        for (what, v) in [("outer", outer), ("channels", channels), ("inner", inner)] {
+            if v == 0 {
+                return Err(JitError::geometry(OP, format!("{what} must be positive, got 0")));
+            }
+        }
+        let len = checked_len(OP, "tensor", &[outer, channels, inner])?;
+        let name = self.next_name(OP);
+        let mut params = AlignedBuf::zeros(channels);
+        params.as_mut_slice().copy_from_slice(weight);
+        let addr = params.addr();
+        let module = self.module()?;
+        let id = FnCompiler::declare(module, &name, &name, 4)?;
+        let clif = self.fc.define(
+            self.module.as_mut().ok_or_else(|| JitError::codegen(OP, "finalized"))?,
+            &name,
+            id,
+            4,
+            &mut |b, m, p| {
+                let x = elementwise::input_ptr(b, p[0], 0);
+                let out = p[1];
+                elementwise::item_loop(b, m, p, &mut |b, _m, item| {
+                    let c = b.ins().urem_imm_u(item, channels as i64);
+                    let c4 = b.ins().imul_imm_s(c, 4);
+                    let wa = b.ins().iadd_imm_s(c4, addr);
+                    let off = b.ins().imul_imm_s(item, (inner * 4) as i64);
+                    let ptrs = [b.ins().iadd(out, off), b.ins().iadd(x, off)];
+                    elementwise::prelu_plane(b, inner, &ptrs, wa)
+                })
+            },
+        )?;
+        self.buffers.push(params);
+        let info = KernelInfo {
+            name,
+            work_items: outer * channels,
+            input_lens: vec![len],
+            output_len: len,
+            in_place: true,
+            flops: 2 * len as u64,
+        };
+        Ok(self.push(info, id, clif))
+    }
+
+    /// Adds a plane op (pooling, padding, upsampling, pixel shuffle): the
+    /// generated entry forwards its work range (output planes) to
+    /// [`crate::plane::plane_entry`] with the kernel's tables, which the
+    /// library keeps alive. Never in place.
+    pub(crate) fn add_plane(&mut self, op: &'static str, kernel: PlaneKernel) -> Result<KernelId, JitError> {
+        let name = self.next_name(op);
+        let io = kernel.io();
+        self.charge(&name, kernel.table_bytes())?;
+        let boxed = Box::new(kernel);
+        // The box's heap address is stable while the library owns it.
+        let addr = &*boxed as *const PlaneKernel as i64;
+        let entry = crate::plane::plane_entry as *const u8 as i64;
+        let module = self.module()?;
+        let id = FnCompiler::declare(module, &name, &name, 4)?;
+        let clif = self.fc.define(
+            self.module.as_mut().ok_or_else(|| JitError::codegen(op, "finalized"))?,
+            &name,
+            id,
+            4,
+            &mut |b, m, p| {
+                let x = elementwise::input_ptr(b, p[0], 0);
+                let sig = b.import_signature(FnCompiler::signature(m, 5));
+                let k = b.ins().iconst(crate::codegen::PTR, addr);
+                let f = b.ins().iconst(crate::codegen::PTR, entry);
+                b.ins().call_indirect(sig, f, &[k, x, p[1], p[2], p[3]]);
+                Ok(())
+            },
+        )?;
+        self.planes.push(boxed);
+        let info = KernelInfo {
+            name,
+            work_items: io.items,
+            input_lens: vec![io.in_len],
+            output_len: io.out_len,
+            in_place: false,
+            flops: io.flops,
+        };
+        Ok(self.push(info, id, clif))
+    }
+
     fn add_map(&mut self, op: &'static str, len: usize, n_in: usize, act: Activation) -> Result<KernelId, JitError> {
         self.elementwise_len(op, len)?;
         let name = self.next_name(op);
@@ -768,6 +902,7 @@ impl KernelBuilder {
             _module: ModuleOwner(Some(module)),
             _buffers: std::mem::take(&mut self.buffers),
             _tables: std::mem::take(&mut self.tables),
+            _planes: std::mem::take(&mut self.planes),
         })
     }
 }

@@ -56,12 +56,23 @@ pub fn footprint(graph: &Graph) -> Result<Footprint> {
                     + if params.bias { params.out_channels as u128 } else { 0 }
             }
             Op::LazyBatchNorm2d { .. } | Op::BatchNorm2d { .. } => 4 * in_channels()?,
+            Op::PRelu { num_parameters, .. } => *num_parameters as u128,
             Op::Input
             | Op::Output
             | Op::Relu
             | Op::LeakyRelu { .. }
             | Op::Tanh
             | Op::Sigmoid
+            | Op::Pointwise { .. }
+            | Op::MaxPool2d { .. }
+            | Op::AvgPool2d { .. }
+            | Op::AdaptiveAvgPool2d { .. }
+            | Op::Pad2d { .. }
+            | Op::Upsample { .. }
+            | Op::PixelShuffle { .. }
+            | Op::Identity
+            | Op::Dropout { .. }
+            | Op::Dropout2d { .. }
             | Op::Add
             | Op::Concat => 0,
         };
@@ -117,6 +128,17 @@ pub fn flops(graph: &Graph) -> Result<u128> {
             | Op::LeakyRelu { .. }
             | Op::Tanh
             | Op::Sigmoid
+            | Op::Pointwise { .. }
+            | Op::PRelu { .. }
+            | Op::MaxPool2d { .. }
+            | Op::AvgPool2d { .. }
+            | Op::AdaptiveAvgPool2d { .. }
+            | Op::Pad2d { .. }
+            | Op::Upsample { .. }
+            | Op::PixelShuffle { .. }
+            | Op::Identity
+            | Op::Dropout { .. }
+            | Op::Dropout2d { .. }
             | Op::Add
             | Op::Concat => continue,
         };
@@ -150,6 +172,17 @@ pub fn flops(graph: &Graph) -> Result<u128> {
             | Op::LeakyRelu { .. }
             | Op::Tanh
             | Op::Sigmoid
+            | Op::Pointwise { .. }
+            | Op::PRelu { .. }
+            | Op::MaxPool2d { .. }
+            | Op::AvgPool2d { .. }
+            | Op::AdaptiveAvgPool2d { .. }
+            | Op::Pad2d { .. }
+            | Op::Upsample { .. }
+            | Op::PixelShuffle { .. }
+            | Op::Identity
+            | Op::Dropout { .. }
+            | Op::Dropout2d { .. }
             | Op::Add
             | Op::Concat => 0,
         };

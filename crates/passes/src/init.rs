@@ -45,6 +45,13 @@ pub fn init_params(op: &Op, node: &str, seed: u64) -> Vec<(&'static str, ArrayD<
                 out.push((name, ArrayD::from_elem(shape, fill)));
             }
         }
+        // `nn.PReLU(init=0.25)` fills its weight with `init`.
+        Op::PRelu { init, .. } => {
+            for (name, dims) in specs {
+                let Some(shape) = known(&dims) else { continue };
+                out.push((name, ArrayD::from_elem(shape, *init)));
+            }
+        }
         // No parameters (lazy ops are resolved before their init runs).
         Op::LazyConvTranspose2d { .. }
         | Op::LazyConv2d { .. }
@@ -55,6 +62,16 @@ pub fn init_params(op: &Op, node: &str, seed: u64) -> Vec<(&'static str, ArrayD<
         | Op::LeakyRelu { .. }
         | Op::Tanh
         | Op::Sigmoid
+        | Op::Pointwise { .. }
+        | Op::MaxPool2d { .. }
+        | Op::AvgPool2d { .. }
+        | Op::AdaptiveAvgPool2d { .. }
+        | Op::Pad2d { .. }
+        | Op::Upsample { .. }
+        | Op::PixelShuffle { .. }
+        | Op::Identity
+        | Op::Dropout { .. }
+        | Op::Dropout2d { .. }
         | Op::Add
         | Op::Concat => {}
     }

@@ -19,6 +19,7 @@ mod pass;
 mod resolve;
 mod shape_fns;
 mod shape_inference;
+mod spatial_shapes;
 mod verify;
 
 pub use error::{PassError, Result};

@@ -293,6 +293,17 @@ fn concrete_op(graph: &Graph, id: NodeId) -> Result<Option<Op>> {
         | Op::LeakyRelu { .. }
         | Op::Tanh
         | Op::Sigmoid
+        | Op::Pointwise { .. }
+        | Op::MaxPool2d { .. }
+        | Op::AvgPool2d { .. }
+        | Op::AdaptiveAvgPool2d { .. }
+        | Op::Pad2d { .. }
+        | Op::Upsample { .. }
+        | Op::PixelShuffle { .. }
+        | Op::PRelu { .. }
+        | Op::Identity
+        | Op::Dropout { .. }
+        | Op::Dropout2d { .. }
         | Op::Add
         | Op::Concat => None,
     })

@@ -177,6 +177,27 @@ pub fn batch_norm2d(node: &str, op: &'static str, input: &[usize], num_features:
     Ok(c)
 }
 
+/// `PReLU`: a single weight applies to any input of rank ≥ 1; `C` weights
+/// need `C` channels in dim 1 (dim 0 counts as one channel for a 1-D input,
+/// as `torch.prelu` has it).
+pub fn prelu(node: &str, op: &'static str, input: &[usize], num_parameters: usize) -> Result<()> {
+    if input.is_empty() {
+        return Err(PassError::Rank { node: node.into(), op, expected: "at least 1-D", shape: input.to_vec() });
+    }
+    let channels = if input.len() >= 2 { input[1] } else { 1 };
+    if num_parameters != 1 && num_parameters != channels {
+        return Err(PassError::ChannelMismatch {
+            node: node.into(),
+            op,
+            param: "num_parameters",
+            expected: num_parameters,
+            got: channels,
+            shape: input.to_vec(),
+        });
+    }
+    Ok(())
+}
+
 /// `Add`: both operands have the same shape (no broadcasting).
 pub fn add(node: &str, a: &[usize], b: &[usize]) -> Result<Vec<usize>> {
     if a != b {

@@ -8,6 +8,7 @@ use kiln_ir::{Graph, NodeId, Op, Shape};
 use crate::error::{PassError, Result};
 use crate::pass::{Changed, Pass};
 use crate::shape_fns;
+use crate::spatial_shapes;
 
 /// Infers all shapes from the graph inputs.
 #[derive(Clone, Copy, Debug, Default)]
@@ -58,7 +59,35 @@ pub fn infer_node(graph: &Graph, id: NodeId) -> Result<Vec<usize>> {
             shape_fns::batch_norm2d(name, class, &s, Some(*num_features))?;
             s
         }
-        Op::Relu | Op::LeakyRelu { .. } | Op::Tanh | Op::Sigmoid | Op::Output => first()?,
+        Op::Relu
+        | Op::LeakyRelu { .. }
+        | Op::Tanh
+        | Op::Sigmoid
+        | Op::Pointwise { .. }
+        | Op::Identity
+        | Op::Dropout { .. }
+        | Op::Output => first()?,
+        // `nn.Dropout2d` zeroes whole channels: PyTorch warns on other ranks
+        // but runs them, and in eval mode it is the identity on any shape.
+        Op::Dropout2d { .. } => first()?,
+        Op::MaxPool2d { params } | Op::AvgPool2d { params, .. } => {
+            spatial_shapes::pool2d(name, class, &first()?, params)?
+        }
+        Op::AdaptiveAvgPool2d { output_size } => {
+            spatial_shapes::adaptive_avg_pool2d(name, class, &first()?, *output_size)?
+        }
+        Op::Pad2d { padding, mode } => {
+            spatial_shapes::pad2d(name, class, &first()?, *padding, *mode == kiln_ir::PadMode::Reflect)?
+        }
+        Op::Upsample { params } => spatial_shapes::upsample(name, class, &first()?, params)?,
+        Op::PixelShuffle { factor, direction } => {
+            spatial_shapes::pixel_shuffle(name, class, &first()?, *factor, *direction)?
+        }
+        Op::PRelu { num_parameters, .. } => {
+            let s = first()?;
+            shape_fns::prelu(name, class, &s, *num_parameters)?;
+            s
+        }
         Op::Add => match shapes.as_slice() {
             [a, b] => shape_fns::add(name, a, b)?,
             _ => {

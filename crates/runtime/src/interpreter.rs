@@ -228,6 +228,16 @@ fn eval(graph: &Graph, id: NodeId, args: &[&Tensor], input: Option<&Tensor>) -> 
         Op::LeakyRelu { negative_slope } => ops::leaky_relu(arg(0)?, *negative_slope),
         Op::Tanh => ops::tanh(arg(0)?),
         Op::Sigmoid => ops::sigmoid(arg(0)?),
+        Op::Pointwise { f } => ops::pointwise(arg(0)?, *f),
+        Op::PRelu { .. } => ops::prelu(name, arg(0)?, param("weight")?)?,
+        Op::MaxPool2d { params } => ops::max_pool2d(name, arg(0)?, params)?,
+        Op::AvgPool2d { params, divisor } => ops::avg_pool2d(name, arg(0)?, params, *divisor)?,
+        Op::AdaptiveAvgPool2d { output_size } => ops::adaptive_avg_pool2d(name, arg(0)?, *output_size)?,
+        Op::Pad2d { padding, mode } => ops::pad2d(name, arg(0)?, *padding, *mode)?,
+        Op::Upsample { params } => ops::upsample(name, arg(0)?, params)?,
+        Op::PixelShuffle { factor, direction } => ops::pixel_shuffle(name, arg(0)?, *factor, *direction)?,
+        // Eval mode: dropout is the identity.
+        Op::Identity | Op::Dropout { .. } | Op::Dropout2d { .. } => arg(0)?.clone(),
         Op::Add => ops::add(name, arg(0)?, arg(1)?)?,
         Op::Concat => ops::concat(name, args)?,
         op @ (Op::LazyConvTranspose2d { .. } | Op::LazyConv2d { .. } | Op::LazyBatchNorm2d { .. }) => {

@@ -301,7 +301,8 @@ impl Gen<'_> {
     fn activation(&mut self) {
         let (src, v) = self.operand();
         let mut args = Map::new();
-        let op = match below(self.rng, 4) {
+        let mut v = v;
+        let op = match below(self.rng, 12) {
             0 => "ReLU",
             1 => {
                 if chance(self.rng, 2) {
@@ -311,8 +312,64 @@ impl Gen<'_> {
                 "LeakyReLU"
             }
             2 => "Tanh",
-            _ => "Sigmoid",
+            3 => "Sigmoid",
+            4 => {
+                // One weight, or one per channel (the wrong count sometimes).
+                if let Some(val) = v {
+                    if chance(self.rng, 2) {
+                        let n = self.maybe_break(val.c, json!(val.c + 1));
+                        args.insert("num_parameters".into(), n);
+                    }
+                }
+                "PReLU"
+            }
+            5 => {
+                let p = *[0.0, 0.5, 1.0, 1.5, -0.1].get(below(self.rng, 5)).unwrap_or(&0.5);
+                if !(0.0..=1.0).contains(&p) {
+                    v = None;
+                    self.invalid = true;
+                }
+                args.insert("p".into(), json!(p));
+                if chance(self.rng, 2) {
+                    "Dropout"
+                } else {
+                    "Dropout2d"
+                }
+            }
+            6 => "Identity",
+            7 => {
+                if chance(self.rng, 2) {
+                    args.insert("alpha".into(), json!(0.3));
+                }
+                *["ELU", "SELU", "SiLU", "Mish"].get(below(self.rng, 4)).unwrap_or(&"ELU")
+            }
+            8 => {
+                if chance(self.rng, 2) {
+                    args.insert("approximate".into(), json!("tanh"));
+                }
+                "GELU"
+            }
+            9 => {
+                if chance(self.rng, 2) {
+                    args.insert("min_val".into(), json!(-0.5));
+                    args.insert("max_val".into(), json!(2.0));
+                }
+                "Hardtanh"
+            }
+            10 => {
+                if chance(self.rng, 2) {
+                    args.insert("beta".into(), json!(2.0));
+                    args.insert("threshold".into(), json!(3.0));
+                }
+                "Softplus"
+            }
+            _ => *["ReLU6", "Hardsigmoid", "Hardswish"].get(below(self.rng, 3)).unwrap_or(&"ReLU6"),
         };
+        // `alpha` only belongs to ELU; the other three refuse it.
+        if matches!(op, "SELU" | "SiLU" | "Mish") && args.contains_key("alpha") {
+            v = None;
+            self.invalid = true;
+        }
         self.push(op, args, Some(vec![src]), v);
     }
 

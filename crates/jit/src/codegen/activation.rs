@@ -5,13 +5,14 @@
 //! (registered with the JIT as an imported symbol) over each finished output
 //! region, which keeps them exactly as accurate as `f32::tanh`/`exp`.
 
-use cranelift_codegen::ir::{condcodes::FloatCC, types, InstBuilder, MemFlagsData, Value};
+use cranelift_codegen::ir::{condcodes::FloatCC, types, AbiParam, InstBuilder, MemFlagsData, Value};
 use cranelift_frontend::FunctionBuilder;
 use cranelift_jit::JITModule;
 use cranelift_module::{FuncId, Linkage, Module};
 
 use crate::epilogue::{Activation, SIGMOID_SYMBOL, TANH_SYMBOL};
 use crate::error::JitError;
+use crate::pointwise::POINTWISE_SYMBOL;
 
 /// Applies an in-register activation to an `f32x4` (or `f32`) value; identity
 /// for activations that are done by a helper.
@@ -41,7 +42,7 @@ pub fn apply(b: &mut FunctionBuilder, act: Activation, v: Value) -> Value {
 }
 
 /// `cond ? x : y` for a scalar or lane-wise vector condition from `fcmp`.
-fn select(b: &mut FunctionBuilder, ty: types::Type, cond: Value, x: Value, y: Value) -> Value {
+pub(crate) fn select(b: &mut FunctionBuilder, ty: types::Type, cond: Value, x: Value, y: Value) -> Value {
     if ty == types::F32X4 {
         // `fcmp` yields an i32x4 lane mask; bitselect needs all operands of one type.
         let mask = b.ins().bitcast(types::F32X4, MemFlagsData::new(), cond);
@@ -51,11 +52,13 @@ fn select(b: &mut FunctionBuilder, ty: types::Type, cond: Value, x: Value, y: Va
     }
 }
 
-/// Imported helper functions `(ptr, len)` applying Tanh/Sigmoid in place.
+/// Imported helper functions: `(ptr, len)` applying Tanh/Sigmoid in place,
+/// and `(out, x, len, code, a, b)` for the other pointwise activations.
 #[derive(Debug, Clone, Copy)]
 pub struct Helpers {
     tanh: FuncId,
     sigmoid: FuncId,
+    pointwise: FuncId,
 }
 
 impl Helpers {
@@ -65,7 +68,32 @@ impl Helpers {
         let decl = |m: &mut JITModule, name: &str| {
             m.declare_function(name, Linkage::Import, &sig).map_err(|e| JitError::codegen("helpers", format!("{e:?}")))
         };
-        Ok(Self { tanh: decl(module, TANH_SYMBOL)?, sigmoid: decl(module, SIGMOID_SYMBOL)? })
+        let mut psig = super::FnCompiler::signature(module, 4);
+        psig.params.push(AbiParam::new(types::F32));
+        psig.params.push(AbiParam::new(types::F32));
+        let pointwise = module
+            .declare_function(POINTWISE_SYMBOL, Linkage::Import, &psig)
+            .map_err(|e| JitError::codegen("helpers", format!("{e:?}")))?;
+        Ok(Self { tanh: decl(module, TANH_SYMBOL)?, sigmoid: decl(module, SIGMOID_SYMBOL)?, pointwise })
+    }
+
+    /// Emits `out[..len] = f(x[..len])` through the pointwise helper.
+    pub fn call_pointwise(
+        &self,
+        b: &mut FunctionBuilder,
+        module: &mut JITModule,
+        f: kiln_ir::Pointwise,
+        out: Value,
+        x: Value,
+        len: usize,
+    ) {
+        let (code, p0, p1) = crate::pointwise::encode(f);
+        let callee = module.declare_func_in_func(self.pointwise, b.func);
+        let len = b.ins().iconst(super::PTR, len as i64);
+        let code = b.ins().iconst(super::PTR, code);
+        let p0 = b.ins().f32const(p0);
+        let p1 = b.ins().f32const(p1);
+        b.ins().call(callee, &[out, x, len, code, p0, p1]);
     }
 
     /// Emits `helper(ptr, len)` if `act` needs one.

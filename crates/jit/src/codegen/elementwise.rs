@@ -7,7 +7,7 @@
 //! `(batch, input)` pairs (concat), so threads can split the work. This
 //! module does not validate sizes; `library` does before calling it.
 
-use cranelift_codegen::ir::{condcodes::IntCC, types, InstBuilder, Type, Value};
+use cranelift_codegen::ir::{condcodes::FloatCC, condcodes::IntCC, types, InstBuilder, Type, Value};
 use cranelift_frontend::{FunctionBuilder, Variable};
 use cranelift_jit::JITModule;
 
@@ -162,6 +162,23 @@ pub fn batch_norm_plane(
     let len = b.ins().iconst(PTR, hw as i64);
     helpers.call(b, m, act, ptrs[0], len);
     Ok(())
+}
+
+/// `nn.PReLU` over one channel plane: `out = x < 0 ? w·x : x` with the
+/// channel's weight at `weight_addr` (NaN passes through, as in PyTorch).
+pub fn prelu_plane(b: &mut FunctionBuilder, hw: usize, ptrs: &[Value], weight_addr: Value) -> Result<(), JitError> {
+    let w = b.ins().load(types::F32, weight_flags(), weight_addr, 0);
+    let wv = b.ins().splat(types::F32X4, w);
+    let z = b.ins().f32const(0.0);
+    let zv = b.ins().splat(types::F32X4, z);
+    stream(b, hw, ptrs, &mut |b, p, off, ty| {
+        let x = b.ins().load(ty, data_flags(), p[1], off);
+        let (w, zero) = if ty == types::F32X4 { (wv, zv) } else { (w, z) };
+        let scaled = b.ins().fmul(x, w);
+        let neg = b.ins().fcmp(FloatCC::LessThan, x, zero);
+        let y = activation::select(b, ty, neg, scaled, x);
+        b.ins().store(data_flags(), y, p[0], off);
+    })
 }
 
 /// Copies `count` floats from `ptrs[1]` to `ptrs[0]`.

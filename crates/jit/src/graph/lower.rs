@@ -16,6 +16,7 @@ use super::error::CompileError;
 use crate::epilogue::{Activation, Epilogue};
 use crate::geometry::{Conv2dGeometry, ConvTranspose2dGeometry};
 use crate::library::{KernelBuilder, KernelId};
+use crate::plane::PlaneKernel;
 
 /// Where a step reads or writes a value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -80,6 +81,18 @@ fn activation_of(op: &Op) -> Option<Activation> {
         | Op::Conv2d { .. }
         | Op::LazyBatchNorm2d { .. }
         | Op::BatchNorm2d { .. }
+        // Computed by a helper or per channel; not (yet) an epilogue.
+        | Op::Pointwise { .. }
+        | Op::PRelu { .. }
+        | Op::MaxPool2d { .. }
+        | Op::AvgPool2d { .. }
+        | Op::AdaptiveAvgPool2d { .. }
+        | Op::Pad2d { .. }
+        | Op::Upsample { .. }
+        | Op::PixelShuffle { .. }
+        | Op::Identity
+        | Op::Dropout { .. }
+        | Op::Dropout2d { .. }
         | Op::Add
         | Op::Concat => None,
     }
@@ -121,6 +134,57 @@ fn image_dims(node: &str, shape: &[usize]) -> Result<(usize, usize, usize), Comp
             reason: format!("has a value of shape {shape:?}; the JIT expects [N, C, H, W] or [C, H, W] here"),
         }),
     }
+}
+
+/// `[N, C, H, W]` of a 4-D shape, or of a 3-D `[C, H, W]` with `N = 1`.
+fn nchw(node: &str, shape: &[usize]) -> Result<[usize; 4], CompileError> {
+    match *shape {
+        [n, c, h, w] => Ok([n, c, h, w]),
+        [c, h, w] => Ok([1, c, h, w]),
+        _ => Err(CompileError::Shape {
+            node: node.to_string(),
+            reason: format!("has a value of shape {shape:?}; the JIT expects [N, C, H, W] or [C, H, W] here"),
+        }),
+    }
+}
+
+/// The plane kernel of a pooling, padding, upsampling or shuffle node, built
+/// from its operand's shape and its arguments alone (not from its declared
+/// shape, which [`check_declared_shape`] compares with the kernel's).
+fn plane_kernel(g: &Graph, id: NodeId) -> Result<(&'static str, PlaneKernel), CompileError> {
+    let node = g.node(id);
+    let name = node.name();
+    let x = g.operands(id).first().copied().ok_or_else(|| unresolved(name, "has no operand"))?;
+    let [n, c, h, w] = nchw(name, &known_shape(g, x)?)?;
+    let kernel_err = |source| CompileError::Kernel { node: name.to_string(), source };
+    let pooled = |p: &kiln_ir::Pool2dParams| -> Result<[usize; 2], CompileError> {
+        match p.output_hw([h, w]) {
+            [oh, ow] if oh >= 1 && ow >= 1 => Ok([oh as usize, ow as usize]),
+            out => Err(shape_error(g, id, format!("pools {h}x{w} planes to {out:?}, which is empty"))),
+        }
+    };
+    let (op, k) = match node.op() {
+        Op::MaxPool2d { params } => ("max_pool2d", PlaneKernel::max_pool(n, c, [h, w], pooled(params)?, params)),
+        Op::AvgPool2d { params, divisor } => {
+            ("avg_pool2d", PlaneKernel::avg_pool(n, c, [h, w], pooled(params)?, params, *divisor))
+        }
+        Op::AdaptiveAvgPool2d { output_size } => {
+            let out = [output_size[0].unwrap_or(h), output_size[1].unwrap_or(w)];
+            ("adaptive_avg_pool2d", PlaneKernel::adaptive_avg(n, c, [h, w], out))
+        }
+        Op::Pad2d { padding, mode } => ("pad2d", PlaneKernel::pad(n, c, [h, w], *padding, *mode)),
+        Op::Upsample { params } => {
+            let out = params.output_hw([h, w]).ok_or_else(|| {
+                shape_error(g, id, format!("{:?} gives an empty output for {h}x{w} planes", params.size))
+            })?;
+            ("upsample", PlaneKernel::upsample(n, c, [h, w], out, params))
+        }
+        Op::PixelShuffle { factor, direction } => {
+            ("pixel_shuffle", PlaneKernel::shuffle(n, c, [h, w], *factor, *direction))
+        }
+        other => return Err(unresolved(name, format!("is not a plane op ({})", other.class_name()))),
+    };
+    Ok((op, k.map_err(kernel_err)?))
 }
 
 /// Eval-mode BatchNorm as per-channel `(scale, shift)` with
@@ -182,7 +246,43 @@ fn check_declared_shape(g: &Graph, id: NodeId) -> Result<(), CompileError> {
                 None => Ok(()),
             }
         }
-        Op::Relu | Op::LeakyRelu { .. } | Op::Tanh | Op::Sigmoid => same_as_operand(&known_shape(g, id)?),
+        Op::Relu
+        | Op::LeakyRelu { .. }
+        | Op::Tanh
+        | Op::Sigmoid
+        | Op::Pointwise { .. }
+        | Op::Identity
+        | Op::Dropout { .. }
+        | Op::Dropout2d { .. } => same_as_operand(&known_shape(g, id)?),
+        Op::MaxPool2d { .. }
+        | Op::AvgPool2d { .. }
+        | Op::AdaptiveAvgPool2d { .. }
+        | Op::Pad2d { .. }
+        | Op::Upsample { .. }
+        | Op::PixelShuffle { .. } => {
+            let declared = known_shape(g, id)?;
+            let x = operand(0)?;
+            let (_, k) = plane_kernel(g, id)?;
+            let [n, c, h, w] = k.out_shape();
+            let want = if x.len() == 3 { vec![c, h, w] } else { vec![n, c, h, w] };
+            if declared != want {
+                return Err(shape_error(
+                    g,
+                    id,
+                    format!("declares shape {declared:?}, but its operand of shape {x:?} gives {want:?}"),
+                ));
+            }
+            Ok(())
+        }
+        Op::PRelu { num_parameters, .. } => {
+            let declared = known_shape(g, id)?;
+            same_as_operand(&declared)?;
+            let channels = if declared.len() >= 2 { declared[1] } else { 1 };
+            if declared.is_empty() || (*num_parameters != 1 && *num_parameters != channels) {
+                return Err(shape_error(g, id, format!("has {num_parameters} weights for shape {declared:?}")));
+            }
+            Ok(())
+        }
         Op::BatchNorm2d { num_features, .. } => {
             let declared = known_shape(g, id)?;
             same_as_operand(&declared)?;
@@ -526,6 +626,44 @@ impl<'g> Lowering<'g> {
                 let k = self.kb.add_activation(len, act);
                 let input = self.value(operands[0])?;
                 self.emit(&[id], k, vec![input])
+            }
+            Op::Pointwise { f } => {
+                let len = known_shape(g, id)?.iter().product();
+                let k = self.kb.add_pointwise(len, *f);
+                let input = self.value(operands[0])?;
+                self.emit(&[id], k, vec![input])
+            }
+            Op::PRelu { .. } => {
+                let shape = known_shape(g, id)?;
+                let w = param(g, id, "weight")?;
+                let w: Vec<f32> = w.iter().copied().collect();
+                let k = match w.as_slice() {
+                    // One shared weight is exactly a LeakyReLU with that slope.
+                    [a] => self.kb.add_activation(shape.iter().product(), Activation::LeakyRelu(*a)),
+                    _ => {
+                        let (outer, inner) = (shape[0], shape[2..].iter().product());
+                        self.kb.add_prelu(outer, &w, inner)
+                    }
+                };
+                let input = self.value(operands[0])?;
+                self.emit(&[id], k, vec![input])
+            }
+            Op::MaxPool2d { .. }
+            | Op::AvgPool2d { .. }
+            | Op::AdaptiveAvgPool2d { .. }
+            | Op::Pad2d { .. }
+            | Op::Upsample { .. }
+            | Op::PixelShuffle { .. } => {
+                let (op, kernel) = plane_kernel(g, id)?;
+                let k = self.kb.add_plane(op, kernel);
+                let input = self.value(operands[0])?;
+                self.emit(&[id], k, vec![input])
+            }
+            // Eval-mode identities: the value is the operand's, no kernel.
+            Op::Identity | Op::Dropout { .. } | Op::Dropout2d { .. } => {
+                let v = self.value(operands[0])?;
+                self.values.insert(id, v);
+                Ok(())
             }
             Op::Add => {
                 let len = known_shape(g, id)?.iter().product();

@@ -1,0 +1,462 @@
+//! Native kernels for the ops that move values within image planes:
+//! max/average/adaptive pooling, the four paddings, nearest and bilinear
+//! upsampling, pixel shuffle and unshuffle.
+//!
+//! These ops are memory-bound gathers; what makes them fast is touching each
+//! output once with precomputed per-axis index tables, not arithmetic the
+//! JIT could specialize. So each is a [`PlaneKernel`] (tables built at compile
+//! time from the known shapes) run by safe Rust over slices, and generated
+//! code only forwards its work range to [`plane_entry`].
+//!
+//! Safety rests on one check: [`PlaneKernel::new`] computes the input and
+//! output lengths from the shapes with checked arithmetic, the library
+//! compares them with the planned buffers like every kernel's, and the
+//! entry builds slices of exactly those lengths. Every index inside is then
+//! a bounds-checked slice index into buffers of the checked size.
+//!
+//! Work items are output planes `(n, c)`; a range of them is a contiguous
+//! run of the output, so threads write disjoint slices.
+
+use kiln_ir::{
+    linear_source, nearest_source, AvgDivisor, PadMode, Pool2dParams, ShuffleDirection, Sides, UpsampleMode,
+    UpsampleParams,
+};
+
+use crate::error::JitError;
+use crate::geometry::checked_len;
+
+/// What a plane kernel computes, with its per-axis tables.
+#[derive(Debug)]
+enum PlaneOp {
+    /// Max over dilated windows; per output row/column the input taps.
+    MaxPool { rows: Vec<Vec<usize>>, cols: Vec<Vec<usize>> },
+    /// Window sums over `[start, end)` per axis, divided per output pixel.
+    AvgPool {
+        rows: Vec<(usize, usize)>,
+        cols: Vec<(usize, usize)>,
+        div_rows: Vec<f32>,
+        div_cols: Vec<f32>,
+        constant: Option<f32>,
+    },
+    /// Gather through per-axis source tables; `None` = the constant.
+    Gather { rows: Vec<Option<usize>>, cols: Vec<Option<usize>>, fill: f32 },
+    /// Bilinear: per axis `(i0, i1, w0, w1)`.
+    Bilinear { rows: Vec<(usize, usize, f32, f32)>, cols: Vec<(usize, usize, f32, f32)> },
+    /// Pixel shuffle by `r` in `direction`.
+    Shuffle { r: usize, direction: ShuffleDirection },
+}
+
+/// A compiled plane op over `[n, c_in, in_h, in_w] → [n, c_out, out_h, out_w]`.
+#[derive(Debug)]
+pub(crate) struct PlaneKernel {
+    op: PlaneOp,
+    n: usize,
+    c_in: usize,
+    c_out: usize,
+    in_hw: [usize; 2],
+    out_hw: [usize; 2],
+    in_len: usize,
+    out_len: usize,
+}
+
+/// Work of one kernel, for the library's `KernelInfo`.
+pub(crate) struct PlaneIo {
+    pub(crate) in_len: usize,
+    pub(crate) out_len: usize,
+    pub(crate) items: usize,
+    pub(crate) flops: u64,
+}
+
+/// Input taps along one axis of a pooling window at output `o`.
+fn taps(o: usize, k: usize, s: usize, p: usize, d: usize, len: usize) -> Vec<usize> {
+    (0..k).filter_map(|t| (o * s + t * d).checked_sub(p)).filter(|&i| i < len).collect()
+}
+
+/// Clipped `[start, end)` of an average window along one axis, and its
+/// divisor share (padded or clipped length).
+fn avg_range(o: usize, k: usize, s: usize, p: usize, len: usize, include_pad: bool) -> ((usize, usize), f32) {
+    let start = (o * s) as i64 - p as i64;
+    let end = (start + k as i64).min((len + p) as i64);
+    let padded = end - start;
+    let (a, b) = (start.max(0) as usize, end.clamp(0, len as i64) as usize);
+    let b = b.max(a);
+    ((a, b), if include_pad { padded as f32 } else { (b - a) as f32 })
+}
+
+impl PlaneKernel {
+    fn with(op: PlaneOp, n: usize, c: [usize; 2], in_hw: [usize; 2], out_hw: [usize; 2]) -> Result<Self, JitError> {
+        let name = "plane";
+        if [n, c[0], c[1], in_hw[0], in_hw[1], out_hw[0], out_hw[1]].contains(&0) {
+            return Err(JitError::geometry(
+                name,
+                format!("sizes must be positive: n={n} c={c:?} in={in_hw:?} out={out_hw:?}"),
+            ));
+        }
+        let in_len = checked_len(name, "input", &[n, c[0], in_hw[0], in_hw[1]])?;
+        let out_len = checked_len(name, "output", &[n, c[1], out_hw[0], out_hw[1]])?;
+        Ok(Self { op, n, c_in: c[0], c_out: c[1], in_hw, out_hw, in_len, out_len })
+    }
+
+    /// `MaxPool2d` over `[n, c, h, w]` to the output size `out_hw`.
+    pub(crate) fn max_pool(
+        n: usize,
+        c: usize,
+        in_hw: [usize; 2],
+        out_hw: [usize; 2],
+        p: &Pool2dParams,
+    ) -> Result<Self, JitError> {
+        let rows =
+            (0..out_hw[0]).map(|o| taps(o, p.kernel_size.h, p.stride.h, p.padding.h, p.dilation.h, in_hw[0])).collect();
+        let cols =
+            (0..out_hw[1]).map(|o| taps(o, p.kernel_size.w, p.stride.w, p.padding.w, p.dilation.w, in_hw[1])).collect();
+        Self::with(PlaneOp::MaxPool { rows, cols }, n, [c, c], in_hw, out_hw)
+    }
+
+    /// `AvgPool2d`.
+    pub(crate) fn avg_pool(
+        n: usize,
+        c: usize,
+        in_hw: [usize; 2],
+        out_hw: [usize; 2],
+        p: &Pool2dParams,
+        d: AvgDivisor,
+    ) -> Result<Self, JitError> {
+        let inc = d.count_include_pad;
+        let (rows, div_rows) =
+            (0..out_hw[0]).map(|o| avg_range(o, p.kernel_size.h, p.stride.h, p.padding.h, in_hw[0], inc)).unzip();
+        let (cols, div_cols) =
+            (0..out_hw[1]).map(|o| avg_range(o, p.kernel_size.w, p.stride.w, p.padding.w, in_hw[1], inc)).unzip();
+        let constant = d.divisor_override.map(|v| v as f32);
+        Self::with(PlaneOp::AvgPool { rows, cols, div_rows, div_cols, constant }, n, [c, c], in_hw, out_hw)
+    }
+
+    /// `AdaptiveAvgPool2d`: cell `o` averages `⌊o·in/out⌋ .. ⌈(o+1)·in/out⌉`.
+    pub(crate) fn adaptive_avg(n: usize, c: usize, in_hw: [usize; 2], out_hw: [usize; 2]) -> Result<Self, JitError> {
+        let axis = |i: usize, o: usize| -> (Vec<(usize, usize)>, Vec<f32>) {
+            (0..o)
+                .map(|k| {
+                    let (a, b) = (k * i / o, ((k + 1) * i).div_ceil(o));
+                    ((a, b), (b - a) as f32)
+                })
+                .unzip()
+        };
+        let (rows, div_rows) = axis(in_hw[0], out_hw[0].max(1));
+        let (cols, div_cols) = axis(in_hw[1], out_hw[1].max(1));
+        Self::with(PlaneOp::AvgPool { rows, cols, div_rows, div_cols, constant: None }, n, [c, c], in_hw, out_hw)
+    }
+
+    /// The four `*Pad2d` modes.
+    pub(crate) fn pad(n: usize, c: usize, in_hw: [usize; 2], pad: Sides, mode: PadMode) -> Result<Self, JitError> {
+        let out_hw = [
+            in_hw[0].saturating_add(pad.top).saturating_add(pad.bottom),
+            in_hw[1].saturating_add(pad.left).saturating_add(pad.right),
+        ];
+        let src = |o: usize, before: usize, len: usize| -> Option<usize> {
+            let i = o as i64 - before as i64;
+            let l = len as i64;
+            match mode {
+                PadMode::Zero | PadMode::Constant { .. } => (0..l).contains(&i).then_some(i as usize),
+                PadMode::Reflect => {
+                    let r = if i < 0 {
+                        -i
+                    } else if i >= l {
+                        2 * (l - 1) - i
+                    } else {
+                        i
+                    };
+                    (0..l).contains(&r).then_some(r as usize)
+                }
+                PadMode::Replicate => Some(i.clamp(0, l - 1) as usize),
+            }
+        };
+        if mode == PadMode::Reflect
+            && (pad.top >= in_hw[0] || pad.bottom >= in_hw[0] || pad.left >= in_hw[1] || pad.right >= in_hw[1])
+        {
+            return Err(JitError::geometry(
+                "reflection_pad",
+                format!("padding {pad} must be smaller than the input {in_hw:?}"),
+            ));
+        }
+        let rows = (0..out_hw[0]).map(|o| src(o, pad.top, in_hw[0])).collect();
+        let cols = (0..out_hw[1]).map(|o| src(o, pad.left, in_hw[1])).collect();
+        let fill = match mode {
+            PadMode::Constant { value } => value,
+            PadMode::Zero | PadMode::Reflect | PadMode::Replicate => 0.0,
+        };
+        Self::with(PlaneOp::Gather { rows, cols, fill }, n, [c, c], in_hw, out_hw)
+    }
+
+    /// `Upsample` to `out_hw` (the size shape inference computed).
+    pub(crate) fn upsample(
+        n: usize,
+        c: usize,
+        in_hw: [usize; 2],
+        out_hw: [usize; 2],
+        p: &UpsampleParams,
+    ) -> Result<Self, JitError> {
+        let (fh, fw) = (p.size.factor(0), p.size.factor(1));
+        let op = match p.mode {
+            UpsampleMode::Nearest => PlaneOp::Gather {
+                rows: (0..out_hw[0]).map(|o| Some(nearest_source(o, in_hw[0], out_hw[0], fh))).collect(),
+                cols: (0..out_hw[1]).map(|o| Some(nearest_source(o, in_hw[1], out_hw[1], fw))).collect(),
+                fill: 0.0,
+            },
+            UpsampleMode::Bilinear => PlaneOp::Bilinear {
+                rows: (0..out_hw[0]).map(|o| linear_source(o, in_hw[0], out_hw[0], fh, p.align_corners)).collect(),
+                cols: (0..out_hw[1]).map(|o| linear_source(o, in_hw[1], out_hw[1], fw, p.align_corners)).collect(),
+            },
+        };
+        Self::with(op, n, [c, c], in_hw, out_hw)
+    }
+
+    /// `PixelShuffle(r)` / `PixelUnshuffle(r)` of `[n, c_in, h, w]`.
+    pub(crate) fn shuffle(
+        n: usize,
+        c_in: usize,
+        in_hw: [usize; 2],
+        r: usize,
+        direction: ShuffleDirection,
+    ) -> Result<Self, JitError> {
+        let r2 = r
+            .checked_mul(r)
+            .filter(|&v| v > 0)
+            .ok_or_else(|| JitError::geometry("pixel_shuffle", format!("bad factor {r}")))?;
+        let (c_out, out_hw) = match direction {
+            ShuffleDirection::Shuffle if c_in.is_multiple_of(r2) => {
+                (c_in / r2, [in_hw[0].saturating_mul(r), in_hw[1].saturating_mul(r)])
+            }
+            ShuffleDirection::Unshuffle if in_hw[0].is_multiple_of(r) && in_hw[1].is_multiple_of(r) => {
+                (c_in.saturating_mul(r2), [in_hw[0] / r, in_hw[1] / r])
+            }
+            _ => {
+                return Err(JitError::geometry("pixel_shuffle", format!("factor {r} does not divide {c_in}x{in_hw:?}")))
+            }
+        };
+        Self::with(PlaneOp::Shuffle { r, direction }, n, [c_in, c_out], in_hw, out_hw)
+    }
+
+    /// Lengths and work for the library.
+    pub(crate) fn io(&self) -> PlaneIo {
+        let window = match &self.op {
+            PlaneOp::MaxPool { rows, cols } => {
+                rows.iter().map(Vec::len).max().unwrap_or(1) * cols.iter().map(Vec::len).max().unwrap_or(1)
+            }
+            PlaneOp::AvgPool { .. } | PlaneOp::Bilinear { .. } => 4,
+            PlaneOp::Gather { .. } | PlaneOp::Shuffle { .. } => 1,
+        };
+        PlaneIo {
+            in_len: self.in_len,
+            out_len: self.out_len,
+            items: self.n * self.c_out,
+            flops: (self.out_len as u64).saturating_mul(window as u64),
+        }
+    }
+
+    /// Bytes of the per-axis tables (charged to the compile-time budget).
+    pub(crate) fn table_bytes(&self) -> usize {
+        let v = |n: usize, per: usize| n.saturating_mul(per);
+        match &self.op {
+            PlaneOp::MaxPool { rows, cols } => {
+                v(rows.iter().map(Vec::len).sum::<usize>() + cols.iter().map(Vec::len).sum::<usize>(), 8)
+            }
+            PlaneOp::AvgPool { rows, cols, .. } => v(rows.len() + cols.len(), 20),
+            PlaneOp::Gather { rows, cols, .. } => v(rows.len() + cols.len(), 16),
+            PlaneOp::Bilinear { rows, cols } => v(rows.len() + cols.len(), 24),
+            PlaneOp::Shuffle { .. } => 0,
+        }
+    }
+
+    /// The output shape `[n, c, h, w]`.
+    pub(crate) fn out_shape(&self) -> [usize; 4] {
+        [self.n, self.c_out, self.out_hw[0], self.out_hw[1]]
+    }
+
+    /// Computes output planes `start..start + out.len() / plane` from `x`.
+    fn run(&self, x: &[f32], out: &mut [f32], start: usize) {
+        let [ih, iw] = self.in_hw;
+        let [oh, ow] = self.out_hw;
+        let (ip, op) = (ih * iw, oh * ow);
+        for (k, o) in out.chunks_exact_mut(op).enumerate() {
+            let q = start + k;
+            let (b, co) = (q / self.c_out, q % self.c_out);
+            match &self.op {
+                PlaneOp::Shuffle { r, direction } => {
+                    let r = *r;
+                    match direction {
+                        ShuffleDirection::Shuffle => {
+                            // Output plane `co` interleaves input planes co·r² .. (co+1)·r².
+                            for i in 0..r {
+                                for j in 0..r {
+                                    let ci = co * r * r + i * r + j;
+                                    let src = &x[(b * self.c_in + ci) * ip..][..ip];
+                                    for y in 0..ih {
+                                        let row = &mut o[(y * r + i) * ow..][..ow];
+                                        for (xx, &v) in src[y * iw..][..iw].iter().enumerate() {
+                                            row[xx * r + j] = v;
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                        ShuffleDirection::Unshuffle => {
+                            let (ci, rest) = (co / (r * r), co % (r * r));
+                            let (i, j) = (rest / r, rest % r);
+                            let src = &x[(b * self.c_in + ci) * ip..][..ip];
+                            for y in 0..oh {
+                                let srow = &src[(y * r + i) * iw..][..iw];
+                                for (xx, v) in o[y * ow..][..ow].iter_mut().enumerate() {
+                                    *v = srow[xx * r + j];
+                                }
+                            }
+                        }
+                    }
+                }
+                plane_local => {
+                    let src = &x[(b * self.c_in + co) * ip..][..ip];
+                    Self::plane(plane_local, src, iw, o, ow);
+                }
+            }
+        }
+    }
+
+    /// One plane of a plane-local op.
+    fn plane(op: &PlaneOp, src: &[f32], iw: usize, o: &mut [f32], ow: usize) {
+        match op {
+            PlaneOp::MaxPool { rows, cols } => {
+                for (y, taps_y) in rows.iter().enumerate() {
+                    let row = &mut o[y * ow..][..ow];
+                    for (v, taps_x) in row.iter_mut().zip(cols) {
+                        let mut m = f32::NEG_INFINITY;
+                        'window: for &ty in taps_y {
+                            let srow = &src[ty * iw..][..iw];
+                            for &tx in taps_x {
+                                let s = srow[tx];
+                                if s > m || s.is_nan() {
+                                    m = s;
+                                    if m.is_nan() {
+                                        break 'window;
+                                    }
+                                }
+                            }
+                        }
+                        *v = m;
+                    }
+                }
+            }
+            PlaneOp::AvgPool { rows, cols, div_rows, div_cols, constant } => {
+                for (y, (&(y0, y1), &dy)) in rows.iter().zip(div_rows).enumerate() {
+                    let row = &mut o[y * ow..][..ow];
+                    for (v, (&(x0, x1), &dx)) in row.iter_mut().zip(cols.iter().zip(div_cols)) {
+                        let mut sum = 0.0f32;
+                        for yy in y0..y1 {
+                            sum += src[yy * iw..][x0..x1].iter().sum::<f32>();
+                        }
+                        *v = sum / constant.unwrap_or(dy * dx);
+                    }
+                }
+            }
+            PlaneOp::Gather { rows, cols, fill } => {
+                for (y, sy) in rows.iter().enumerate() {
+                    let row = &mut o[y * ow..][..ow];
+                    match sy {
+                        None => row.fill(*fill),
+                        Some(sy) => {
+                            let srow = &src[sy * iw..][..iw];
+                            for (v, sx) in row.iter_mut().zip(cols) {
+                                *v = sx.map_or(*fill, |sx| srow[sx]);
+                            }
+                        }
+                    }
+                }
+            }
+            PlaneOp::Bilinear { rows, cols } => {
+                for (y, &(y0, y1, a0, a1)) in rows.iter().enumerate() {
+                    let (r0, r1) = (&src[y0 * iw..][..iw], &src[y1 * iw..][..iw]);
+                    let row = &mut o[y * ow..][..ow];
+                    for (v, &(x0, x1, b0, b1)) in row.iter_mut().zip(cols) {
+                        *v = a0 * (b0 * r0[x0] + b1 * r0[x1]) + a1 * (b0 * r1[x0] + b1 * r1[x1]);
+                    }
+                }
+            }
+            PlaneOp::Shuffle { .. } => {}
+        }
+    }
+}
+
+/// Entry called from generated code: runs output planes `start..end`.
+///
+/// # Safety
+/// `k` points to a live [`PlaneKernel`]; `x` is valid for reads of its
+/// `in_len` floats and `out` for writes of its `out_len` floats, the two do
+/// not overlap, and `start ≤ end ≤` its work items (the library checks the
+/// range before calling the generated function). Concurrent calls must use
+/// disjoint ranges: each writes only its own planes.
+pub(crate) unsafe extern "C" fn plane_entry(
+    k: *const PlaneKernel,
+    x: *const f32,
+    out: *mut f32,
+    start: usize,
+    end: usize,
+) {
+    // SAFETY: the caller passes the library-owned kernel.
+    let k = unsafe { &*k };
+    let plane = k.out_hw[0] * k.out_hw[1];
+    let items = k.n * k.c_out;
+    let (start, end) = (start.min(items), end.min(items));
+    if start >= end {
+        return;
+    }
+    // SAFETY: `x` holds `in_len` floats and is only read; the output range
+    // `[start·plane, end·plane)` lies inside `out_len = items·plane` floats
+    // and is written by this call alone.
+    let (x, out) = unsafe {
+        (
+            std::slice::from_raw_parts(x, k.in_len),
+            std::slice::from_raw_parts_mut(out.add(start * plane), (end - start) * plane),
+        )
+    };
+    k.run(x, out, start);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(k: &PlaneKernel, x: &[f32]) -> Vec<f32> {
+        let mut out = vec![f32::NAN; k.out_len];
+        k.run(x, &mut out, 0);
+        out
+    }
+
+    #[test]
+    fn shuffle_and_unshuffle_are_inverse() {
+        let x: Vec<f32> = (0..2 * 8 * 3 * 5).map(|v| v as f32).collect();
+        let s = PlaneKernel::shuffle(2, 8, [3, 5], 2, ShuffleDirection::Shuffle).unwrap();
+        assert_eq!(s.out_shape(), [2, 2, 6, 10]);
+        let y = run(&s, &x);
+        let u = PlaneKernel::shuffle(2, 2, [6, 10], 2, ShuffleDirection::Unshuffle).unwrap();
+        assert_eq!(run(&u, &y), x);
+        // out[0, 0, 0, 1] = in[0, 1, 0, 0] (channel i·r + j = 0·2 + 1).
+        assert_eq!(y[1], x[15]);
+    }
+
+    #[test]
+    fn pads_fill_mirror_and_clamp() {
+        let x = [1.0f32, 2.0, 3.0];
+        let pad = Sides { left: 2, right: 1, top: 0, bottom: 0 };
+        let run_mode = |m| run(&PlaneKernel::pad(1, 1, [1, 3], pad, m).unwrap(), &x);
+        assert_eq!(run_mode(PadMode::Reflect), [3.0, 2.0, 1.0, 2.0, 3.0, 2.0]);
+        assert_eq!(run_mode(PadMode::Replicate), [1.0, 1.0, 1.0, 2.0, 3.0, 3.0]);
+        assert_eq!(run_mode(PadMode::Constant { value: -1.0 }), [-1.0, -1.0, 1.0, 2.0, 3.0, -1.0]);
+    }
+
+    #[test]
+    fn entry_clamps_its_range_and_writes_only_it() {
+        let k = PlaneKernel::pad(1, 3, [1, 1], Sides::all(0), PadMode::Zero).unwrap();
+        let x = [1.0f32, 2.0, 3.0];
+        let mut out = [0.0f32; 3];
+        // SAFETY: buffers of the kernel's lengths; the range is clamped.
+        unsafe { plane_entry(&k, x.as_ptr(), out.as_mut_ptr(), 1, 9) };
+        assert_eq!(out, [0.0, 2.0, 3.0]);
+    }
+}

@@ -1,0 +1,289 @@
+#!/usr/bin/env python3
+"""Generates Kiln's own PyTorch reference cases for the ops beyond
+`../shared/golden` (issue 13), in the golden format of
+`../shared/golden/README.md` (`kind = "model"` cases, plus an `error` field
+for configurations PyTorch rejects).
+
+    python3 -m venv /tmp/venv && /tmp/venv/bin/pip install torch safetensors numpy
+    /tmp/venv/bin/python scripts/golden/gen_ops.py tests/golden/ops
+
+Each case is a small graph of `torch.nn` modules in Kiln's model format
+(`op` = class name, `args` = keyword arguments, `inputs` = names or null for
+the previous node). The script builds the same modules, runs them in eval
+mode on seeded random inputs, and stores inputs, the materialized
+`state_dict` (parameters overwritten with random values, so tests do not
+depend on an init) and the float32 output. Keep the cases small: CI runs
+every case on every backend on two cores.
+"""
+
+import json
+import os
+import sys
+
+import torch
+from torch import nn
+from safetensors.torch import save_file
+
+SEED = 1313
+
+
+def build(op, args):
+    if op in ("Add", "Concat"):
+        return None
+    # JSON has lists where PyTorch documents tuples (Upsample's
+    # `scale_factor` needs a tuple).
+    args = {k: tuple(v) if isinstance(v, list) else v for k, v in args.items()}
+    return getattr(nn, op)(**args)
+
+
+def run_graph(inputs, nodes, tensors):
+    """Runs the node list; returns (output, modules)."""
+    values = dict(inputs)
+    modules = {}
+    prev = next(iter(inputs))
+    for spec in nodes:
+        srcs = spec.get("inputs")
+        if srcs is None:
+            srcs = [prev]
+        args = [values[s] for s in srcs]
+        op = spec["op"]
+        if op == "Add":
+            y = args[0] + args[1]
+        elif op == "Concat":
+            y = torch.cat(args, dim=spec.get("args", {}).get("dim", 1))
+        else:
+            m = modules.get(spec["name"])
+            if m is None:
+                m = build(op, spec.get("args", {}))
+                modules[spec["name"]] = m
+            m.eval()
+            y = m(*args)
+        values[spec["name"]] = y
+        prev = spec["name"]
+    return values[prev], modules
+
+
+def randomize(modules, gen):
+    """Overwrites every parameter and buffer with seeded random values (PReLU
+    weights in [-0.5, 0.5], so negative slopes occur; running_var positive)."""
+    with torch.no_grad():
+        for name, m in modules.items():
+            for pname, p in list(m.named_parameters()) + list(m.named_buffers()):
+                if p.dtype != torch.float32:
+                    continue
+                if pname == "running_var":
+                    p.copy_(torch.rand(p.shape, generator=gen) + 0.5)
+                elif isinstance(m, nn.PReLU):
+                    p.copy_(torch.rand(p.shape, generator=gen) - 0.5)
+                else:
+                    p.copy_((torch.rand(p.shape, generator=gen) - 0.5) * 0.5)
+
+
+def case(cases, tensors, gen, cid, inputs, nodes, scale=4.0):
+    """Adds a valid case, or an error case when PyTorch rejects it."""
+    xs = {k: torch.randn(v, generator=gen) * scale for k, v in inputs.items()}
+    entry = {"id": cid, "kind": "model", "model": cid, "inputs": inputs, "nodes": nodes}
+    try:
+        # Build and run once (materializes lazy modules), randomize, run again.
+        with torch.no_grad():
+            _, modules = run_graph(xs, nodes, tensors)
+            randomize(modules, gen)
+            values = dict(xs)
+            y, _ = run_graph_with(values, nodes, modules)
+    except (ValueError, RuntimeError, AssertionError, TypeError) as e:
+        entry["error"] = {"type": type(e).__name__, "message": str(e).split("\n")[0]}
+        cases.append(entry)
+        return
+    for k, v in xs.items():
+        tensors[f"{cid}/input.{k}"] = v.contiguous()
+    for name, m in modules.items():
+        for pname, p in m.state_dict().items():
+            if p.dtype == torch.float32:
+                tensors[f"{cid}/{name}.{pname}"] = p.detach().clone().contiguous()
+    tensors[f"{cid}/output"] = y.detach().clone().contiguous()
+    entry["output_shape"] = list(y.shape)
+    cases.append(entry)
+
+
+def run_graph_with(values, nodes, modules):
+    prev = next(iter(values))
+    for spec in nodes:
+        srcs = spec.get("inputs") or [prev]
+        args = [values[s] for s in srcs]
+        op = spec["op"]
+        if op == "Add":
+            y = args[0] + args[1]
+        elif op == "Concat":
+            y = torch.cat(args, dim=spec.get("args", {}).get("dim", 1))
+        else:
+            y = modules[spec["name"]](*args)
+        values[spec["name"]] = y
+        prev = spec["name"]
+    return values[prev], modules
+
+
+def one(op, args=None):
+    return [{"name": "f", "op": op, "args": args or {}, "inputs": None}]
+
+
+def main(out_dir):
+    torch.manual_seed(SEED)
+    gen = torch.Generator().manual_seed(SEED)
+    cases, tensors = [], {}
+
+    # Pointwise activations: defaults and non-default arguments, on 4-D,
+    # 3-D and 2-D inputs (scale 4: both sides of every breakpoint).
+    pointwise = [
+        ("ELU", {}), ("ELU", {"alpha": 0.5}), ("SELU", {}), ("SiLU", {}),
+        ("GELU", {}), ("GELU", {"approximate": "tanh"}),
+        ("Hardtanh", {}), ("Hardtanh", {"min_val": -2.0, "max_val": 0.5}),
+        ("ReLU6", {}), ("Softplus", {}), ("Softplus", {"beta": 2.0, "threshold": 5.0}),
+        ("Hardsigmoid", {}), ("Hardswish", {}), ("Mish", {}),
+    ]
+    shapes = [[2, 3, 5, 7], [3, 4, 9], [4, 6]]
+    for i, (op, args) in enumerate(pointwise):
+        shape = shapes[i % len(shapes)]
+        case(cases, tensors, gen, f"{op.lower()}_{i}", {"x": shape}, one(op, args))
+    # Large inputs: exp overflow paths of ELU/SELU/Softplus/Mish/SiLU.
+    for op in ["SiLU", "Mish", "Softplus", "ELU", "GELU"]:
+        case(cases, tensors, gen, f"{op.lower()}_wide", {"x": [2, 1030]}, one(op), scale=40.0)
+
+    # PReLU: one shared weight, one per channel (4-D and 2-D).
+    case(cases, tensors, gen, "prelu_shared", {"x": [2, 3, 5, 7]}, one("PReLU"))
+    case(cases, tensors, gen, "prelu_channels", {"x": [2, 3, 5, 7]}, one("PReLU", {"num_parameters": 3}))
+    case(cases, tensors, gen, "prelu_2d", {"x": [4, 6]}, one("PReLU", {"num_parameters": 6, "init": 0.1}))
+
+    # Identities (eval mode) between real layers, so compiled graphs must
+    # route the value through them.
+    case(cases, tensors, gen, "dropout_chain", {"x": [2, 4, 6, 6]}, [
+        {"name": "up", "op": "LazyConvTranspose2d", "args": {"out_channels": 5, "kernel_size": 4, "stride": 2, "padding": 1}, "inputs": None},
+        {"name": "drop", "op": "Dropout", "args": {"p": 0.3}, "inputs": None},
+        {"name": "act", "op": "ReLU", "args": {}, "inputs": None},
+        {"name": "drop2", "op": "Dropout2d", "args": {"p": 0.5}, "inputs": None},
+        {"name": "id", "op": "Identity", "args": {}, "inputs": None},
+    ], scale=1.0)
+    case(cases, tensors, gen, "identity_only", {"x": [1, 2, 3, 3]}, one("Identity"))
+
+    # Small decoders mixing the new ops with convolutions.
+    case(cases, tensors, gen, "fsrcnn_prelu", {"x": [1, 1, 12, 10]}, [
+        {"name": "feat", "op": "LazyConv2d", "args": {"out_channels": 8, "kernel_size": 5, "padding": 2}, "inputs": None},
+        {"name": "feat_act", "op": "PReLU", "args": {"num_parameters": 8}, "inputs": None},
+        {"name": "shrink", "op": "LazyConv2d", "args": {"out_channels": 4, "kernel_size": 1}, "inputs": None},
+        {"name": "shrink_act", "op": "PReLU", "args": {}, "inputs": None},
+        {"name": "deconv", "op": "LazyConvTranspose2d", "args": {"out_channels": 1, "kernel_size": 9, "stride": 3, "padding": 4, "output_padding": 2}, "inputs": None},
+    ], scale=1.0)
+    case(cases, tensors, gen, "gelu_mish_decoder", {"z": [2, 8, 4, 4]}, [
+        {"name": "up1", "op": "LazyConvTranspose2d", "args": {"out_channels": 6, "kernel_size": 4, "stride": 2, "padding": 1}, "inputs": None},
+        {"name": "bn1", "op": "LazyBatchNorm2d", "args": {}, "inputs": None},
+        {"name": "a1", "op": "GELU", "args": {}, "inputs": None},
+        {"name": "d1", "op": "Dropout2d", "args": {"p": 0.2}, "inputs": None},
+        {"name": "c1", "op": "LazyConv2d", "args": {"out_channels": 6, "kernel_size": 3, "padding": 1}, "inputs": None},
+        {"name": "a2", "op": "Mish", "args": {}, "inputs": None},
+        {"name": "sum", "op": "Add", "args": {}, "inputs": ["a2", "d1"]},
+        {"name": "a3", "op": "SiLU", "args": {}, "inputs": None},
+        {"name": "up2", "op": "LazyConvTranspose2d", "args": {"out_channels": 3, "kernel_size": 4, "stride": 2, "padding": 1}, "inputs": None},
+        {"name": "out", "op": "Hardtanh", "args": {}, "inputs": None},
+    ], scale=1.0)
+
+    # Pooling: defaults, strides, padding, dilation, ceil mode, divisors,
+    # odd sizes (3-D input too).
+    pools = [
+        ("MaxPool2d", {"kernel_size": 2}, [2, 3, 8, 8]),
+        ("MaxPool2d", {"kernel_size": 3, "stride": 2, "padding": 1}, [1, 4, 9, 11]),
+        ("MaxPool2d", {"kernel_size": [3, 2], "stride": [2, 1], "dilation": [2, 1], "ceil_mode": True}, [2, 2, 10, 7]),
+        ("MaxPool2d", {"kernel_size": 2, "ceil_mode": True}, [3, 5, 5]),
+        ("AvgPool2d", {"kernel_size": 2}, [2, 3, 8, 8]),
+        ("AvgPool2d", {"kernel_size": 3, "stride": 2, "padding": 1}, [1, 4, 9, 11]),
+        ("AvgPool2d", {"kernel_size": 3, "stride": 2, "padding": 1, "count_include_pad": False}, [1, 4, 9, 11]),
+        ("AvgPool2d", {"kernel_size": 3, "stride": 2, "padding": 1, "ceil_mode": True}, [2, 2, 10, 7]),
+        ("AvgPool2d", {"kernel_size": [2, 3], "divisor_override": 5}, [1, 3, 6, 9]),
+        ("AdaptiveAvgPool2d", {"output_size": 1}, [2, 5, 7, 6]),
+        ("AdaptiveAvgPool2d", {"output_size": [3, 4]}, [1, 3, 10, 9]),
+        ("AdaptiveAvgPool2d", {"output_size": [None, 2]}, [1, 2, 5, 7]),
+    ]
+    for i, (op, args, shape) in enumerate(pools):
+        case(cases, tensors, gen, f"{op.lower()}_{i}", {"x": shape}, one(op, args))
+
+    # Padding: every class, int and 4-tuple forms, asymmetric.
+    pads = [
+        ("ZeroPad2d", {"padding": 2}), ("ZeroPad2d", {"padding": [1, 0, 2, 3]}),
+        ("ConstantPad2d", {"padding": [2, 1, 0, 1], "value": -1.5}),
+        ("ReflectionPad2d", {"padding": 3}), ("ReflectionPad2d", {"padding": [1, 2, 3, 0]}),
+        ("ReplicationPad2d", {"padding": 2}), ("ReplicationPad2d", {"padding": [0, 3, 1, 2]}),
+    ]
+    for i, (op, args) in enumerate(pads):
+        case(cases, tensors, gen, f"{op.lower()}_{i}", {"x": [2, 3, 5, 6] if i % 2 else [3, 4, 7]}, one(op, args))
+
+    # Upsampling: scale and size, nearest and bilinear, align_corners, the
+    # named classes, non-integer scales.
+    ups = [
+        ("Upsample", {"scale_factor": 2}), ("Upsample", {"scale_factor": 2, "mode": "bilinear"}),
+        ("Upsample", {"scale_factor": 2, "mode": "bilinear", "align_corners": True}),
+        ("Upsample", {"size": [11, 7], "mode": "nearest"}), ("Upsample", {"size": [11, 7], "mode": "bilinear"}),
+        ("Upsample", {"scale_factor": [1.5, 3], "mode": "nearest"}),
+        ("Upsample", {"scale_factor": 2.5, "mode": "bilinear"}),
+        ("UpsamplingNearest2d", {"scale_factor": 3}), ("UpsamplingBilinear2d", {"scale_factor": 2}),
+        ("UpsamplingBilinear2d", {"size": [9, 13]}),
+    ]
+    for i, (op, args) in enumerate(ups):
+        case(cases, tensors, gen, f"{op.lower()}_{i}", {"x": [2, 3, 5, 6]}, one(op, args))
+
+    case(cases, tensors, gen, "pixel_shuffle_2", {"x": [2, 12, 4, 5]}, one("PixelShuffle", {"upscale_factor": 2}))
+    case(cases, tensors, gen, "pixel_shuffle_3", {"x": [1, 9, 3, 3]}, one("PixelShuffle", {"upscale_factor": 3}))
+    case(cases, tensors, gen, "pixel_unshuffle_2", {"x": [2, 3, 6, 4]}, one("PixelUnshuffle", {"downscale_factor": 2}))
+
+    # Decoders built from them (ESPCN-style sub-pixel head, a U-Net step,
+    # a reflection-padded CycleGAN block).
+    case(cases, tensors, gen, "espcn_head", {"x": [1, 3, 8, 9]}, [
+        {"name": "c1", "op": "LazyConv2d", "args": {"out_channels": 16, "kernel_size": 5, "padding": 2}, "inputs": None},
+        {"name": "a1", "op": "Tanh", "args": {}, "inputs": None},
+        {"name": "c2", "op": "LazyConv2d", "args": {"out_channels": 12, "kernel_size": 3, "padding": 1}, "inputs": None},
+        {"name": "ps", "op": "PixelShuffle", "args": {"upscale_factor": 2}, "inputs": None},
+        {"name": "out", "op": "Sigmoid", "args": {}, "inputs": None},
+    ], scale=1.0)
+    case(cases, tensors, gen, "unet_step", {"x": [2, 4, 12, 12]}, [
+        {"name": "enc", "op": "LazyConv2d", "args": {"out_channels": 8, "kernel_size": 3, "padding": 1}, "inputs": None},
+        {"name": "enc_act", "op": "ReLU", "args": {}, "inputs": None},
+        {"name": "pool", "op": "MaxPool2d", "args": {"kernel_size": 2}, "inputs": None},
+        {"name": "mid", "op": "LazyConv2d", "args": {"out_channels": 8, "kernel_size": 3, "padding": 1}, "inputs": None},
+        {"name": "up", "op": "Upsample", "args": {"scale_factor": 2, "mode": "bilinear"}, "inputs": None},
+        {"name": "cat", "op": "Concat", "args": {"dim": 1}, "inputs": ["up", "enc_act"]},
+        {"name": "dec", "op": "LazyConvTranspose2d", "args": {"out_channels": 3, "kernel_size": 3, "padding": 1}, "inputs": None},
+    ], scale=1.0)
+    case(cases, tensors, gen, "cyclegan_block", {"x": [1, 4, 9, 10]}, [
+        {"name": "pad1", "op": "ReflectionPad2d", "args": {"padding": 1}, "inputs": None},
+        {"name": "conv1", "op": "LazyConv2d", "args": {"out_channels": 4, "kernel_size": 3}, "inputs": None},
+        {"name": "act1", "op": "ReLU", "args": {}, "inputs": None},
+        {"name": "pad2", "op": "ReplicationPad2d", "args": {"padding": 1}, "inputs": None},
+        {"name": "conv2", "op": "LazyConv2d", "args": {"out_channels": 4, "kernel_size": 3}, "inputs": None},
+        {"name": "sum", "op": "Add", "args": {}, "inputs": ["conv2", "x"]},
+        {"name": "gap", "op": "AdaptiveAvgPool2d", "args": {"output_size": 2}, "inputs": None},
+    ], scale=1.0)
+
+    # Configurations PyTorch rejects.
+    case(cases, tensors, gen, "err_hardtanh_bounds", {"x": [1, 2, 3, 3]}, one("Hardtanh", {"min_val": 1.0, "max_val": 1.0}))
+    case(cases, tensors, gen, "err_dropout_p", {"x": [1, 2, 3, 3]}, one("Dropout", {"p": 1.5}))
+    case(cases, tensors, gen, "err_dropout2d_p", {"x": [1, 2, 3, 3]}, one("Dropout2d", {"p": -0.1}))
+    case(cases, tensors, gen, "err_prelu_channels", {"x": [1, 4, 3, 3]}, one("PReLU", {"num_parameters": 3}))
+    case(cases, tensors, gen, "err_maxpool_pad", {"x": [1, 2, 8, 8]}, one("MaxPool2d", {"kernel_size": 2, "padding": 2}))
+    case(cases, tensors, gen, "err_avgpool_small", {"x": [1, 2, 2, 2]}, one("AvgPool2d", {"kernel_size": 3}))
+    case(cases, tensors, gen, "err_avgpool_divisor", {"x": [1, 2, 4, 4]}, one("AvgPool2d", {"kernel_size": 2, "divisor_override": 0}))
+    case(cases, tensors, gen, "err_reflect_too_wide", {"x": [1, 2, 3, 3]}, one("ReflectionPad2d", {"padding": 3}))
+    case(cases, tensors, gen, "err_shuffle_channels", {"x": [1, 6, 3, 3]}, one("PixelShuffle", {"upscale_factor": 2}))
+    case(cases, tensors, gen, "err_unshuffle_size", {"x": [1, 2, 5, 4]}, one("PixelUnshuffle", {"downscale_factor": 2}))
+    case(cases, tensors, gen, "err_upsample_both", {"x": [1, 2, 3, 3]}, one("Upsample", {"size": 6, "scale_factor": 2}))
+    case(cases, tensors, gen, "err_upsample_align_nearest", {"x": [1, 2, 3, 3]}, one("Upsample", {"scale_factor": 2, "align_corners": True}))
+    case(cases, tensors, gen, "err_upsample_3d_bilinear", {"x": [2, 3, 3]}, one("Upsample", {"scale_factor": 2, "mode": "bilinear"}))
+    case(cases, tensors, gen, "err_gelu_approximate", {"x": [1, 2, 3, 3]}, one("GELU", {"approximate": "fast"}))
+
+    os.makedirs(out_dir, exist_ok=True)
+    with open(os.path.join(out_dir, "cases.json"), "w") as f:
+        json.dump({"torch": torch.__version__, "seed": SEED, "cases": cases}, f, indent=1)
+        f.write("\n")
+    save_file(tensors, os.path.join(out_dir, "tensors.safetensors"))
+    errors = sum(1 for c in cases if "error" in c)
+    print(f"{len(cases)} cases ({errors} errors), {len(tensors)} tensors")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1] if len(sys.argv) > 1 else "tests/golden/ops")
