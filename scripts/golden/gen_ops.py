@@ -30,6 +30,9 @@ SEED = 1313
 def build(op, args):
     if op in ("Add", "Concat"):
         return None
+    if op == "Reshape":
+        shape = tuple(args["shape"])
+        return lambda x: torch.reshape(x, shape)
     # JSON has lists where PyTorch documents tuples (Upsample's
     # `scale_factor` needs a tuple).
     args = {k: tuple(v) if isinstance(v, list) else v for k, v in args.items()}
@@ -56,7 +59,8 @@ def run_graph(inputs, nodes, tensors):
             if m is None:
                 m = build(op, spec.get("args", {}))
                 modules[spec["name"]] = m
-            m.eval()
+            if isinstance(m, nn.Module):
+                m.eval()
             y = m(*args)
         values[spec["name"]] = y
         prev = spec["name"]
@@ -87,7 +91,7 @@ def case(cases, tensors, gen, cid, inputs, nodes, scale=4.0):
         # Build and run once (materializes lazy modules), randomize, run again.
         with torch.no_grad():
             _, modules = run_graph(xs, nodes, tensors)
-            randomize(modules, gen)
+            randomize(modules_only(modules), gen)
             values = dict(xs)
             y, _ = run_graph_with(values, nodes, modules)
     except (ValueError, RuntimeError, AssertionError, TypeError) as e:
@@ -96,7 +100,7 @@ def case(cases, tensors, gen, cid, inputs, nodes, scale=4.0):
         return
     for k, v in xs.items():
         tensors[f"{cid}/input.{k}"] = v.contiguous()
-    for name, m in modules.items():
+    for name, m in modules_only(modules).items():
         for pname, p in m.state_dict().items():
             if p.dtype == torch.float32:
                 tensors[f"{cid}/{name}.{pname}"] = p.detach().clone().contiguous()
@@ -120,6 +124,10 @@ def run_graph_with(values, nodes, modules):
         values[spec["name"]] = y
         prev = spec["name"]
     return values[prev], modules
+
+
+def modules_only(modules):
+    return {k: m for k, m in modules.items() if isinstance(m, nn.Module)}
 
 
 def one(op, args=None):
@@ -260,6 +268,41 @@ def main(out_dir):
         {"name": "gap", "op": "AdaptiveAvgPool2d", "args": {"output_size": 2}, "inputs": None},
     ], scale=1.0)
 
+    # Dense and shape ops.
+    case(cases, tensors, gen, "linear_2d", {"x": [4, 10]}, one("LazyLinear", {"out_features": 7}), scale=1.0)
+    case(cases, tensors, gen, "linear_3d", {"x": [2, 3, 10]}, one("Linear", {"in_features": 10, "out_features": 5, "bias": False}), scale=1.0)
+    case(cases, tensors, gen, "linear_relu", {"x": [3, 33]}, [
+        {"name": "fc", "op": "LazyLinear", "args": {"out_features": 40}, "inputs": None},
+        {"name": "act", "op": "ReLU", "args": {}, "inputs": None},
+    ], scale=1.0)
+    case(cases, tensors, gen, "bn1d_2d", {"x": [6, 5]}, one("LazyBatchNorm1d"), scale=1.0)
+    case(cases, tensors, gen, "bn1d_3d", {"x": [2, 4, 7]}, one("BatchNorm1d", {"num_features": 4}), scale=1.0)
+    case(cases, tensors, gen, "flatten_default", {"x": [2, 3, 4, 5]}, one("Flatten"))
+    case(cases, tensors, gen, "flatten_0_2", {"x": [2, 3, 4, 5]}, one("Flatten", {"start_dim": 0, "end_dim": 2}))
+    case(cases, tensors, gen, "unflatten", {"x": [2, 48]}, one("Unflatten", {"dim": 1, "unflattened_size": [3, 4, 4]}))
+    case(cases, tensors, gen, "reshape", {"x": [2, 48]}, one("Reshape", {"shape": [-1, 3, 4, 4]}))
+    case(cases, tensors, gen, "vae_decoder", {"z": [2, 16]}, [
+        {"name": "fc", "op": "LazyLinear", "args": {"out_features": 128}, "inputs": None},
+        {"name": "fc_act", "op": "ReLU", "args": {}, "inputs": None},
+        {"name": "unflat", "op": "Unflatten", "args": {"dim": 1, "unflattened_size": [8, 4, 4]}, "inputs": None},
+        {"name": "up1", "op": "LazyConvTranspose2d", "args": {"out_channels": 8, "kernel_size": 4, "stride": 2, "padding": 1}, "inputs": None},
+        {"name": "bn1", "op": "LazyBatchNorm2d", "args": {}, "inputs": None},
+        {"name": "act1", "op": "ReLU", "args": {}, "inputs": None},
+        {"name": "up2", "op": "LazyConvTranspose2d", "args": {"out_channels": 3, "kernel_size": 4, "stride": 2, "padding": 1}, "inputs": None},
+        {"name": "out", "op": "Sigmoid", "args": {}, "inputs": None},
+    ], scale=1.0)
+    case(cases, tensors, gen, "mlp_generator", {"z": [3, 8]}, [
+        {"name": "fc1", "op": "LazyLinear", "args": {"out_features": 32}, "inputs": None},
+        {"name": "bn", "op": "LazyBatchNorm1d", "args": {}, "inputs": None},
+        {"name": "act", "op": "LeakyReLU", "args": {"negative_slope": 0.2}, "inputs": None},
+        {"name": "drop", "op": "Dropout", "args": {"p": 0.4}, "inputs": None},
+        {"name": "fc2", "op": "Linear", "args": {"in_features": 32, "out_features": 48}, "inputs": None},
+        {"name": "img", "op": "Reshape", "args": {"shape": [-1, 3, 4, 4]}, "inputs": None},
+        {"name": "up", "op": "LazyConvTranspose2d", "args": {"out_channels": 2, "kernel_size": 3, "stride": 2}, "inputs": None},
+        {"name": "flat", "op": "Flatten", "args": {}, "inputs": None},
+        {"name": "out", "op": "Tanh", "args": {}, "inputs": None},
+    ], scale=1.0)
+
     # Configurations PyTorch rejects.
     case(cases, tensors, gen, "err_hardtanh_bounds", {"x": [1, 2, 3, 3]}, one("Hardtanh", {"min_val": 1.0, "max_val": 1.0}))
     case(cases, tensors, gen, "err_dropout_p", {"x": [1, 2, 3, 3]}, one("Dropout", {"p": 1.5}))
@@ -274,6 +317,11 @@ def main(out_dir):
     case(cases, tensors, gen, "err_upsample_both", {"x": [1, 2, 3, 3]}, one("Upsample", {"size": 6, "scale_factor": 2}))
     case(cases, tensors, gen, "err_upsample_align_nearest", {"x": [1, 2, 3, 3]}, one("Upsample", {"scale_factor": 2, "align_corners": True}))
     case(cases, tensors, gen, "err_upsample_3d_bilinear", {"x": [2, 3, 3]}, one("Upsample", {"scale_factor": 2, "mode": "bilinear"}))
+    case(cases, tensors, gen, "err_linear_features", {"x": [2, 5]}, one("Linear", {"in_features": 4, "out_features": 3}))
+    case(cases, tensors, gen, "err_bn1d_4d", {"x": [2, 3, 4, 4]}, one("BatchNorm1d", {"num_features": 3}))
+    case(cases, tensors, gen, "err_unflatten_sizes", {"x": [2, 10]}, one("Unflatten", {"dim": 1, "unflattened_size": [3, 4]}))
+    case(cases, tensors, gen, "err_reshape_size", {"x": [2, 6]}, one("Reshape", {"shape": [5, -1]}))
+    case(cases, tensors, gen, "err_flatten_dims", {"x": [2, 6]}, one("Flatten", {"start_dim": 1, "end_dim": 0}))
     case(cases, tensors, gen, "err_gelu_approximate", {"x": [1, 2, 3, 3]}, one("GELU", {"approximate": "fast"}))
 
     os.makedirs(out_dir, exist_ok=True)

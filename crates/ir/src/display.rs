@@ -104,7 +104,23 @@ fn attributes(op: &Op) -> Vec<String> {
             a.push(format!("in_channels={in_channels}"));
             conv_attrs(&mut a, params);
         }
-        Op::LazyBatchNorm2d { params } => batch_norm_attrs(&mut a, params),
+        Op::LazyBatchNorm2d { params } | Op::LazyBatchNorm1d { params } => batch_norm_attrs(&mut a, params),
+        Op::BatchNorm1d { num_features, params } => {
+            a.push(format!("num_features={num_features}"));
+            batch_norm_attrs(&mut a, params);
+        }
+        Op::LazyLinear { params } | Op::Linear { params, .. } => {
+            if let Op::Linear { in_features, .. } = op {
+                a.push(format!("in_features={in_features}"));
+            }
+            a.push(format!("out_features={}", params.out_features));
+            if !params.bias {
+                a.push("bias=false".into());
+            }
+        }
+        Op::Flatten { start_dim, end_dim } => a.push(format!("start_dim={start_dim} end_dim={end_dim}")),
+        Op::Unflatten { dim, sizes } => a.push(format!("dim={dim} sizes={sizes:?}")),
+        Op::Reshape { shape } => a.push(format!("shape={shape:?}")),
         Op::BatchNorm2d { num_features, params } => {
             a.push(format!("num_features={num_features}"));
             batch_norm_attrs(&mut a, params);

@@ -409,6 +409,13 @@ impl Graph {
                 | Op::Sigmoid
                 | Op::Pointwise { .. }
                 | Op::PRelu { .. }
+                | Op::LazyLinear { .. }
+                | Op::Linear { .. }
+                | Op::LazyBatchNorm1d { .. }
+                | Op::BatchNorm1d { .. }
+                | Op::Flatten { .. }
+                | Op::Unflatten { .. }
+                | Op::Reshape { .. }
                 | Op::MaxPool2d { .. }
                 | Op::AvgPool2d { .. }
                 | Op::AdaptiveAvgPool2d { .. }

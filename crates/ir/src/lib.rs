@@ -20,6 +20,7 @@ mod graph;
 pub mod model;
 mod op;
 mod pointwise;
+pub mod reshape;
 pub mod rng;
 mod serde_repr;
 mod shape;
@@ -29,7 +30,7 @@ pub use builder::GraphBuilder;
 pub use error::{ErrorKind, IrError, Result};
 pub use graph::{check_name, Graph, Node, NodeId, RESERVED_PREFIX};
 pub use model::{model_from_value, parse_model};
-pub use op::{Arity, BatchNorm2dParams, Conv2dParams, ConvTranspose2dParams, Op, PaddingMode, Pair2};
+pub use op::{Arity, BatchNorm2dParams, Conv2dParams, ConvTranspose2dParams, LinearParams, Op, PaddingMode, Pair2};
 pub use pointwise::{ArgValue, GeluApproximate, Pointwise, SELU_ALPHA, SELU_SCALE};
 pub use shape::{Dim, Shape};
 pub use spatial::{

@@ -23,7 +23,7 @@ use serde_json::{Map, Value};
 
 use crate::error::{IrError, Result};
 use crate::graph::{Graph, RESERVED_PREFIX};
-use crate::op::{BatchNorm2dParams, Conv2dParams, ConvTranspose2dParams, Op, PaddingMode, Pair2};
+use crate::op::{BatchNorm2dParams, Conv2dParams, ConvTranspose2dParams, LinearParams, Op, PaddingMode, Pair2};
 use crate::pointwise::{ArgValue, GeluApproximate, Pointwise};
 use crate::shape::Shape;
 use crate::spatial::{
@@ -54,6 +54,13 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "Hardswish",
     "Mish",
     "PReLU",
+    "LazyLinear",
+    "Linear",
+    "LazyBatchNorm1d",
+    "BatchNorm1d",
+    "Flatten",
+    "Unflatten",
+    "Reshape",
     "MaxPool2d",
     "AvgPool2d",
     "AdaptiveAvgPool2d",
@@ -125,6 +132,13 @@ pub fn accepted_args(op: &str) -> Option<&'static [&'static str]> {
         "Softplus" => &["beta", "threshold"],
         "PReLU" => &["num_parameters", "init"],
         "Dropout" | "Dropout2d" => &["p", "inplace"],
+        "LazyLinear" => &["out_features", "bias"],
+        "Linear" => &["in_features", "out_features", "bias"],
+        "LazyBatchNorm1d" => BATCH_NORM_ARGS,
+        "BatchNorm1d" => CONCRETE_BATCH_NORM_ARGS,
+        "Flatten" => &["start_dim", "end_dim"],
+        "Unflatten" => &["dim", "unflattened_size"],
+        "Reshape" => &["shape"],
         "MaxPool2d" => &["kernel_size", "stride", "padding", "dilation", "return_indices", "ceil_mode"],
         "AvgPool2d" => &["kernel_size", "stride", "padding", "ceil_mode", "count_include_pad", "divisor_override"],
         "AdaptiveAvgPool2d" => &["output_size"],
@@ -462,6 +476,26 @@ impl<'a> Args<'a> {
         }
     }
 
+    /// A signed int (a dim index, which may count from the end).
+    fn signed(&mut self, key: &'static str) -> Result<Option<i64>> {
+        match self.take(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(v) => v.as_i64().map(Some).ok_or_else(|| self.err(key, format!("expected an integer, got {v}"))),
+        }
+    }
+
+    /// A required list of signed ints (a shape with a possible -1).
+    fn signed_list(&mut self, key: &'static str) -> Result<Vec<i64>> {
+        match self.take(key) {
+            Some(Value::Array(items)) => items
+                .iter()
+                .map(|v| v.as_i64().ok_or_else(|| self.err(key, format!("expected a list of integers, got {v}"))))
+                .collect(),
+            None | Some(Value::Null) => Err(self.err(key, format!("is required for {}", self.op))),
+            Some(v) => Err(self.err(key, format!("expected a list of integers, got {v}"))),
+        }
+    }
+
     /// Accepts and ignores a flag that changes nothing at inference (`inplace`).
     fn ignore(&mut self, key: &'static str) -> Result<()> {
         self.bool(key).map(|_| ())
@@ -566,6 +600,33 @@ fn parse_op(spec: &NodeSpec) -> Result<Op> {
             Op::PRelu { num_parameters, init }
         }
         "Identity" => Op::Identity,
+        "LazyLinear" | "Linear" => {
+            let in_features = if spec.op == "Linear" { Some(a.required_int("in_features", 1)?) } else { None };
+            let mut params = LinearParams::new(a.required_int("out_features", 0)?);
+            if let Some(b) = a.bool("bias")? {
+                params.bias = b;
+            }
+            match in_features {
+                Some(in_features) => Op::Linear { in_features, params },
+                None => Op::LazyLinear { params },
+            }
+        }
+        "LazyBatchNorm1d" => Op::LazyBatchNorm1d { params: batch_norm_params(&mut a)? },
+        "BatchNorm1d" => {
+            let num_features = a.required_int("num_features", 1)?;
+            Op::BatchNorm1d { num_features, params: batch_norm_params(&mut a)? }
+        }
+        "Flatten" => {
+            let start_dim = a.signed("start_dim")?.unwrap_or(1);
+            let end_dim = a.signed("end_dim")?.unwrap_or(-1);
+            Op::Flatten { start_dim, end_dim }
+        }
+        "Unflatten" => {
+            let dim = a.signed("dim")?.ok_or_else(|| a.err("dim", "is required for Unflatten"))?;
+            let sizes = a.signed_list("unflattened_size")?;
+            Op::Unflatten { dim, sizes }
+        }
+        "Reshape" => Op::Reshape { shape: a.signed_list("shape")? },
         "MaxPool2d" => {
             if a.bool("return_indices")? == Some(true) {
                 return Err(a.err(
@@ -990,8 +1051,11 @@ fn op_args(op: &Op) -> Map<String, Value> {
                 put("padding_mode", params.padding_mode.as_str().into());
             }
         }
-        Op::LazyBatchNorm2d { params } | Op::BatchNorm2d { params, .. } => {
-            if let Op::BatchNorm2d { num_features, .. } = op {
+        Op::LazyBatchNorm2d { params }
+        | Op::BatchNorm2d { params, .. }
+        | Op::LazyBatchNorm1d { params }
+        | Op::BatchNorm1d { params, .. } => {
+            if let Op::BatchNorm2d { num_features, .. } | Op::BatchNorm1d { num_features, .. } = op {
                 put("num_features", Value::from(*num_features));
             }
             put("eps", f32_value(params.eps));
@@ -1013,6 +1077,22 @@ fn op_args(op: &Op) -> Map<String, Value> {
             put("init", f32_value(*init));
         }
         Op::Dropout { p } | Op::Dropout2d { p } => put("p", f32_value(*p)),
+        Op::LazyLinear { params } | Op::Linear { params, .. } => {
+            if let Op::Linear { in_features, .. } = op {
+                put("in_features", Value::from(*in_features));
+            }
+            put("out_features", Value::from(params.out_features));
+            put("bias", Value::from(params.bias));
+        }
+        Op::Flatten { start_dim, end_dim } => {
+            put("start_dim", Value::from(*start_dim));
+            put("end_dim", Value::from(*end_dim));
+        }
+        Op::Unflatten { dim, sizes } => {
+            put("dim", Value::from(*dim));
+            put("unflattened_size", Value::from(sizes.clone()));
+        }
+        Op::Reshape { shape } => put("shape", Value::from(shape.clone())),
         Op::MaxPool2d { params } | Op::AvgPool2d { params, .. } => {
             put("kernel_size", pair_value(params.kernel_size));
             put("stride", pair_value(params.stride));
@@ -1158,8 +1238,7 @@ mod tests {
 
     #[test]
     fn unknown_op_and_operand() {
-        let e =
-            parse_model(r#"{"inputs": {"x": [1,2,4,4]}, "nodes": [{"name": "p", "op": "LSTM"}]}"#).unwrap_err();
+        let e = parse_model(r#"{"inputs": {"x": [1,2,4,4]}, "nodes": [{"name": "p", "op": "LSTM"}]}"#).unwrap_err();
         assert!(e.to_string().contains("unknown op `LSTM`"), "{e}");
         let e = parse_model(r#"{"inputs": {"x": [1,2,4,4]}, "nodes": [{"name": "r", "op": "ReLU", "inputs": ["y"]}]}"#)
             .unwrap_err();
@@ -1266,6 +1345,8 @@ mod tests {
                 "mode" => "bilinear".into(),
                 "recompute_scale_factor" => Value::Bool(false),
                 "value" => serde_json::json!(0.5),
+                "start_dim" | "end_dim" | "dim" => 1.into(),
+                "unflattened_size" | "shape" => serde_json::json!([-1]),
                 "min_val" => serde_json::json!(-1.0),
                 "padding" | "output_padding" => 0.into(),
                 _ => 1.into(),

@@ -308,6 +308,27 @@ impl Conv2dParams {
     }
 }
 
+/// Hyper-parameters of `(Lazy)Linear`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct LinearParams {
+    /// Output features.
+    pub out_features: usize,
+    /// Whether there is a learnable bias (default true).
+    pub bias: bool,
+}
+
+impl LinearParams {
+    /// `out_features` with a bias, as PyTorch's default.
+    pub fn new(out_features: usize) -> Self {
+        Self { out_features, bias: true }
+    }
+
+    /// Weight `[out_features, in_features]`, PyTorch's layout.
+    pub fn weight_shape(&self, in_features: Dim) -> Vec<Dim> {
+        vec![Dim::Known(self.out_features), in_features]
+    }
+}
+
 /// Hyper-parameters of `(Lazy)BatchNorm2d` (evaluated in eval mode).
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct BatchNorm2dParams {
@@ -469,6 +490,49 @@ pub enum Op {
         /// Drop probability (training only).
         p: f32,
     },
+    /// `nn.LazyLinear`: `in_features` (the last input dim) not known yet.
+    LazyLinear {
+        /// Hyper-parameters.
+        params: LinearParams,
+    },
+    /// `nn.Linear`: `y = x·Wᵀ + b` over the last dim.
+    Linear {
+        /// Input features (the last input dim).
+        in_features: usize,
+        /// Hyper-parameters.
+        params: LinearParams,
+    },
+    /// `nn.LazyBatchNorm1d` on `[N, C]` or `[N, C, L]` (eval mode).
+    LazyBatchNorm1d {
+        /// Hyper-parameters.
+        params: BatchNorm2dParams,
+    },
+    /// `nn.BatchNorm1d` on `[N, C]` or `[N, C, L]` (eval mode).
+    BatchNorm1d {
+        /// Channels (dim 1).
+        num_features: usize,
+        /// Hyper-parameters.
+        params: BatchNorm2dParams,
+    },
+    /// `nn.Flatten(start_dim, end_dim)`.
+    Flatten {
+        /// First dim merged (default 1; negative counts from the end).
+        start_dim: i64,
+        /// Last dim merged (default −1).
+        end_dim: i64,
+    },
+    /// `nn.Unflatten(dim, unflattened_size)`.
+    Unflatten {
+        /// The dim split (negative counts from the end).
+        dim: i64,
+        /// Its new sizes (one may be −1).
+        sizes: Vec<i64>,
+    },
+    /// `torch.reshape(x, shape)` / `x.view(shape)` (one −1 allowed).
+    Reshape {
+        /// The target shape.
+        shape: Vec<i64>,
+    },
     /// Elementwise `a + b` of equal shapes.
     Add,
     /// `torch.cat(xs, dim=1)`: concatenation along channels.
@@ -534,6 +598,13 @@ impl Op {
             Op::Sigmoid => "Sigmoid",
             Op::Pointwise { f } => f.class_name(),
             Op::PRelu { .. } => "PReLU",
+            Op::LazyLinear { .. } => "LazyLinear",
+            Op::Linear { .. } => "Linear",
+            Op::LazyBatchNorm1d { .. } => "LazyBatchNorm1d",
+            Op::BatchNorm1d { .. } => "BatchNorm1d",
+            Op::Flatten { .. } => "Flatten",
+            Op::Unflatten { .. } => "Unflatten",
+            Op::Reshape { .. } => "Reshape",
             Op::MaxPool2d { .. } => "MaxPool2d",
             Op::AvgPool2d { .. } => "AvgPool2d",
             Op::AdaptiveAvgPool2d { .. } => "AdaptiveAvgPool2d",
@@ -566,6 +637,13 @@ impl Op {
             Op::Sigmoid => "sigmoid",
             Op::Pointwise { f } => f.mnemonic(),
             Op::PRelu { .. } => "prelu",
+            Op::LazyLinear { .. } => "lazy_linear",
+            Op::Linear { .. } => "linear",
+            Op::LazyBatchNorm1d { .. } => "lazy_batch_norm1d",
+            Op::BatchNorm1d { .. } => "batch_norm1d",
+            Op::Flatten { .. } => "flatten",
+            Op::Unflatten { .. } => "unflatten",
+            Op::Reshape { .. } => "reshape",
             Op::MaxPool2d { .. } => "max_pool2d",
             Op::AvgPool2d { .. } => "avg_pool2d",
             Op::AdaptiveAvgPool2d { .. } => "adaptive_avg_pool2d",
@@ -584,7 +662,14 @@ impl Op {
 
     /// True for ops whose input channel count is still unknown.
     pub fn is_lazy(&self) -> bool {
-        matches!(self, Op::LazyConvTranspose2d { .. } | Op::LazyConv2d { .. } | Op::LazyBatchNorm2d { .. })
+        matches!(
+            self,
+            Op::LazyConvTranspose2d { .. }
+                | Op::LazyConv2d { .. }
+                | Op::LazyBatchNorm2d { .. }
+                | Op::LazyLinear { .. }
+                | Op::LazyBatchNorm1d { .. }
+        )
     }
 
     /// How many operands the op takes.
@@ -654,6 +739,41 @@ impl Op {
                 }
                 Ok(())
             }
+            Op::LazyLinear { params } | Op::Linear { params, .. } => {
+                if params.out_features == 0 {
+                    return Err(IrError::NonPositive { node: node.into(), op, arg: "out_features", value: "0".into() });
+                }
+                if let Op::Linear { in_features: 0, .. } = self {
+                    return Err(IrError::NonPositive { node: node.into(), op, arg: "in_features", value: "0".into() });
+                }
+                Ok(())
+            }
+            Op::LazyBatchNorm1d { params } => params.validate(node, op),
+            Op::BatchNorm1d { num_features, params } => {
+                if *num_features == 0 {
+                    return Err(IrError::NonPositive { node: node.into(), op, arg: "num_features", value: "0".into() });
+                }
+                params.validate(node, op)
+            }
+            Op::Unflatten { sizes, .. } if sizes.is_empty() || sizes.iter().any(|&s| s < 1 && s != -1) => {
+                Err(IrError::Unsupported {
+                    node: node.into(),
+                    op,
+                    arg: "unflattened_size",
+                    message: format!("sizes must be positive (one may be -1), got {sizes:?}"),
+                })
+            }
+            Op::Reshape { shape }
+                if shape.iter().any(|&s| s < 1 && s != -1) || shape.iter().filter(|&&s| s == -1).count() > 1 =>
+            {
+                Err(IrError::Unsupported {
+                    node: node.into(),
+                    op,
+                    arg: "shape",
+                    message: format!("sizes must be positive with at most one -1, got {shape:?}"),
+                })
+            }
+            Op::Flatten { .. } | Op::Unflatten { .. } | Op::Reshape { .. } => Ok(()),
             Op::MaxPool2d { params } => params.validate(node, op),
             Op::AvgPool2d { params, divisor } => {
                 params.validate(node, op)?;
@@ -727,6 +847,10 @@ impl Op {
             Op::LazyBatchNorm2d { params } => batch_norm_specs(params, Dim::Unknown),
             Op::BatchNorm2d { num_features, params } => batch_norm_specs(params, Dim::Known(*num_features)),
             Op::PRelu { num_parameters, .. } => vec![("weight", vec![Dim::Known(*num_parameters)])],
+            Op::LazyLinear { params } => linear_specs(params, Dim::Unknown),
+            Op::Linear { in_features, params } => linear_specs(params, Dim::Known(*in_features)),
+            Op::LazyBatchNorm1d { params } => batch_norm_specs(params, Dim::Unknown),
+            Op::BatchNorm1d { num_features, params } => batch_norm_specs(params, Dim::Known(*num_features)),
             Op::Input
             | Op::Output
             | Op::Relu
@@ -734,6 +858,9 @@ impl Op {
             | Op::Tanh
             | Op::Sigmoid
             | Op::Pointwise { .. }
+            | Op::Flatten { .. }
+            | Op::Unflatten { .. }
+            | Op::Reshape { .. }
             | Op::MaxPool2d { .. }
             | Op::AvgPool2d { .. }
             | Op::AdaptiveAvgPool2d { .. }
@@ -753,6 +880,14 @@ fn conv_transpose_specs(p: &ConvTranspose2dParams, in_channels: Dim) -> Vec<(&'s
     let mut v = vec![("weight", p.weight_shape(in_channels))];
     if p.bias {
         v.push(("bias", vec![Dim::Known(p.out_channels)]));
+    }
+    v
+}
+
+fn linear_specs(p: &LinearParams, in_features: Dim) -> Vec<(&'static str, Vec<Dim>)> {
+    let mut v = vec![("weight", p.weight_shape(in_features))];
+    if p.bias {
+        v.push(("bias", vec![Dim::Known(p.out_features)]));
     }
     v
 }

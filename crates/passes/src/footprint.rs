@@ -56,6 +56,22 @@ pub fn footprint(graph: &Graph) -> Result<Footprint> {
                     + if params.bias { params.out_channels as u128 } else { 0 }
             }
             Op::LazyBatchNorm2d { .. } | Op::BatchNorm2d { .. } => 4 * in_channels()?,
+            Op::LazyBatchNorm1d { .. } | Op::BatchNorm1d { .. } => {
+                let s = match graph.operands(id).first() {
+                    Some(&o) => operand_shape(graph, id, o)?,
+                    None => Vec::new(),
+                };
+                4 * s.get(1).copied().unwrap_or(0) as u128
+            }
+            Op::LazyLinear { params } | Op::Linear { params, .. } => {
+                let s = match graph.operands(id).first() {
+                    Some(&o) => operand_shape(graph, id, o)?,
+                    None => Vec::new(),
+                };
+                let fin = s.last().copied().unwrap_or(0) as u128;
+                fin * params.out_features as u128 + if params.bias { params.out_features as u128 } else { 0 }
+            }
+            Op::Flatten { .. } | Op::Unflatten { .. } | Op::Reshape { .. } => 0,
             Op::PRelu { num_parameters, .. } => *num_parameters as u128,
             Op::Input
             | Op::Output
@@ -111,6 +127,14 @@ pub fn flops(graph: &Graph) -> Result<u128> {
     for id in graph.node_ids() {
         let node = graph.node(id);
         let (input, output) = match node.op() {
+            Op::LazyLinear { params } | Op::Linear { params, .. } => {
+                // 2·M·in·out for an input [*, in] flattened to M rows.
+                let Some(&o) = graph.operands(id).first() else { continue };
+                let s = operand_shape(graph, id, o)?;
+                let m: u128 = s.iter().map(|&d| d as u128).product();
+                total = total.saturating_add(2 * m.saturating_mul(params.out_features as u128));
+                continue;
+            }
             Op::LazyConvTranspose2d { .. } | Op::ConvTranspose2d { .. } | Op::LazyConv2d { .. } | Op::Conv2d { .. } => {
                 let Some(&o) = graph.operands(id).first() else { continue };
                 let output = node.shape().as_known().ok_or_else(|| PassError::Unresolved {
@@ -122,6 +146,11 @@ pub fn flops(graph: &Graph) -> Result<u128> {
             // Elementwise work is not counted (see the docs above).
             Op::LazyBatchNorm2d { .. }
             | Op::BatchNorm2d { .. }
+            | Op::LazyBatchNorm1d { .. }
+            | Op::BatchNorm1d { .. }
+            | Op::Flatten { .. }
+            | Op::Unflatten { .. }
+            | Op::Reshape { .. }
             | Op::Input
             | Op::Output
             | Op::Relu
@@ -164,8 +193,15 @@ pub fn flops(graph: &Graph) -> Result<u128> {
             Op::LazyConv2d { params } | Op::Conv2d { params, .. } => {
                 2 * n * cout * (cin / params.groups.max(1) as u128) * k2(params.kernel_size) * hw_out
             }
+            // Counted above.
+            Op::LazyLinear { .. } | Op::Linear { .. } => 0,
             Op::LazyBatchNorm2d { .. }
             | Op::BatchNorm2d { .. }
+            | Op::LazyBatchNorm1d { .. }
+            | Op::BatchNorm1d { .. }
+            | Op::Flatten { .. }
+            | Op::Unflatten { .. }
+            | Op::Reshape { .. }
             | Op::Input
             | Op::Output
             | Op::Relu

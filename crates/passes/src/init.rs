@@ -22,7 +22,8 @@ pub fn init_params(op: &Op, node: &str, seed: u64) -> Vec<(&'static str, ArrayD<
     let mut out = Vec::with_capacity(specs.len());
     let known = |dims: &[kiln_ir::Dim]| dims.iter().map(|d| d.known()).collect::<Option<Vec<usize>>>();
     match op {
-        Op::ConvTranspose2d { .. } | Op::Conv2d { .. } => {
+        // Linear's weight [out, in] has fan_in = weight.size(1) too.
+        Op::ConvTranspose2d { .. } | Op::Conv2d { .. } | Op::Linear { .. } => {
             let mut bound = 0.0f32;
             for (name, dims) in specs {
                 let Some(shape) = known(&dims) else { continue };
@@ -38,7 +39,7 @@ pub fn init_params(op: &Op, node: &str, seed: u64) -> Vec<(&'static str, ArrayD<
                 }
             }
         }
-        Op::BatchNorm2d { .. } => {
+        Op::BatchNorm2d { .. } | Op::BatchNorm1d { .. } => {
             for (name, dims) in specs {
                 let Some(shape) = known(&dims) else { continue };
                 let fill = if matches!(name, "weight" | "running_var") { 1.0 } else { 0.0 };
@@ -56,6 +57,11 @@ pub fn init_params(op: &Op, node: &str, seed: u64) -> Vec<(&'static str, ArrayD<
         Op::LazyConvTranspose2d { .. }
         | Op::LazyConv2d { .. }
         | Op::LazyBatchNorm2d { .. }
+        | Op::LazyLinear { .. }
+        | Op::LazyBatchNorm1d { .. }
+        | Op::Flatten { .. }
+        | Op::Unflatten { .. }
+        | Op::Reshape { .. }
         | Op::Input
         | Op::Output
         | Op::Relu

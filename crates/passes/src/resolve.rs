@@ -283,6 +283,14 @@ fn concrete_op(graph: &Graph, id: NodeId) -> Result<Option<Op>> {
             let num_features = shape_fns::batch_norm2d(name, class, &input()?, None)?;
             Some(Op::BatchNorm2d { num_features, params: *params })
         }
+        Op::LazyLinear { params } => {
+            let (in_features, _) = shape_fns::linear(name, class, &input()?, None, params.out_features)?;
+            Some(Op::Linear { in_features, params: *params })
+        }
+        Op::LazyBatchNorm1d { params } => {
+            let num_features = shape_fns::batch_norm1d(name, class, &input()?, None)?;
+            Some(Op::BatchNorm1d { num_features, params: *params })
+        }
         // Concrete ops need no rewrite; listed one by one so that a new lazy
         // op cannot silently fall through here.
         Op::Input
@@ -294,6 +302,11 @@ fn concrete_op(graph: &Graph, id: NodeId) -> Result<Option<Op>> {
         | Op::Tanh
         | Op::Sigmoid
         | Op::Pointwise { .. }
+        | Op::Linear { .. }
+        | Op::BatchNorm1d { .. }
+        | Op::Flatten { .. }
+        | Op::Unflatten { .. }
+        | Op::Reshape { .. }
         | Op::MaxPool2d { .. }
         | Op::AvgPool2d { .. }
         | Op::AdaptiveAvgPool2d { .. }

@@ -177,6 +177,77 @@ pub fn batch_norm2d(node: &str, op: &'static str, input: &[usize], num_features:
     Ok(c)
 }
 
+/// `Linear`: any rank ≥ 1; the last dim is `in_features` (learned by the
+/// lazy form). Returns `(in_features, output shape)`.
+pub fn linear(
+    node: &str,
+    op: &'static str,
+    input: &[usize],
+    in_features: Option<usize>,
+    out_features: usize,
+) -> Result<(usize, Vec<usize>)> {
+    let Some(&last) = input.last() else {
+        return Err(PassError::Rank {
+            node: node.into(),
+            op,
+            expected: "an at least 1-D [*, in_features]",
+            shape: input.to_vec(),
+        });
+    };
+    if let Some(expected) = in_features {
+        if expected != last {
+            // PyTorch: "mat1 and mat2 shapes cannot be multiplied (2x5 and 4x3)".
+            return Err(PassError::ChannelMismatch {
+                node: node.into(),
+                op,
+                param: "in_features",
+                expected,
+                got: last,
+                shape: input.to_vec(),
+            });
+        }
+    }
+    let mut out = input.to_vec();
+    *out.last_mut().unwrap_or(&mut 0) = out_features;
+    Ok((last, out))
+}
+
+/// `BatchNorm1d`: `[N, C]` or `[N, C, L]`; returns `C`.
+pub fn batch_norm1d(node: &str, op: &'static str, input: &[usize], num_features: Option<usize>) -> Result<usize> {
+    if input.len() != 2 && input.len() != 3 {
+        return Err(PassError::Rank {
+            node: node.into(),
+            op,
+            expected: "a 2-D [N, C] or 3-D [N, C, L]",
+            shape: input.to_vec(),
+        });
+    }
+    let c = input[1];
+    if let Some(expected) = num_features {
+        if expected != c {
+            return Err(PassError::ChannelMismatch {
+                node: node.into(),
+                op,
+                param: "num_features",
+                expected,
+                got: c,
+                shape: input.to_vec(),
+            });
+        }
+    }
+    Ok(c)
+}
+
+/// `Flatten`, `Unflatten`, `Reshape`: `kiln_ir::reshape`'s rules.
+pub fn reshaped(
+    node: &str,
+    op: &'static str,
+    r: std::result::Result<Vec<usize>, String>,
+    input: &[usize],
+) -> Result<Vec<usize>> {
+    r.map_err(|m| PassError::ShapeMismatch { node: node.into(), op, message: format!("{m} (input shape {input:?})") })
+}
+
 /// `PReLU`: a single weight applies to any input of rank ≥ 1; `C` weights
 /// need `C` channels in dim 1 (dim 0 counts as one channel for a 1-D input,
 /// as `torch.prelu` has it).

@@ -83,6 +83,32 @@ pub fn infer_node(graph: &Graph, id: NodeId) -> Result<Vec<usize>> {
         Op::PixelShuffle { factor, direction } => {
             spatial_shapes::pixel_shuffle(name, class, &first()?, *factor, *direction)?
         }
+        Op::LazyLinear { params } => shape_fns::linear(name, class, &first()?, None, params.out_features)?.1,
+        Op::Linear { in_features, params } => {
+            shape_fns::linear(name, class, &first()?, Some(*in_features), params.out_features)?.1
+        }
+        Op::LazyBatchNorm1d { .. } => {
+            let s = first()?;
+            shape_fns::batch_norm1d(name, class, &s, None)?;
+            s
+        }
+        Op::BatchNorm1d { num_features, .. } => {
+            let s = first()?;
+            shape_fns::batch_norm1d(name, class, &s, Some(*num_features))?;
+            s
+        }
+        Op::Flatten { start_dim, end_dim } => {
+            let s = first()?;
+            shape_fns::reshaped(name, class, kiln_ir::reshape::flatten(&s, *start_dim, *end_dim), &s)?
+        }
+        Op::Unflatten { dim, sizes } => {
+            let s = first()?;
+            shape_fns::reshaped(name, class, kiln_ir::reshape::unflatten(&s, *dim, sizes), &s)?
+        }
+        Op::Reshape { shape } => {
+            let s = first()?;
+            shape_fns::reshaped(name, class, kiln_ir::reshape::reshape(&s, shape), &s)?
+        }
         Op::PRelu { num_parameters, .. } => {
             let s = first()?;
             shape_fns::prelu(name, class, &s, *num_parameters)?;

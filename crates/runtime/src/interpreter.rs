@@ -230,6 +230,24 @@ fn eval(graph: &Graph, id: NodeId, args: &[&Tensor], input: Option<&Tensor>) -> 
         Op::Sigmoid => ops::sigmoid(arg(0)?),
         Op::Pointwise { f } => ops::pointwise(arg(0)?, *f),
         Op::PRelu { .. } => ops::prelu(name, arg(0)?, param("weight")?)?,
+        Op::Linear { in_features, params } => {
+            let bias = if params.bias { Some(param("bias")?) } else { None };
+            ops::linear(name, arg(0)?, param("weight")?, bias, *in_features, params.bias)?
+        }
+        Op::BatchNorm1d { num_features, params } => {
+            let (weight, bias) =
+                if params.affine { (Some(param("weight")?), Some(param("bias")?)) } else { (None, None) };
+            let t = ops::BatchNormParams {
+                weight,
+                bias,
+                running_mean: param("running_mean")?,
+                running_var: param("running_var")?,
+            };
+            ops::batch_norm1d(name, arg(0)?, *num_features, params, t)?
+        }
+        Op::Flatten { start_dim, end_dim } => ops::flatten(name, arg(0)?, *start_dim, *end_dim)?,
+        Op::Unflatten { dim, sizes } => ops::unflatten(name, arg(0)?, *dim, sizes)?,
+        Op::Reshape { shape } => ops::reshape_to(name, arg(0)?, shape)?,
         Op::MaxPool2d { params } => ops::max_pool2d(name, arg(0)?, params)?,
         Op::AvgPool2d { params, divisor } => ops::avg_pool2d(name, arg(0)?, params, *divisor)?,
         Op::AdaptiveAvgPool2d { output_size } => ops::adaptive_avg_pool2d(name, arg(0)?, *output_size)?,
@@ -240,7 +258,11 @@ fn eval(graph: &Graph, id: NodeId, args: &[&Tensor], input: Option<&Tensor>) -> 
         Op::Identity | Op::Dropout { .. } | Op::Dropout2d { .. } => arg(0)?.clone(),
         Op::Add => ops::add(name, arg(0)?, arg(1)?)?,
         Op::Concat => ops::concat(name, args)?,
-        op @ (Op::LazyConvTranspose2d { .. } | Op::LazyConv2d { .. } | Op::LazyBatchNorm2d { .. }) => {
+        op @ (Op::LazyConvTranspose2d { .. }
+        | Op::LazyConv2d { .. }
+        | Op::LazyBatchNorm2d { .. }
+        | Op::LazyLinear { .. }
+        | Op::LazyBatchNorm1d { .. }) => {
             return Err(RuntimeError::Unresolved {
                 node: name.into(),
                 reason: format!("it is still lazy ({})", op.class_name()),

@@ -373,6 +373,71 @@ impl Gen<'_> {
         self.push(op, args, Some(vec![src]), v);
     }
 
+    /// Pooling, padding, upsampling and pixel shuffle, sized so they are
+    /// usually valid (an invalid one marks the graph so).
+    fn spatial(&mut self) {
+        let (src, v) = self.operand();
+        let Some(v) = v else { return self.activation() };
+        let mut args = Map::new();
+        let (op, out) = match below(self.rng, 6) {
+            0 | 1 => {
+                let k = range(self.rng, 1, 4);
+                let s = range(self.rng, 1, 3);
+                let p = below(self.rng, k / 2 + 1);
+                args.insert("kernel_size".into(), json!(k));
+                args.insert("stride".into(), json!(s));
+                args.insert("padding".into(), json!(p));
+                let ceil = chance(self.rng, 3);
+                args.insert("ceil_mode".into(), json!(ceil));
+                let axis = |i: usize| kiln_ir::pool_axis(i, k, s, p, 1, ceil);
+                let (oh, ow) = (axis(v.h), axis(v.w));
+                let out = (oh >= 1 && ow >= 1).then(|| Val { c: v.c, h: oh as usize, w: ow as usize });
+                if out.is_none() {
+                    self.invalid = true;
+                }
+                (if below(self.rng, 2) == 0 { "MaxPool2d" } else { "AvgPool2d" }, out)
+            }
+            2 => {
+                let p = below(self.rng, 3);
+                let mode = *["ZeroPad2d", "ReflectionPad2d", "ReplicationPad2d", "ConstantPad2d"]
+                    .get(below(self.rng, 4))
+                    .unwrap_or(&"ZeroPad2d");
+                args.insert("padding".into(), json!(p));
+                if mode == "ConstantPad2d" {
+                    args.insert("value".into(), json!(0.5));
+                }
+                let ok = mode != "ReflectionPad2d" || (p < v.h && p < v.w);
+                if !ok {
+                    self.invalid = true;
+                }
+                (mode, ok.then_some(Val { c: v.c, h: v.h + 2 * p, w: v.w + 2 * p }))
+            }
+            3 => {
+                let f = range(self.rng, 1, 3);
+                args.insert("scale_factor".into(), json!(f));
+                if chance(self.rng, 2) {
+                    args.insert("mode".into(), json!("bilinear"));
+                }
+                ("Upsample", Some(Val { c: v.c, h: v.h * f, w: v.w * f }))
+            }
+            4 => {
+                let r = range(self.rng, 1, 3);
+                args.insert("upscale_factor".into(), json!(r));
+                let ok = v.c.is_multiple_of(r * r);
+                if !ok {
+                    self.invalid = true;
+                }
+                ("PixelShuffle", ok.then_some(Val { c: v.c / (r * r), h: v.h * r, w: v.w * r }))
+            }
+            _ => {
+                let o = range(self.rng, 1, 4);
+                args.insert("output_size".into(), json!(o));
+                ("AdaptiveAvgPool2d", Some(Val { c: v.c, h: o, w: o }))
+            }
+        };
+        self.push(op, args, Some(vec![src]), out);
+    }
+
     fn add(&mut self) {
         let (a, va) = self.last();
         let same: Vec<usize> =
@@ -430,12 +495,13 @@ pub fn generate(rng: &mut SplitMix64) -> Vec<u8> {
     let mut gen = Gen { rng, n, vals, nodes: Vec::new(), invalid: false, untracked: false };
     let count = range(gen.rng, 1, 5);
     for _ in 0..count {
-        match below(gen.rng, 10) {
+        match below(gen.rng, 12) {
             0..=2 => gen.conv_transpose(),
             3 | 4 => gen.conv(),
             5 => gen.batch_norm(),
-            6 => gen.activation(),
-            7 => gen.add(),
+            6 | 7 => gen.activation(),
+            8 => gen.add(),
+            9 => gen.spatial(),
             _ => gen.concat(),
         }
     }

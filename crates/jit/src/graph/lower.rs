@@ -84,6 +84,13 @@ fn activation_of(op: &Op) -> Option<Activation> {
         // Computed by a helper or per channel; not (yet) an epilogue.
         | Op::Pointwise { .. }
         | Op::PRelu { .. }
+        | Op::LazyLinear { .. }
+        | Op::Linear { .. }
+        | Op::LazyBatchNorm1d { .. }
+        | Op::BatchNorm1d { .. }
+        | Op::Flatten { .. }
+        | Op::Unflatten { .. }
+        | Op::Reshape { .. }
         | Op::MaxPool2d { .. }
         | Op::AvgPool2d { .. }
         | Op::AdaptiveAvgPool2d { .. }
@@ -190,8 +197,8 @@ fn plane_kernel(g: &Graph, id: NodeId) -> Result<(&'static str, PlaneKernel), Co
 /// Eval-mode BatchNorm as per-channel `(scale, shift)` with
 /// `y = x·scale + shift`, computed in f64.
 fn batch_norm_affine(g: &Graph, id: NodeId) -> Result<(Vec<f64>, Vec<f64>), CompileError> {
-    let Op::BatchNorm2d { params, num_features } = g.node(id).op() else {
-        return Err(unresolved(g.node(id).name(), "is not a BatchNorm2d"));
+    let (Op::BatchNorm2d { params, num_features } | Op::BatchNorm1d { params, num_features }) = g.node(id).op() else {
+        return Err(unresolved(g.node(id).name(), "is not a BatchNorm2d or BatchNorm1d"));
     };
     let mean = param(g, id, "running_mean")?;
     let var = param(g, id, "running_var")?;
@@ -265,6 +272,54 @@ fn check_declared_shape(g: &Graph, id: NodeId) -> Result<(), CompileError> {
             let (_, k) = plane_kernel(g, id)?;
             let [n, c, h, w] = k.out_shape();
             let want = if x.len() == 3 { vec![c, h, w] } else { vec![n, c, h, w] };
+            if declared != want {
+                return Err(shape_error(
+                    g,
+                    id,
+                    format!("declares shape {declared:?}, but its operand of shape {x:?} gives {want:?}"),
+                ));
+            }
+            Ok(())
+        }
+        Op::Linear { in_features, params } => {
+            let (declared, x) = (known_shape(g, id)?, operand(0)?);
+            let mut want = x.clone();
+            match want.last_mut() {
+                Some(last) if *last == *in_features => *last = params.out_features,
+                _ => {
+                    return Err(shape_error(
+                        g,
+                        id,
+                        format!("has in_features={in_features}, but its operand has shape {x:?}"),
+                    ))
+                }
+            }
+            if declared != want {
+                return Err(shape_error(
+                    g,
+                    id,
+                    format!("declares shape {declared:?}, but its operand of shape {x:?} gives {want:?}"),
+                ));
+            }
+            Ok(())
+        }
+        Op::BatchNorm1d { num_features, .. } => {
+            let declared = known_shape(g, id)?;
+            same_as_operand(&declared)?;
+            if !(declared.len() == 2 || declared.len() == 3) || declared[1] != *num_features {
+                return Err(shape_error(g, id, format!("has shape {declared:?}; BatchNorm1d({num_features}) needs [N, {num_features}] or [N, {num_features}, L]")));
+            }
+            Ok(())
+        }
+        Op::Flatten { .. } | Op::Unflatten { .. } | Op::Reshape { .. } => {
+            let (declared, x) = (known_shape(g, id)?, operand(0)?);
+            let want = match node.op() {
+                Op::Flatten { start_dim, end_dim } => kiln_ir::reshape::flatten(&x, *start_dim, *end_dim),
+                Op::Unflatten { dim, sizes } => kiln_ir::reshape::unflatten(&x, *dim, sizes),
+                Op::Reshape { shape } => kiln_ir::reshape::reshape(&x, shape),
+                other => Err(format!("{} is not a reshape", other.class_name())),
+            }
+            .map_err(|m| shape_error(g, id, m))?;
             if declared != want {
                 return Err(shape_error(
                     g,
@@ -371,9 +426,11 @@ fn check_declared_shape(g: &Graph, id: NodeId) -> Result<(), CompileError> {
             Ok(())
         }
         // Named here, before its users complain of unknown shapes.
-        Op::LazyConvTranspose2d { .. } | Op::LazyConv2d { .. } | Op::LazyBatchNorm2d { .. } => {
-            Err(unresolved(node.name(), "is still lazy"))
-        }
+        Op::LazyConvTranspose2d { .. }
+        | Op::LazyConv2d { .. }
+        | Op::LazyBatchNorm2d { .. }
+        | Op::LazyLinear { .. }
+        | Op::LazyBatchNorm1d { .. } => Err(unresolved(node.name(), "is still lazy")),
     }
 }
 
@@ -501,6 +558,32 @@ impl<'g> Lowering<'g> {
         Ok(())
     }
 
+    /// `Linear` on `[*, F]` as a 1x1 convolution of `M = ∏ leading dims`
+    /// single-pixel images with `F` channels (the same memory layout), so it
+    /// runs on the convolution kernels and fuses a following activation.
+    fn lower_linear(
+        &mut self,
+        id: NodeId,
+        in_features: usize,
+        params: &kiln_ir::LinearParams,
+    ) -> Result<(), CompileError> {
+        let g = self.g;
+        let node = g.node(id);
+        let operand = g.operands(id).first().copied().ok_or_else(|| unresolved(node.name(), "has no operand"))?;
+        let in_shape = known_shape(g, operand)?;
+        let rows: usize = in_shape[..in_shape.len().saturating_sub(1)].iter().product();
+        let w: Vec<f32> = param(g, id, "weight")?.iter().copied().collect();
+        let bias = if params.bias { Some(param(g, id, "bias")?.iter().copied().collect()) } else { None };
+        let (act, end) = self.fuse_activation(id);
+        let chain = if end == id { vec![id] } else { vec![id, end] };
+        let epilogue = Epilogue { bias, activation: act };
+        let kernel =
+            Conv2dGeometry::new(rows, in_features, [1, 1], params.out_features, 1, [1, 1], [1, 1], [0, 0], [1, 1])
+                .and_then(|geom| self.kb.add_conv2d(&geom, &w, &epilogue));
+        let input = self.value(operand)?;
+        self.emit(&chain, kernel, vec![input])
+    }
+
     fn lower_conv(&mut self, id: NodeId, conv: Conv<'_>) -> Result<(), CompileError> {
         let g = self.g;
         let node = g.node(id);
@@ -620,6 +703,28 @@ impl<'g> Lowering<'g> {
                 let input = self.value(operands[0])?;
                 self.emit(&chain, k, vec![input])
             }
+            Op::Linear { in_features, params } => self.lower_linear(id, *in_features, params),
+            Op::BatchNorm1d { .. } => {
+                let shape = known_shape(g, id)?;
+                let (n, c, l) = match *shape.as_slice() {
+                    [n, c] => (n, c, 1),
+                    [n, c, l] => (n, c, l),
+                    _ => return Err(shape_error(g, id, format!("has shape {shape:?}; BatchNorm1d needs 2-D or 3-D"))),
+                };
+                let (scale, shift) = batch_norm_affine(g, id)?;
+                let (act, end) = self.fuse_activation(id);
+                let chain = if end == id { vec![id] } else { vec![id, end] };
+                let f32s = |v: Vec<f64>| v.into_iter().map(|x| x as f32).collect::<Vec<f32>>();
+                let k = self.kb.add_batch_norm(n, c, l, &f32s(scale), &f32s(shift), act);
+                let input = self.value(operands[0])?;
+                self.emit(&chain, k, vec![input])
+            }
+            // Contiguous buffers: a reshape is the same floats under a new shape.
+            Op::Flatten { .. } | Op::Unflatten { .. } | Op::Reshape { .. } => {
+                let v = self.value(operands[0])?;
+                self.values.insert(id, v);
+                Ok(())
+            }
             Op::Relu | Op::LeakyRelu { .. } | Op::Tanh | Op::Sigmoid => {
                 let act = activation_of(node.op()).unwrap_or(Activation::Identity);
                 let len = known_shape(g, id)?.iter().product();
@@ -684,9 +789,11 @@ impl<'g> Lowering<'g> {
                 let inputs = operands.iter().map(|&o| self.value(o)).collect::<Result<_, _>>()?;
                 self.emit(&[id], k, inputs)
             }
-            Op::LazyConvTranspose2d { .. } | Op::LazyConv2d { .. } | Op::LazyBatchNorm2d { .. } => {
-                Err(unresolved(node.name(), "is still lazy"))
-            }
+            Op::LazyConvTranspose2d { .. }
+            | Op::LazyConv2d { .. }
+            | Op::LazyBatchNorm2d { .. }
+            | Op::LazyLinear { .. }
+            | Op::LazyBatchNorm1d { .. } => Err(unresolved(node.name(), "is still lazy")),
         }
     }
 }

@@ -9,6 +9,47 @@ use super::{accumulator, bad, check_param, finish};
 use crate::error::{fmt_shape, Result, RuntimeError};
 use crate::tensor::Tensor;
 
+/// The statistics and affine parameters of one batch norm, as one value.
+pub struct BatchNormParams<'a> {
+    /// `weight` (`None` without `affine`).
+    pub weight: Option<&'a Tensor>,
+    /// `bias` (`None` without `affine`).
+    pub bias: Option<&'a Tensor>,
+    /// `running_mean`.
+    pub running_mean: &'a Tensor,
+    /// `running_var`.
+    pub running_var: &'a Tensor,
+}
+
+/// `nn.BatchNorm1d(num_features).eval()(x)` for `[N, C]` or `[N, C, L]`:
+/// the same normalization over dim 1.
+pub fn batch_norm1d(
+    node: &str,
+    x: &Tensor,
+    num_features: usize,
+    p: &BatchNorm2dParams,
+    t: BatchNormParams<'_>,
+) -> Result<Tensor> {
+    const OP1: &str = "BatchNorm1d";
+    let s = x.shape().to_vec();
+    let (n, c, l) = match *s.as_slice() {
+        [n, c] => (n, c, 1),
+        [n, c, l] => (n, c, l),
+        _ => {
+            return Err(bad(
+                node,
+                OP1,
+                format!("expects a 2-D [N, C] or 3-D [N, C, L] input, got shape {}", fmt_shape(&s)),
+            ))
+        }
+    };
+    let x4 = crate::tensor::into_contiguous(x.clone())
+        .into_shape_with_order(vec![n, c, l, 1])
+        .map_err(|e| bad(node, OP1, format!("cannot view input as [N, C, L, 1]: {e}")))?;
+    let y = normalize(node, OP1, &x4, num_features, p, t)?;
+    y.into_shape_with_order(s).map_err(|e| bad(node, OP1, format!("cannot restore the input shape: {e}")))
+}
+
 const OP: &str = "BatchNorm2d";
 
 /// `nn.BatchNorm2d(num_features, **params).eval()(x)` for a 4-D input
@@ -29,7 +70,6 @@ pub fn batch_norm2d(
     running_mean: &Tensor,
     running_var: &Tensor,
 ) -> Result<Tensor> {
-    p.validate(node, OP)?;
     if x.ndim() != 4 {
         return Err(bad(
             node,
@@ -37,29 +77,43 @@ pub fn batch_norm2d(
             format!("expects a 4-D input [N, C, H, W] (as PyTorch does), got shape {}", fmt_shape(x.shape())),
         ));
     }
+    normalize(node, OP, x, num_features, p, BatchNormParams { weight, bias, running_mean, running_var })
+}
+
+/// Eval-mode batch norm of a 4-D `x` over dim 1.
+fn normalize(
+    node: &str,
+    op: &'static str,
+    x: &Tensor,
+    num_features: usize,
+    p: &BatchNorm2dParams,
+    t: BatchNormParams<'_>,
+) -> Result<Tensor> {
+    let BatchNormParams { weight, bias, running_mean, running_var } = t;
+    p.validate(node, op)?;
     let (batch, channels, h, w) = (x.shape()[0], x.shape()[1], x.shape()[2], x.shape()[3]);
     if channels != num_features {
         return Err(bad(
             node,
-            OP,
+            op,
             format!("expects {num_features} channels, got input of shape {}", fmt_shape(x.shape())),
         ));
     }
     let c = [num_features];
-    check_param(node, OP, "running_mean", running_mean, &c)?;
-    check_param(node, OP, "running_var", running_var, &c)?;
+    check_param(node, op, "running_mean", running_mean, &c)?;
+    check_param(node, op, "running_var", running_var, &c)?;
     let affine = match (p.affine, weight, bias) {
         (true, Some(wt), Some(b)) => {
-            check_param(node, OP, "weight", wt, &c)?;
-            check_param(node, OP, "bias", b, &c)?;
+            check_param(node, op, "weight", wt, &c)?;
+            check_param(node, op, "bias", b, &c)?;
             Some((wt, b))
         }
         (true, None, _) | (true, _, None) => {
             let param = if weight.is_none() { "weight" } else { "bias" };
-            return Err(RuntimeError::MissingParam { node: node.into(), op: OP, param, expected: fmt_shape(&c) });
+            return Err(RuntimeError::MissingParam { node: node.into(), op, param, expected: fmt_shape(&c) });
         }
         (false, None, None) => None,
-        (false, _, _) => return Err(bad(node, OP, "weight/bias were given but the layer has affine=false".into())),
+        (false, _, _) => return Err(bad(node, op, "weight/bias were given but the layer has affine=false".into())),
     };
     let eps = f64::from(p.eps);
     let mut y = accumulator(node, [batch, channels, h, w])?;

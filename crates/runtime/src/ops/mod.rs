@@ -16,13 +16,15 @@
 mod batch_norm;
 mod conv;
 mod conv_transpose;
+mod dense;
 mod elementwise;
 mod pointwise;
 mod spatial;
 
-pub use batch_norm::batch_norm2d;
+pub use batch_norm::{batch_norm1d, batch_norm2d, BatchNormParams};
 pub use conv::{conv2d, conv2d_output_hw};
 pub use conv_transpose::{conv_transpose2d, conv_transpose2d_output_hw};
+pub use dense::{flatten, linear, reshape_to, unflatten};
 pub use elementwise::{add, concat, leaky_relu, relu, sigmoid, tanh};
 pub use pointwise::{pointwise, prelu};
 pub use spatial::{adaptive_avg_pool2d, avg_pool2d, max_pool2d, pad2d, pixel_shuffle, upsample};
