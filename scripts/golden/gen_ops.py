@@ -49,11 +49,14 @@ def run_graph(inputs, nodes, tensors):
         if srcs is None:
             srcs = [prev]
         args = [values[s] for s in srcs]
-        op = spec["op"]
+        op = spec.get("op")
         if op == "Add":
             y = args[0] + args[1]
         elif op == "Concat":
             y = torch.cat(args, dim=spec.get("args", {}).get("dim", 1))
+        elif "module" in spec:
+            # A module called again (`self.conv(x)` twice in `forward`).
+            y = modules[spec["module"]](*args)
         else:
             m = modules.get(spec["name"])
             if m is None:
@@ -114,13 +117,13 @@ def run_graph_with(values, nodes, modules):
     for spec in nodes:
         srcs = spec.get("inputs") or [prev]
         args = [values[s] for s in srcs]
-        op = spec["op"]
+        op = spec.get("op")
         if op == "Add":
             y = args[0] + args[1]
         elif op == "Concat":
             y = torch.cat(args, dim=spec.get("args", {}).get("dim", 1))
         else:
-            y = modules[spec["name"]](*args)
+            y = modules[spec.get("module", spec["name"])](*args)
         values[spec["name"]] = y
         prev = spec["name"]
     return values[prev], modules
@@ -303,6 +306,50 @@ def main(out_dir):
         {"name": "out", "op": "Tanh", "args": {}, "inputs": None},
     ], scale=1.0)
 
+    # Normalization: per-instance statistics (offset inputs, so a one-pass
+    # variance would lose digits), running statistics, groups.
+    case(cases, tensors, gen, "instnorm_plain", {"x": [2, 3, 6, 7]}, one("LazyInstanceNorm2d"))
+    case(cases, tensors, gen, "instnorm_affine", {"x": [2, 3, 6, 7]}, one("InstanceNorm2d", {"num_features": 3, "affine": True}))
+    case(cases, tensors, gen, "instnorm_running", {"x": [2, 3, 5, 5]}, one("InstanceNorm2d", {"num_features": 3, "affine": True, "track_running_stats": True}))
+    case(cases, tensors, gen, "instnorm_3d", {"x": [4, 5, 6]}, one("InstanceNorm2d", {"num_features": 4}))
+    case(cases, tensors, gen, "groupnorm", {"x": [2, 6, 5, 4]}, one("GroupNorm", {"num_groups": 3, "num_channels": 6}))
+    case(cases, tensors, gen, "groupnorm_plain_2d", {"x": [3, 8]}, one("GroupNorm", {"num_groups": 2, "num_channels": 8, "affine": False, "eps": 1e-3}))
+    case(cases, tensors, gen, "groupnorm_one", {"x": [2, 4, 3, 3]}, one("GroupNorm", {"num_groups": 1, "num_channels": 4}))
+    case(cases, tensors, gen, "cyclegan_resblock", {"x": [1, 4, 8, 8]}, [
+        {"name": "pad1", "op": "ReflectionPad2d", "args": {"padding": 1}, "inputs": None},
+        {"name": "conv1", "op": "LazyConv2d", "args": {"out_channels": 4, "kernel_size": 3}, "inputs": None},
+        {"name": "in1", "op": "InstanceNorm2d", "args": {"num_features": 4}, "inputs": None},
+        {"name": "act1", "op": "ReLU", "args": {}, "inputs": None},
+        {"name": "pad2", "op": "ReflectionPad2d", "args": {"padding": 1}, "inputs": None},
+        {"name": "conv2", "op": "LazyConv2d", "args": {"out_channels": 4, "kernel_size": 3}, "inputs": None},
+        {"name": "in2", "op": "InstanceNorm2d", "args": {"num_features": 4}, "inputs": None},
+        {"name": "sum", "op": "Add", "args": {}, "inputs": ["in2", "x"]},
+        {"name": "up", "op": "LazyConvTranspose2d", "args": {"out_channels": 2, "kernel_size": 3, "stride": 2, "padding": 1, "output_padding": 1}, "inputs": None},
+        {"name": "gn", "op": "GroupNorm", "args": {"num_groups": 2, "num_channels": 2}, "inputs": None},
+        {"name": "out", "op": "Tanh", "args": {}, "inputs": None},
+    ], scale=1.0)
+    # A large common offset: the statistics must be computed stably.
+    xs_off = {"x": [1, 2, 16, 16]}
+    case(cases, tensors, gen, "instnorm_offset", xs_off, [
+        {"name": "shift", "op": "ConstantPad2d", "args": {"padding": 0, "value": 0.0}, "inputs": None},
+        {"name": "norm", "op": "InstanceNorm2d", "args": {"num_features": 2}, "inputs": None},
+    ], scale=1.0)
+
+    # Module reuse: one module called at several places shares its weights.
+    case(cases, tensors, gen, "module_reuse", {"x": [2, 4, 6, 6]}, [
+        {"name": "conv", "op": "LazyConv2d", "args": {"out_channels": 4, "kernel_size": 3, "padding": 1}, "inputs": None},
+        {"name": "act", "op": "ReLU", "args": {}, "inputs": None},
+        {"name": "conv_2", "module": "conv", "inputs": ["act"]},
+        {"name": "act_2", "op": "ReLU", "args": {}, "inputs": None},
+        {"name": "up", "op": "LazyConvTranspose2d", "args": {"out_channels": 4, "kernel_size": 2, "stride": 2}, "inputs": None},
+        {"name": "up_2", "module": "up", "inputs": ["x"]},
+        {"name": "sum", "op": "Add", "args": {}, "inputs": ["up", "up_2"]},
+    ], scale=1.0)
+    case(cases, tensors, gen, "err_module_reuse_channels", {"x": [1, 3, 5, 5]}, [
+        {"name": "conv", "op": "LazyConv2d", "args": {"out_channels": 4, "kernel_size": 3}, "inputs": None},
+        {"name": "conv_2", "module": "conv", "inputs": None},
+    ])
+
     # Configurations PyTorch rejects.
     case(cases, tensors, gen, "err_hardtanh_bounds", {"x": [1, 2, 3, 3]}, one("Hardtanh", {"min_val": 1.0, "max_val": 1.0}))
     case(cases, tensors, gen, "err_dropout_p", {"x": [1, 2, 3, 3]}, one("Dropout", {"p": 1.5}))
@@ -322,6 +369,9 @@ def main(out_dir):
     case(cases, tensors, gen, "err_unflatten_sizes", {"x": [2, 10]}, one("Unflatten", {"dim": 1, "unflattened_size": [3, 4]}))
     case(cases, tensors, gen, "err_reshape_size", {"x": [2, 6]}, one("Reshape", {"shape": [5, -1]}))
     case(cases, tensors, gen, "err_flatten_dims", {"x": [2, 6]}, one("Flatten", {"start_dim": 1, "end_dim": 0}))
+    case(cases, tensors, gen, "err_groupnorm_divisible", {"x": [1, 6, 3, 3]}, one("GroupNorm", {"num_groups": 4, "num_channels": 6}))
+    case(cases, tensors, gen, "err_groupnorm_channels", {"x": [1, 4, 3, 3]}, one("GroupNorm", {"num_groups": 2, "num_channels": 6}))
+    case(cases, tensors, gen, "err_instnorm_affine_channels", {"x": [1, 4, 3, 3]}, one("InstanceNorm2d", {"num_features": 3, "affine": True}))
     case(cases, tensors, gen, "err_gelu_approximate", {"x": [1, 2, 3, 3]}, one("GELU", {"approximate": "fast"}))
 
     os.makedirs(out_dir, exist_ok=True)

@@ -108,6 +108,31 @@ impl GraphBuilder {
         self.node(name, Op::Dropout { p }, &[x])
     }
 
+    /// `nn.LazyLinear(params)(x)`.
+    pub fn lazy_linear(&mut self, name: &str, x: NodeId, params: crate::LinearParams) -> Result<NodeId> {
+        self.node(name, Op::LazyLinear { params }, &[x])
+    }
+
+    /// `nn.LazyInstanceNorm2d(**params)(x)`.
+    pub fn lazy_instance_norm2d(&mut self, name: &str, x: NodeId, params: crate::InstanceNormParams) -> Result<NodeId> {
+        self.node(name, Op::LazyInstanceNorm2d { params }, &[x])
+    }
+
+    /// `nn.GroupNorm(num_groups, num_channels)(x)` with `eps = 1e-5`, affine.
+    pub fn group_norm(&mut self, name: &str, x: NodeId, num_groups: usize, num_channels: usize) -> Result<NodeId> {
+        self.node(name, Op::GroupNorm { num_groups, num_channels, eps: 1e-5, affine: true }, &[x])
+    }
+
+    /// `torch.reshape(x, shape)` (one `-1` allowed).
+    pub fn reshape(&mut self, name: &str, x: NodeId, shape: &[i64]) -> Result<NodeId> {
+        self.node(name, Op::Reshape { shape: shape.to_vec() }, &[x])
+    }
+
+    /// A pooling, padding or upsampling op (`Op::MaxPool2d`, `Op::Pad2d`, ...).
+    pub fn spatial(&mut self, name: &str, x: NodeId, op: Op) -> Result<NodeId> {
+        self.node(name, op, &[x])
+    }
+
     /// `a + b`.
     pub fn add(&mut self, name: &str, a: NodeId, b: NodeId) -> Result<NodeId> {
         self.node(name, Op::Add, &[a, b])

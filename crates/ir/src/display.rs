@@ -81,7 +81,10 @@ impl Graph {
             let _ = write!(s, "%{}.{}: {}", node.name(), pname, shape);
         }
         s.push(')');
-        let attrs = attributes(node.op());
+        let mut attrs = attributes(node.op());
+        if let Some(m) = node.module() {
+            attrs.push(format!("module=%{m}"));
+        }
         if !attrs.is_empty() {
             s.push(' ');
             s.push_str(&attrs.join(" "));
@@ -116,6 +119,24 @@ fn attributes(op: &Op) -> Vec<String> {
             a.push(format!("out_features={}", params.out_features));
             if !params.bias {
                 a.push("bias=false".into());
+            }
+        }
+        Op::LazyInstanceNorm2d { params } | Op::InstanceNorm2d { params, .. } => {
+            if let Op::InstanceNorm2d { num_features, .. } = op {
+                a.push(format!("num_features={num_features}"));
+            }
+            a.push(format!("eps={}", params.eps));
+            if params.affine {
+                a.push("affine".into());
+            }
+            if params.track_running_stats {
+                a.push("track_running_stats".into());
+            }
+        }
+        Op::GroupNorm { num_groups, num_channels, eps, affine } => {
+            a.push(format!("num_groups={num_groups} num_channels={num_channels} eps={eps}"));
+            if !affine {
+                a.push("affine=false".into());
             }
         }
         Op::Flatten { start_dim, end_dim } => a.push(format!("start_dim={start_dim} end_dim={end_dim}")),

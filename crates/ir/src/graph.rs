@@ -36,6 +36,9 @@ pub struct Node {
     op: Op,
     shape: Shape,
     params: BTreeMap<String, ArrayD<f32>>,
+    /// The node whose module this one calls again (`self.conv(x)` twice):
+    /// same op, same parameters, which only that node owns in the state dict.
+    module: Option<String>,
 }
 
 impl Node {
@@ -58,6 +61,10 @@ impl Node {
     /// One attached parameter.
     pub fn param(&self, name: &str) -> Option<&ArrayD<f32>> {
         self.params.get(name)
+    }
+    /// The node whose module this node calls again, if it is a reuse.
+    pub fn module(&self) -> Option<&str> {
+        self.module.as_deref()
     }
 }
 
@@ -161,7 +168,7 @@ impl Graph {
         if self.by_name.contains_key(&name) {
             return Err(IrError::DuplicateName(name));
         }
-        let id = self.g.add_node(Node { name: name.clone(), op, shape, params: BTreeMap::new() });
+        let id = self.g.add_node(Node { name: name.clone(), op, shape, params: BTreeMap::new(), module: None });
         self.by_name.insert(name, id);
         Ok(id)
     }
@@ -290,12 +297,39 @@ impl Graph {
 
     /// Every attached parameter as `(<node>.<param>, tensor)`, in node order.
     pub fn state_dict(&self) -> Vec<(String, &ArrayD<f32>)> {
+        // A reused module's parameters belong to the node that defines it.
         self.node_ids()
+            .filter(|&id| self.g[id].module.is_none())
             .flat_map(|id| {
                 let n = &self.g[id];
                 n.params.iter().map(move |(k, v)| (format!("{}.{}", n.name, k), v))
             })
             .collect()
+    }
+
+    /// Makes `id` a second call of the module defined by node `module`: it
+    /// must have the same op class, and `module` must define it itself.
+    pub fn set_module(&mut self, id: NodeId, module: &str) -> Result<()> {
+        let name = self
+            .g
+            .node_weight(id)
+            .map(|n| n.name.clone())
+            .ok_or_else(|| IrError::NoSuchNode(format!("#{}", id.index())))?;
+        let m = self.lookup(module)?;
+        let (op, m_op) = (self.g[id].op.class_name(), self.g[m].op.class_name());
+        let misplaced = |message: String| IrError::Misplaced { node: name.clone(), message };
+        if m == id || self.g[m].module.is_some() {
+            return Err(misplaced(format!(
+                "calls module `{module}`, which is not a module definition (it calls one itself)"
+            )));
+        }
+        if op != m_op || self.g[m].op.param_specs().is_empty() {
+            return Err(misplaced(format!(
+                "calls module `{module}` ({m_op}) as a {op}; only a node with parameters can be called again"
+            )));
+        }
+        self.g[id].module = Some(module.to_string());
+        Ok(())
     }
 
     /// Redirects every use of `old` to `new` (operand positions kept).
@@ -387,6 +421,15 @@ impl Graph {
                 });
             }
             node.op.check_arity(&node.name, positions.len())?;
+            if let Some(m) = &node.module {
+                let ok = self.by_name.get(m).is_some_and(|&mid| mid != id && self.g[mid].module.is_none());
+                if !ok {
+                    return Err(IrError::Misplaced {
+                        node: node.name.clone(),
+                        message: format!("calls module `{m}`, which is not a node that defines a module"),
+                    });
+                }
+            }
             match node.op {
                 Op::Input => check_input_shape(&node.name, &node.shape)?,
                 Op::Output => {
@@ -413,6 +456,9 @@ impl Graph {
                 | Op::Linear { .. }
                 | Op::LazyBatchNorm1d { .. }
                 | Op::BatchNorm1d { .. }
+                | Op::LazyInstanceNorm2d { .. }
+                | Op::InstanceNorm2d { .. }
+                | Op::GroupNorm { .. }
                 | Op::Flatten { .. }
                 | Op::Unflatten { .. }
                 | Op::Reshape { .. }

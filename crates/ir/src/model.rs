@@ -23,7 +23,9 @@ use serde_json::{Map, Value};
 
 use crate::error::{IrError, Result};
 use crate::graph::{Graph, RESERVED_PREFIX};
-use crate::op::{BatchNorm2dParams, Conv2dParams, ConvTranspose2dParams, LinearParams, Op, PaddingMode, Pair2};
+use crate::op::{
+    BatchNorm2dParams, Conv2dParams, ConvTranspose2dParams, InstanceNormParams, LinearParams, Op, PaddingMode, Pair2,
+};
 use crate::pointwise::{ArgValue, GeluApproximate, Pointwise};
 use crate::shape::Shape;
 use crate::spatial::{
@@ -58,6 +60,9 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "Linear",
     "LazyBatchNorm1d",
     "BatchNorm1d",
+    "LazyInstanceNorm2d",
+    "InstanceNorm2d",
+    "GroupNorm",
     "Flatten",
     "Unflatten",
     "Reshape",
@@ -136,6 +141,9 @@ pub fn accepted_args(op: &str) -> Option<&'static [&'static str]> {
         "Linear" => &["in_features", "out_features", "bias"],
         "LazyBatchNorm1d" => BATCH_NORM_ARGS,
         "BatchNorm1d" => CONCRETE_BATCH_NORM_ARGS,
+        "LazyInstanceNorm2d" => &["eps", "momentum", "affine", "track_running_stats"],
+        "InstanceNorm2d" => &["num_features", "eps", "momentum", "affine", "track_running_stats"],
+        "GroupNorm" => &["num_groups", "num_channels", "eps", "affine"],
         "Flatten" => &["start_dim", "end_dim"],
         "Unflatten" => &["dim", "unflattened_size"],
         "Reshape" => &["shape"],
@@ -205,7 +213,12 @@ struct ModelFile {
 #[serde(deny_unknown_fields)]
 struct NodeSpec {
     name: String,
+    /// The op class; absent when `module` names the node whose module this
+    /// one calls again.
+    #[serde(default)]
     op: String,
+    #[serde(default)]
+    module: Option<String>,
     #[serde(default)]
     args: Map<String, Value>,
     #[serde(default)]
@@ -325,8 +338,28 @@ fn build(file: ModelFile) -> Result<Graph> {
         return Err(IrError::Model { context: "model".into(), message: "`nodes` is empty".into() });
     }
     let mut previous = input_names.first().cloned();
+    let mut reuses = Vec::new();
     for spec in &file.nodes {
-        let op = parse_op(spec)?;
+        let op = match &spec.module {
+            None => parse_op(spec)?,
+            Some(m) => {
+                // `{"name": "conv_2", "module": "conv", "inputs": [...]}`: op and
+                // arguments are the defining node's; it owns the parameters.
+                if !spec.op.is_empty() || !spec.args.is_empty() {
+                    return Err(IrError::Model {
+                        context: format!("node `{}` field `module`", spec.name),
+                        message: format!("calls module `{m}` again, so it takes no `op` or `args` of its own"),
+                    });
+                }
+                let def =
+                    file.nodes.iter().find(|n| &n.name == m && n.module.is_none()).ok_or_else(|| IrError::Model {
+                        context: format!("node `{}` field `module`", spec.name),
+                        message: format!("`{m}` is not a node that defines a module (with `op` and `args`)"),
+                    })?;
+                reuses.push((spec.name.clone(), m.clone()));
+                parse_op(def)?
+            }
+        };
         let ins = match &spec.inputs {
             Some(list) => list.clone(),
             None if matches!(op, Op::Add | Op::Concat) => {
@@ -367,7 +400,12 @@ fn build(file: ModelFile) -> Result<Graph> {
         operands.push(vec![value]);
         output_names.push(name);
     }
-    Graph::from_parts(file.name, nodes, operands, &input_names, &output_names)
+    let mut g = Graph::from_parts(file.name, nodes, operands, &input_names, &output_names)?;
+    for (node, module) in reuses {
+        let id = g.lookup(&node)?;
+        g.set_module(id, &module)?;
+    }
+    Ok(g)
 }
 
 fn parse_shape(v: &Value) -> Option<Vec<usize>> {
@@ -615,6 +653,39 @@ fn parse_op(spec: &NodeSpec) -> Result<Op> {
         "BatchNorm1d" => {
             let num_features = a.required_int("num_features", 1)?;
             Op::BatchNorm1d { num_features, params: batch_norm_params(&mut a)? }
+        }
+        "LazyInstanceNorm2d" | "InstanceNorm2d" => {
+            let num_features =
+                if spec.op == "InstanceNorm2d" { Some(a.required_int("num_features", 1)?) } else { None };
+            // PyTorch's LazyInstanceNorm2d defaults to affine=True and
+            // track_running_stats=True (its parameters are what is lazy);
+            // InstanceNorm2d to neither.
+            let lazy = num_features.is_none();
+            let mut params =
+                InstanceNormParams { affine: lazy, track_running_stats: lazy, ..InstanceNormParams::default() };
+            if let Some(v) = a.float("eps")? {
+                params.eps = v;
+            }
+            if let Some(v) = a.float("momentum")? {
+                params.momentum = v;
+            }
+            if let Some(v) = a.bool("affine")? {
+                params.affine = v;
+            }
+            if let Some(v) = a.bool("track_running_stats")? {
+                params.track_running_stats = v;
+            }
+            match num_features {
+                Some(num_features) => Op::InstanceNorm2d { num_features, params },
+                None => Op::LazyInstanceNorm2d { params },
+            }
+        }
+        "GroupNorm" => {
+            let num_groups = a.required_int("num_groups", 0)?;
+            let num_channels = a.required_int("num_channels", 0)?;
+            let eps = a.float("eps")?.unwrap_or(1e-5);
+            let affine = a.bool("affine")?.unwrap_or(true);
+            Op::GroupNorm { num_groups, num_channels, eps, affine }
         }
         "Flatten" => {
             let start_dim = a.signed("start_dim")?.unwrap_or(1);
@@ -962,8 +1033,15 @@ pub fn to_model_json(graph: &Graph) -> Result<String> {
         let operands: Vec<Value> = graph.operands(id).iter().map(|&o| Value::from(graph.node(o).name())).collect();
         let mut spec = Map::new();
         spec.insert("name".into(), node.name().into());
-        spec.insert("op".into(), node.op().class_name().into());
-        spec.insert("args".into(), Value::Object(op_args(node.op())));
+        match node.module() {
+            Some(m) => {
+                spec.insert("module".into(), m.into());
+            }
+            None => {
+                spec.insert("op".into(), node.op().class_name().into());
+                spec.insert("args".into(), Value::Object(op_args(node.op())));
+            }
+        }
         spec.insert("inputs".into(), Value::Array(operands));
         nodes.push(Value::Object(spec));
     }
@@ -1083,6 +1161,21 @@ fn op_args(op: &Op) -> Map<String, Value> {
             }
             put("out_features", Value::from(params.out_features));
             put("bias", Value::from(params.bias));
+        }
+        Op::LazyInstanceNorm2d { params } | Op::InstanceNorm2d { params, .. } => {
+            if let Op::InstanceNorm2d { num_features, .. } = op {
+                put("num_features", Value::from(*num_features));
+            }
+            put("eps", f32_value(params.eps));
+            put("momentum", f32_value(params.momentum));
+            put("affine", Value::from(params.affine));
+            put("track_running_stats", Value::from(params.track_running_stats));
+        }
+        Op::GroupNorm { num_groups, num_channels, eps, affine } => {
+            put("num_groups", Value::from(*num_groups));
+            put("num_channels", Value::from(*num_channels));
+            put("eps", f32_value(*eps));
+            put("affine", Value::from(*affine));
         }
         Op::Flatten { start_dim, end_dim } => {
             put("start_dim", Value::from(*start_dim));
@@ -1345,7 +1438,7 @@ mod tests {
                 "mode" => "bilinear".into(),
                 "recompute_scale_factor" => Value::Bool(false),
                 "value" => serde_json::json!(0.5),
-                "start_dim" | "end_dim" | "dim" => 1.into(),
+                "start_dim" | "end_dim" | "dim" | "num_groups" | "num_channels" => 1.into(),
                 "unflattened_size" | "shape" => serde_json::json!([-1]),
                 "min_val" => serde_json::json!(-1.0),
                 "padding" | "output_padding" => 0.into(),
@@ -1361,7 +1454,7 @@ mod tests {
                 .filter(|k| !exclusive(k))
                 .map(|&k| (k.to_string(), value(k)))
                 .collect();
-            let spec = NodeSpec { name: "n".into(), op: op.to_string(), args, inputs: None };
+            let spec = NodeSpec { name: "n".into(), op: op.to_string(), module: None, args, inputs: None };
             parse_op(&spec).unwrap_or_else(|e| panic!("{op}: {e}"));
         }
     }

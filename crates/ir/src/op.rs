@@ -329,6 +329,32 @@ impl LinearParams {
     }
 }
 
+/// Hyper-parameters of `(Lazy)InstanceNorm2d` (eval mode).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct InstanceNormParams {
+    /// Added to the variance (default 1e-5).
+    pub eps: f32,
+    /// Kept for fidelity; unused in eval mode.
+    pub momentum: f32,
+    /// Learnable per-channel `weight` and `bias` (default false).
+    pub affine: bool,
+    /// With running statistics, eval mode normalizes with them (default false:
+    /// each instance's own mean and variance).
+    pub track_running_stats: bool,
+}
+
+impl Default for InstanceNormParams {
+    fn default() -> Self {
+        Self { eps: 1e-5, momentum: 0.1, affine: false, track_running_stats: false }
+    }
+}
+
+impl InstanceNormParams {
+    fn validate(&self, node: &str, op: &'static str) -> Result<()> {
+        BatchNorm2dParams { eps: self.eps, momentum: self.momentum, affine: self.affine }.validate(node, op)
+    }
+}
+
 /// Hyper-parameters of `(Lazy)BatchNorm2d` (evaluated in eval mode).
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct BatchNorm2dParams {
@@ -514,6 +540,29 @@ pub enum Op {
         /// Hyper-parameters.
         params: BatchNorm2dParams,
     },
+    /// `nn.LazyInstanceNorm2d` (eval mode).
+    LazyInstanceNorm2d {
+        /// Hyper-parameters.
+        params: InstanceNormParams,
+    },
+    /// `nn.InstanceNorm2d` (eval mode).
+    InstanceNorm2d {
+        /// Channels (only checked against the input with `affine` or running stats, as in PyTorch).
+        num_features: usize,
+        /// Hyper-parameters.
+        params: InstanceNormParams,
+    },
+    /// `nn.GroupNorm(num_groups, num_channels, eps, affine)`.
+    GroupNorm {
+        /// Groups of consecutive channels normalized together.
+        num_groups: usize,
+        /// Channels (dim 1).
+        num_channels: usize,
+        /// Added to the variance (default 1e-5).
+        eps: f32,
+        /// Learnable per-channel `weight` and `bias` (default true).
+        affine: bool,
+    },
     /// `nn.Flatten(start_dim, end_dim)`.
     Flatten {
         /// First dim merged (default 1; negative counts from the end).
@@ -601,6 +650,9 @@ impl Op {
             Op::LazyLinear { .. } => "LazyLinear",
             Op::Linear { .. } => "Linear",
             Op::LazyBatchNorm1d { .. } => "LazyBatchNorm1d",
+            Op::LazyInstanceNorm2d { .. } => "LazyInstanceNorm2d",
+            Op::InstanceNorm2d { .. } => "InstanceNorm2d",
+            Op::GroupNorm { .. } => "GroupNorm",
             Op::BatchNorm1d { .. } => "BatchNorm1d",
             Op::Flatten { .. } => "Flatten",
             Op::Unflatten { .. } => "Unflatten",
@@ -640,6 +692,9 @@ impl Op {
             Op::LazyLinear { .. } => "lazy_linear",
             Op::Linear { .. } => "linear",
             Op::LazyBatchNorm1d { .. } => "lazy_batch_norm1d",
+            Op::LazyInstanceNorm2d { .. } => "lazy_instance_norm2d",
+            Op::InstanceNorm2d { .. } => "instance_norm2d",
+            Op::GroupNorm { .. } => "group_norm",
             Op::BatchNorm1d { .. } => "batch_norm1d",
             Op::Flatten { .. } => "flatten",
             Op::Unflatten { .. } => "unflatten",
@@ -669,6 +724,7 @@ impl Op {
                 | Op::LazyBatchNorm2d { .. }
                 | Op::LazyLinear { .. }
                 | Op::LazyBatchNorm1d { .. }
+                | Op::LazyInstanceNorm2d { .. }
         )
     }
 
@@ -749,6 +805,28 @@ impl Op {
                 Ok(())
             }
             Op::LazyBatchNorm1d { params } => params.validate(node, op),
+            Op::LazyInstanceNorm2d { params } => params.validate(node, op),
+            Op::InstanceNorm2d { num_features, params } => {
+                if *num_features == 0 {
+                    return Err(IrError::NonPositive { node: node.into(), op, arg: "num_features", value: "0".into() });
+                }
+                params.validate(node, op)
+            }
+            Op::GroupNorm { num_groups, num_channels, eps, affine } => {
+                if *num_groups == 0 {
+                    return Err(IrError::NonPositive { node: node.into(), op, arg: "num_groups", value: "0".into() });
+                }
+                if !num_channels.is_multiple_of(*num_groups) || *num_channels == 0 {
+                    return Err(IrError::Unsupported {
+                        node: node.into(),
+                        op,
+                        arg: "num_channels",
+                        // PyTorch's wording.
+                        message: format!("num_channels must be divisible by num_groups, got num_channels={num_channels} and num_groups={num_groups}"),
+                    });
+                }
+                BatchNorm2dParams { eps: *eps, momentum: 0.1, affine: *affine }.validate(node, op)
+            }
             Op::BatchNorm1d { num_features, params } => {
                 if *num_features == 0 {
                     return Err(IrError::NonPositive { node: node.into(), op, arg: "num_features", value: "0".into() });
@@ -851,6 +929,16 @@ impl Op {
             Op::Linear { in_features, params } => linear_specs(params, Dim::Known(*in_features)),
             Op::LazyBatchNorm1d { params } => batch_norm_specs(params, Dim::Unknown),
             Op::BatchNorm1d { num_features, params } => batch_norm_specs(params, Dim::Known(*num_features)),
+            Op::LazyInstanceNorm2d { params } => instance_norm_specs(params, Dim::Unknown),
+            Op::InstanceNorm2d { num_features, params } => instance_norm_specs(params, Dim::Known(*num_features)),
+            Op::GroupNorm { num_channels, affine, .. } => {
+                let c = Dim::Known(*num_channels);
+                if *affine {
+                    vec![("weight", vec![c]), ("bias", vec![c])]
+                } else {
+                    Vec::new()
+                }
+            }
             Op::Input
             | Op::Output
             | Op::Relu
@@ -880,6 +968,19 @@ fn conv_transpose_specs(p: &ConvTranspose2dParams, in_channels: Dim) -> Vec<(&'s
     let mut v = vec![("weight", p.weight_shape(in_channels))];
     if p.bias {
         v.push(("bias", vec![Dim::Known(p.out_channels)]));
+    }
+    v
+}
+
+fn instance_norm_specs(p: &InstanceNormParams, c: Dim) -> Vec<(&'static str, Vec<Dim>)> {
+    let mut v = Vec::new();
+    if p.affine {
+        v.push(("weight", vec![c]));
+        v.push(("bias", vec![c]));
+    }
+    if p.track_running_stats {
+        v.push(("running_mean", vec![c]));
+        v.push(("running_var", vec![c]));
     }
     v
 }

@@ -32,6 +32,8 @@ struct NodeRepr {
     shape: Shape,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     params: BTreeMap<String, TensorRepr>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    module: Option<String>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -156,6 +158,7 @@ impl Graph {
                                 (k.clone(), TensorRepr { shape: t.shape().to_vec(), data: t.iter().copied().collect() })
                             })
                             .collect(),
+                        module: n.module().map(str::to_string),
                     }
                 })
                 .collect(),
@@ -167,7 +170,11 @@ impl GraphRepr {
     fn into_graph(self) -> Result<Graph, IrError> {
         let mut nodes = Vec::with_capacity(self.nodes.len());
         let mut operands = Vec::with_capacity(self.nodes.len());
+        let mut modules = Vec::new();
         for n in self.nodes {
+            if let Some(m) = n.module {
+                modules.push((n.name.clone(), m));
+            }
             let mut params = BTreeMap::new();
             for (k, t) in n.params {
                 let len = t.data.len();
@@ -180,7 +187,12 @@ impl GraphRepr {
             nodes.push((n.name, n.op, n.shape, params));
             operands.push(n.operands);
         }
-        Graph::from_parts(self.name, nodes, operands, &self.inputs, &self.outputs)
+        let mut g = Graph::from_parts(self.name, nodes, operands, &self.inputs, &self.outputs)?;
+        for (node, module) in modules {
+            let id = g.lookup(&node)?;
+            g.set_module(id, &module)?;
+        }
+        Ok(g)
     }
 }
 

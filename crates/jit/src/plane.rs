@@ -44,6 +44,9 @@ enum PlaneOp {
     Bilinear { rows: Vec<(usize, usize, f32, f32)>, cols: Vec<(usize, usize, f32, f32)> },
     /// Pixel shuffle by `r` in `direction`.
     Shuffle { r: usize, direction: ShuffleDirection },
+    /// Per-item statistics (an instance plane, or a group of planes), then
+    /// the per-channel affine: `y = (x − mean)·(g[c]/√(var + eps)) + b[c]`.
+    Normalize { eps: f64, weight: Option<Vec<f32>>, bias: Option<Vec<f32>> },
 }
 
 /// A compiled plane op over `[n, c_in, in_h, in_w] → [n, c_out, out_h, out_w]`.
@@ -57,6 +60,8 @@ pub(crate) struct PlaneKernel {
     out_hw: [usize; 2],
     in_len: usize,
     out_len: usize,
+    /// Output planes per work item (a GroupNorm group; 1 otherwise).
+    per_item: usize,
 }
 
 /// Work of one kernel, for the library's `KernelInfo`.
@@ -94,7 +99,7 @@ impl PlaneKernel {
         }
         let in_len = checked_len(name, "input", &[n, c[0], in_hw[0], in_hw[1]])?;
         let out_len = checked_len(name, "output", &[n, c[1], out_hw[0], out_hw[1]])?;
-        Ok(Self { op, n, c_in: c[0], c_out: c[1], in_hw, out_hw, in_len, out_len })
+        Ok(Self { op, n, c_in: c[0], c_out: c[1], in_hw, out_hw, in_len, out_len, per_item: 1 })
     }
 
     /// `MaxPool2d` over `[n, c, h, w]` to the output size `out_hw`.
@@ -235,6 +240,56 @@ impl PlaneKernel {
         Self::with(PlaneOp::Shuffle { r, direction }, n, [c_in, c_out], in_hw, out_hw)
     }
 
+    /// `InstanceNorm2d` with per-instance statistics over `[n, c, h, w]`
+    /// (`weight`/`bias`: `c` values each, when affine).
+    pub(crate) fn instance_norm(
+        n: usize,
+        c: usize,
+        hw: [usize; 2],
+        eps: f32,
+        weight: Option<Vec<f32>>,
+        bias: Option<Vec<f32>>,
+    ) -> Result<Self, JitError> {
+        Self::check_affine(c, &weight, &bias)?;
+        Self::with(PlaneOp::Normalize { eps: f64::from(eps), weight, bias }, n, [c, c], hw, hw)
+    }
+
+    /// `GroupNorm` over `[n, c, inner]`: one work item per `(n, group)`.
+    pub(crate) fn group_norm(
+        n: usize,
+        c: usize,
+        inner: usize,
+        groups: usize,
+        eps: f32,
+        weight: Option<Vec<f32>>,
+        bias: Option<Vec<f32>>,
+    ) -> Result<Self, JitError> {
+        if groups == 0 || !c.is_multiple_of(groups) {
+            return Err(JitError::geometry("group_norm", format!("{c} channels do not split into {groups} groups")));
+        }
+        Self::check_affine(c, &weight, &bias)?;
+        let mut k =
+            Self::with(PlaneOp::Normalize { eps: f64::from(eps), weight, bias }, n, [c, c], [1, inner], [1, inner])?;
+        k.per_item = c / groups;
+        Ok(k)
+    }
+
+    fn check_affine(c: usize, weight: &Option<Vec<f32>>, bias: &Option<Vec<f32>>) -> Result<(), JitError> {
+        for (what, v) in [("weight", weight), ("bias", bias)] {
+            if let Some(v) = v {
+                if v.len() != c {
+                    return Err(JitError::ParameterLength {
+                        kernel: "norm".into(),
+                        what,
+                        expected: c,
+                        actual: v.len(),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Lengths and work for the library.
     pub(crate) fn io(&self) -> PlaneIo {
         let window = match &self.op {
@@ -243,11 +298,12 @@ impl PlaneKernel {
             }
             PlaneOp::AvgPool { .. } | PlaneOp::Bilinear { .. } => 4,
             PlaneOp::Gather { .. } | PlaneOp::Shuffle { .. } => 1,
+            PlaneOp::Normalize { .. } => 5,
         };
         PlaneIo {
             in_len: self.in_len,
             out_len: self.out_len,
-            items: self.n * self.c_out,
+            items: self.n * self.c_out / self.per_item,
             flops: (self.out_len as u64).saturating_mul(window as u64),
         }
     }
@@ -263,6 +319,9 @@ impl PlaneKernel {
             PlaneOp::Gather { rows, cols, .. } => v(rows.len() + cols.len(), 16),
             PlaneOp::Bilinear { rows, cols } => v(rows.len() + cols.len(), 24),
             PlaneOp::Shuffle { .. } => 0,
+            PlaneOp::Normalize { weight, bias, .. } => {
+                v(weight.as_ref().map_or(0, Vec::len) + bias.as_ref().map_or(0, Vec::len), 4)
+            }
         }
     }
 
@@ -271,11 +330,41 @@ impl PlaneKernel {
         [self.n, self.c_out, self.out_hw[0], self.out_hw[1]]
     }
 
-    /// Computes output planes `start..start + out.len() / plane` from `x`.
+    /// Computes work items `start..` (output planes, or groups of
+    /// `per_item` planes) into `out`, which holds exactly those items.
     fn run(&self, x: &[f32], out: &mut [f32], start: usize) {
         let [ih, iw] = self.in_hw;
         let [oh, ow] = self.out_hw;
         let (ip, op) = (ih * iw, oh * ow);
+        if let PlaneOp::Normalize { eps, weight, bias } = &self.op {
+            // Same layout in and out: item `q` is the floats `q·len ..`.
+            let len = op * self.per_item;
+            for (k, o) in out.chunks_exact_mut(len).enumerate() {
+                let q = start + k;
+                let src = &x[q * len..][..len];
+                let (mut sum, mut sq) = (0.0f64, 0.0f64);
+                for &v in src {
+                    sum += f64::from(v);
+                }
+                let mean = sum / len as f64;
+                for &v in src {
+                    let d = f64::from(v) - mean;
+                    sq += d * d;
+                }
+                let inv = 1.0 / (sq / len as f64 + eps).sqrt();
+                let m = mean as f32;
+                for (p, (oc, sc)) in o.chunks_exact_mut(op).zip(src.chunks_exact(op)).enumerate() {
+                    let c = (q * self.per_item + p) % self.c_out;
+                    let g = weight.as_ref().map_or(1.0, |w| f64::from(w[c]));
+                    let scale = (g * inv) as f32;
+                    let b = bias.as_ref().map_or(0.0, |b| b[c]);
+                    for (y, &v) in oc.iter_mut().zip(sc) {
+                        *y = (v - m) * scale + b;
+                    }
+                }
+            }
+            return;
+        }
         for (k, o) in out.chunks_exact_mut(op).enumerate() {
             let q = start + k;
             let (b, co) = (q / self.c_out, q % self.c_out);
@@ -378,7 +467,8 @@ impl PlaneKernel {
                     }
                 }
             }
-            PlaneOp::Shuffle { .. } => {}
+            // Handled by `run` (they need the channel or whole groups).
+            PlaneOp::Shuffle { .. } | PlaneOp::Normalize { .. } => {}
         }
     }
 }
@@ -400,8 +490,8 @@ pub(crate) unsafe extern "C" fn plane_entry(
 ) {
     // SAFETY: the caller passes the library-owned kernel.
     let k = unsafe { &*k };
-    let plane = k.out_hw[0] * k.out_hw[1];
-    let items = k.n * k.c_out;
+    let plane = k.out_hw[0] * k.out_hw[1] * k.per_item;
+    let items = k.n * k.c_out / k.per_item;
     let (start, end) = (start.min(items), end.min(items));
     if start >= end {
         return;
@@ -438,6 +528,15 @@ mod tests {
         assert_eq!(run(&u, &y), x);
         // out[0, 0, 0, 1] = in[0, 1, 0, 0] (channel i·r + j = 0·2 + 1).
         assert_eq!(y[1], x[15]);
+    }
+
+    #[test]
+    fn group_norm_normalizes_each_group() {
+        // Two groups of two channels, one pixel each: [1, 3] and [10, 30].
+        let k = PlaneKernel::group_norm(1, 4, 1, 2, 0.0, None, Some(vec![0.0, 0.0, 5.0, 5.0])).unwrap();
+        assert_eq!(k.io().items, 2);
+        let y = run(&k, &[1.0, 3.0, 10.0, 30.0]);
+        assert_eq!(y, [-1.0, 1.0, 4.0, 6.0]);
     }
 
     #[test]

@@ -55,7 +55,12 @@ pub fn footprint(graph: &Graph) -> Result<Footprint> {
                 params.out_channels as u128 * (in_channels()? / params.groups.max(1) as u128) * k(params.kernel_size)
                     + if params.bias { params.out_channels as u128 } else { 0 }
             }
-            Op::LazyBatchNorm2d { .. } | Op::BatchNorm2d { .. } => 4 * in_channels()?,
+            // At most four per-channel tensors (an estimate for the memory limit).
+            Op::LazyBatchNorm2d { .. }
+            | Op::BatchNorm2d { .. }
+            | Op::LazyInstanceNorm2d { .. }
+            | Op::InstanceNorm2d { .. } => 4 * in_channels()?,
+            Op::GroupNorm { num_channels, .. } => 2 * *num_channels as u128,
             Op::LazyBatchNorm1d { .. } | Op::BatchNorm1d { .. } => {
                 let s = match graph.operands(id).first() {
                     Some(&o) => operand_shape(graph, id, o)?,
@@ -148,6 +153,9 @@ pub fn flops(graph: &Graph) -> Result<u128> {
             | Op::BatchNorm2d { .. }
             | Op::LazyBatchNorm1d { .. }
             | Op::BatchNorm1d { .. }
+            | Op::LazyInstanceNorm2d { .. }
+            | Op::InstanceNorm2d { .. }
+            | Op::GroupNorm { .. }
             | Op::Flatten { .. }
             | Op::Unflatten { .. }
             | Op::Reshape { .. }
@@ -199,6 +207,9 @@ pub fn flops(graph: &Graph) -> Result<u128> {
             | Op::BatchNorm2d { .. }
             | Op::LazyBatchNorm1d { .. }
             | Op::BatchNorm1d { .. }
+            | Op::LazyInstanceNorm2d { .. }
+            | Op::InstanceNorm2d { .. }
+            | Op::GroupNorm { .. }
             | Op::Flatten { .. }
             | Op::Unflatten { .. }
             | Op::Reshape { .. }

@@ -39,7 +39,8 @@ pub fn init_params(op: &Op, node: &str, seed: u64) -> Vec<(&'static str, ArrayD<
                 }
             }
         }
-        Op::BatchNorm2d { .. } | Op::BatchNorm1d { .. } => {
+        // Norms start at the identity: weight 1, bias 0, mean 0, variance 1.
+        Op::BatchNorm2d { .. } | Op::BatchNorm1d { .. } | Op::InstanceNorm2d { .. } | Op::GroupNorm { .. } => {
             for (name, dims) in specs {
                 let Some(shape) = known(&dims) else { continue };
                 let fill = if matches!(name, "weight" | "running_var") { 1.0 } else { 0.0 };
@@ -59,6 +60,7 @@ pub fn init_params(op: &Op, node: &str, seed: u64) -> Vec<(&'static str, ArrayD<
         | Op::LazyBatchNorm2d { .. }
         | Op::LazyLinear { .. }
         | Op::LazyBatchNorm1d { .. }
+        | Op::LazyInstanceNorm2d { .. }
         | Op::Flatten { .. }
         | Op::Unflatten { .. }
         | Op::Reshape { .. }

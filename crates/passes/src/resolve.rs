@@ -291,6 +291,10 @@ fn concrete_op(graph: &Graph, id: NodeId) -> Result<Option<Op>> {
             let num_features = shape_fns::batch_norm1d(name, class, &input()?, None)?;
             Some(Op::BatchNorm1d { num_features, params: *params })
         }
+        Op::LazyInstanceNorm2d { params } => {
+            let num_features = shape_fns::instance_norm2d(name, class, &input()?, None, false)?;
+            Some(Op::InstanceNorm2d { num_features, params: *params })
+        }
         // Concrete ops need no rewrite; listed one by one so that a new lazy
         // op cannot silently fall through here.
         Op::Input
@@ -304,6 +308,8 @@ fn concrete_op(graph: &Graph, id: NodeId) -> Result<Option<Op>> {
         | Op::Pointwise { .. }
         | Op::Linear { .. }
         | Op::BatchNorm1d { .. }
+        | Op::InstanceNorm2d { .. }
+        | Op::GroupNorm { .. }
         | Op::Flatten { .. }
         | Op::Unflatten { .. }
         | Op::Reshape { .. }
@@ -320,6 +326,22 @@ fn concrete_op(graph: &Graph, id: NodeId) -> Result<Option<Op>> {
         | Op::Add
         | Op::Concat => None,
     })
+}
+
+/// What a lazy op learned from its input, for messages (`in_channels=4`).
+fn resolved_input(op: &Op) -> String {
+    match op {
+        Op::ConvTranspose2d { in_channels, .. } | Op::Conv2d { in_channels, .. } => {
+            format!("in_channels={in_channels}")
+        }
+        Op::BatchNorm2d { num_features, .. }
+        | Op::BatchNorm1d { num_features, .. }
+        | Op::InstanceNorm2d { num_features, .. } => {
+            format!("num_features={num_features}")
+        }
+        Op::Linear { in_features, .. } => format!("in_features={in_features}"),
+        other => other.class_name().to_string(),
+    }
 }
 
 impl Pass for ResolveLazy {
@@ -340,11 +362,46 @@ impl Pass for ResolveLazy {
         for (id, op) in rewrites {
             graph.set_op(id, op)?;
         }
+        // A module called again resolves once: every call must have resolved
+        // to the same concrete op (the same input channels), as PyTorch's
+        // second call fails on a shape mismatch otherwise.
+        let reuses: Vec<(NodeId, NodeId)> = order
+            .iter()
+            .filter_map(|&id| graph.node(id).module().and_then(|m| graph.find(m)).map(|m| (id, m)))
+            .collect();
+        for &(id, m) in &reuses {
+            let (call, def) = (graph.node(id), graph.node(m));
+            if call.op() != def.op() {
+                return Err(PassError::ShapeMismatch {
+                    node: call.name().into(),
+                    op: call.op().class_name(),
+                    message: format!(
+                        "calls module `{}` again, but with an input that resolves it differently ({} here, {} at `{}`)",
+                        def.name(),
+                        resolved_input(call.op()),
+                        resolved_input(def.op()),
+                        def.name()
+                    ),
+                });
+            }
+        }
         let mut missing = Vec::new();
         for &id in &order {
-            changed = changed.or(self.materialize(graph, id, &mut missing)?);
+            if graph.node(id).module().is_none() {
+                changed = changed.or(self.materialize(graph, id, &mut missing)?);
+            }
         }
         self.check_leftovers(graph, missing)?;
+        // Calls share the defining node's parameters.
+        for (id, m) in reuses {
+            let params: Vec<(String, _)> = graph.node(m).params().iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+            for (k, v) in params {
+                if graph.node(id).param(&k) != Some(&v) {
+                    graph.set_param(id, &k, v)?;
+                    changed = Changed::Yes;
+                }
+            }
+        }
         Ok(changed)
     }
 }

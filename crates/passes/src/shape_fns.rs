@@ -212,6 +212,61 @@ pub fn linear(
     Ok((last, out))
 }
 
+/// `InstanceNorm2d`: `[N, C, H, W]` or `[C, H, W]`; returns `C`. As in
+/// PyTorch, `num_features` must match only when it sizes parameters
+/// (`affine` or running statistics); otherwise PyTorch merely warns.
+pub fn instance_norm2d(
+    node: &str,
+    op: &'static str,
+    input: &[usize],
+    num_features: Option<usize>,
+    sized_params: bool,
+) -> Result<usize> {
+    if input.len() != 3 && input.len() != 4 {
+        return Err(PassError::Rank {
+            node: node.into(),
+            op,
+            expected: "a 3-D [C, H, W] or 4-D [N, C, H, W]",
+            shape: input.to_vec(),
+        });
+    }
+    let c = input[input.len() - 3];
+    match num_features {
+        Some(expected) if sized_params && expected != c => Err(PassError::ChannelMismatch {
+            node: node.into(),
+            op,
+            param: "num_features",
+            expected,
+            got: c,
+            shape: input.to_vec(),
+        }),
+        Some(_) | None => Ok(c),
+    }
+}
+
+/// `GroupNorm`: `[N, C, *]` with `C = num_channels`.
+pub fn group_norm(node: &str, op: &'static str, input: &[usize], num_channels: usize) -> Result<()> {
+    if input.len() < 2 {
+        return Err(PassError::Rank {
+            node: node.into(),
+            op,
+            expected: "an at least 2-D [N, C, *]",
+            shape: input.to_vec(),
+        });
+    }
+    if input[1] != num_channels {
+        return Err(PassError::ChannelMismatch {
+            node: node.into(),
+            op,
+            param: "num_channels",
+            expected: num_channels,
+            got: input[1],
+            shape: input.to_vec(),
+        });
+    }
+    Ok(())
+}
+
 /// `BatchNorm1d`: `[N, C]` or `[N, C, L]`; returns `C`.
 pub fn batch_norm1d(node: &str, op: &'static str, input: &[usize], num_features: Option<usize>) -> Result<usize> {
     if input.len() != 2 && input.len() != 3 {

@@ -97,6 +97,27 @@ pub fn infer_node(graph: &Graph, id: NodeId) -> Result<Vec<usize>> {
             shape_fns::batch_norm1d(name, class, &s, Some(*num_features))?;
             s
         }
+        Op::LazyInstanceNorm2d { params } => {
+            let s = first()?;
+            shape_fns::instance_norm2d(name, class, &s, None, params.affine || params.track_running_stats)?;
+            s
+        }
+        Op::InstanceNorm2d { num_features, params } => {
+            let s = first()?;
+            shape_fns::instance_norm2d(
+                name,
+                class,
+                &s,
+                Some(*num_features),
+                params.affine || params.track_running_stats,
+            )?;
+            s
+        }
+        Op::GroupNorm { num_channels, .. } => {
+            let s = first()?;
+            shape_fns::group_norm(name, class, &s, *num_channels)?;
+            s
+        }
         Op::Flatten { start_dim, end_dim } => {
             let s = first()?;
             shape_fns::reshaped(name, class, kiln_ir::reshape::flatten(&s, *start_dim, *end_dim), &s)?

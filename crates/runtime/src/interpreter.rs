@@ -144,6 +144,7 @@ pub(crate) fn execute<T: Borrow<Tensor>>(graph: &Graph, inputs: &[T]) -> Result<
                 })
             })
             .collect::<Result<_>>()?;
+        check_size_before_computing(graph, id, &args)?;
         let result = eval(graph, id, &args, input_pos.get(&id).map(|&i| inputs[i].borrow()))?;
         check_declared_shape(graph, id, &args, &result)?;
         // Release operands no later node needs (each operand once, even if used twice).
@@ -245,6 +246,22 @@ fn eval(graph: &Graph, id: NodeId, args: &[&Tensor], input: Option<&Tensor>) -> 
             };
             ops::batch_norm1d(name, arg(0)?, *num_features, params, t)?
         }
+        Op::InstanceNorm2d { params, .. } => {
+            let opt = |present: bool, key| if present { param(key).map(Some) } else { Ok(None) };
+            ops::instance_norm2d(
+                name,
+                arg(0)?,
+                params,
+                opt(params.affine, "weight")?,
+                opt(params.affine, "bias")?,
+                opt(params.track_running_stats, "running_mean")?,
+                opt(params.track_running_stats, "running_var")?,
+            )?
+        }
+        Op::GroupNorm { num_groups, eps, affine, .. } => {
+            let (weight, bias) = if *affine { (Some(param("weight")?), Some(param("bias")?)) } else { (None, None) };
+            ops::group_norm(name, arg(0)?, *num_groups, *eps, weight, bias)?
+        }
         Op::Flatten { start_dim, end_dim } => ops::flatten(name, arg(0)?, *start_dim, *end_dim)?,
         Op::Unflatten { dim, sizes } => ops::unflatten(name, arg(0)?, *dim, sizes)?,
         Op::Reshape { shape } => ops::reshape_to(name, arg(0)?, shape)?,
@@ -262,13 +279,53 @@ fn eval(graph: &Graph, id: NodeId, args: &[&Tensor], input: Option<&Tensor>) -> 
         | Op::LazyConv2d { .. }
         | Op::LazyBatchNorm2d { .. }
         | Op::LazyLinear { .. }
-        | Op::LazyBatchNorm1d { .. }) => {
+        | Op::LazyBatchNorm1d { .. }
+        | Op::LazyInstanceNorm2d { .. }) => {
             return Err(RuntimeError::Unresolved {
                 node: name.into(),
                 reason: format!("it is still lazy ({})", op.class_name()),
             })
         }
     })
+}
+
+/// For the ops whose output can be far larger than their input (a stride
+/// or scale of millions), compares the output planes their arguments give
+/// with the declared shape *before* computing, so a graph with a wrong small
+/// declared shape is refused at once instead of after filling gigabytes.
+fn check_size_before_computing(graph: &Graph, id: NodeId, args: &[&Tensor]) -> Result<()> {
+    let node = graph.node(id);
+    let (Some(declared), Some(x)) = (node.shape().as_known(), args.first()) else { return Ok(()) };
+    let (s, r) = (x.shape(), x.ndim());
+    if r < 2 || declared.len() < 2 {
+        return Ok(());
+    }
+    let in_hw = [s[r - 2], s[r - 1]];
+    let hw = match node.op() {
+        Op::ConvTranspose2d { params, .. } => ops::conv_transpose2d_output_hw(node.name(), in_hw, params)?,
+        Op::Conv2d { params, .. } => ops::conv2d_output_hw(node.name(), in_hw, params)?,
+        Op::Upsample { params } => match params.output_hw(in_hw) {
+            Some(hw) => hw,
+            None => return Ok(()),
+        },
+        // Every other op's output is at most a small multiple of its inputs.
+        _ => return Ok(()),
+    };
+    let d = declared.len();
+    if [declared[d - 2], declared[d - 1]] != hw {
+        return Err(RuntimeError::BadOperand {
+            node: node.name().into(),
+            op: node.op().class_name(),
+            reason: format!(
+                "gives output planes {}x{} for input {}, but the node's resolved shape is {}",
+                hw[0],
+                hw[1],
+                fmt_shape(s),
+                fmt_shape(&declared)
+            ),
+        });
+    }
+    Ok(())
 }
 
 /// The result of a node must have the shape shape inference declared for it.
@@ -534,7 +591,7 @@ mod tests {
         let e = Interpreter::run(&g, &[random(&[1, 2, 3, 3], 1)]).unwrap_err();
         assert_eq!(
             e.to_string(),
-            "node `up`: ConvTranspose2d: computes shape [1, 3, 6, 6] from operand shape(s) [1, 2, 3, 3], but the node's resolved shape is [1, 3, 5, 6]"
+            "node `up`: ConvTranspose2d: gives output planes 6x6 for input [1, 2, 3, 3], but the node's resolved shape is [1, 3, 5, 6]"
         );
         // A Concat whose operands disagree.
         let mut g = Graph::new();

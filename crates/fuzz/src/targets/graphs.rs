@@ -391,7 +391,7 @@ impl Gen<'_> {
                 args.insert("ceil_mode".into(), json!(ceil));
                 let axis = |i: usize| kiln_ir::pool_axis(i, k, s, p, 1, ceil);
                 let (oh, ow) = (axis(v.h), axis(v.w));
-                let out = (oh >= 1 && ow >= 1).then(|| Val { c: v.c, h: oh as usize, w: ow as usize });
+                let out = (oh >= 1 && ow >= 1).then_some(Val { c: v.c, h: oh as usize, w: ow as usize });
                 if out.is_none() {
                     self.invalid = true;
                 }

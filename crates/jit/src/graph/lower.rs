@@ -88,6 +88,9 @@ fn activation_of(op: &Op) -> Option<Activation> {
         | Op::Linear { .. }
         | Op::LazyBatchNorm1d { .. }
         | Op::BatchNorm1d { .. }
+        | Op::LazyInstanceNorm2d { .. }
+        | Op::InstanceNorm2d { .. }
+        | Op::GroupNorm { .. }
         | Op::Flatten { .. }
         | Op::Unflatten { .. }
         | Op::Reshape { .. }
@@ -311,6 +314,23 @@ fn check_declared_shape(g: &Graph, id: NodeId) -> Result<(), CompileError> {
             }
             Ok(())
         }
+        Op::InstanceNorm2d { num_features, params } => {
+            let declared = known_shape(g, id)?;
+            same_as_operand(&declared)?;
+            let [_, c, _, _] = nchw(node.name(), &declared)?;
+            if (params.affine || params.track_running_stats) && c != *num_features {
+                return Err(shape_error(g, id, format!("has {c} channels but num_features is {num_features}")));
+            }
+            Ok(())
+        }
+        Op::GroupNorm { num_channels, .. } => {
+            let declared = known_shape(g, id)?;
+            same_as_operand(&declared)?;
+            if declared.len() < 2 || declared[1] != *num_channels {
+                return Err(shape_error(g, id, format!("has shape {declared:?} but num_channels is {num_channels}")));
+            }
+            Ok(())
+        }
         Op::Flatten { .. } | Op::Unflatten { .. } | Op::Reshape { .. } => {
             let (declared, x) = (known_shape(g, id)?, operand(0)?);
             let want = match node.op() {
@@ -430,7 +450,8 @@ fn check_declared_shape(g: &Graph, id: NodeId) -> Result<(), CompileError> {
         | Op::LazyConv2d { .. }
         | Op::LazyBatchNorm2d { .. }
         | Op::LazyLinear { .. }
-        | Op::LazyBatchNorm1d { .. } => Err(unresolved(node.name(), "is still lazy")),
+        | Op::LazyBatchNorm1d { .. }
+        | Op::LazyInstanceNorm2d { .. } => Err(unresolved(node.name(), "is still lazy")),
     }
 }
 
@@ -719,6 +740,44 @@ impl<'g> Lowering<'g> {
                 let input = self.value(operands[0])?;
                 self.emit(&chain, k, vec![input])
             }
+            Op::InstanceNorm2d { params, .. } => {
+                let shape = known_shape(g, id)?;
+                let [n, c, h, w] = nchw(node.name(), &shape)?;
+                let vec =
+                    |key: &str| -> Result<Vec<f32>, CompileError> { Ok(param(g, id, key)?.iter().copied().collect()) };
+                let (weight, bias) =
+                    if params.affine { (Some(vec("weight")?), Some(vec("bias")?)) } else { (None, None) };
+                let k = if params.track_running_stats {
+                    // Running statistics: a per-channel affine, the BatchNorm kernel.
+                    let (mean, var) = (vec("running_mean")?, vec("running_var")?);
+                    let (mut scale, mut shift) = (Vec::with_capacity(c), Vec::with_capacity(c));
+                    for ch in 0..c {
+                        let gm = weight.as_ref().map_or(1.0, |w| f64::from(w[ch]));
+                        let b = bias.as_ref().map_or(0.0, |b| f64::from(b[ch]));
+                        let s = gm / (f64::from(var[ch]) + f64::from(params.eps)).sqrt();
+                        scale.push(s as f32);
+                        shift.push((b - f64::from(mean[ch]) * s) as f32);
+                    }
+                    self.kb.add_batch_norm(n, c, h * w, &scale, &shift, Activation::Identity)
+                } else {
+                    PlaneKernel::instance_norm(n, c, [h, w], params.eps, weight, bias)
+                        .and_then(|k| self.kb.add_plane("instance_norm2d", k))
+                };
+                let input = self.value(operands[0])?;
+                self.emit(&[id], k, vec![input])
+            }
+            Op::GroupNorm { num_groups, num_channels, eps, affine } => {
+                let shape = known_shape(g, id)?;
+                let n = shape[0];
+                let inner = shape[2..].iter().product();
+                let vec =
+                    |key: &str| -> Result<Vec<f32>, CompileError> { Ok(param(g, id, key)?.iter().copied().collect()) };
+                let (weight, bias) = if *affine { (Some(vec("weight")?), Some(vec("bias")?)) } else { (None, None) };
+                let k = PlaneKernel::group_norm(n, *num_channels, inner, *num_groups, *eps, weight, bias)
+                    .and_then(|k| self.kb.add_plane("group_norm", k));
+                let input = self.value(operands[0])?;
+                self.emit(&[id], k, vec![input])
+            }
             // Contiguous buffers: a reshape is the same floats under a new shape.
             Op::Flatten { .. } | Op::Unflatten { .. } | Op::Reshape { .. } => {
                 let v = self.value(operands[0])?;
@@ -793,7 +852,8 @@ impl<'g> Lowering<'g> {
             | Op::LazyConv2d { .. }
             | Op::LazyBatchNorm2d { .. }
             | Op::LazyLinear { .. }
-            | Op::LazyBatchNorm1d { .. } => Err(unresolved(node.name(), "is still lazy")),
+            | Op::LazyBatchNorm1d { .. }
+            | Op::LazyInstanceNorm2d { .. } => Err(unresolved(node.name(), "is still lazy")),
         }
     }
 }

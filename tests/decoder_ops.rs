@@ -1,0 +1,130 @@
+//! The decoder ops of issue 13 beyond their golden cases: module reuse
+//! rules, messages that name the node and the values, and compiled graphs
+//! mixing the new ops with convolutions on every tier, against the
+//! interpreter.
+
+mod support;
+
+use kiln::ir::{model_from_value, parse_model};
+use kiln::jit::{compile_with, CompileOptions};
+use kiln::runtime::{tensor, Interpreter};
+use kiln::ParamSource;
+use serde_json::json;
+
+fn resolve(model: serde_json::Value) -> Result<kiln::Graph, String> {
+    let mut g = model_from_value(model).map_err(|e| e.to_string())?;
+    kiln::passes::resolve(&mut g, ParamSource::Init { seed: 3 }).map_err(|e| e.to_string())?;
+    Ok(g)
+}
+
+#[test]
+fn a_module_called_twice_shares_one_set_of_parameters() {
+    let g = resolve(json!({"inputs": {"x": [1, 4, 5, 5]}, "nodes": [
+        {"name": "conv", "op": "LazyConv2d", "args": {"out_channels": 4, "kernel_size": 3, "padding": 1}},
+        {"name": "conv_2", "module": "conv", "inputs": ["conv"]}]}))
+    .unwrap();
+    let keys: Vec<String> = g.state_dict().into_iter().map(|(k, _)| k).collect();
+    assert_eq!(keys, ["conv.bias", "conv.weight"]);
+    let (a, b) = (g.node(g.lookup("conv").unwrap()), g.node(g.lookup("conv_2").unwrap()));
+    assert_eq!(a.param("weight"), b.param("weight"));
+    assert_eq!(b.module(), Some("conv"));
+    // The written model keeps the reuse, and reads back to the same graph.
+    let text = kiln::ir::model::to_model_json(&g).unwrap();
+    assert!(text.contains("\"module\":\"conv\""), "{text}");
+    let mut again = parse_model(&text).unwrap();
+    let state = g.state_dict().into_iter().map(|(k, v)| (k, v.clone())).collect();
+    kiln::passes::resolve(&mut again, ParamSource::StateDict(state)).unwrap();
+    let x = tensor::random(&[1, 4, 5, 5], 1);
+    assert_eq!(Interpreter::run(&g, std::slice::from_ref(&x)).unwrap(), Interpreter::run(&again, &[x]).unwrap());
+}
+
+#[test]
+fn a_reused_lazy_module_must_see_the_same_channels() {
+    let e = resolve(json!({"inputs": {"x": [1, 3, 5, 5]}, "nodes": [
+        {"name": "conv", "op": "LazyConv2d", "args": {"out_channels": 4, "kernel_size": 3}},
+        {"name": "conv_2", "module": "conv"}]}))
+    .unwrap_err();
+    assert!(e.contains("`conv_2`") && e.contains("in_channels=4") && e.contains("in_channels=3"), "{e}");
+    // A reuse carries no op or args of its own, and names a defining node.
+    for bad in [
+        json!({"name": "c2", "module": "conv", "op": "ReLU"}),
+        json!({"name": "c2", "module": "nothing"}),
+        json!({"name": "c2", "module": "act"}),
+    ] {
+        let model = json!({"inputs": {"x": [1, 3, 5, 5]}, "nodes": [
+            {"name": "conv", "op": "LazyConv2d", "args": {"out_channels": 3, "kernel_size": 1}},
+            {"name": "act", "op": "ReLU"}, bad]});
+        let e = model_from_value(model).unwrap_err().to_string();
+        assert!(e.contains("c2"), "{e}");
+    }
+}
+
+#[test]
+fn refusals_name_the_node_and_the_values() {
+    let cases = [
+        (json!({"name": "p", "op": "MaxPool2d", "args": {"kernel_size": 2, "return_indices": true}}), "return_indices"),
+        (json!({"name": "p", "op": "ZeroPad2d", "args": {"padding": -1}}), "negative padding"),
+        (
+            json!({"name": "p", "op": "Upsample", "args": {"scale_factor": 2, "mode": "bicubic"}}),
+            "'bicubic' is not supported",
+        ),
+        (json!({"name": "p", "op": "Upsample", "args": {}}), "either size or scale_factor"),
+        (json!({"name": "p", "op": "Reshape", "args": {"shape": [-1, -1]}}), "-1"),
+    ];
+    for (node, needle) in cases {
+        let e = model_from_value(json!({"inputs": {"x": [1, 2, 4, 4]}, "nodes": [node]})).unwrap_err().to_string();
+        assert!(e.contains("`p`") && e.contains(needle), "{needle}: {e}");
+    }
+    let e = resolve(json!({"inputs": {"x": [2, 5]}, "nodes": [
+        {"name": "fc", "op": "Linear", "args": {"in_features": 4, "out_features": 3}}]}))
+    .unwrap_err();
+    assert!(e.contains("`fc`") && e.contains("in_features=4") && e.contains("5"), "{e}");
+}
+
+/// Random small decoders that mix the new ops with convolutions, compiled on
+/// every tier at 1 and 2 threads, against the interpreter.
+#[test]
+fn mixed_decoders_compile_to_the_interpreters_numbers() {
+    let blocks = [
+        json!({"op": "MaxPool2d", "args": {"kernel_size": 2, "ceil_mode": true}}),
+        json!({"op": "AvgPool2d", "args": {"kernel_size": 3, "stride": 1, "padding": 1, "count_include_pad": false}}),
+        json!({"op": "ReflectionPad2d", "args": {"padding": [1, 0, 1, 1]}}),
+        json!({"op": "ReplicationPad2d", "args": {"padding": 1}}),
+        json!({"op": "Upsample", "args": {"scale_factor": 2, "mode": "bilinear"}}),
+        json!({"op": "Upsample", "args": {"scale_factor": [2, 1.5]}}),
+        json!({"op": "LazyInstanceNorm2d", "args": {}}),
+        json!({"op": "InstanceNorm2d", "args": {"num_features": 4, "affine": true}}),
+        json!({"op": "GroupNorm", "args": {"num_groups": 2, "num_channels": 4}}),
+        json!({"op": "PReLU", "args": {"num_parameters": 4}}),
+        json!({"op": "GELU", "args": {"approximate": "tanh"}}),
+        json!({"op": "Mish", "args": {}}),
+        json!({"op": "Dropout2d", "args": {"p": 0.1}}),
+    ];
+    let mut rng = kiln::runtime::Rng::new(17);
+    for case in 0..24 {
+        let mut nodes = vec![
+            json!({"name": "c0", "op": "LazyConv2d", "args": {"out_channels": 4, "kernel_size": 3, "padding": 1}}),
+        ];
+        for i in 0..3 {
+            let mut b = blocks[(rng.uniform(0.0, blocks.len() as f32) as usize).min(blocks.len() - 1)].clone();
+            b["name"] = json!(format!("b{i}"));
+            nodes.push(b);
+            // Keep 4 channels for the blocks that need them.
+            nodes.push(json!({"name": format!("k{i}"), "op": "LazyConvTranspose2d", "args": {"out_channels": 4, "kernel_size": 3, "padding": 1}}));
+        }
+        nodes.push(json!({"name": "head", "op": "PixelShuffle", "args": {"upscale_factor": 2}}));
+        let model = json!({"inputs": {"x": [2, 3, 7, 6]}, "nodes": nodes});
+        let g = resolve(model.clone()).unwrap_or_else(|e| panic!("case {case}: {e}\n{model}"));
+        let x = tensor::random(&[2, 3, 7, 6], case);
+        let want = Interpreter::run(&g, std::slice::from_ref(&x)).unwrap();
+        for (tier_name, tier) in support::jit_tiers() {
+            for threads in [1, 2] {
+                let exe = compile_with(&g, CompileOptions { tier, threads, guard_floats: 64, ..Default::default() })
+                    .unwrap_or_else(|e| panic!("case {case} [{tier_name}]: {e}"));
+                let got = exe.run(std::slice::from_ref(&x)).unwrap();
+                let close = tensor::check_close(&got[0], &want[0], 1e-4);
+                assert!(close.is_ok(), "case {case} [{tier_name}, {threads}t]: {close:?}\n{model}");
+            }
+        }
+    }
+}
