@@ -27,8 +27,17 @@ from safetensors.torch import save_file
 SEED = 1313
 
 
+ARITH = {"Add": lambda a, b: a + b, "Sub": lambda a, b: a - b, "Mul": lambda a, b: a * b}
+
+
 def build(op, args):
-    if op in ("Add", "Concat"):
+    if op in ARITH:
+        # Kiln's Add/Sub/Mul: two operands (broadcasting), or one and `other`.
+        f = ARITH[op]
+        if "other" in args:
+            return lambda x: f(x, args["other"])
+        return lambda a, b: f(a, b)
+    if op == "Concat":
         return None
     if op == "Reshape":
         shape = tuple(args["shape"])
@@ -50,9 +59,7 @@ def run_graph(inputs, nodes, tensors):
             srcs = [prev]
         args = [values[s] for s in srcs]
         op = spec.get("op")
-        if op == "Add":
-            y = args[0] + args[1]
-        elif op == "Concat":
+        if op == "Concat":
             y = torch.cat(args, dim=spec.get("args", {}).get("dim", 1))
         elif "module" in spec:
             # A module called again (`self.conv(x)` twice in `forward`).
@@ -118,9 +125,7 @@ def run_graph_with(values, nodes, modules):
         srcs = spec.get("inputs") or [prev]
         args = [values[s] for s in srcs]
         op = spec.get("op")
-        if op == "Add":
-            y = args[0] + args[1]
-        elif op == "Concat":
+        if op == "Concat":
             y = torch.cat(args, dim=spec.get("args", {}).get("dim", 1))
         else:
             y = modules[spec.get("module", spec["name"])](*args)
@@ -334,6 +339,33 @@ def main(out_dir):
         {"name": "shift", "op": "ConstantPad2d", "args": {"padding": 0, "value": 0.0}, "inputs": None},
         {"name": "norm", "op": "InstanceNorm2d", "args": {"num_features": 2}, "inputs": None},
     ], scale=1.0)
+
+    # Arithmetic: broadcasting and the scalar form.
+    case(cases, tensors, gen, "add_broadcast", {"x": [2, 3, 4, 5], "s": [1, 3, 1, 1]}, [
+        {"name": "f", "op": "Add", "args": {}, "inputs": ["x", "s"]}])
+    case(cases, tensors, gen, "mul_channel_scale", {"x": [2, 3, 4, 5], "s": [1, 3, 1, 1]}, [
+        {"name": "f", "op": "Mul", "args": {}, "inputs": ["s", "x"]}])
+    case(cases, tensors, gen, "sub_rows", {"x": [2, 3, 4, 5], "s": [5]}, [
+        {"name": "f", "op": "Sub", "args": {}, "inputs": ["x", "s"]}])
+    case(cases, tensors, gen, "sub_outer", {"x": [3, 1], "s": [1, 4]}, [
+        {"name": "f", "op": "Sub", "args": {}, "inputs": ["x", "s"]}])
+    case(cases, tensors, gen, "mul_equal", {"x": [2, 3, 4, 5], "s": [2, 3, 4, 5]}, [
+        {"name": "f", "op": "Mul", "args": {}, "inputs": ["x", "s"]}])
+    case(cases, tensors, gen, "scalars", {"x": [2, 3, 4, 5]}, [
+        {"name": "m", "op": "Mul", "args": {"other": 0.1}, "inputs": None},
+        {"name": "a", "op": "Add", "args": {"other": -0.5}, "inputs": None},
+        {"name": "s", "op": "Sub", "args": {"other": 2.0}, "inputs": None},
+        {"name": "r", "op": "ReLU", "args": {}, "inputs": None}])
+    case(cases, tensors, gen, "edsr_residual", {"x": [1, 4, 8, 8]}, [
+        {"name": "c1", "op": "LazyConv2d", "args": {"out_channels": 4, "kernel_size": 3, "padding": 1}, "inputs": None},
+        {"name": "act", "op": "ReLU", "args": {}, "inputs": None},
+        {"name": "c2", "op": "LazyConv2d", "args": {"out_channels": 4, "kernel_size": 3, "padding": 1}, "inputs": None},
+        {"name": "scale", "op": "Mul", "args": {"other": 0.1}, "inputs": None},
+        {"name": "res", "op": "Add", "args": {}, "inputs": ["scale", "x"]},
+        {"name": "up", "op": "LazyConv2d", "args": {"out_channels": 16, "kernel_size": 3, "padding": 1}, "inputs": None},
+        {"name": "ps", "op": "PixelShuffle", "args": {"upscale_factor": 2}, "inputs": None}], scale=1.0)
+    case(cases, tensors, gen, "err_broadcast", {"x": [2, 3, 4, 5], "s": [1, 4, 1, 1]}, [
+        {"name": "f", "op": "Mul", "args": {}, "inputs": ["x", "s"]}])
 
     # Module reuse: one module called at several places shares its weights.
     case(cases, tensors, gen, "module_reuse", {"x": [2, 4, 6, 6]}, [

@@ -197,7 +197,8 @@ fn attributes(op: &Op) -> Vec<String> {
             }
         }
         Op::PixelShuffle { factor, .. } => a.push(format!("factor={factor}")),
-        Op::Input | Op::Output | Op::Relu | Op::Tanh | Op::Sigmoid | Op::Add | Op::Identity => {}
+        Op::Scalar { other, .. } => a.push(format!("other={other}")),
+        Op::Input | Op::Output | Op::Relu | Op::Tanh | Op::Sigmoid | Op::Add | Op::Sub | Op::Mul | Op::Identity => {}
     }
     a
 }

@@ -459,6 +459,9 @@ impl Graph {
                 | Op::LazyInstanceNorm2d { .. }
                 | Op::InstanceNorm2d { .. }
                 | Op::GroupNorm { .. }
+                | Op::Sub
+                | Op::Mul
+                | Op::Scalar { .. }
                 | Op::Flatten { .. }
                 | Op::Unflatten { .. }
                 | Op::Reshape { .. }

@@ -24,7 +24,8 @@ use serde_json::{Map, Value};
 use crate::error::{IrError, Result};
 use crate::graph::{Graph, RESERVED_PREFIX};
 use crate::op::{
-    BatchNorm2dParams, Conv2dParams, ConvTranspose2dParams, InstanceNormParams, LinearParams, Op, PaddingMode, Pair2,
+    ArithOp, BatchNorm2dParams, Conv2dParams, ConvTranspose2dParams, InstanceNormParams, LinearParams, Op, PaddingMode,
+    Pair2,
 };
 use crate::pointwise::{ArgValue, GeluApproximate, Pointwise};
 use crate::shape::Shape;
@@ -82,6 +83,8 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "Dropout",
     "Dropout2d",
     "Add",
+    "Sub",
+    "Mul",
     "Concat",
 ];
 
@@ -129,7 +132,8 @@ pub fn accepted_args(op: &str) -> Option<&'static [&'static str]> {
         "BatchNorm2d" => CONCRETE_BATCH_NORM_ARGS,
         "ReLU" => &["inplace"],
         "LeakyReLU" => &["negative_slope", "inplace"],
-        "Tanh" | "Sigmoid" | "Add" | "Identity" => &[],
+        "Tanh" | "Sigmoid" | "Identity" => &[],
+        "Add" | "Sub" | "Mul" => &["other"],
         "ELU" => &["alpha", "inplace"],
         "SELU" | "SiLU" | "Hardsigmoid" | "Hardswish" | "ReLU6" | "Mish" => &["inplace"],
         "GELU" => &["approximate"],
@@ -362,7 +366,7 @@ fn build(file: ModelFile) -> Result<Graph> {
         };
         let ins = match &spec.inputs {
             Some(list) => list.clone(),
-            None if matches!(op, Op::Add | Op::Concat) => {
+            None if matches!(op, Op::Add | Op::Sub | Op::Mul | Op::Concat) => {
                 return Err(IrError::Model {
                     context: format!("node `{}` field `inputs`", spec.name),
                     message: format!(
@@ -769,7 +773,22 @@ fn parse_op(spec: &NodeSpec) -> Result<Op> {
                 Op::Dropout2d { p }
             }
         }
-        "Add" => Op::Add,
+        "Add" | "Sub" | "Mul" => match a.float("other")? {
+            // The scalar form: one operand and a constant.
+            Some(other) => {
+                let op = match spec.op.as_str() {
+                    "Add" => ArithOp::Add,
+                    "Sub" => ArithOp::Sub,
+                    _ => ArithOp::Mul,
+                };
+                Op::Scalar { op, other }
+            }
+            None => match spec.op.as_str() {
+                "Add" => Op::Add,
+                "Sub" => Op::Sub,
+                _ => Op::Mul,
+            },
+        },
         "Concat" => {
             if let Some(v) = a.take("dim") {
                 if v.as_i64() != Some(1) {
@@ -1227,7 +1246,8 @@ fn op_args(op: &Op) -> Map<String, Value> {
             ShuffleDirection::Shuffle => put("upscale_factor", Value::from(*factor)),
             ShuffleDirection::Unshuffle => put("downscale_factor", Value::from(*factor)),
         },
-        Op::Input | Op::Output | Op::Relu | Op::Tanh | Op::Sigmoid | Op::Add | Op::Identity => {}
+        Op::Scalar { other, .. } => put("other", f32_value(*other)),
+        Op::Input | Op::Output | Op::Relu | Op::Tanh | Op::Sigmoid | Op::Add | Op::Sub | Op::Mul | Op::Identity => {}
     }
     args
 }
@@ -1430,7 +1450,7 @@ mod tests {
                 "bias" | "affine" | "track_running_stats" | "inplace" => Value::Bool(true),
                 "padding_mode" => "zeros".into(),
                 "output_size" => serde_json::json!([4, 4]),
-                "eps" | "momentum" | "negative_slope" | "p" => serde_json::json!(0.1),
+                "eps" | "momentum" | "negative_slope" | "p" | "other" => serde_json::json!(0.1),
                 "approximate" => "tanh".into(),
                 "return_indices" => Value::Bool(false),
                 "align_corners" => Value::Bool(true),

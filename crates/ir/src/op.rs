@@ -582,12 +582,55 @@ pub enum Op {
         /// The target shape.
         shape: Vec<i64>,
     },
-    /// Elementwise `a + b` of equal shapes.
+    /// `a + b` with PyTorch broadcasting.
     Add,
+    /// `a − b` with PyTorch broadcasting.
+    Sub,
+    /// `a · b` with PyTorch broadcasting (per-channel `[1, C, 1, 1]` scales).
+    Mul,
+    /// `x op other` for a constant `other` (`{"op": "Mul", "args": {"other": 0.1}}`).
+    Scalar {
+        /// The operation (`Add`, `Sub` or `Mul`).
+        op: ArithOp,
+        /// The constant right operand.
+        other: f32,
+    },
     /// `torch.cat(xs, dim=1)`: concatenation along channels.
     Concat,
     /// Marks its single operand as a graph output.
     Output,
+}
+
+/// The arithmetic of [`Op::Scalar`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ArithOp {
+    /// `x + other`.
+    Add,
+    /// `x − other`.
+    Sub,
+    /// `x · other`.
+    Mul,
+}
+
+impl ArithOp {
+    /// The class name of the model format (`Add`, `Sub`, `Mul`).
+    pub fn class_name(self) -> &'static str {
+        match self {
+            ArithOp::Add => "Add",
+            ArithOp::Sub => "Sub",
+            ArithOp::Mul => "Mul",
+        }
+    }
+
+    /// `a op b` in f32, as PyTorch computes it.
+    pub fn apply(self, a: f32, b: f32) -> f32 {
+        match self {
+            ArithOp::Add => a + b,
+            ArithOp::Sub => a - b,
+            ArithOp::Mul => a * b,
+        }
+    }
 }
 
 /// How many operands an op takes.
@@ -668,6 +711,9 @@ impl Op {
             Op::Dropout { .. } => "Dropout",
             Op::Dropout2d { .. } => "Dropout2d",
             Op::Add => "Add",
+            Op::Sub => "Sub",
+            Op::Mul => "Mul",
+            Op::Scalar { op, .. } => op.class_name(),
             Op::Concat => "Concat",
             Op::Output => "Output",
         }
@@ -710,6 +756,11 @@ impl Op {
             Op::Dropout { .. } => "dropout",
             Op::Dropout2d { .. } => "dropout2d",
             Op::Add => "add",
+            Op::Sub => "sub",
+            Op::Mul => "mul",
+            Op::Scalar { op: ArithOp::Add, .. } => "add_scalar",
+            Op::Scalar { op: ArithOp::Sub, .. } => "sub_scalar",
+            Op::Scalar { op: ArithOp::Mul, .. } => "mul_scalar",
             Op::Concat => "concat",
             Op::Output => "output",
         }
@@ -732,7 +783,7 @@ impl Op {
     pub fn arity(&self) -> Arity {
         match self {
             Op::Input => Arity::Exactly(0),
-            Op::Add => Arity::Exactly(2),
+            Op::Add | Op::Sub | Op::Mul => Arity::Exactly(2),
             Op::Concat => Arity::AtLeast(1),
             _ => Arity::Exactly(1),
         }
@@ -852,6 +903,13 @@ impl Op {
                 })
             }
             Op::Flatten { .. } | Op::Unflatten { .. } | Op::Reshape { .. } => Ok(()),
+            Op::Scalar { other, .. } if !other.is_finite() => Err(IrError::Unsupported {
+                node: node.into(),
+                op,
+                arg: "other",
+                message: format!("must be finite, got {other}"),
+            }),
+            Op::Sub | Op::Mul | Op::Scalar { .. } => Ok(()),
             Op::MaxPool2d { params } => params.validate(node, op),
             Op::AvgPool2d { params, divisor } => {
                 params.validate(node, op)?;
@@ -949,6 +1007,9 @@ impl Op {
             | Op::Flatten { .. }
             | Op::Unflatten { .. }
             | Op::Reshape { .. }
+            | Op::Sub
+            | Op::Mul
+            | Op::Scalar { .. }
             | Op::MaxPool2d { .. }
             | Op::AvgPool2d { .. }
             | Op::AdaptiveAvgPool2d { .. }

@@ -38,6 +38,7 @@
 // unused by the library itself.
 #![cfg_attr(not(feature = "kernel-api"), allow(dead_code))]
 
+mod binary;
 mod codegen;
 mod epilogue;
 mod error;

@@ -14,6 +14,7 @@ use cranelift_codegen::settings::{self, Configurable};
 use cranelift_jit::{JITBuilder, JITModule};
 use cranelift_module::FuncId;
 
+use crate::binary::BinaryKernel;
 use crate::codegen::activation::Helpers;
 use crate::codegen::conv::{self, ConvKernel};
 use crate::codegen::elementwise::{self, CHUNK};
@@ -157,6 +158,8 @@ pub struct KernelBuilder {
     // when the vector grows.
     #[allow(clippy::vec_box)]
     planes: Vec<Box<PlaneKernel>>,
+    #[allow(clippy::vec_box)]
+    binaries: Vec<Box<BinaryKernel>>,
     native: Option<NativeIsa>,
     /// Whether the tier is [`KernelTier::Auto`] (the builder may then pick a
     /// narrower ISA per kernel where it measured faster).
@@ -211,6 +214,8 @@ pub struct KernelLibrary {
     _tables: Vec<ConstData>,
     #[allow(clippy::vec_box)]
     _planes: Vec<Box<PlaneKernel>>,
+    #[allow(clippy::vec_box)]
+    _binaries: Vec<Box<BinaryKernel>>,
 }
 
 impl KernelBuilder {
@@ -273,6 +278,7 @@ impl KernelBuilder {
             buffers: Vec::new(),
             tables: Vec::new(),
             planes: Vec::new(),
+            binaries: Vec::new(),
             native,
             auto: options.tier == KernelTier::Auto,
             budget: options.memory_budget,
@@ -695,6 +701,43 @@ impl KernelBuilder {
         Ok(self.push(info, id, clif))
     }
 
+    /// Adds broadcasting `a op b` (two inputs; never in place): the
+    /// generated entry forwards its inputs and work range to
+    /// [`crate::binary::binary_entry`].
+    pub(crate) fn add_binary(&mut self, op: &'static str, kernel: BinaryKernel) -> Result<KernelId, JitError> {
+        let name = self.next_name(op);
+        let (a_len, b_len, out_len, items) = kernel.io();
+        let boxed = Box::new(kernel);
+        // The box's heap address is stable while the library owns it.
+        let addr = &*boxed as *const BinaryKernel as i64;
+        let entry = crate::binary::binary_entry as *const u8 as i64;
+        let module = self.module()?;
+        let id = FnCompiler::declare(module, &name, &name, 4)?;
+        let clif = self.fc.define(
+            self.module.as_mut().ok_or_else(|| JitError::codegen(op, "finalized"))?,
+            &name,
+            id,
+            4,
+            &mut |b, m, p| {
+                let sig = b.import_signature(FnCompiler::signature(m, 5));
+                let k = b.ins().iconst(crate::codegen::PTR, addr);
+                let f = b.ins().iconst(crate::codegen::PTR, entry);
+                b.ins().call_indirect(sig, f, &[k, p[0], p[1], p[2], p[3]]);
+                Ok(())
+            },
+        )?;
+        self.binaries.push(boxed);
+        let info = KernelInfo {
+            name,
+            work_items: items,
+            input_lens: vec![a_len, b_len],
+            output_len: out_len,
+            in_place: false,
+            flops: out_len as u64,
+        };
+        Ok(self.push(info, id, clif))
+    }
+
     fn add_map(&mut self, op: &'static str, len: usize, n_in: usize, act: Activation) -> Result<KernelId, JitError> {
         self.elementwise_len(op, len)?;
         let name = self.next_name(op);
@@ -903,6 +946,7 @@ impl KernelBuilder {
             _buffers: std::mem::take(&mut self.buffers),
             _tables: std::mem::take(&mut self.tables),
             _planes: std::mem::take(&mut self.planes),
+            _binaries: std::mem::take(&mut self.binaries),
         })
     }
 }

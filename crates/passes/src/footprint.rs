@@ -95,6 +95,9 @@ pub fn footprint(graph: &Graph) -> Result<Footprint> {
             | Op::Dropout { .. }
             | Op::Dropout2d { .. }
             | Op::Add
+            | Op::Sub
+            | Op::Mul
+            | Op::Scalar { .. }
             | Op::Concat => 0,
         };
     }
@@ -177,6 +180,9 @@ pub fn flops(graph: &Graph) -> Result<u128> {
             | Op::Dropout { .. }
             | Op::Dropout2d { .. }
             | Op::Add
+            | Op::Sub
+            | Op::Mul
+            | Op::Scalar { .. }
             | Op::Concat => continue,
         };
         // A graph read from graph JSON may declare any rank: refuse, don't index.
@@ -231,6 +237,9 @@ pub fn flops(graph: &Graph) -> Result<u128> {
             | Op::Dropout { .. }
             | Op::Dropout2d { .. }
             | Op::Add
+            | Op::Sub
+            | Op::Mul
+            | Op::Scalar { .. }
             | Op::Concat => 0,
         };
     }

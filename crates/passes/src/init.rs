@@ -81,6 +81,9 @@ pub fn init_params(op: &Op, node: &str, seed: u64) -> Vec<(&'static str, ArrayD<
         | Op::Dropout { .. }
         | Op::Dropout2d { .. }
         | Op::Add
+        | Op::Sub
+        | Op::Mul
+        | Op::Scalar { .. }
         | Op::Concat => {}
     }
     out

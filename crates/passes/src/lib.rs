@@ -32,7 +32,7 @@ pub use verify::{verify, Verify};
 
 /// The pure shape functions, one per op.
 pub mod shapes {
-    pub use crate::shape_fns::{add, batch_norm2d, check_element_count, concat, conv2d, conv_transpose2d};
+    pub use crate::shape_fns::{add, batch_norm2d, broadcast, check_element_count, concat, conv2d, conv_transpose2d};
 }
 
 use kiln_ir::Graph;

@@ -324,6 +324,9 @@ fn concrete_op(graph: &Graph, id: NodeId) -> Result<Option<Op>> {
         | Op::Dropout { .. }
         | Op::Dropout2d { .. }
         | Op::Add
+        | Op::Sub
+        | Op::Mul
+        | Op::Scalar { .. }
         | Op::Concat => None,
     })
 }

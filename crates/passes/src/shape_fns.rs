@@ -324,16 +324,31 @@ pub fn prelu(node: &str, op: &'static str, input: &[usize], num_parameters: usiz
     Ok(())
 }
 
-/// `Add`: both operands have the same shape (no broadcasting).
+/// `Add` (PyTorch broadcasting; see [`broadcast`]).
 pub fn add(node: &str, a: &[usize], b: &[usize]) -> Result<Vec<usize>> {
-    if a != b {
-        return Err(PassError::ShapeMismatch {
-            node: node.into(),
-            op: "Add",
-            message: format!("operands must have equal shapes, got {a:?} and {b:?}"),
-        });
-    }
-    Ok(a.to_vec())
+    broadcast(node, "Add", a, b)
+}
+
+/// PyTorch's broadcasting of two shapes: aligned from the last dim, each
+/// pair equal or one of them 1.
+pub fn broadcast(node: &str, op: &'static str, a: &[usize], b: &[usize]) -> Result<Vec<usize>> {
+    let r = a.len().max(b.len());
+    let at = |s: &[usize], i: usize| if i + s.len() >= r { s[i + s.len() - r] } else { 1 };
+    (0..r)
+        .map(|i| match (at(a, i), at(b, i)) {
+            (x, y) if x == y => Ok(x),
+            (1, y) => Ok(y),
+            (x, 1) => Ok(x),
+            (x, y) => Err(PassError::ShapeMismatch {
+                node: node.into(),
+                op,
+                // PyTorch: "The size of tensor a (4) must match the size of tensor b (3) at non-singleton dimension 1".
+                message: format!(
+                    "cannot broadcast {a:?} with {b:?}: size {x} and size {y} at dim {i} must match or one be 1"
+                ),
+            }),
+        })
+        .collect()
 }
 
 /// `Concat` (`torch.cat(dim=1)`) of 4-D tensors: channels add up, other dims agree.
@@ -521,7 +536,10 @@ mod tests {
         assert!(batch_norm2d("bn", "LazyBatchNorm2d", &[3, 4, 4], None).is_err());
         assert!(batch_norm2d("bn", "BatchNorm2d", &[2, 3, 4, 4], Some(4)).is_err());
         assert!(add("a", &[1, 2], &[1, 2]).is_ok());
-        assert!(add("a", &[1, 2], &[2, 1]).is_err());
+        // PyTorch broadcasting: [1, 2] + [2, 1] is [2, 2]; [2, 3] + [2] is not.
+        assert_eq!(add("a", &[1, 2], &[2, 1]).unwrap(), [2, 2]);
+        assert_eq!(add("a", &[2, 3, 4, 5], &[1, 3, 1, 1]).unwrap(), [2, 3, 4, 5]);
+        assert!(add("a", &[2, 3], &[2]).is_err());
         assert_eq!(concat("c", &[&[2, 8, 8, 8], &[2, 4, 8, 8]]).unwrap(), [2, 12, 8, 8]);
         assert!(concat("c", &[&[2, 8, 8, 8], &[2, 4, 8, 7]]).is_err());
         assert!(concat("c", &[&[8, 8, 8]]).is_err());

@@ -135,8 +135,9 @@ pub fn infer_node(graph: &Graph, id: NodeId) -> Result<Vec<usize>> {
             shape_fns::prelu(name, class, &s, *num_parameters)?;
             s
         }
-        Op::Add => match shapes.as_slice() {
-            [a, b] => shape_fns::add(name, a, b)?,
+        Op::Scalar { .. } => first()?,
+        Op::Add | Op::Sub | Op::Mul => match shapes.as_slice() {
+            [a, b] => shape_fns::broadcast(name, class, a, b)?,
             _ => {
                 return Err(kiln_ir::IrError::OperandCount {
                     node: name.into(),

@@ -255,7 +255,7 @@ fn shape_errors_downstream_name_the_node() {
     let up = b.lazy_conv_transpose2d("up", x, ConvTranspose2dParams::new(2, 2).stride(2)).unwrap();
     b.add("sum", up, skip).unwrap();
     let e = resolve(&mut b.finish().unwrap(), ParamSource::Init { seed: 0 }).unwrap_err();
-    assert_eq!(e.to_string(), "node `sum`: Add operands must have equal shapes, got [1, 2, 8, 8] and [1, 2, 5, 5]");
+    assert_eq!(e.to_string(), "node `sum`: Add cannot broadcast [1, 2, 8, 8] with [1, 2, 5, 5]: size 8 and size 5 at dim 2 must match or one be 1");
 }
 
 #[test]

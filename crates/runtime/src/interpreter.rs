@@ -274,6 +274,9 @@ fn eval(graph: &Graph, id: NodeId, args: &[&Tensor], input: Option<&Tensor>) -> 
         // Eval mode: dropout is the identity.
         Op::Identity | Op::Dropout { .. } | Op::Dropout2d { .. } => arg(0)?.clone(),
         Op::Add => ops::add(name, arg(0)?, arg(1)?)?,
+        Op::Sub => ops::arith(name, kiln_ir::ArithOp::Sub, arg(0)?, arg(1)?)?,
+        Op::Mul => ops::arith(name, kiln_ir::ArithOp::Mul, arg(0)?, arg(1)?)?,
+        Op::Scalar { op, other } => ops::scalar(arg(0)?, *op, *other),
         Op::Concat => ops::concat(name, args)?,
         op @ (Op::LazyConvTranspose2d { .. }
         | Op::LazyConv2d { .. }

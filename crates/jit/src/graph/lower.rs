@@ -13,6 +13,7 @@ use kiln_ir::ndarray::ArrayD;
 use kiln_ir::{Graph, NodeId, Op};
 
 use super::error::CompileError;
+use crate::binary::BinaryKernel;
 use crate::epilogue::{Activation, Epilogue};
 use crate::geometry::{Conv2dGeometry, ConvTranspose2dGeometry};
 use crate::library::{KernelBuilder, KernelId};
@@ -91,6 +92,9 @@ fn activation_of(op: &Op) -> Option<Activation> {
         | Op::LazyInstanceNorm2d { .. }
         | Op::InstanceNorm2d { .. }
         | Op::GroupNorm { .. }
+        | Op::Sub
+        | Op::Mul
+        | Op::Scalar { .. }
         | Op::Flatten { .. }
         | Op::Unflatten { .. }
         | Op::Reshape { .. }
@@ -367,20 +371,19 @@ fn check_declared_shape(g: &Graph, id: NodeId) -> Result<(), CompileError> {
             }
             Ok(())
         }
-        Op::Add => {
-            let declared = known_shape(g, id)?;
-            for i in 0..operands.len() {
-                let x = operand(i)?;
-                if x != declared {
-                    return Err(shape_error(
-                        g,
-                        id,
-                        format!("declares shape {declared:?} but operand {i} has shape {x:?}"),
-                    ));
-                }
+        Op::Add | Op::Sub | Op::Mul => {
+            let (declared, a, b) = (known_shape(g, id)?, operand(0)?, operand(1)?);
+            match crate::binary::broadcast_shape(&a, &b) {
+                Some(want) if want == declared => Ok(()),
+                Some(want) => Err(shape_error(
+                    g,
+                    id,
+                    format!("declares shape {declared:?}, but operands {a:?} and {b:?} give {want:?}"),
+                )),
+                None => Err(shape_error(g, id, format!("has operands {a:?} and {b:?}, which do not broadcast"))),
             }
-            Ok(())
         }
+        Op::Scalar { .. } => same_as_operand(&known_shape(g, id)?),
         Op::Concat => {
             let declared = known_shape(g, id)?;
             image_dims(node.name(), &declared)?;
@@ -829,7 +832,36 @@ impl<'g> Lowering<'g> {
                 self.values.insert(id, v);
                 Ok(())
             }
-            Op::Add => {
+            Op::Add | Op::Sub | Op::Mul
+                if operands.iter().any(|&o| g.node(o).shape() != node.shape()) || !matches!(node.op(), Op::Add) =>
+            {
+                // Broadcasting, or Sub/Mul: the native broadcasting kernel.
+                let arith = match node.op() {
+                    Op::Sub => kiln_ir::ArithOp::Sub,
+                    Op::Mul => kiln_ir::ArithOp::Mul,
+                    _ => kiln_ir::ArithOp::Add,
+                };
+                let (a, b, out) = (known_shape(g, operands[0])?, known_shape(g, operands[1])?, known_shape(g, id)?);
+                let k =
+                    BinaryKernel::new(arith, &a, &b, &out).and_then(|k| self.kb.add_binary(node.op().mnemonic(), k));
+                let inputs = operands.iter().map(|&o| self.value(o)).collect::<Result<_, _>>()?;
+                self.emit(&[id], k, inputs)
+            }
+            Op::Scalar { op, other } => {
+                // `x·s + t` on the BatchNorm kernel: exact for one add or one multiply.
+                let len: usize = known_shape(g, id)?.iter().product();
+                let (scale, shift) = match op {
+                    kiln_ir::ArithOp::Add => (1.0, *other),
+                    kiln_ir::ArithOp::Sub => (1.0, -*other),
+                    kiln_ir::ArithOp::Mul => (*other, 0.0),
+                };
+                let (act, end) = self.fuse_activation(id);
+                let chain = if end == id { vec![id] } else { vec![id, end] };
+                let k = self.kb.add_batch_norm(1, 1, len, &[scale], &[shift], act);
+                let input = self.value(operands[0])?;
+                self.emit(&chain, k, vec![input])
+            }
+            Op::Add | Op::Sub | Op::Mul => {
                 let len = known_shape(g, id)?.iter().product();
                 let (act, end) = self.fuse_activation(id);
                 let chain = if end == id { vec![id] } else { vec![id, end] };

@@ -5,6 +5,7 @@
 //! Activations are evaluated in f64 and rounded once, and propagate NaN as
 //! PyTorch does.
 
+use kiln_ir::ArithOp;
 use ndarray::Axis;
 
 use super::bad;
@@ -32,17 +33,44 @@ pub fn sigmoid(x: &Tensor) -> Tensor {
     map(x, |v| (1.0 / (1.0 + (-f64::from(v)).exp())) as f32)
 }
 
-/// `a + b` for tensors of one shape (the IR's `Add` does not broadcast).
+/// `a + b` with PyTorch broadcasting.
 pub fn add(node: &str, a: &Tensor, b: &Tensor) -> Result<Tensor> {
-    if a.shape() != b.shape() {
-        return Err(bad(
-            node,
-            "Add",
-            format!("operands have different shapes {} and {}", fmt_shape(a.shape()), fmt_shape(b.shape())),
-        ));
+    arith(node, ArithOp::Add, a, b)
+}
+
+/// `a op b` with PyTorch broadcasting (shapes aligned from the last dim,
+/// each pair equal or one of them 1), computed in f32 as PyTorch does (one
+/// correctly rounded operation, so f64 would give the same result).
+pub fn arith(node: &str, op: ArithOp, a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    let (sa, sb) = (a.shape(), b.shape());
+    let r = sa.len().max(sb.len());
+    let at = |s: &[usize], i: usize| if i + s.len() >= r { s[i + s.len() - r] } else { 1 };
+    let mut shape = Vec::with_capacity(r);
+    for i in 0..r {
+        shape.push(match (at(sa, i), at(sb, i)) {
+            (x, y) if x == y => x,
+            (1, y) => y,
+            (x, 1) => x,
+            _ => {
+                return Err(bad(
+                    node,
+                    op.class_name(),
+                    format!("operands of shapes {} and {} do not broadcast", fmt_shape(sa), fmt_shape(sb)),
+                ))
+            }
+        });
     }
-    // Summing in f32 is exact-then-rounded once, the same as summing in f64 and rounding.
-    Ok(into_contiguous(a + b))
+    let (Some(va), Some(vb)) = (a.broadcast(shape.clone()), b.broadcast(shape.clone())) else {
+        return Err(bad(node, op.class_name(), "broadcast failed".into()));
+    };
+    let mut out = Tensor::zeros(shape);
+    ndarray::Zip::from(&mut out).and(&va).and(&vb).for_each(|o, &x, &y| *o = op.apply(x, y));
+    Ok(out)
+}
+
+/// `x op other` for a constant.
+pub fn scalar(x: &Tensor, op: ArithOp, other: f32) -> Tensor {
+    map(x, |v| op.apply(v, other))
 }
 
 /// `torch.cat(xs, dim=channel)`: dim 1 for batched `[N, C, H, W]` operands,
@@ -123,11 +151,12 @@ mod tests {
     }
 
     #[test]
-    fn add_requires_equal_shapes() {
+    fn add_broadcasts_as_pytorch() {
         let a = t(&[1, 2, 1, 1], &[1., 2.]);
         assert_eq!(add("res", &a, &a).unwrap(), t(&[1, 2, 1, 1], &[2., 4.]));
-        let e = add("res", &a, &t(&[1, 1, 1, 1], &[1.])).unwrap_err();
-        assert_eq!(e.to_string(), "node `res`: Add: operands have different shapes [1, 2, 1, 1] and [1, 1, 1, 1]");
+        assert_eq!(add("res", &a, &t(&[1, 1, 1, 1], &[1.])).unwrap(), t(&[1, 2, 1, 1], &[2., 3.]));
+        let e = add("res", &a, &t(&[1, 3, 1, 1], &[1., 1., 1.])).unwrap_err();
+        assert_eq!(e.to_string(), "node `res`: Add: operands of shapes [1, 2, 1, 1] and [1, 3, 1, 1] do not broadcast");
     }
 
     #[test]

@@ -26,7 +26,7 @@ pub use batch_norm::{batch_norm1d, batch_norm2d, BatchNormParams};
 pub use conv::{conv2d, conv2d_output_hw};
 pub use conv_transpose::{conv_transpose2d, conv_transpose2d_output_hw};
 pub use dense::{flatten, linear, reshape_to, unflatten};
-pub use elementwise::{add, concat, leaky_relu, relu, sigmoid, tanh};
+pub use elementwise::{add, arith, concat, leaky_relu, relu, scalar, sigmoid, tanh};
 pub use norm::{group_norm, instance_norm2d};
 pub use pointwise::{pointwise, prelu};
 pub use spatial::{adaptive_avg_pool2d, avg_pool2d, max_pool2d, pad2d, pixel_shuffle, upsample};
