@@ -39,6 +39,12 @@ def build(op, args):
         return lambda a, b: f(a, b)
     if op == "Concat":
         return None
+    if op == "Narrow":
+        return lambda x: torch.narrow(x, args["dim"], args["start"], args["length"])
+    if op == "Pad":
+        pad = tuple(args["pad"])
+        return lambda x: torch.nn.functional.pad(x, pad, mode=args.get("mode", "constant"), value=args.get("value", 0.0)) \
+            if args.get("mode", "constant") == "constant" else torch.nn.functional.pad(x, pad, mode=args["mode"])
     if op == "Reshape":
         shape = tuple(args["shape"])
         return lambda x: torch.reshape(x, shape)
@@ -366,6 +372,30 @@ def main(out_dir):
         {"name": "ps", "op": "PixelShuffle", "args": {"upscale_factor": 2}, "inputs": None}], scale=1.0)
     case(cases, tensors, gen, "err_broadcast", {"x": [2, 3, 4, 5], "s": [1, 4, 1, 1]}, [
         {"name": "f", "op": "Mul", "args": {}, "inputs": ["x", "s"]}])
+
+    # Concatenation along other dims, crops, functional padding.
+    case(cases, tensors, gen, "cat_dim0", {"x": [2, 3, 4], "y": [1, 3, 4]}, [
+        {"name": "f", "op": "Concat", "args": {"dim": 0}, "inputs": ["x", "y"]}])
+    case(cases, tensors, gen, "cat_dim_last", {"x": [2, 3, 4, 5], "y": [2, 3, 4, 2]}, [
+        {"name": "f", "op": "Concat", "args": {"dim": -1}, "inputs": ["x", "y", "x"]}])
+    case(cases, tensors, gen, "cat_2d", {"x": [4, 6], "y": [4, 3]}, [
+        {"name": "f", "op": "Concat", "args": {"dim": -1}, "inputs": ["x", "y"]}])
+    case(cases, tensors, gen, "cat_dim2", {"x": [1, 2, 3, 4], "y": [1, 2, 5, 4]}, [
+        {"name": "f", "op": "Concat", "args": {"dim": 2}, "inputs": ["x", "y"]}])
+    case(cases, tensors, gen, "narrow_h", {"x": [2, 3, 10, 9]}, one("Narrow", {"dim": 2, "start": 3, "length": 5}))
+    case(cases, tensors, gen, "narrow_c", {"x": [2, 6, 4, 4]}, one("Narrow", {"dim": 1, "start": 1, "length": 2}))
+    case(cases, tensors, gen, "narrow_last", {"x": [3, 7]}, one("Narrow", {"dim": -1, "start": 0, "length": 4}))
+    case(cases, tensors, gen, "fpad_constant", {"x": [2, 3, 4, 5]}, one("Pad", {"pad": [1, 2, 0, 3], "value": 0.5}))
+    case(cases, tensors, gen, "fpad_reflect", {"x": [2, 3, 4, 5]}, one("Pad", {"pad": [2, 2, 0, 1], "mode": "reflect"}))
+    case(cases, tensors, gen, "err_fpad_reflect_1d_on_4d", {"x": [2, 3, 4, 5]}, one("Pad", {"pad": [2, 2], "mode": "reflect"}))
+    case(cases, tensors, gen, "fpad_replicate", {"x": [2, 3, 4, 5]}, one("Pad", {"pad": [1, 0, 2, 1], "mode": "replicate"}))
+    case(cases, tensors, gen, "fcn_crop", {"x": [1, 3, 8, 8]}, [
+        {"name": "up", "op": "LazyConvTranspose2d", "args": {"out_channels": 2, "kernel_size": 4, "stride": 2}, "inputs": None},
+        {"name": "crop_h", "op": "Narrow", "args": {"dim": 2, "start": 1, "length": 16}, "inputs": None},
+        {"name": "crop_w", "op": "Narrow", "args": {"dim": 3, "start": 1, "length": 16}, "inputs": None}], scale=1.0)
+    case(cases, tensors, gen, "err_cat_sizes", {"x": [2, 3, 4], "y": [2, 4, 4]}, [
+        {"name": "f", "op": "Concat", "args": {"dim": 0}, "inputs": ["x", "y"]}])
+    case(cases, tensors, gen, "err_narrow_range", {"x": [2, 3, 4]}, one("Narrow", {"dim": 2, "start": 2, "length": 3}))
 
     # Module reuse: one module called at several places shares its weights.
     case(cases, tensors, gen, "module_reuse", {"x": [2, 4, 6, 6]}, [

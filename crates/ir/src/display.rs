@@ -148,6 +148,8 @@ fn attributes(op: &Op) -> Vec<String> {
         }
         Op::LeakyRelu { negative_slope } => a.push(format!("negative_slope={negative_slope}")),
         Op::Concat => a.push("dim=1".into()),
+        Op::Cat { dim } => a.push(format!("dim={dim}")),
+        Op::Narrow { dim, start, length } => a.push(format!("dim={dim} start={start} length={length}")),
         Op::Pointwise { f } => a.extend(f.attributes()),
         Op::PRelu { num_parameters, init } => {
             a.push(format!("num_parameters={num_parameters}"));

@@ -462,6 +462,8 @@ impl Graph {
                 | Op::Sub
                 | Op::Mul
                 | Op::Scalar { .. }
+                | Op::Cat { .. }
+                | Op::Narrow { .. }
                 | Op::Flatten { .. }
                 | Op::Unflatten { .. }
                 | Op::Reshape { .. }

@@ -86,6 +86,8 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "Sub",
     "Mul",
     "Concat",
+    "Pad",
+    "Narrow",
 ];
 
 const CONV_TRANSPOSE_ARGS: &[&str] = &[
@@ -161,6 +163,8 @@ pub fn accepted_args(op: &str) -> Option<&'static [&'static str]> {
         "PixelShuffle" => &["upscale_factor"],
         "PixelUnshuffle" => &["downscale_factor"],
         "Concat" => &["dim"],
+        "Pad" => &["pad", "mode", "value"],
+        "Narrow" => &["dim", "start", "length"],
         _ => return None,
     })
 }
@@ -366,7 +370,7 @@ fn build(file: ModelFile) -> Result<Graph> {
         };
         let ins = match &spec.inputs {
             Some(list) => list.clone(),
-            None if matches!(op, Op::Add | Op::Sub | Op::Mul | Op::Concat) => {
+            None if matches!(op, Op::Add | Op::Sub | Op::Mul | Op::Concat | Op::Cat { .. }) => {
                 return Err(IrError::Model {
                     context: format!("node `{}` field `inputs`", spec.name),
                     message: format!(
@@ -789,13 +793,16 @@ fn parse_op(spec: &NodeSpec) -> Result<Op> {
                 _ => Op::Mul,
             },
         },
-        "Concat" => {
-            if let Some(v) = a.take("dim") {
-                if v.as_i64() != Some(1) {
-                    return Err(a.err("dim", format!("Kiln concatenates along channels only (dim=1), got {v}")));
-                }
-            }
-            Op::Concat
+        "Concat" => match a.signed("dim")? {
+            None | Some(1) => Op::Concat,
+            Some(dim) => Op::Cat { dim },
+        },
+        "Pad" => functional_pad(&mut a)?,
+        "Narrow" => {
+            let dim = a.signed("dim")?.ok_or_else(|| a.err("dim", "is required for Narrow"))?;
+            let start = a.required_int("start", 0)?;
+            let length = a.required_int("length", 0)?;
+            Op::Narrow { dim, start, length }
         }
         other => {
             return Err(IrError::Model {
@@ -832,6 +839,43 @@ fn pool_params(a: &mut Args, dilation: bool) -> Result<Pool2dParams> {
         p.ceil_mode = v;
     }
     Ok(p)
+}
+
+/// `F.pad(x, pad, mode, value)` with a `pad` of 2 (last dim) or 4 (last two
+/// dims) non-negative values: the matching `*Pad2d`.
+fn functional_pad(a: &mut Args) -> Result<Op> {
+    let pad = a.signed_list("pad")?;
+    if pad.iter().any(|&p| p < 0) {
+        return Err(
+            a.err("pad", format!("negative padding (cropping) is not supported, got {pad:?}; use Narrow to crop"))
+        );
+    }
+    let p = |i: usize| pad.get(i).map_or(0, |&v| v as usize);
+    let padding = match pad.len() {
+        2 | 4 => Sides { left: p(0), right: p(1), top: p(2), bottom: p(3) },
+        n => return Err(a.err("pad", format!("Kiln pads the last one or two dims: give 2 or 4 values, got {n}"))),
+    };
+    let value = a.float("value")?.unwrap_or(0.0);
+    let mode = match a.take("mode") {
+        None | Some(Value::Null) => "constant".to_string(),
+        Some(Value::String(m)) => m,
+        Some(v) => return Err(a.err("mode", format!("expected a string, got {v}"))),
+    };
+    let mode = match mode.as_str() {
+        "constant" => PadMode::Constant { value },
+        "reflect" => PadMode::Reflect,
+        "replicate" => PadMode::Replicate,
+        other => return Err(a.err("mode", format!("'{other}' is not supported (constant, reflect, replicate)"))),
+    };
+    if pad.len() == 2 && mode != (PadMode::Constant { value }) {
+        // PyTorch reads 2 values in these modes as 1-D padding, which it refuses
+        // on 4-D input; Kiln has 2-D padding only.
+        return Err(a.err(
+            "pad",
+            "2 values in reflect/replicate mode are 1-D padding, which Kiln does not have; give 4 values (left, right, 0, 0)",
+        ));
+    }
+    Ok(Op::Pad2d { padding, mode })
 }
 
 /// `padding` of the `*Pad2d` classes: an int or `(left, right, top, bottom)`.
@@ -1161,6 +1205,12 @@ fn op_args(op: &Op) -> Map<String, Value> {
         }
         Op::LeakyRelu { negative_slope } => put("negative_slope", f32_value(*negative_slope)),
         Op::Concat => put("dim", Value::from(1)),
+        Op::Cat { dim } => put("dim", Value::from(*dim)),
+        Op::Narrow { dim, start, length } => {
+            put("dim", Value::from(*dim));
+            put("start", Value::from(*start));
+            put("length", Value::from(*length));
+        }
         Op::Pointwise { f } => {
             for (key, v) in f.args() {
                 match v {
@@ -1460,6 +1510,8 @@ mod tests {
                 "value" => serde_json::json!(0.5),
                 "start_dim" | "end_dim" | "dim" | "num_groups" | "num_channels" => 1.into(),
                 "unflattened_size" | "shape" => serde_json::json!([-1]),
+                "pad" => serde_json::json!([1, 1, 0, 0]),
+                "start" => 0.into(),
                 "min_val" => serde_json::json!(-1.0),
                 "padding" | "output_padding" => 0.into(),
                 _ => 1.into(),
@@ -1474,6 +1526,10 @@ mod tests {
                 .filter(|k| !exclusive(k))
                 .map(|&k| (k.to_string(), value(k)))
                 .collect();
+            let mut args = args;
+            if *op == "Pad" {
+                args.insert("mode".into(), "reflect".into());
+            }
             let spec = NodeSpec { name: "n".into(), op: op.to_string(), module: None, args, inputs: None };
             parse_op(&spec).unwrap_or_else(|e| panic!("{op}: {e}"));
         }

@@ -597,6 +597,20 @@ pub enum Op {
     },
     /// `torch.cat(xs, dim=1)`: concatenation along channels.
     Concat,
+    /// `torch.cat(xs, dim)` along any other dim (negative counts from the end).
+    Cat {
+        /// The dim joined.
+        dim: i64,
+    },
+    /// `torch.narrow(x, dim, start, length)`: a crop along one dim.
+    Narrow {
+        /// The dim cropped (negative counts from the end).
+        dim: i64,
+        /// First index kept.
+        start: usize,
+        /// Number of indices kept (≥ 1).
+        length: usize,
+    },
     /// Marks its single operand as a graph output.
     Output,
 }
@@ -714,7 +728,8 @@ impl Op {
             Op::Sub => "Sub",
             Op::Mul => "Mul",
             Op::Scalar { op, .. } => op.class_name(),
-            Op::Concat => "Concat",
+            Op::Concat | Op::Cat { .. } => "Concat",
+            Op::Narrow { .. } => "Narrow",
             Op::Output => "Output",
         }
     }
@@ -762,6 +777,8 @@ impl Op {
             Op::Scalar { op: ArithOp::Sub, .. } => "sub_scalar",
             Op::Scalar { op: ArithOp::Mul, .. } => "mul_scalar",
             Op::Concat => "concat",
+            Op::Cat { .. } => "cat",
+            Op::Narrow { .. } => "narrow",
             Op::Output => "output",
         }
     }
@@ -784,7 +801,7 @@ impl Op {
         match self {
             Op::Input => Arity::Exactly(0),
             Op::Add | Op::Sub | Op::Mul => Arity::Exactly(2),
-            Op::Concat => Arity::AtLeast(1),
+            Op::Concat | Op::Cat { .. } => Arity::AtLeast(1),
             _ => Arity::Exactly(1),
         }
     }
@@ -909,7 +926,11 @@ impl Op {
                 arg: "other",
                 message: format!("must be finite, got {other}"),
             }),
-            Op::Sub | Op::Mul | Op::Scalar { .. } => Ok(()),
+            Op::Sub | Op::Mul | Op::Scalar { .. } | Op::Cat { .. } => Ok(()),
+            Op::Narrow { length: 0, .. } => {
+                Err(IrError::NonPositive { node: node.into(), op, arg: "length", value: "0".into() })
+            }
+            Op::Narrow { .. } => Ok(()),
             Op::MaxPool2d { params } => params.validate(node, op),
             Op::AvgPool2d { params, divisor } => {
                 params.validate(node, op)?;
@@ -1010,6 +1031,8 @@ impl Op {
             | Op::Sub
             | Op::Mul
             | Op::Scalar { .. }
+            | Op::Cat { .. }
+            | Op::Narrow { .. }
             | Op::MaxPool2d { .. }
             | Op::AvgPool2d { .. }
             | Op::AdaptiveAvgPool2d { .. }

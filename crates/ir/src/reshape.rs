@@ -72,6 +72,41 @@ pub fn reshape(input: &[usize], shape: &[i64]) -> Result<Vec<usize>, String> {
     infer(shape, total, &what)
 }
 
+/// `torch.cat(xs, dim)`: equal ranks, equal sizes except along `dim`.
+pub fn cat(shapes: &[&[usize]], dim: i64) -> Result<Vec<usize>, String> {
+    let first = shapes.first().ok_or("needs at least one tensor")?;
+    let d = wrap_dim(dim, first.len())?;
+    let mut out = first.to_vec();
+    out[d] = 0;
+    for (i, s) in shapes.iter().enumerate() {
+        if s.len() != first.len() {
+            return Err(format!("tensors must have the same rank, got {first:?} and {s:?} (tensor {i})"));
+        }
+        if let Some(k) = (0..s.len()).find(|&k| k != d && s[k] != first[k]) {
+            return Err(format!(
+                "sizes of tensors must match except in dimension {d}: expected size {} but got size {} for tensor {i} in the list",
+                first[k], s[k]
+            ));
+        }
+        out[d] = out[d].checked_add(s[d]).ok_or("the concatenated size overflows")?;
+    }
+    Ok(out)
+}
+
+/// `torch.narrow(x, dim, start, length)`.
+pub fn narrow(input: &[usize], dim: i64, start: usize, length: usize) -> Result<Vec<usize>, String> {
+    let d = wrap_dim(dim, input.len())?;
+    if input.is_empty() || length == 0 || start.checked_add(length).is_none_or(|e| e > input[d]) {
+        return Err(format!(
+            "start ({start}) + length ({length}) exceeds dimension size ({})",
+            input.get(d).copied().unwrap_or(0)
+        ));
+    }
+    let mut out = input.to_vec();
+    out[d] = length;
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -89,5 +124,10 @@ mod tests {
         assert!(reshape(&[2, 6], &[-1, -1]).is_err());
         assert!(reshape(&[2, 6], &[5, 2]).is_err());
         assert!(reshape(&[2, 6], &[0, 12]).is_err());
+        assert_eq!(cat(&[&[2, 3], &[4, 3]], 0).unwrap(), [6, 3]);
+        assert_eq!(cat(&[&[2, 3, 4], &[2, 3, 1]], -1).unwrap(), [2, 3, 5]);
+        assert!(cat(&[&[2, 3], &[2, 4]], 0).is_err());
+        assert_eq!(narrow(&[1, 3, 10, 10], 2, 2, 5).unwrap(), [1, 3, 5, 10]);
+        assert!(narrow(&[1, 3, 10, 10], 2, 6, 5).is_err());
     }
 }

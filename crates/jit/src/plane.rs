@@ -290,6 +290,23 @@ impl PlaneKernel {
         Ok(())
     }
 
+    /// `torch.narrow` viewed as planes: `[outer, size, inner] → [outer, length, inner]`
+    /// keeping rows `start .. start + length`.
+    pub(crate) fn narrow(
+        outer: usize,
+        size: usize,
+        start: usize,
+        length: usize,
+        inner: usize,
+    ) -> Result<Self, JitError> {
+        if start.checked_add(length).is_none_or(|e| e > size) {
+            return Err(JitError::geometry("narrow", format!("rows {start}..+{length} exceed {size}")));
+        }
+        let rows = (start..start + length).map(Some).collect();
+        let cols = (0..inner).map(Some).collect();
+        Self::with(PlaneOp::Gather { rows, cols, fill: 0.0 }, outer, [1, 1], [size, inner], [length, inner])
+    }
+
     /// Lengths and work for the library.
     pub(crate) fn io(&self) -> PlaneIo {
         let window = match &self.op {

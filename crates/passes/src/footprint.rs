@@ -98,6 +98,8 @@ pub fn footprint(graph: &Graph) -> Result<Footprint> {
             | Op::Sub
             | Op::Mul
             | Op::Scalar { .. }
+            | Op::Cat { .. }
+            | Op::Narrow { .. }
             | Op::Concat => 0,
         };
     }
@@ -183,6 +185,8 @@ pub fn flops(graph: &Graph) -> Result<u128> {
             | Op::Sub
             | Op::Mul
             | Op::Scalar { .. }
+            | Op::Cat { .. }
+            | Op::Narrow { .. }
             | Op::Concat => continue,
         };
         // A graph read from graph JSON may declare any rank: refuse, don't index.
@@ -240,6 +244,8 @@ pub fn flops(graph: &Graph) -> Result<u128> {
             | Op::Sub
             | Op::Mul
             | Op::Scalar { .. }
+            | Op::Cat { .. }
+            | Op::Narrow { .. }
             | Op::Concat => 0,
         };
     }

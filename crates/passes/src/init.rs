@@ -84,6 +84,8 @@ pub fn init_params(op: &Op, node: &str, seed: u64) -> Vec<(&'static str, ArrayD<
         | Op::Sub
         | Op::Mul
         | Op::Scalar { .. }
+        | Op::Cat { .. }
+        | Op::Narrow { .. }
         | Op::Concat => {}
     }
     out

@@ -327,6 +327,8 @@ fn concrete_op(graph: &Graph, id: NodeId) -> Result<Option<Op>> {
         | Op::Sub
         | Op::Mul
         | Op::Scalar { .. }
+        | Op::Cat { .. }
+        | Op::Narrow { .. }
         | Op::Concat => None,
     })
 }

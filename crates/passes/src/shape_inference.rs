@@ -118,6 +118,15 @@ pub fn infer_node(graph: &Graph, id: NodeId) -> Result<Vec<usize>> {
             shape_fns::group_norm(name, class, &s, *num_channels)?;
             s
         }
+        Op::Cat { dim } => {
+            let refs: Vec<&[usize]> = shapes.iter().map(Vec::as_slice).collect();
+            let s = first()?;
+            shape_fns::reshaped(name, class, kiln_ir::reshape::cat(&refs, *dim), &s)?
+        }
+        Op::Narrow { dim, start, length } => {
+            let s = first()?;
+            shape_fns::reshaped(name, class, kiln_ir::reshape::narrow(&s, *dim, *start, *length), &s)?
+        }
         Op::Flatten { start_dim, end_dim } => {
             let s = first()?;
             shape_fns::reshaped(name, class, kiln_ir::reshape::flatten(&s, *start_dim, *end_dim), &s)?

@@ -278,6 +278,8 @@ fn eval(graph: &Graph, id: NodeId, args: &[&Tensor], input: Option<&Tensor>) -> 
         Op::Mul => ops::arith(name, kiln_ir::ArithOp::Mul, arg(0)?, arg(1)?)?,
         Op::Scalar { op, other } => ops::scalar(arg(0)?, *op, *other),
         Op::Concat => ops::concat(name, args)?,
+        Op::Cat { dim } => ops::cat(name, args, *dim)?,
+        Op::Narrow { dim, start, length } => ops::narrow(name, arg(0)?, *dim, *start, *length)?,
         op @ (Op::LazyConvTranspose2d { .. }
         | Op::LazyConv2d { .. }
         | Op::LazyBatchNorm2d { .. }

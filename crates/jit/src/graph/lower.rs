@@ -95,6 +95,8 @@ fn activation_of(op: &Op) -> Option<Activation> {
         | Op::Sub
         | Op::Mul
         | Op::Scalar { .. }
+        | Op::Cat { .. }
+        | Op::Narrow { .. }
         | Op::Flatten { .. }
         | Op::Unflatten { .. }
         | Op::Reshape { .. }
@@ -384,6 +386,20 @@ fn check_declared_shape(g: &Graph, id: NodeId) -> Result<(), CompileError> {
             }
         }
         Op::Scalar { .. } => same_as_operand(&known_shape(g, id)?),
+        Op::Cat { .. } | Op::Narrow { .. } => {
+            let declared = known_shape(g, id)?;
+            let shapes = (0..operands.len()).map(operand).collect::<Result<Vec<_>, _>>()?;
+            let want = match node.op() {
+                Op::Cat { dim } => kiln_ir::reshape::cat(&shapes.iter().map(Vec::as_slice).collect::<Vec<_>>(), *dim),
+                Op::Narrow { dim, start, length } => kiln_ir::reshape::narrow(&shapes[0], *dim, *start, *length),
+                other => Err(format!("{} is not a cat or narrow", other.class_name())),
+            }
+            .map_err(|m| shape_error(g, id, m))?;
+            if declared != want {
+                return Err(shape_error(g, id, format!("declares shape {declared:?}, but its operands give {want:?}")));
+            }
+            Ok(())
+        }
         Op::Concat => {
             let declared = known_shape(g, id)?;
             image_dims(node.name(), &declared)?;
@@ -823,6 +839,25 @@ impl<'g> Lowering<'g> {
             | Op::PixelShuffle { .. } => {
                 let (op, kernel) = plane_kernel(g, id)?;
                 let k = self.kb.add_plane(op, kernel);
+                let input = self.value(operands[0])?;
+                self.emit(&[id], k, vec![input])
+            }
+            Op::Cat { dim } => {
+                let out = known_shape(g, id)?;
+                let d = kiln_ir::reshape::wrap_dim(*dim, out.len()).map_err(|m| shape_error(g, id, m))?;
+                let (outer, inner) = (out[..d].iter().product(), out[d + 1..].iter().product());
+                let sizes: Vec<usize> =
+                    operands.iter().map(|&o| known_shape(g, o).map(|s| s[d])).collect::<Result<_, _>>()?;
+                let k = self.kb.add_concat(outer, &sizes, inner);
+                let inputs = operands.iter().map(|&o| self.value(o)).collect::<Result<_, _>>()?;
+                self.emit(&[id], k, inputs)
+            }
+            Op::Narrow { dim, start, length } => {
+                let x = known_shape(g, operands[0])?;
+                let d = kiln_ir::reshape::wrap_dim(*dim, x.len()).map_err(|m| shape_error(g, id, m))?;
+                let (outer, inner) = (x[..d].iter().product(), x[d + 1..].iter().product());
+                let k = PlaneKernel::narrow(outer, x[d], *start, *length, inner)
+                    .and_then(|k| self.kb.add_plane("narrow", k));
                 let input = self.value(operands[0])?;
                 self.emit(&[id], k, vec![input])
             }

@@ -75,3 +75,20 @@ pub fn unflatten(node: &str, x: &Tensor, dim: i64, sizes: &[i64]) -> Result<Tens
 pub fn reshape_to(node: &str, x: &Tensor, shape: &[i64]) -> Result<Tensor> {
     reshaped(node, "Reshape", x, |s| reshape::reshape(s, shape))
 }
+
+/// `torch.cat(xs, dim)` along any dim.
+pub fn cat(node: &str, xs: &[&Tensor], dim: i64) -> Result<Tensor> {
+    let shapes: Vec<&[usize]> = xs.iter().map(|x| x.shape()).collect();
+    reshape::cat(&shapes, dim).map_err(|m| bad(node, "Concat", m))?;
+    let d = reshape::wrap_dim(dim, shapes[0].len()).map_err(|m| bad(node, "Concat", m))?;
+    let views: Vec<_> = xs.iter().map(|x| x.view()).collect();
+    let out = ndarray::concatenate(ndarray::Axis(d), &views).map_err(|e| bad(node, "Concat", e.to_string()))?;
+    Ok(into_contiguous(out))
+}
+
+/// `torch.narrow(x, dim, start, length)`.
+pub fn narrow(node: &str, x: &Tensor, dim: i64, start: usize, length: usize) -> Result<Tensor> {
+    reshape::narrow(x.shape(), dim, start, length).map_err(|m| bad(node, "Narrow", m))?;
+    let d = reshape::wrap_dim(dim, x.ndim()).map_err(|m| bad(node, "Narrow", m))?;
+    Ok(into_contiguous(x.slice_axis(ndarray::Axis(d), ndarray::Slice::from(start..start + length)).to_owned()))
+}

@@ -25,7 +25,7 @@ mod spatial;
 pub use batch_norm::{batch_norm1d, batch_norm2d, BatchNormParams};
 pub use conv::{conv2d, conv2d_output_hw};
 pub use conv_transpose::{conv_transpose2d, conv_transpose2d_output_hw};
-pub use dense::{flatten, linear, reshape_to, unflatten};
+pub use dense::{cat, flatten, linear, narrow, reshape_to, unflatten};
 pub use elementwise::{add, arith, concat, leaky_relu, relu, scalar, sigmoid, tanh};
 pub use norm::{group_norm, instance_norm2d};
 pub use pointwise::{pointwise, prelu};
