@@ -100,6 +100,15 @@ pub enum KernelStrategy {
     NativePixelTiles(NativeIsa),
 }
 
+/// What a native kernel's entry receives as its second argument.
+#[derive(Clone, Copy)]
+enum NativeInputs {
+    /// The first input's pointer (single-input kernels).
+    First,
+    /// The array of input pointers.
+    All,
+}
+
 /// Static description of a compiled kernel.
 #[derive(Debug, Clone)]
 pub struct KernelInfo {
@@ -661,9 +670,9 @@ impl KernelBuilder {
         Ok(self.push(info, id, clif))
     }
 
-    /// Adds a plane op (pooling, padding, upsampling, pixel shuffle): the
-    /// generated entry forwards its work range (output planes) to
-    /// [`crate::plane::plane_entry`] with the kernel's tables, which the
+    /// Adds a plane op (pooling, padding, upsampling, pixel shuffle, norms):
+    /// the generated entry forwards its input and work range (output planes)
+    /// to [`crate::plane::plane_entry`] with the kernel's tables, which the
     /// library keeps alive. Never in place.
     pub(crate) fn add_plane(&mut self, op: &'static str, kernel: PlaneKernel) -> Result<KernelId, JitError> {
         let name = self.next_name(op);
@@ -673,23 +682,6 @@ impl KernelBuilder {
         // The box's heap address is stable while the library owns it.
         let addr = &*boxed as *const PlaneKernel as i64;
         let entry = crate::plane::plane_entry as *const u8 as i64;
-        let module = self.module()?;
-        let id = FnCompiler::declare(module, &name, &name, 4)?;
-        let clif = self.fc.define(
-            self.module.as_mut().ok_or_else(|| JitError::codegen(op, "finalized"))?,
-            &name,
-            id,
-            4,
-            &mut |b, m, p| {
-                let x = elementwise::input_ptr(b, p[0], 0);
-                let sig = b.import_signature(FnCompiler::signature(m, 5));
-                let k = b.ins().iconst(crate::codegen::PTR, addr);
-                let f = b.ins().iconst(crate::codegen::PTR, entry);
-                b.ins().call_indirect(sig, f, &[k, x, p[1], p[2], p[3]]);
-                Ok(())
-            },
-        )?;
-        self.planes.push(boxed);
         let info = KernelInfo {
             name,
             work_items: io.items,
@@ -698,7 +690,9 @@ impl KernelBuilder {
             in_place: false,
             flops: io.flops,
         };
-        Ok(self.push(info, id, clif))
+        let id = self.add_native_entry(op, info, addr, entry, NativeInputs::First)?;
+        self.planes.push(boxed);
+        Ok(id)
     }
 
     /// Adds broadcasting `a op b` (two inputs; never in place): the
@@ -711,22 +705,6 @@ impl KernelBuilder {
         // The box's heap address is stable while the library owns it.
         let addr = &*boxed as *const BinaryKernel as i64;
         let entry = crate::binary::binary_entry as *const u8 as i64;
-        let module = self.module()?;
-        let id = FnCompiler::declare(module, &name, &name, 4)?;
-        let clif = self.fc.define(
-            self.module.as_mut().ok_or_else(|| JitError::codegen(op, "finalized"))?,
-            &name,
-            id,
-            4,
-            &mut |b, m, p| {
-                let sig = b.import_signature(FnCompiler::signature(m, 5));
-                let k = b.ins().iconst(crate::codegen::PTR, addr);
-                let f = b.ins().iconst(crate::codegen::PTR, entry);
-                b.ins().call_indirect(sig, f, &[k, p[0], p[1], p[2], p[3]]);
-                Ok(())
-            },
-        )?;
-        self.binaries.push(boxed);
         let info = KernelInfo {
             name,
             work_items: items,
@@ -735,6 +713,42 @@ impl KernelBuilder {
             in_place: false,
             flops: out_len as u64,
         };
+        let id = self.add_native_entry(op, info, addr, entry, NativeInputs::All)?;
+        self.binaries.push(boxed);
+        Ok(id)
+    }
+
+    /// Emits the generated entry of a native kernel: `entry(kernel, inputs,
+    /// out, start, end)`, with `inputs` the first input pointer or the whole
+    /// input array, and registers it under `info`.
+    fn add_native_entry(
+        &mut self,
+        op: &'static str,
+        info: KernelInfo,
+        kernel_addr: i64,
+        entry: i64,
+        inputs: NativeInputs,
+    ) -> Result<KernelId, JitError> {
+        let name = info.name.clone();
+        let module = self.module()?;
+        let id = FnCompiler::declare(module, &name, &name, 4)?;
+        let clif = self.fc.define(
+            self.module.as_mut().ok_or_else(|| JitError::codegen(op, "finalized"))?,
+            &name,
+            id,
+            4,
+            &mut |b, m, p| {
+                let x = match inputs {
+                    NativeInputs::First => elementwise::input_ptr(b, p[0], 0),
+                    NativeInputs::All => p[0],
+                };
+                let sig = b.import_signature(FnCompiler::signature(m, 5));
+                let k = b.ins().iconst(crate::codegen::PTR, kernel_addr);
+                let f = b.ins().iconst(crate::codegen::PTR, entry);
+                b.ins().call_indirect(sig, f, &[k, x, p[1], p[2], p[3]]);
+                Ok(())
+            },
+        )?;
         Ok(self.push(info, id, clif))
     }
 

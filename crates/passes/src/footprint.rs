@@ -37,12 +37,15 @@ pub fn footprint(graph: &Graph) -> Result<Footprint> {
             reason: "has no inferred shape; run ShapeInference first".into(),
         })?;
         f.value_elements += shape.iter().map(|&d| d as u128).product::<u128>();
+        // The first operand's shape (empty when there is none).
+        let input_shape = || -> Result<Vec<usize>> {
+            match graph.operands(id).first() {
+                Some(&o) => operand_shape(graph, id, o),
+                None => Ok(Vec::new()),
+            }
+        };
         let in_channels = || -> Result<u128> {
-            let o = graph.operands(id).first().copied();
-            let s = match o {
-                Some(o) => operand_shape(graph, id, o)?,
-                None => return Ok(0),
-            };
+            let s = input_shape()?;
             Ok(s.len().checked_sub(3).map_or(0, |i| s[i] as u128))
         };
         let k = |p: kiln_ir::Pair2| p.h as u128 * p.w as u128;
@@ -62,18 +65,10 @@ pub fn footprint(graph: &Graph) -> Result<Footprint> {
             | Op::InstanceNorm2d { .. } => 4 * in_channels()?,
             Op::GroupNorm { num_channels, .. } => 2 * *num_channels as u128,
             Op::LazyBatchNorm1d { .. } | Op::BatchNorm1d { .. } => {
-                let s = match graph.operands(id).first() {
-                    Some(&o) => operand_shape(graph, id, o)?,
-                    None => Vec::new(),
-                };
-                4 * s.get(1).copied().unwrap_or(0) as u128
+                4 * input_shape()?.get(1).copied().unwrap_or(0) as u128
             }
             Op::LazyLinear { params } | Op::Linear { params, .. } => {
-                let s = match graph.operands(id).first() {
-                    Some(&o) => operand_shape(graph, id, o)?,
-                    None => Vec::new(),
-                };
-                let fin = s.last().copied().unwrap_or(0) as u128;
+                let fin = input_shape()?.last().copied().unwrap_or(0) as u128;
                 fin * params.out_features as u128 + if params.bias { params.out_features as u128 } else { 0 }
             }
             Op::Flatten { .. } | Op::Unflatten { .. } | Op::Reshape { .. } => 0,

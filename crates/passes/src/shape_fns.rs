@@ -20,7 +20,11 @@ pub struct ConvTransposeShape {
 
 /// Splits a 3-D `[C, H, W]` or 4-D `[N, C, H, W]` shape into
 /// `(leading batch dims, C, [H, W])`.
-fn split_image<'a>(node: &str, op: &'static str, input: &'a [usize]) -> Result<(&'a [usize], usize, [usize; 2])> {
+pub(crate) fn split_image<'a>(
+    node: &str,
+    op: &'static str,
+    input: &'a [usize],
+) -> Result<(&'a [usize], usize, [usize; 2])> {
     match input.len() {
         3 | 4 => {
             let r = input.len();

@@ -5,19 +5,7 @@
 use kiln_ir::{Pool2dParams, ShuffleDirection, Sides, UpsampleMode, UpsampleParams};
 
 use crate::error::{PassError, Result};
-
-fn rank_3_or_4(node: &str, op: &'static str, input: &[usize]) -> Result<()> {
-    if input.len() == 3 || input.len() == 4 {
-        Ok(())
-    } else {
-        Err(PassError::Rank {
-            node: node.into(),
-            op,
-            expected: "a 3-D [C, H, W] or 4-D [N, C, H, W]",
-            shape: input.to_vec(),
-        })
-    }
-}
+use crate::shape_fns::split_image;
 
 fn with_hw(input: &[usize], hw: [usize; 2]) -> Vec<usize> {
     let mut out = input.to_vec();
@@ -33,8 +21,7 @@ fn hw(input: &[usize]) -> [usize; 2] {
 
 /// `MaxPool2d` / `AvgPool2d`: 3-D or 4-D input, same rank out.
 pub fn pool2d(node: &str, op: &'static str, input: &[usize], p: &Pool2dParams) -> Result<Vec<usize>> {
-    rank_3_or_4(node, op, input)?;
-    let [h, w] = hw(input);
+    let (_, _, [h, w]) = split_image(node, op, input)?;
     let out = p.output_hw([h, w]);
     if out[0] < 1 || out[1] < 1 {
         return Err(PassError::OutputTooSmall {
@@ -59,8 +46,7 @@ pub fn adaptive_avg_pool2d(
     input: &[usize],
     size: [Option<usize>; 2],
 ) -> Result<Vec<usize>> {
-    rank_3_or_4(node, op, input)?;
-    let [h, w] = hw(input);
+    let (_, _, [h, w]) = split_image(node, op, input)?;
     if h == 0 || w == 0 {
         return Err(PassError::ShapeMismatch {
             node: node.into(),
@@ -73,8 +59,7 @@ pub fn adaptive_avg_pool2d(
 
 /// `*Pad2d`: adds the sides; reflection needs each pad below its dim.
 pub fn pad2d(node: &str, op: &'static str, input: &[usize], pad: Sides, reflect: bool) -> Result<Vec<usize>> {
-    rank_3_or_4(node, op, input)?;
-    let [h, w] = hw(input);
+    let (_, _, [h, w]) = split_image(node, op, input)?;
     if reflect && (pad.top >= h || pad.bottom >= h || pad.left >= w || pad.right >= w) {
         return Err(PassError::ShapeMismatch {
             node: node.into(),

@@ -732,33 +732,26 @@ impl<'g> Lowering<'g> {
                 self.lower_conv(id, Conv::Transpose { params, in_channels: *in_channels })
             }
             Op::Conv2d { params, .. } => self.lower_conv(id, Conv::Forward { params }),
-            Op::BatchNorm2d { .. } => {
+            Op::BatchNorm2d { .. } | Op::BatchNorm1d { .. } => {
+                // Both are a per-channel affine over [N, C, inner].
                 let shape = known_shape(g, id)?;
-                let (n, c, hw) = image_dims(node.name(), &shape)?;
-                let (scale, shift) = batch_norm_affine(g, id)?;
-                let (act, end) = self.fuse_activation(id);
-                let chain = if end == id { vec![id] } else { vec![id, end] };
-                let f32s = |v: Vec<f64>| v.into_iter().map(|x| x as f32).collect::<Vec<f32>>();
-                let k = self.kb.add_batch_norm(n, c, hw, &f32s(scale), &f32s(shift), act);
-                let input = self.value(operands[0])?;
-                self.emit(&chain, k, vec![input])
-            }
-            Op::Linear { in_features, params } => self.lower_linear(id, *in_features, params),
-            Op::BatchNorm1d { .. } => {
-                let shape = known_shape(g, id)?;
-                let (n, c, l) = match *shape.as_slice() {
-                    [n, c] => (n, c, 1),
-                    [n, c, l] => (n, c, l),
-                    _ => return Err(shape_error(g, id, format!("has shape {shape:?}; BatchNorm1d needs 2-D or 3-D"))),
+                let (n, c, inner) = match (node.op(), shape.as_slice()) {
+                    (Op::BatchNorm1d { .. }, &[n, c]) => (n, c, 1),
+                    (Op::BatchNorm1d { .. }, &[n, c, l]) => (n, c, l),
+                    (Op::BatchNorm1d { .. }, _) => {
+                        return Err(shape_error(g, id, format!("has shape {shape:?}; BatchNorm1d needs 2-D or 3-D")))
+                    }
+                    _ => image_dims(node.name(), &shape)?,
                 };
                 let (scale, shift) = batch_norm_affine(g, id)?;
                 let (act, end) = self.fuse_activation(id);
                 let chain = if end == id { vec![id] } else { vec![id, end] };
                 let f32s = |v: Vec<f64>| v.into_iter().map(|x| x as f32).collect::<Vec<f32>>();
-                let k = self.kb.add_batch_norm(n, c, l, &f32s(scale), &f32s(shift), act);
+                let k = self.kb.add_batch_norm(n, c, inner, &f32s(scale), &f32s(shift), act);
                 let input = self.value(operands[0])?;
                 self.emit(&chain, k, vec![input])
             }
+            Op::Linear { in_features, params } => self.lower_linear(id, *in_features, params),
             Op::InstanceNorm2d { params, .. } => {
                 let shape = known_shape(g, id)?;
                 let [n, c, h, w] = nchw(node.name(), &shape)?;
