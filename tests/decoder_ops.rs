@@ -128,3 +128,75 @@ fn mixed_decoders_compile_to_the_interpreters_numbers() {
         }
     }
 }
+
+/// Producers a `Conv2d` absorbs: a symmetric zero pad becomes its padding,
+/// a nearest integer upsampling makes the pair one transposed convolution.
+/// The fused kernels must match the interpreter, and the cases the folds
+/// must not touch (asymmetric or non-zero pads, fractional scales, strided
+/// convolutions, a producer with a second user) stay separate kernels.
+#[test]
+fn pads_and_nearest_upsamplings_fold_into_the_following_convolution() {
+    let conv = |name: &str, extra: serde_json::Value| {
+        let mut args = json!({"out_channels": 6, "kernel_size": 3, "padding": 1});
+        for (k, v) in extra.as_object().unwrap() {
+            args[k] = v.clone();
+        }
+        json!({"name": name, "op": "LazyConv2d", "args": args})
+    };
+    // (producer, conv extra args, whether the two fuse)
+    let cases = [
+        (json!({"op": "ZeroPad2d", "args": {"padding": 2}}), json!({}), true),
+        (json!({"op": "ConstantPad2d", "args": {"padding": [1, 1, 2, 2], "value": 0.0}}), json!({"stride": 2}), true),
+        (json!({"op": "ZeroPad2d", "args": {"padding": [1, 0, 1, 1]}}), json!({}), false),
+        (json!({"op": "ConstantPad2d", "args": {"padding": 1, "value": 0.5}}), json!({}), false),
+        (json!({"op": "Upsample", "args": {"scale_factor": 2}}), json!({}), true),
+        (
+            json!({"op": "Upsample", "args": {"scale_factor": [3, 2], "mode": "nearest"}}),
+            json!({"kernel_size": [3, 5], "padding": [0, 2], "groups": 2}),
+            true,
+        ),
+        (
+            json!({"op": "UpsamplingNearest2d", "args": {"size": [14, 12]}}),
+            json!({"kernel_size": 1, "padding": 0, "bias": false}),
+            true,
+        ),
+        (json!({"op": "Upsample", "args": {"scale_factor": 1.5}}), json!({}), false),
+        (json!({"op": "Upsample", "args": {"scale_factor": 2}}), json!({"stride": 2}), false),
+        (json!({"op": "Upsample", "args": {"scale_factor": 2}}), json!({"kernel_size": 3, "padding": 3}), false),
+    ];
+    for (i, (producer, extra, fuses)) in cases.into_iter().enumerate() {
+        let mut p = producer.clone();
+        p["name"] = json!("up");
+        let nodes = vec![
+            json!({"name": "c0", "op": "LazyConv2d", "args": {"out_channels": 4, "kernel_size": 1}}),
+            p,
+            conv("conv", extra),
+            json!({"name": "bn", "op": "LazyBatchNorm2d", "args": {}}),
+            json!({"name": "act", "op": "LeakyReLU", "args": {"negative_slope": 0.2}}),
+        ];
+        let model = json!({"inputs": {"x": [2, 3, 7, 6]}, "nodes": nodes});
+        let g = resolve(model.clone()).unwrap_or_else(|e| panic!("case {i}: {e}"));
+        let x = tensor::random(&[2, 3, 7, 6], i as u64);
+        let want = Interpreter::run(&g, std::slice::from_ref(&x)).unwrap();
+        for (tier_name, tier) in support::jit_tiers() {
+            for threads in [1, 2] {
+                let exe = compile_with(&g, CompileOptions { tier, threads, guard_floats: 64, ..Default::default() })
+                    .unwrap_or_else(|e| panic!("case {i} [{tier_name}]: {e}"));
+                let groups: Vec<String> = exe.kernels().into_iter().map(|k| k.nodes).collect();
+                let fused = groups.iter().any(|n| n == "up+conv+bn+act");
+                assert_eq!(fused, fuses, "case {i} [{tier_name}]: kernels {groups:?}\n{producer}");
+                let got = exe.run(std::slice::from_ref(&x)).unwrap();
+                let close = tensor::check_close(&got[0], &want[0], 1e-4);
+                assert!(close.is_ok(), "case {i} [{tier_name}, {threads}t]: {close:?}\n{model}");
+            }
+        }
+    }
+    // A producer that is also a graph output keeps its own kernel.
+    let g = resolve(json!({"inputs": {"x": [1, 2, 4, 4]}, "outputs": ["up", "conv"], "nodes": [
+        {"name": "up", "op": "Upsample", "args": {"scale_factor": 2}},
+        {"name": "conv", "op": "LazyConv2d", "args": {"out_channels": 2, "kernel_size": 3, "padding": 1}}]}))
+    .unwrap();
+    let exe = compile_with(&g, CompileOptions::default()).unwrap();
+    let groups: Vec<String> = exe.kernels().into_iter().map(|k| k.nodes).collect();
+    assert_eq!(groups, ["up", "conv"]);
+}

@@ -7,12 +7,13 @@
 //! absorbed only when it is the sole user of its producer and that producer
 //! is not itself a graph output, so fusion never changes an observable value.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use kiln_ir::ndarray::ArrayD;
 use kiln_ir::{Graph, NodeId, Op};
 
 use super::error::CompileError;
+use super::fold;
 use crate::binary::BinaryKernel;
 use crate::epilogue::{Activation, Epilogue};
 use crate::geometry::{Conv2dGeometry, ConvTranspose2dGeometry};
@@ -485,12 +486,34 @@ fn conv_transpose_hw(
         .map_err(|e| CompileError::Shape { node: node.to_string(), reason: e.to_string() })
 }
 
+/// A producer a `Conv2d` absorbs (see [`fold`]): the producer's node and
+/// what it contributes.
+#[derive(Clone, Copy, Debug)]
+enum Producer {
+    /// A symmetric zero pad of `[pH, pW]`, added to the convolution's padding.
+    ZeroPad { node: NodeId, pad: [usize; 2] },
+    /// A nearest upsampling by integer `[sH, sW]`: the pair is one transposed convolution.
+    Nearest { node: NodeId, factors: [usize; 2] },
+}
+
+impl Producer {
+    fn node(self) -> NodeId {
+        match self {
+            Producer::ZeroPad { node, .. } | Producer::Nearest { node, .. } => node,
+        }
+    }
+}
+
 struct Lowering<'g> {
     g: &'g Graph,
     kb: &'g mut KernelBuilder,
     program: Program,
     values: HashMap<NodeId, ValueRef>,
     absorbed: HashMap<NodeId, NodeId>,
+    /// Per `Conv2d`, the producer it absorbs; the producers are in `deferred`
+    /// and lowered by their convolution (fused, or alone if the fold fails).
+    folds: HashMap<NodeId, Producer>,
+    deferred: HashSet<NodeId>,
 }
 
 impl<'g> Lowering<'g> {
@@ -501,6 +524,50 @@ impl<'g> Lowering<'g> {
             [u] if !matches!(self.g.node(*u).op(), Op::Output) => Some(*u),
             _ => None,
         }
+    }
+
+    /// Which producers each `Conv2d` absorbs. Decided before lowering
+    /// because the producer comes first in topological order; only the sole,
+    /// non-output use of a pad or upsampling by a zero-padded, finite-weight
+    /// `Conv2d` qualifies (and for upsampling, stride and dilation 1), so
+    /// the fold never changes an observable value.
+    fn plan_folds(&mut self, order: &[NodeId]) -> Result<(), CompileError> {
+        let g = self.g;
+        for &id in order {
+            let Op::Conv2d { params, .. } = g.node(id).op() else { continue };
+            let Some(&x) = g.operands(id).first() else { continue };
+            if self.sole_user(x) != Some(id) || params.padding_mode != kiln_ir::PaddingMode::Zeros {
+                continue;
+            }
+            let producer = if let Op::Pad2d { padding, mode } = g.node(x).op() {
+                fold::zero_pad_as_padding(*padding, *mode).map(|pad| Producer::ZeroPad { node: x, pad })
+            } else if let Op::Upsample { params: up } = g.node(x).op() {
+                {
+                    let plain = params.stride.to_array() == [1, 1] && params.dilation.to_array() == [1, 1];
+                    let narrow_pad = params.padding.h < params.kernel_size.h && params.padding.w < params.kernel_size.w;
+                    let finite = param(g, id, "weight")?.iter().all(|v| v.is_finite());
+                    let source = g.operands(x).first().copied();
+                    match (plain && narrow_pad && finite, source) {
+                        (true, Some(src)) => {
+                            let (a, b) = (known_shape(g, src)?, known_shape(g, x)?);
+                            let hw = |s: &[usize]| [s[s.len().saturating_sub(2)], s[s.len().saturating_sub(1)]];
+                            (a.len() >= 2 && b.len() >= 2)
+                                .then(|| fold::nearest_factors(hw(&a), hw(&b), up))
+                                .flatten()
+                                .map(|factors| Producer::Nearest { node: x, factors })
+                        }
+                        _ => None,
+                    }
+                }
+            } else {
+                None
+            };
+            if let Some(p) = producer {
+                self.deferred.insert(p.node());
+                self.folds.insert(id, p);
+            }
+        }
+        Ok(())
     }
 
     fn value(&self, id: NodeId) -> Result<ValueRef, CompileError> {
@@ -690,6 +757,16 @@ impl<'g> Lowering<'g> {
                 };
                 self.kb.add_conv_transpose2d(&geom, &w, &epilogue)
             }
+            Conv::Forward { params } if self.folds.contains_key(&id) => {
+                let producer = self.folds[&id];
+                if self.lower_folded_conv(id, producer, params, &w, &epilogue, &chain)? {
+                    return Ok(());
+                }
+                // The fold did not apply after all: the producer alone, then the convolution.
+                self.lower_node(producer.node())?;
+                self.folds.remove(&id);
+                return self.lower_conv(id, conv);
+            }
             Conv::Forward { params } => Conv2dGeometry::new(
                 n,
                 cin,
@@ -717,6 +794,80 @@ impl<'g> Lowering<'g> {
         };
         let input = self.value(operand)?;
         self.emit(&chain, kernel, vec![input])
+    }
+
+    /// `Conv2d` `id` with its absorbed `producer`, weights `w` and epilogue
+    /// already folded (BatchNorm, activation); `chain` is the convolution's
+    /// group. Returns false, having emitted nothing, if the fold turns out
+    /// not to apply (a sum of weights overflowed, or the combined geometry
+    /// is refused), so the caller lowers both nodes unfused.
+    fn lower_folded_conv(
+        &mut self,
+        id: NodeId,
+        producer: Producer,
+        params: &kiln_ir::Conv2dParams,
+        w: &[f32],
+        epilogue: &Epilogue,
+        chain: &[NodeId],
+    ) -> Result<bool, CompileError> {
+        let g = self.g;
+        let name = g.node(id).name();
+        let src = g.operands(producer.node()).first().copied().ok_or_else(|| unresolved(name, "has no operand"))?;
+        let [n, cin, h, wd] = nchw(name, &known_shape(g, src)?)?;
+        let out_shape = known_shape(g, id)?;
+        let declared = [out_shape[out_shape.len() - 2], out_shape[out_shape.len() - 1]];
+        let kernel = match producer {
+            Producer::ZeroPad { pad, .. } => {
+                let padding = [params.padding.h.checked_add(pad[0]), params.padding.w.checked_add(pad[1])];
+                let [Some(ph), Some(pw)] = padding else { return Ok(false) };
+                Conv2dGeometry::new(
+                    n,
+                    cin,
+                    [h, wd],
+                    params.out_channels,
+                    params.groups,
+                    params.kernel_size.to_array(),
+                    params.stride.to_array(),
+                    [ph, pw],
+                    params.dilation.to_array(),
+                )
+                .ok()
+                .filter(|geom| [geom.out_h, geom.out_w] == declared)
+                .map(|geom| self.kb.add_conv2d(&geom, w, epilogue))
+            }
+            Producer::Nearest { factors, .. } => fold::upsampled_conv(
+                w,
+                params.out_channels,
+                cin,
+                params.groups,
+                params.kernel_size.to_array(),
+                params.padding.to_array(),
+                factors,
+            )
+            .map(|f| {
+                let geom = ConvTranspose2dGeometry {
+                    batch: n,
+                    in_channels: cin,
+                    in_h: h,
+                    in_w: wd,
+                    out_channels: params.out_channels,
+                    groups: params.groups,
+                    kernel: f.kernel,
+                    stride: f.stride,
+                    padding: f.padding,
+                    dilation: [1, 1],
+                    out_h: declared[0],
+                    out_w: declared[1],
+                };
+                self.kb.add_conv_transpose2d(&geom, &f.weight, epilogue)
+            }),
+        };
+        let Some(Ok(kernel)) = kernel else { return Ok(false) };
+        let mut nodes = vec![producer.node()];
+        nodes.extend_from_slice(chain);
+        let input = self.value(src)?;
+        self.emit(&nodes, Ok(kernel), vec![input])?;
+        Ok(true)
     }
 
     fn lower_node(&mut self, id: NodeId) -> Result<(), CompileError> {
@@ -921,7 +1072,15 @@ impl<'g> Lowering<'g> {
 /// Lowers `g` into kernels added to `kb`.
 pub fn lower(g: &Graph, kb: &mut KernelBuilder) -> Result<Program, CompileError> {
     g.validate()?;
-    let mut l = Lowering { g, kb, program: Program::default(), values: HashMap::new(), absorbed: HashMap::new() };
+    let mut l = Lowering {
+        g,
+        kb,
+        program: Program::default(),
+        values: HashMap::new(),
+        absorbed: HashMap::new(),
+        folds: HashMap::new(),
+        deferred: HashSet::new(),
+    };
     for (i, &input) in g.inputs().iter().enumerate() {
         known_shape(g, input)?;
         l.values.insert(input, ValueRef::Input(i));
@@ -931,8 +1090,9 @@ pub fn lower(g: &Graph, kb: &mut KernelBuilder) -> Result<Program, CompileError>
     for &id in &order {
         check_declared_shape(g, id)?;
     }
+    l.plan_folds(&order)?;
     for id in order {
-        if !l.absorbed.contains_key(&id) {
+        if !l.absorbed.contains_key(&id) && !l.deferred.contains(&id) {
             l.lower_node(id)?;
         }
     }

@@ -8,6 +8,7 @@
 mod backend;
 mod compiled;
 mod error;
+mod fold;
 pub(crate) mod lower;
 pub(crate) mod memory;
 
