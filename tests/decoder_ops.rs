@@ -200,3 +200,89 @@ fn pads_and_nearest_upsamplings_fold_into_the_following_convolution() {
     let groups: Vec<String> = exe.kernels().into_iter().map(|k| k.nodes).collect();
     assert_eq!(groups, ["up", "conv"]);
 }
+
+/// Chains of elementwise ops run as one pass: after a normalization, a
+/// pooling or padding, a broadcasting or residual add, or on their own. The
+/// fused kernels must match the interpreter on every tier, and a node with a
+/// second user (here a graph output) ends its chain.
+#[test]
+fn elementwise_chains_fuse_into_one_kernel() {
+    let conv = json!({"name": "c0", "op": "LazyConv2d", "args": {"out_channels": 4, "kernel_size": 3, "padding": 1}});
+    let n = |name: &str, op: &str, args: serde_json::Value| json!({"name": name, "op": op, "args": args});
+    // (nodes after c0, outputs, the kernel group that must appear)
+    let cases = [
+        (vec![n("norm", "InstanceNorm2d", json!({"num_features": 4, "affine": true})), n("act", "ReLU", json!({}))], None, "norm+act"),
+        (vec![n("norm", "GroupNorm", json!({"num_groups": 2, "num_channels": 4})), n("act", "SiLU", json!({}))], None, "norm+act"),
+        (
+            vec![
+                n("pool", "MaxPool2d", json!({"kernel_size": 2})),
+                n("p", "PReLU", json!({"num_parameters": 4})),
+                n("m", "Mul", json!({"other": 0.5})),
+                n("g", "GELU", json!({})),
+            ],
+            None,
+            "pool+p+m+g",
+        ),
+        (
+            vec![
+                n("bn", "LazyBatchNorm2d", json!({})),
+                n("s", "Mish", json!({})),
+                n("h", "Hardtanh", json!({"min_val": -0.5, "max_val": 0.5})),
+            ],
+            None,
+            "s+h",
+        ),
+        (
+            vec![
+                n("pad", "ReflectionPad2d", json!({"padding": 1})),
+                n("e", "ELU", json!({"alpha": 0.7})),
+                n("t", "Tanh", json!({})),
+            ],
+            Some(json!(["e", "t"])),
+            "pad+e",
+        ),
+    ];
+    for (i, (tail, outputs, group)) in cases.into_iter().enumerate() {
+        let mut nodes = vec![conv.clone()];
+        nodes.extend(tail);
+        let mut model = json!({"inputs": {"x": [2, 3, 6, 8]}, "nodes": nodes});
+        if let Some(o) = outputs {
+            model["outputs"] = o;
+        }
+        let g = resolve(model.clone()).unwrap_or_else(|e| panic!("case {i}: {e}"));
+        let x = tensor::random(&[2, 3, 6, 8], i as u64 + 40);
+        let want = Interpreter::run(&g, std::slice::from_ref(&x)).unwrap();
+        for (tier_name, tier) in support::jit_tiers() {
+            for threads in [1, 2] {
+                let exe = compile_with(&g, CompileOptions { tier, threads, guard_floats: 64, ..Default::default() })
+                    .unwrap_or_else(|e| panic!("case {i} [{tier_name}]: {e}"));
+                let groups: Vec<String> = exe.kernels().into_iter().map(|k| k.nodes).collect();
+                assert!(groups.iter().any(|k| k == group), "case {i} [{tier_name}]: {groups:?}, want {group}");
+                let got = exe.run(std::slice::from_ref(&x)).unwrap();
+                for (o, (a, b)) in got.iter().zip(&want).enumerate() {
+                    let close = tensor::check_close(a, b, 1e-4);
+                    assert!(close.is_ok(), "case {i} output {o} [{tier_name}, {threads}t]: {close:?}\n{model}");
+                }
+            }
+        }
+    }
+    // A residual add with a longer chain, and a broadcasting one.
+    let g = resolve(json!({"inputs": {"x": [2, 4, 5, 5], "s": [1, 4, 1, 1]}, "nodes": [
+        {"name": "c", "op": "LazyConv2d", "inputs": ["x"], "args": {"out_channels": 4, "kernel_size": 3, "padding": 1}},
+        {"name": "add", "op": "Add", "inputs": ["c", "x"]},
+        {"name": "p", "op": "PReLU", "args": {}},
+        {"name": "h", "op": "Hardswish", "args": {}},
+        {"name": "mul", "op": "Mul", "inputs": ["h", "s"]},
+        {"name": "r", "op": "ReLU6", "args": {}},
+        {"name": "sig", "op": "Sigmoid"}]}))
+    .unwrap();
+    let inputs = [tensor::random(&[2, 4, 5, 5], 7), tensor::random(&[1, 4, 1, 1], 8)];
+    let want = Interpreter::run(&g, &inputs).unwrap();
+    for (tier_name, tier) in support::jit_tiers() {
+        let exe = compile_with(&g, CompileOptions { tier, guard_floats: 64, ..Default::default() }).unwrap();
+        let groups: Vec<String> = exe.kernels().into_iter().map(|k| k.nodes).collect();
+        assert_eq!(groups, ["c", "add+p+h", "mul+r+sig"], "[{tier_name}]");
+        let got = exe.run(&inputs).unwrap();
+        assert!(tensor::check_close(&got[0], &want[0], 1e-4).is_ok(), "[{tier_name}]");
+    }
+}

@@ -11,6 +11,7 @@
 
 use kiln_ir::ArithOp;
 
+use crate::chain::Tail;
 use crate::error::JitError;
 use crate::geometry::checked_len;
 
@@ -49,6 +50,8 @@ pub(crate) struct BinaryKernel {
     a_len: usize,
     b_len: usize,
     out_len: usize,
+    /// Elementwise ops fused after the arithmetic, applied to each work range.
+    tail: Option<Tail>,
 }
 
 impl BinaryKernel {
@@ -90,7 +93,20 @@ impl BinaryKernel {
             a_len: checked_len(K, "a", if a.is_empty() { &[1] } else { a })?,
             b_len: checked_len(K, "b", if b.is_empty() { &[1] } else { b })?,
             out_len: checked_len(K, "output", out)?,
+            tail: None,
         })
+    }
+
+    /// Fuses `tail` after the arithmetic (sized for this kernel's output).
+    pub(crate) fn with_tail(mut self, tail: Tail) -> Result<Self, JitError> {
+        if tail.tensor_len() != self.out_len {
+            return Err(JitError::geometry(
+                "binary",
+                format!("a chain over {} floats after an output of {}", tail.tensor_len(), self.out_len),
+            ));
+        }
+        self.tail = Some(tail);
+        Ok(self)
     }
 
     /// `(a_len, b_len, out_len, work items)`.
@@ -163,6 +179,9 @@ pub(crate) unsafe extern "C" fn binary_entry(
         )
     };
     k.run(a, b, o, first);
+    if let Some(tail) = &k.tail {
+        tail.apply(o, first * k.row);
+    }
 }
 
 #[cfg(test)]

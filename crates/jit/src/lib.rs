@@ -39,6 +39,7 @@
 #![cfg_attr(not(feature = "kernel-api"), allow(dead_code))]
 
 mod binary;
+mod chain;
 mod codegen;
 mod epilogue;
 mod error;

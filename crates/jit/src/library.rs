@@ -15,6 +15,7 @@ use cranelift_jit::{JITBuilder, JITModule};
 use cranelift_module::FuncId;
 
 use crate::binary::BinaryKernel;
+use crate::chain::ChainKernel;
 use crate::codegen::activation::Helpers;
 use crate::codegen::conv::{self, ConvKernel};
 use crate::codegen::elementwise::{self, CHUNK};
@@ -169,6 +170,9 @@ pub struct KernelBuilder {
     planes: Vec<Box<PlaneKernel>>,
     #[allow(clippy::vec_box)]
     binaries: Vec<Box<BinaryKernel>>,
+    /// The fused elementwise chains generated code points into.
+    #[allow(clippy::vec_box)]
+    chains: Vec<Box<ChainKernel>>,
     native: Option<NativeIsa>,
     /// Whether the tier is [`KernelTier::Auto`] (the builder may then pick a
     /// narrower ISA per kernel where it measured faster).
@@ -225,6 +229,8 @@ pub struct KernelLibrary {
     _planes: Vec<Box<PlaneKernel>>,
     #[allow(clippy::vec_box)]
     _binaries: Vec<Box<BinaryKernel>>,
+    #[allow(clippy::vec_box)]
+    _chains: Vec<Box<ChainKernel>>,
 }
 
 impl KernelBuilder {
@@ -288,6 +294,7 @@ impl KernelBuilder {
             tables: Vec::new(),
             planes: Vec::new(),
             binaries: Vec::new(),
+            chains: Vec::new(),
             native,
             auto: options.tier == KernelTier::Auto,
             budget: options.memory_budget,
@@ -695,6 +702,24 @@ impl KernelBuilder {
         Ok(id)
     }
 
+    /// Adds a standalone chain of elementwise ops (never in place): the
+    /// generated entry forwards its work range to [`crate::chain::chain_entry`].
+    pub(crate) fn add_chain(&mut self, kernel: ChainKernel) -> Result<KernelId, JitError> {
+        const OP: &str = "chain";
+        let name = self.next_name(OP);
+        let (len, items, flops) = kernel.io();
+        self.charge(&name, kernel.table_bytes())?;
+        let boxed = Box::new(kernel);
+        // The box's heap address is stable while the library owns it.
+        let addr = &*boxed as *const ChainKernel as i64;
+        let entry = crate::chain::chain_entry as *const u8 as i64;
+        let info =
+            KernelInfo { name, work_items: items, input_lens: vec![len], output_len: len, in_place: false, flops };
+        let id = self.add_native_entry(OP, info, addr, entry, NativeInputs::First)?;
+        self.chains.push(boxed);
+        Ok(id)
+    }
+
     /// Adds broadcasting `a op b` (two inputs; never in place): the
     /// generated entry forwards its inputs and work range to
     /// [`crate::binary::binary_entry`].
@@ -961,6 +986,7 @@ impl KernelBuilder {
             _tables: std::mem::take(&mut self.tables),
             _planes: std::mem::take(&mut self.planes),
             _binaries: std::mem::take(&mut self.binaries),
+            _chains: std::mem::take(&mut self.chains),
         })
     }
 }

@@ -22,6 +22,7 @@ use kiln_ir::{
     UpsampleParams,
 };
 
+use crate::chain::Tail;
 use crate::error::JitError;
 use crate::geometry::checked_len;
 
@@ -62,6 +63,8 @@ pub(crate) struct PlaneKernel {
     out_len: usize,
     /// Output planes per work item (a GroupNorm group; 1 otherwise).
     per_item: usize,
+    /// Elementwise ops fused after the op, applied to each work range.
+    tail: Option<Tail>,
 }
 
 /// Work of one kernel, for the library's `KernelInfo`.
@@ -99,7 +102,20 @@ impl PlaneKernel {
         }
         let in_len = checked_len(name, "input", &[n, c[0], in_hw[0], in_hw[1]])?;
         let out_len = checked_len(name, "output", &[n, c[1], out_hw[0], out_hw[1]])?;
-        Ok(Self { op, n, c_in: c[0], c_out: c[1], in_hw, out_hw, in_len, out_len, per_item: 1 })
+        Ok(Self { op, n, c_in: c[0], c_out: c[1], in_hw, out_hw, in_len, out_len, per_item: 1, tail: None })
+    }
+
+    /// Fuses `tail` after the op: it runs on each work range while the
+    /// range is in cache. The tail must be sized for this kernel's output.
+    pub(crate) fn with_tail(mut self, tail: Tail) -> Result<Self, JitError> {
+        if tail.tensor_len() != self.out_len {
+            return Err(JitError::geometry(
+                "plane",
+                format!("a chain over {} floats after an output of {}", tail.tensor_len(), self.out_len),
+            ));
+        }
+        self.tail = Some(tail);
+        Ok(self)
     }
 
     /// `MaxPool2d` over `[n, c, h, w]` to the output size `out_hw`.
@@ -523,6 +539,9 @@ pub(crate) unsafe extern "C" fn plane_entry(
         )
     };
     k.run(x, out, start);
+    if let Some(tail) = &k.tail {
+        tail.apply(out, start * plane);
+    }
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@ use kiln_ir::{Graph, NodeId, Op};
 use super::error::CompileError;
 use super::fold;
 use crate::binary::BinaryKernel;
+use crate::chain::{ChainKernel, Tail, UnaryOp};
 use crate::epilogue::{Activation, Epilogue};
 use crate::geometry::{Conv2dGeometry, ConvTranspose2dGeometry};
 use crate::library::{KernelBuilder, KernelId};
@@ -588,6 +589,150 @@ impl<'g> Lowering<'g> {
         }
     }
 
+    /// The unary elementwise op `id` computes, for a fused chain; `None`
+    /// for every other op. Every op is listed: a new elementwise op must
+    /// decide here whether it can join a chain.
+    fn unary_op(&self, id: NodeId) -> Result<Option<UnaryOp>, CompileError> {
+        let g = self.g;
+        let node = g.node(id);
+        let shape = known_shape(g, id)?;
+        let len: usize = shape.iter().product();
+        let f32s = |v: Vec<f64>| v.into_iter().map(|x| x as f32).collect::<Vec<f32>>();
+        Ok(match node.op() {
+            Op::Relu | Op::LeakyRelu { .. } | Op::Tanh | Op::Sigmoid => {
+                activation_of(node.op()).map(UnaryOp::Activation)
+            }
+            Op::Pointwise { f } => Some(UnaryOp::Pointwise(*f)),
+            Op::PRelu { .. } => {
+                let weight: Vec<f32> = param(g, id, "weight")?.iter().copied().collect();
+                // PyTorch's channel dim is 1 (none below rank 2): one weight then.
+                let inner = if weight.len() == 1 { len } else { shape.get(2..).map_or(1, |s| s.iter().product()) };
+                Some(UnaryOp::PRelu { weight, inner })
+            }
+            Op::BatchNorm2d { .. } | Op::BatchNorm1d { .. } => {
+                let inner = match (node.op(), shape.as_slice()) {
+                    (Op::BatchNorm1d { .. }, &[_, _]) => 1,
+                    (Op::BatchNorm1d { .. }, &[_, _, l]) => l,
+                    (Op::BatchNorm1d { .. }, _) => return Ok(None),
+                    _ => image_dims(node.name(), &shape)?.2,
+                };
+                let (scale, shift) = batch_norm_affine(g, id)?;
+                Some(UnaryOp::Affine { scale: f32s(scale), shift: f32s(shift), inner })
+            }
+            Op::Scalar { op, other } => {
+                let (scale, shift) = match op {
+                    kiln_ir::ArithOp::Add => (1.0, *other),
+                    kiln_ir::ArithOp::Sub => (1.0, -*other),
+                    kiln_ir::ArithOp::Mul => (*other, 0.0),
+                };
+                Some(UnaryOp::Affine { scale: vec![scale], shift: vec![shift], inner: len })
+            }
+            Op::InstanceNorm2d { params, .. } if params.track_running_stats => {
+                let [_, _, h, w] = nchw(node.name(), &shape)?;
+                let (scale, shift) = self.instance_norm_running_affine(id)?;
+                Some(UnaryOp::Affine { scale, shift, inner: h * w })
+            }
+            // Reductions, data movement and the rest: not elementwise.
+            Op::InstanceNorm2d { .. }
+            | Op::Input
+            | Op::Output
+            | Op::LazyConvTranspose2d { .. }
+            | Op::ConvTranspose2d { .. }
+            | Op::LazyConv2d { .. }
+            | Op::Conv2d { .. }
+            | Op::LazyBatchNorm2d { .. }
+            | Op::LazyLinear { .. }
+            | Op::Linear { .. }
+            | Op::LazyBatchNorm1d { .. }
+            | Op::LazyInstanceNorm2d { .. }
+            | Op::GroupNorm { .. }
+            | Op::Add
+            | Op::Sub
+            | Op::Mul
+            | Op::Cat { .. }
+            | Op::Concat
+            | Op::Narrow { .. }
+            | Op::Flatten { .. }
+            | Op::Unflatten { .. }
+            | Op::Reshape { .. }
+            | Op::MaxPool2d { .. }
+            | Op::AvgPool2d { .. }
+            | Op::AdaptiveAvgPool2d { .. }
+            | Op::Pad2d { .. }
+            | Op::Upsample { .. }
+            | Op::PixelShuffle { .. }
+            | Op::Identity
+            | Op::Dropout { .. }
+            | Op::Dropout2d { .. } => None,
+        })
+    }
+
+    /// The unary elementwise ops that follow `id`, each the sole use of the
+    /// one before (so fusing them changes no observable value), and their nodes.
+    fn tail_after(&self, id: NodeId) -> Result<(Vec<UnaryOp>, Vec<NodeId>), CompileError> {
+        let (mut ops, mut nodes, mut at) = (Vec::new(), Vec::new(), id);
+        while let Some(u) = self.sole_user(at) {
+            let Some(op) = self.unary_op(u)? else { break };
+            ops.push(op);
+            nodes.push(u);
+            at = u;
+        }
+        Ok((ops, nodes))
+    }
+
+    /// InstanceNorm2d with running statistics as a per-channel `(scale, shift)`.
+    fn instance_norm_running_affine(&self, id: NodeId) -> Result<(Vec<f32>, Vec<f32>), CompileError> {
+        let g = self.g;
+        let Op::InstanceNorm2d { params, num_features } = g.node(id).op() else {
+            return Err(unresolved(g.node(id).name(), "is not an InstanceNorm2d"));
+        };
+        let vec = |key: &str| -> Result<Vec<f32>, CompileError> { Ok(param(g, id, key)?.iter().copied().collect()) };
+        let (weight, bias) = if params.affine { (Some(vec("weight")?), Some(vec("bias")?)) } else { (None, None) };
+        let (mean, var) = (vec("running_mean")?, vec("running_var")?);
+        let c = *num_features;
+        if mean.len() < c
+            || var.len() < c
+            || weight.as_ref().is_some_and(|w| w.len() < c)
+            || bias.as_ref().is_some_and(|b| b.len() < c)
+        {
+            return Err(unresolved(g.node(id).name(), format!("has parameters shorter than {c}")));
+        }
+        let (mut scale, mut shift) = (Vec::with_capacity(c), Vec::with_capacity(c));
+        for ch in 0..c {
+            let gm = weight.as_ref().map_or(1.0, |w| f64::from(w[ch]));
+            let b = bias.as_ref().map_or(0.0, |b| f64::from(b[ch]));
+            let s = gm / (f64::from(var[ch]) + f64::from(params.eps)).sqrt();
+            scale.push(s as f32);
+            shift.push((b - f64::from(mean[ch]) * s) as f32);
+        }
+        Ok((scale, shift))
+    }
+
+    /// Lowers a unary elementwise node as one [`ChainKernel`] with the ops
+    /// that follow it, if that is more than the dedicated kernels fuse (one
+    /// op, or an affine and one activation). Returns false if not.
+    fn lower_chain(&mut self, id: NodeId) -> Result<bool, CompileError> {
+        let Some(first) = self.unary_op(id)? else { return Ok(false) };
+        let (mut ops, mut nodes) = self.tail_after(id)?;
+        let dedicated = match (&first, ops.as_slice()) {
+            (_, []) => true,
+            (UnaryOp::Affine { .. }, [UnaryOp::Activation(_)]) => true,
+            (UnaryOp::Affine { .. } | UnaryOp::Activation(_) | UnaryOp::Pointwise(_) | UnaryOp::PRelu { .. }, _) => {
+                false
+            }
+        };
+        if dedicated {
+            return Ok(false);
+        }
+        ops.insert(0, first);
+        nodes.insert(0, id);
+        let len = known_shape(self.g, id)?.iter().product();
+        let k = Tail::new(ops, len).and_then(|t| self.kb.add_chain(ChainKernel::new(t)));
+        let input = self.value(self.g.operands(id)[0])?;
+        self.emit(&nodes, k, vec![input])?;
+        Ok(true)
+    }
+
     fn emit(
         &mut self,
         chain: &[NodeId],
@@ -870,6 +1015,37 @@ impl<'g> Lowering<'g> {
         Ok(true)
     }
 
+    /// `kernel` with the elementwise chain after `id` fused, and the nodes
+    /// the kernel then computes.
+    fn plane_with_tail(
+        &self,
+        id: NodeId,
+        kernel: Result<PlaneKernel, crate::JitError>,
+    ) -> Result<(Result<PlaneKernel, crate::JitError>, Vec<NodeId>), CompileError> {
+        let (ops, mut nodes) = self.tail_after(id)?;
+        nodes.insert(0, id);
+        if ops.is_empty() {
+            return Ok((kernel, nodes));
+        }
+        let len = known_shape(self.g, id)?.iter().product();
+        Ok((kernel.and_then(|k| Tail::new(ops, len).and_then(|t| k.with_tail(t))), nodes))
+    }
+
+    /// Broadcasting `a op b` with the elementwise chain after it fused.
+    fn lower_binary(&mut self, id: NodeId, arith: kiln_ir::ArithOp) -> Result<(), CompileError> {
+        let g = self.g;
+        let operands = g.operands(id);
+        let (a, b, out) = (known_shape(g, operands[0])?, known_shape(g, operands[1])?, known_shape(g, id)?);
+        let (ops, mut nodes) = self.tail_after(id)?;
+        nodes.insert(0, id);
+        let len = out.iter().product();
+        let k = BinaryKernel::new(arith, &a, &b, &out)
+            .and_then(|k| if ops.is_empty() { Ok(k) } else { Tail::new(ops, len).and_then(|t| k.with_tail(t)) })
+            .and_then(|k| self.kb.add_binary(g.node(id).op().mnemonic(), k));
+        let inputs = operands.iter().map(|&o| self.value(o)).collect::<Result<_, _>>()?;
+        self.emit(&nodes, k, inputs)
+    }
+
     fn lower_node(&mut self, id: NodeId) -> Result<(), CompileError> {
         let g = self.g;
         let node = g.node(id);
@@ -877,6 +1053,9 @@ impl<'g> Lowering<'g> {
             return Err(unresolved(node.name(), format!("is still a lazy {}", node.op().class_name())));
         }
         let operands = g.operands(id);
+        if self.lower_chain(id)? {
+            return Ok(());
+        }
         match node.op() {
             Op::Input | Op::Output => Ok(()),
             Op::ConvTranspose2d { params, in_channels } => {
@@ -906,28 +1085,23 @@ impl<'g> Lowering<'g> {
             Op::InstanceNorm2d { params, .. } => {
                 let shape = known_shape(g, id)?;
                 let [n, c, h, w] = nchw(node.name(), &shape)?;
+                let input = self.value(operands[0])?;
+                if params.track_running_stats {
+                    // Running statistics: a per-channel affine, the BatchNorm kernel.
+                    let (scale, shift) = self.instance_norm_running_affine(id)?;
+                    let (act, end) = self.fuse_activation(id);
+                    let chain = if end == id { vec![id] } else { vec![id, end] };
+                    let k = self.kb.add_batch_norm(n, c, h * w, &scale, &shift, act);
+                    return self.emit(&chain, k, vec![input]);
+                }
                 let vec =
                     |key: &str| -> Result<Vec<f32>, CompileError> { Ok(param(g, id, key)?.iter().copied().collect()) };
                 let (weight, bias) =
                     if params.affine { (Some(vec("weight")?), Some(vec("bias")?)) } else { (None, None) };
-                let k = if params.track_running_stats {
-                    // Running statistics: a per-channel affine, the BatchNorm kernel.
-                    let (mean, var) = (vec("running_mean")?, vec("running_var")?);
-                    let (mut scale, mut shift) = (Vec::with_capacity(c), Vec::with_capacity(c));
-                    for ch in 0..c {
-                        let gm = weight.as_ref().map_or(1.0, |w| f64::from(w[ch]));
-                        let b = bias.as_ref().map_or(0.0, |b| f64::from(b[ch]));
-                        let s = gm / (f64::from(var[ch]) + f64::from(params.eps)).sqrt();
-                        scale.push(s as f32);
-                        shift.push((b - f64::from(mean[ch]) * s) as f32);
-                    }
-                    self.kb.add_batch_norm(n, c, h * w, &scale, &shift, Activation::Identity)
-                } else {
-                    PlaneKernel::instance_norm(n, c, [h, w], params.eps, weight, bias)
-                        .and_then(|k| self.kb.add_plane("instance_norm2d", k))
-                };
-                let input = self.value(operands[0])?;
-                self.emit(&[id], k, vec![input])
+                let kernel = PlaneKernel::instance_norm(n, c, [h, w], params.eps, weight, bias);
+                let (k, chain) = self.plane_with_tail(id, kernel)?;
+                let k = k.and_then(|k| self.kb.add_plane("instance_norm2d", k));
+                self.emit(&chain, k, vec![input])
             }
             Op::GroupNorm { num_groups, num_channels, eps, affine } => {
                 let shape = known_shape(g, id)?;
@@ -936,10 +1110,11 @@ impl<'g> Lowering<'g> {
                 let vec =
                     |key: &str| -> Result<Vec<f32>, CompileError> { Ok(param(g, id, key)?.iter().copied().collect()) };
                 let (weight, bias) = if *affine { (Some(vec("weight")?), Some(vec("bias")?)) } else { (None, None) };
-                let k = PlaneKernel::group_norm(n, *num_channels, inner, *num_groups, *eps, weight, bias)
-                    .and_then(|k| self.kb.add_plane("group_norm", k));
+                let k = PlaneKernel::group_norm(n, *num_channels, inner, *num_groups, *eps, weight, bias);
+                let (k, chain) = self.plane_with_tail(id, k)?;
+                let k = k.and_then(|k| self.kb.add_plane("group_norm", k));
                 let input = self.value(operands[0])?;
-                self.emit(&[id], k, vec![input])
+                self.emit(&chain, k, vec![input])
             }
             // Contiguous buffers: a reshape is the same floats under a new shape.
             Op::Flatten { .. } | Op::Unflatten { .. } | Op::Reshape { .. } => {
@@ -982,9 +1157,10 @@ impl<'g> Lowering<'g> {
             | Op::Upsample { .. }
             | Op::PixelShuffle { .. } => {
                 let (op, kernel) = plane_kernel(g, id)?;
-                let k = self.kb.add_plane(op, kernel);
+                let (k, chain) = self.plane_with_tail(id, Ok(kernel))?;
+                let k = k.and_then(|k| self.kb.add_plane(op, k));
                 let input = self.value(operands[0])?;
-                self.emit(&[id], k, vec![input])
+                self.emit(&chain, k, vec![input])
             }
             Op::Cat { dim } => {
                 let out = known_shape(g, id)?;
@@ -1000,10 +1176,10 @@ impl<'g> Lowering<'g> {
                 let x = known_shape(g, operands[0])?;
                 let d = kiln_ir::reshape::wrap_dim(*dim, x.len()).map_err(|m| shape_error(g, id, m))?;
                 let (outer, inner) = (x[..d].iter().product(), x[d + 1..].iter().product());
-                let k = PlaneKernel::narrow(outer, x[d], *start, *length, inner)
-                    .and_then(|k| self.kb.add_plane("narrow", k));
+                let (k, chain) = self.plane_with_tail(id, PlaneKernel::narrow(outer, x[d], *start, *length, inner))?;
+                let k = k.and_then(|k| self.kb.add_plane("narrow", k));
                 let input = self.value(operands[0])?;
-                self.emit(&[id], k, vec![input])
+                self.emit(&chain, k, vec![input])
             }
             // Eval-mode identities: the value is the operand's, no kernel.
             Op::Identity | Op::Dropout { .. } | Op::Dropout2d { .. } => {
@@ -1020,11 +1196,7 @@ impl<'g> Lowering<'g> {
                     Op::Mul => kiln_ir::ArithOp::Mul,
                     _ => kiln_ir::ArithOp::Add,
                 };
-                let (a, b, out) = (known_shape(g, operands[0])?, known_shape(g, operands[1])?, known_shape(g, id)?);
-                let k =
-                    BinaryKernel::new(arith, &a, &b, &out).and_then(|k| self.kb.add_binary(node.op().mnemonic(), k));
-                let inputs = operands.iter().map(|&o| self.value(o)).collect::<Result<_, _>>()?;
-                self.emit(&[id], k, inputs)
+                self.lower_binary(id, arith)
             }
             Op::Scalar { op, other } => {
                 // `x·s + t` on the BatchNorm kernel: exact for one add or one multiply.
@@ -1039,6 +1211,12 @@ impl<'g> Lowering<'g> {
                 let k = self.kb.add_batch_norm(1, 1, len, &[scale], &[shift], act);
                 let input = self.value(operands[0])?;
                 self.emit(&chain, k, vec![input])
+            }
+            Op::Add | Op::Sub | Op::Mul
+                if !matches!(self.tail_after(id)?.0.as_slice(), [] | [UnaryOp::Activation(_)]) =>
+            {
+                // A longer chain after a same-shape Add: the binary kernel carries it.
+                self.lower_binary(id, kiln_ir::ArithOp::Add)
             }
             Op::Add | Op::Sub | Op::Mul => {
                 let len = known_shape(g, id)?.iter().product();

@@ -1,0 +1,279 @@
+//! Chains of unary elementwise ops fused into one pass over memory.
+//!
+//! A decoder applies several elementwise ops in a row more often than one:
+//! `InstanceNorm2d → ReLU`, `GroupNorm → SiLU`, `Add → PReLU`,
+//! `BatchNorm → Mish`, `Mul(0.1) → Hardtanh`. Each op alone is memory-bound,
+//! so running them one kernel after another reads and writes the tensor once
+//! per op. A [`Tail`] applies the whole chain to a block while it is in L1:
+//! it runs after a plane kernel (pooling, padding, normalization), a
+//! broadcasting binary kernel, or on its own as a [`ChainKernel`] (copy in,
+//! chain, out), so a chain of any length costs one pass.
+//!
+//! Every op keeps the scalar definition the standalone kernels use
+//! ([`Activation::apply`], [`Pointwise::apply`], `x·scale + shift`), so a
+//! fused chain computes the same floats as the unfused kernels.
+//!
+//! Safety as in `plane.rs`: lengths are checked when the kernel is built,
+//! the library compares them with the planned buffers, and [`chain_entry`]
+//! builds slices of exactly those lengths.
+
+use kiln_ir::Pointwise;
+
+use crate::epilogue::Activation;
+use crate::error::JitError;
+
+/// Floats a tail processes per block: every op of the chain runs over one
+/// block (16 KiB, inside L1) before the next block is touched.
+const BLOCK: usize = 4096;
+
+/// Floats per work item of a standalone [`ChainKernel`] (about 64 KiB).
+const ITEM_FLOATS: usize = 16 * 1024;
+
+/// One unary elementwise op of a chain.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum UnaryOp {
+    /// An epilogue activation.
+    Activation(Activation),
+    /// A parameterized activation.
+    Pointwise(Pointwise),
+    /// `x·scale[c] + shift[c]` (eval BatchNorm, InstanceNorm with running
+    /// statistics, a scalar `Mul`/`Add`/`Sub` with one channel).
+    Affine { scale: Vec<f32>, shift: Vec<f32>, inner: usize },
+    /// `x` if `x ≥ 0` else `weight[c]·x`.
+    PRelu { weight: Vec<f32>, inner: usize },
+}
+
+impl UnaryOp {
+    /// Channels and floats per channel run of a per-channel op.
+    fn layout(&self) -> Option<(usize, usize)> {
+        match self {
+            UnaryOp::Affine { scale, inner, .. } => Some((scale.len(), *inner)),
+            UnaryOp::PRelu { weight, inner } => Some((weight.len(), *inner)),
+            UnaryOp::Activation(_) | UnaryOp::Pointwise(_) => None,
+        }
+    }
+
+    /// Applies the op to `block`, whose first float is element `first` of
+    /// the tensor (which fixes the channel of each float).
+    fn apply(&self, block: &mut [f32], first: usize) {
+        match self {
+            UnaryOp::Activation(a) => {
+                let a = *a;
+                block.iter_mut().for_each(|v| *v = a.apply(*v));
+            }
+            UnaryOp::Pointwise(f) => {
+                let f = *f;
+                block.iter_mut().for_each(|v| *v = f.apply(*v));
+            }
+            UnaryOp::Affine { scale, shift, inner } => per_channel(block, first, *inner, scale.len(), |run, c| {
+                let (s, t) = (scale[c], shift[c]);
+                run.iter_mut().for_each(|v| *v = *v * s + t);
+            }),
+            UnaryOp::PRelu { weight, inner } => per_channel(block, first, *inner, weight.len(), |run, c| {
+                let w = weight[c];
+                run.iter_mut().for_each(|v| *v = if *v >= 0.0 { *v } else { w * *v });
+            }),
+        }
+    }
+}
+
+/// Calls `f` on each run of `block` within one channel (`inner` floats per
+/// channel, `channels` channels repeating).
+fn per_channel(block: &mut [f32], first: usize, inner: usize, channels: usize, mut f: impl FnMut(&mut [f32], usize)) {
+    let mut at = 0;
+    while at < block.len() {
+        let g = first + at;
+        let c = (g / inner) % channels;
+        let run = (inner - g % inner).min(block.len() - at);
+        f(&mut block[at..at + run], c);
+        at += run;
+    }
+}
+
+/// A fused chain of unary ops over a tensor of `len` floats.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Tail {
+    ops: Vec<UnaryOp>,
+    len: usize,
+}
+
+impl Tail {
+    /// A chain over a tensor of `len` floats; every per-channel op's
+    /// channels × inner must divide `len` (its layout is `[outer, C, inner]`).
+    pub(crate) fn new(ops: Vec<UnaryOp>, len: usize) -> Result<Self, JitError> {
+        for op in &ops {
+            if let Some((c, inner)) = op.layout() {
+                let run = c.checked_mul(inner).filter(|&r| r > 0);
+                if run.is_none_or(|r| !len.is_multiple_of(r)) {
+                    return Err(JitError::geometry(
+                        "chain",
+                        format!("{c} channels of {inner} floats do not tile a tensor of {len}"),
+                    ));
+                }
+            }
+        }
+        Ok(Tail { ops, len })
+    }
+
+    /// How many ops the chain has.
+    pub(crate) fn op_count(&self) -> usize {
+        self.ops.len()
+    }
+
+    /// Applies the chain in place to `out`, floats `first ..` of the tensor.
+    pub(crate) fn apply(&self, out: &mut [f32], first: usize) {
+        for (k, block) in out.chunks_mut(BLOCK).enumerate() {
+            for op in &self.ops {
+                op.apply(block, first + k * BLOCK);
+            }
+        }
+    }
+
+    /// Bytes of its per-channel tables (charged to the memory budget).
+    pub(crate) fn table_bytes(&self) -> usize {
+        self.ops.iter().filter_map(|o| o.layout()).map(|(c, _)| 8 * c).sum()
+    }
+
+    /// Floats of the tensor it applies to.
+    pub(crate) fn tensor_len(&self) -> usize {
+        self.len
+    }
+}
+
+/// A standalone chain: `out = chain(x)`, in blocks.
+#[derive(Debug)]
+pub(crate) struct ChainKernel {
+    tail: Tail,
+}
+
+impl ChainKernel {
+    /// The kernel of `tail`.
+    pub(crate) fn new(tail: Tail) -> Self {
+        ChainKernel { tail }
+    }
+
+    /// `(floats in = floats out, work items, FLOPs)`.
+    pub(crate) fn io(&self) -> (usize, usize, u64) {
+        let len = self.tail.len;
+        (len, len.div_ceil(ITEM_FLOATS), (len as u64).saturating_mul(self.tail.op_count() as u64))
+    }
+
+    /// Bytes of its tables.
+    pub(crate) fn table_bytes(&self) -> usize {
+        self.tail.table_bytes()
+    }
+
+    fn run(&self, x: &[f32], out: &mut [f32], first: usize) {
+        for (k, (o, i)) in out.chunks_mut(BLOCK).zip(x.chunks(BLOCK)).enumerate() {
+            o.copy_from_slice(i);
+            for op in &self.tail.ops {
+                op.apply(o, first + k * BLOCK);
+            }
+        }
+    }
+}
+
+/// Entry called from generated code: items `start..end` of [`ITEM_FLOATS`].
+///
+/// # Safety
+/// `k` points to a live [`ChainKernel`]; `x` is valid for reads and `out`
+/// for writes of its `len` floats, and the two do not overlap (the library
+/// registers it as not in place); concurrent calls use disjoint ranges.
+pub(crate) unsafe extern "C" fn chain_entry(
+    k: *const ChainKernel,
+    x: *const f32,
+    out: *mut f32,
+    start: usize,
+    end: usize,
+) {
+    // SAFETY: the caller passes the library-owned kernel.
+    let k = unsafe { &*k };
+    let len = k.tail.len;
+    let first = start.saturating_mul(ITEM_FLOATS).min(len);
+    let last = end.saturating_mul(ITEM_FLOATS).min(len);
+    if first >= last {
+        return;
+    }
+    // SAFETY: `x` and `out` hold `len` floats (checked against the planned
+    // buffers at compile time) and do not overlap; `[first, last)` belongs
+    // to this call alone.
+    let (x, out) = unsafe {
+        (
+            std::slice::from_raw_parts(x.add(first), last - first),
+            std::slice::from_raw_parts_mut(out.add(first), last - first),
+        )
+    };
+    k.run(x, out, first);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each op applied to the whole tensor in turn, the obvious way.
+    fn unfused(ops: &[UnaryOp], x: &[f32]) -> Vec<f32> {
+        let mut y = x.to_vec();
+        for op in ops {
+            for (i, v) in y.iter_mut().enumerate() {
+                *v = match op {
+                    UnaryOp::Activation(a) => a.apply(*v),
+                    UnaryOp::Pointwise(f) => f.apply(*v),
+                    UnaryOp::Affine { scale, shift, inner } => {
+                        let c = (i / inner) % scale.len();
+                        *v * scale[c] + shift[c]
+                    }
+                    UnaryOp::PRelu { weight, inner } => {
+                        let c = (i / inner) % weight.len();
+                        if *v >= 0.0 {
+                            *v
+                        } else {
+                            weight[c] * *v
+                        }
+                    }
+                };
+            }
+        }
+        y
+    }
+
+    #[test]
+    fn a_fused_chain_equals_its_ops_one_after_another_at_every_offset() {
+        // [2, 3, 1500]: channel runs that straddle the 4096-float blocks.
+        let len = 2 * 3 * 1500;
+        let x: Vec<f32> = (0..len).map(|i| ((i * 7919) % 201) as f32 / 50.0 - 2.0).collect();
+        let ops = vec![
+            UnaryOp::Affine { scale: vec![1.5, -0.5, 2.0], shift: vec![0.1, 0.2, -0.3], inner: 1500 },
+            UnaryOp::PRelu { weight: vec![0.1, 0.2, 0.3], inner: 1500 },
+            UnaryOp::Pointwise(Pointwise::Silu),
+            UnaryOp::Activation(Activation::LeakyRelu(0.3)),
+            UnaryOp::Affine { scale: vec![0.5], shift: vec![1.0], inner: len },
+        ];
+        let want = unfused(&ops, &x);
+        let tail = Tail::new(ops, len).unwrap();
+        // The whole tensor, and split at arbitrary points (as work ranges split it).
+        for split in [0, 1, 1499, 1500, 4095, 4096, 5000, len] {
+            let mut y = x.clone();
+            let (a, b) = y.split_at_mut(split);
+            tail.apply(a, 0);
+            tail.apply(b, split);
+            assert_eq!(y, want, "split at {split}");
+        }
+        let k = ChainKernel::new(tail);
+        let mut out = vec![f32::NAN; len];
+        let items = k.io().1;
+        for item in 0..items {
+            // SAFETY: both buffers hold `len` floats and are disjoint.
+            unsafe { chain_entry(&k, x.as_ptr(), out.as_mut_ptr(), item, item + 1) };
+        }
+        assert_eq!(out, want);
+    }
+
+    #[test]
+    fn a_layout_that_does_not_tile_the_tensor_is_refused() {
+        let op = |inner| UnaryOp::PRelu { weight: vec![0.1; 3], inner };
+        assert!(Tail::new(vec![op(4)], 24).is_ok());
+        assert!(Tail::new(vec![op(5)], 24).is_err());
+        assert!(Tail::new(vec![op(0)], 24).is_err());
+        assert!(Tail::new(vec![UnaryOp::Affine { scale: vec![], shift: vec![], inner: 1 }], 24).is_err());
+    }
+}
