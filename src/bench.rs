@@ -211,3 +211,91 @@ mod peak_x86 {
         v
     }
 }
+
+/// Copy bandwidth: `threads` threads each copying their share of a
+/// `bytes`-byte buffer into another (`copy_from_slice`, which is `memcpy`),
+/// in GB/s counting the bytes read and the bytes written, median of the
+/// timing protocol. The reference memory-bound kernels are compared with:
+/// an op that reads and writes as many bytes as the copy does at this
+/// bandwidth is as fast as moving its data can be.
+pub fn copy_bandwidth(bytes: usize, threads: usize) -> f64 {
+    let floats = (bytes / 4).max(1024);
+    let threads = threads.clamp(1, 64);
+    let src = vec![1.0f32; floats];
+    let mut dst = vec![0.0f32; floats];
+    let per = floats.div_ceil(threads);
+    let timing = measure(
+        || {
+            if threads == 1 {
+                dst.copy_from_slice(&src);
+            } else {
+                std::thread::scope(|s| {
+                    for (d, x) in dst.chunks_mut(per).zip(src.chunks(per)) {
+                        s.spawn(move || d.copy_from_slice(x));
+                    }
+                });
+            }
+            std::hint::black_box(&mut dst);
+        },
+        20,
+        Duration::from_millis(300),
+    );
+    (2 * 4 * floats) as f64 / timing.median.as_secs_f64() / 1e9
+}
+
+/// One memory-bound layer of [`memory_layers`]: a resolved one-op graph
+/// (after a first op that only makes its input), its inputs and the bytes
+/// the op must move (its input and output once each).
+pub struct MemoryLayer {
+    /// Short name (`maxpool_k2`).
+    pub name: String,
+    /// The resolved graph.
+    pub graph: Graph,
+    /// Its inputs.
+    pub inputs: Vec<Tensor>,
+    /// Bytes read plus bytes written by the op, each tensor once.
+    pub bytes: usize,
+}
+
+/// The memory-bound ops of a decoder (pooling, padding, normalization,
+/// elementwise, upsampling, shuffles, concatenation) on `[n, c, h, w]`
+/// tensors, each as its own graph.
+pub fn memory_layers(n: usize, c: usize, h: usize, w: usize) -> Result<Vec<MemoryLayer>, Error> {
+    use serde_json::json;
+    let x = [n, c, h, w];
+    let len = n * c * h * w;
+    // (name, node JSON, second input, output floats)
+    let cases: Vec<(&str, serde_json::Value, bool, usize)> = vec![
+        ("relu", json!({"op": "ReLU"}), false, len),
+        ("silu", json!({"op": "SiLU"}), false, len),
+        ("add", json!({"op": "Add", "inputs": ["x", "y"]}), true, len),
+        ("bn", json!({"op": "BatchNorm2d", "args": {"num_features": c}}), false, len),
+        ("inorm", json!({"op": "InstanceNorm2d", "args": {"num_features": c, "affine": true}}), false, len),
+        ("gnorm", json!({"op": "GroupNorm", "args": {"num_groups": (c / 4).max(1), "num_channels": c}}), false, len),
+        ("maxpool_k2", json!({"op": "MaxPool2d", "args": {"kernel_size": 2}}), false, len / 4),
+        ("avgpool_k3s1", json!({"op": "AvgPool2d", "args": {"kernel_size": 3, "stride": 1, "padding": 1}}), false, len),
+        ("reflpad_1", json!({"op": "ReflectionPad2d", "args": {"padding": 1}}), false, n * c * (h + 2) * (w + 2)),
+        ("zeropad_1", json!({"op": "ZeroPad2d", "args": {"padding": 1}}), false, n * c * (h + 2) * (w + 2)),
+        ("nearest_x2", json!({"op": "Upsample", "args": {"scale_factor": 2}}), false, 4 * len),
+        ("bilinear_x2", json!({"op": "Upsample", "args": {"scale_factor": 2, "mode": "bilinear"}}), false, 4 * len),
+        ("shuffle_2", json!({"op": "PixelShuffle", "args": {"upscale_factor": 2}}), false, len),
+        ("cat", json!({"op": "Concat", "inputs": ["x", "y"], "args": {"dim": 1}}), true, 2 * len),
+    ];
+    let mut layers = Vec::new();
+    for (name, mut node, two, out_floats) in cases {
+        node["name"] = json!("op");
+        let mut inputs = json!({"x": x});
+        if two {
+            inputs["y"] = json!(x);
+        }
+        let model = json!({"name": name, "inputs": inputs, "nodes": [node]});
+        let g = kiln_ir::model_from_value(model)?;
+        let g = crate::resolve(g, ParamSource::Init { seed: 1 })?;
+        let mut rng = Rng::for_stream(1, name);
+        let count = if two { 2 } else { 1 };
+        let ins: Vec<Tensor> = (0..count).map(|_| rng.tensor(&x)).collect();
+        let bytes = 4 * (count * len + out_floats);
+        layers.push(MemoryLayer { name: name.to_string(), graph: g, inputs: ins, bytes });
+    }
+    Ok(layers)
+}

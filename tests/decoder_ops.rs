@@ -211,8 +211,16 @@ fn elementwise_chains_fuse_into_one_kernel() {
     let n = |name: &str, op: &str, args: serde_json::Value| json!({"name": name, "op": op, "args": args});
     // (nodes after c0, outputs, the kernel group that must appear)
     let cases = [
-        (vec![n("norm", "InstanceNorm2d", json!({"num_features": 4, "affine": true})), n("act", "ReLU", json!({}))], None, "norm+act"),
-        (vec![n("norm", "GroupNorm", json!({"num_groups": 2, "num_channels": 4})), n("act", "SiLU", json!({}))], None, "norm+act"),
+        (
+            vec![n("norm", "InstanceNorm2d", json!({"num_features": 4, "affine": true})), n("act", "ReLU", json!({}))],
+            None,
+            "norm+act",
+        ),
+        (
+            vec![n("norm", "GroupNorm", json!({"num_groups": 2, "num_channels": 4})), n("act", "SiLU", json!({}))],
+            None,
+            "norm+act",
+        ),
         (
             vec![
                 n("pool", "MaxPool2d", json!({"kernel_size": 2})),

@@ -5,7 +5,9 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use clap::Args;
-use kiln::bench::{default_shapes_path, layer, load_shapes, measure, measure_peaks, BenchShape};
+use kiln::bench::{
+    copy_bandwidth, default_shapes_path, layer, load_shapes, measure, measure_peaks, memory_layers, BenchShape,
+};
 use kiln::jit::compile_with;
 use kiln::passes::flops;
 use kiln::runtime::{tensor, Interpreter, Tensor};
@@ -31,9 +33,16 @@ pub struct BenchArgs {
     /// One JSON object per line and shape (what the peers harness reads).
     #[arg(long)]
     pub json: bool,
-    /// Measure this machine's one-core FMA peak and exit.
+    /// Measure this machine's one-core FMA peak and copy bandwidth, and exit.
     #[arg(long)]
     pub peak: bool,
+    /// Time the memory-bound ops (pooling, padding, normalization,
+    /// elementwise, upsampling) against this machine's copy bandwidth.
+    #[arg(long)]
+    pub memory: bool,
+    /// With --memory: the tensor shape `N,C,H,W` (default 1,64,128,128).
+    #[arg(long, default_value = "1,64,128,128")]
+    pub memory_shape: String,
     /// With a model: override the batch size of its 4-D inputs.
     #[arg(long)]
     pub batch: Option<usize>,
@@ -147,7 +156,15 @@ pub fn run(args: &BenchArgs) -> Result<(), kiln::Error> {
         for p in &peaks {
             outln!("fma peak, {}-bit vectors, 1 core: {:.1} GFLOP/s", p.bits, p.gflops);
         }
+        for (what, bytes) in
+            [("L2-resident, 256 KiB", 256 << 10), ("L3-resident, 4 MiB", 4 << 20), ("DRAM, 256 MiB", 256 << 20)]
+        {
+            outln!("copy bandwidth, {what}, 1 core: {:.1} GB/s (read + write)", copy_bandwidth(bytes, 1));
+        }
         return Ok(());
+    }
+    if args.memory {
+        return memory(args);
     }
     // % of peak is against the widest vectors the CPU has: what the best peers use.
     let peak = peaks.iter().map(|p| p.gflops).fold(0.0, f64::max);
@@ -180,6 +197,57 @@ pub fn run(args: &BenchArgs) -> Result<(), kiln::Error> {
             print_rows(std::slice::from_ref(&row), peak, args.json)?;
             rows.push(row);
         }
+    }
+    Ok(())
+}
+
+/// Largest tensor `--memory-shape` may ask for (floats): 4 GiB of f32.
+const MAX_MEMORY_FLOATS: usize = 1 << 30;
+
+/// `kiln bench --memory`: each memory-bound op's bytes moved per second
+/// against a copy of as many bytes on as many threads.
+fn memory(args: &BenchArgs) -> Result<(), kiln::Error> {
+    let dims: Vec<usize> = args
+        .memory_shape
+        .split(',')
+        .map(|d| d.trim().parse::<usize>())
+        .collect::<Result<_, _>>()
+        .map_err(|e| kiln::Error::Usage(format!("--memory-shape {:?}: {e}", args.memory_shape)))?;
+    let &[n, c, h, w] = dims.as_slice() else {
+        return Err(kiln::Error::Usage(format!("--memory-shape needs N,C,H,W, got {:?}", args.memory_shape)));
+    };
+    let len = dims.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).filter(|&l| l > 0 && l <= MAX_MEMORY_FLOATS);
+    if len.is_none() || c < 4 || h < 2 || w < 2 {
+        return Err(kiln::Error::Usage(format!(
+            "--memory-shape {dims:?}: needs C >= 4, H, W >= 2 and at most {MAX_MEMORY_FLOATS} floats"
+        )));
+    }
+    let layers = memory_layers(n, c, h, w)?;
+    outln!("memory-bound ops on [{n}, {c}, {h}, {w}]; copy = memcpy of as many bytes on as many threads, GB/s");
+    outln!(
+        "{:<13} {:>7} {:>10} {:>10} {:>10} {:>8} {:>10}",
+        "op",
+        "threads",
+        "median ms",
+        "MB moved",
+        "GB/s",
+        "copy",
+        "% of copy"
+    );
+    for l in &layers {
+        let row = bench_graph(&l.name, &l.graph, &l.inputs, 0.0, args)?;
+        let gbs = l.bytes as f64 / (row.median_ms * 1e6);
+        let copy = copy_bandwidth(l.bytes / 2, row.threads);
+        outln!(
+            "{:<13} {:>7} {:>10.3} {:>10.1} {:>10.1} {:>8.1} {:>9.0}%",
+            l.name,
+            row.threads,
+            row.median_ms,
+            l.bytes as f64 / 1e6,
+            gbs,
+            copy,
+            100.0 * gbs / copy
+        );
     }
     Ok(())
 }

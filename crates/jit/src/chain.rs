@@ -9,9 +9,10 @@
 //! broadcasting binary kernel, or on its own as a [`ChainKernel`] (copy in,
 //! chain, out), so a chain of any length costs one pass.
 //!
-//! Every op keeps the scalar definition the standalone kernels use
-//! ([`Activation::apply`], [`Pointwise::apply`], `x·scale + shift`), so a
-//! fused chain computes the same floats as the unfused kernels.
+//! Every op computes what the standalone kernels compute (the vectorized
+//! transcendentals of [`crate::vmath`], [`Activation::apply`] for the
+//! piecewise-linear ones, `x·scale + shift`), so a fused chain gives the
+//! floats of the unfused kernels.
 //!
 //! Safety as in `plane.rs`: lengths are checked when the kernel is built,
 //! the library compares them with the planned buffers, and [`chain_entry`]
@@ -21,6 +22,7 @@ use kiln_ir::Pointwise;
 
 use crate::epilogue::Activation;
 use crate::error::JitError;
+use crate::vmath::{self, Block};
 
 /// Floats a tail processes per block: every op of the chain runs over one
 /// block (16 KiB, inside L1) before the next block is touched.
@@ -53,25 +55,25 @@ impl UnaryOp {
         }
     }
 
-    /// Applies the op to `block`, whose first float is element `first` of
-    /// the tensor (which fixes the channel of each float).
-    fn apply(&self, block: &mut [f32], first: usize) {
+    /// Applies the op to `block` (in place, or from a source of the same
+    /// length), whose first float is element `first` of the tensor (which
+    /// fixes the channel of each float).
+    fn apply(&self, block: Block<'_>, first: usize) {
         match self {
-            UnaryOp::Activation(a) => {
+            UnaryOp::Activation(Activation::Tanh) => vmath::map_tanh(block),
+            UnaryOp::Activation(Activation::Sigmoid) => vmath::map_sigmoid(block),
+            UnaryOp::Activation(a @ (Activation::Identity | Activation::Relu | Activation::LeakyRelu(_))) => {
                 let a = *a;
-                block.iter_mut().for_each(|v| *v = a.apply(*v));
+                block.map(|v| a.apply(v));
             }
-            UnaryOp::Pointwise(f) => {
-                let f = *f;
-                block.iter_mut().for_each(|v| *v = f.apply(*v));
-            }
+            UnaryOp::Pointwise(f) => vmath::map_pointwise(*f, block),
             UnaryOp::Affine { scale, shift, inner } => per_channel(block, first, *inner, scale.len(), |run, c| {
                 let (s, t) = (scale[c], shift[c]);
-                run.iter_mut().for_each(|v| *v = *v * s + t);
+                run.map(|v| v * s + t);
             }),
             UnaryOp::PRelu { weight, inner } => per_channel(block, first, *inner, weight.len(), |run, c| {
                 let w = weight[c];
-                run.iter_mut().for_each(|v| *v = if *v >= 0.0 { *v } else { w * *v });
+                run.map(|v| if v >= 0.0 { v } else { w * v });
             }),
         }
     }
@@ -79,13 +81,15 @@ impl UnaryOp {
 
 /// Calls `f` on each run of `block` within one channel (`inner` floats per
 /// channel, `channels` channels repeating).
-fn per_channel(block: &mut [f32], first: usize, inner: usize, channels: usize, mut f: impl FnMut(&mut [f32], usize)) {
+fn per_channel(block: Block<'_>, first: usize, inner: usize, channels: usize, mut f: impl FnMut(Block<'_>, usize)) {
+    let len = block.len();
+    let mut block = block;
     let mut at = 0;
-    while at < block.len() {
+    while at < len {
         let g = first + at;
         let c = (g / inner) % channels;
-        let run = (inner - g % inner).min(block.len() - at);
-        f(&mut block[at..at + run], c);
+        let run = (inner - g % inner).min(len - at);
+        f(block.sub(at..at + run), c);
         at += run;
     }
 }
@@ -124,7 +128,7 @@ impl Tail {
     pub(crate) fn apply(&self, out: &mut [f32], first: usize) {
         for (k, block) in out.chunks_mut(BLOCK).enumerate() {
             for op in &self.ops {
-                op.apply(block, first + k * BLOCK);
+                op.apply(Block::InPlace(block), first + k * BLOCK);
             }
         }
     }
@@ -164,10 +168,17 @@ impl ChainKernel {
     }
 
     fn run(&self, x: &[f32], out: &mut [f32], first: usize) {
+        // The first op reads `x` directly (a copy pass first would cost more
+        // than the arithmetic of most ops), the rest work in place.
         for (k, (o, i)) in out.chunks_mut(BLOCK).zip(x.chunks(BLOCK)).enumerate() {
-            o.copy_from_slice(i);
-            for op in &self.tail.ops {
-                op.apply(o, first + k * BLOCK);
+            let at = first + k * BLOCK;
+            let Some((head, rest)) = self.tail.ops.split_first() else {
+                o.copy_from_slice(i);
+                continue;
+            };
+            head.apply(Block::Into(i, o), at);
+            for op in rest {
+                op.apply(Block::InPlace(o), at);
             }
         }
     }
@@ -251,12 +262,16 @@ mod tests {
         let want = unfused(&ops, &x);
         let tail = Tail::new(ops, len).unwrap();
         // The whole tensor, and split at arbitrary points (as work ranges split it).
+        let close = |y: &[f32]| y.iter().zip(&want).all(|(a, b)| (a - b).abs() <= 1e-5 * b.abs().max(1.0));
+        let mut whole = x.clone();
+        tail.apply(&mut whole, 0);
+        assert!(close(&whole));
         for split in [0, 1, 1499, 1500, 4095, 4096, 5000, len] {
             let mut y = x.clone();
             let (a, b) = y.split_at_mut(split);
             tail.apply(a, 0);
             tail.apply(b, split);
-            assert_eq!(y, want, "split at {split}");
+            assert_eq!(y, whole, "split at {split}");
         }
         let k = ChainKernel::new(tail);
         let mut out = vec![f32::NAN; len];
@@ -265,7 +280,7 @@ mod tests {
             // SAFETY: both buffers hold `len` floats and are disjoint.
             unsafe { chain_entry(&k, x.as_ptr(), out.as_mut_ptr(), item, item + 1) };
         }
-        assert_eq!(out, want);
+        assert_eq!(out, whole);
     }
 
     #[test]

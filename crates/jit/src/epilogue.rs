@@ -15,7 +15,7 @@ pub enum Activation {
     Relu,
     /// `x` if `x > 0` else `alpha·x`.
     LeakyRelu(f32),
-    /// `tanh(x)`, computed by Rust's `f32::tanh`.
+    /// `tanh(x)` (see `vmath` for how compiled code evaluates it).
     Tanh,
     /// `1 / (1 + exp(-x))`.
     Sigmoid,
@@ -90,9 +90,7 @@ pub(crate) fn sigmoid(x: f32) -> f32 {
 pub(crate) unsafe extern "C" fn helper_tanh(ptr: *mut f32, len: usize) {
     // SAFETY: guaranteed by the caller (generated code passes a region it owns).
     let s = unsafe { std::slice::from_raw_parts_mut(ptr, len) };
-    for v in s {
-        *v = v.tanh();
-    }
+    crate::vmath::map_tanh(crate::vmath::Block::InPlace(s));
 }
 
 /// In-place sigmoid over `len` floats; called from generated code.
@@ -102,9 +100,7 @@ pub(crate) unsafe extern "C" fn helper_tanh(ptr: *mut f32, len: usize) {
 pub(crate) unsafe extern "C" fn helper_sigmoid(ptr: *mut f32, len: usize) {
     // SAFETY: guaranteed by the caller (generated code passes a region it owns).
     let s = unsafe { std::slice::from_raw_parts_mut(ptr, len) };
-    for v in s {
-        *v = sigmoid(*v);
-    }
+    crate::vmath::map_sigmoid(crate::vmath::Block::InPlace(s));
 }
 
 /// Symbol names under which the helpers are registered with the JIT.

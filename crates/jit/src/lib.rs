@@ -52,10 +52,12 @@ mod phase;
 mod plane;
 mod pointwise;
 mod pool;
+mod rows;
 mod schedule;
 mod strategy;
 mod tiling;
 mod verify;
+mod vmath;
 
 pub use error::JitError;
 pub use graph::{

@@ -25,24 +25,22 @@ use kiln_ir::{
 use crate::chain::Tail;
 use crate::error::JitError;
 use crate::geometry::checked_len;
+use crate::rows::{self, Axis, Chunk, ColMap, Reduce};
 
 /// What a plane kernel computes, with its per-axis tables.
 #[derive(Debug)]
 enum PlaneOp {
-    /// Max over dilated windows; per output row/column the input taps.
-    MaxPool { rows: Vec<Vec<usize>>, cols: Vec<Vec<usize>> },
-    /// Window sums over `[start, end)` per axis, divided per output pixel.
-    AvgPool {
-        rows: Vec<(usize, usize)>,
-        cols: Vec<(usize, usize)>,
-        div_rows: Vec<f32>,
-        div_cols: Vec<f32>,
-        constant: Option<f32>,
-    },
-    /// Gather through per-axis source tables; `None` = the constant.
-    Gather { rows: Vec<Option<usize>>, cols: Vec<Option<usize>>, fill: f32 },
-    /// Bilinear: per axis `(i0, i1, w0, w1)`.
-    Bilinear { rows: Vec<(usize, usize, f32, f32)>, cols: Vec<(usize, usize, f32, f32)> },
+    /// Max over dilated windows (per axis the clipped taps), separable.
+    MaxPool { rows: Axis, cols: Axis, plan: Vec<Chunk> },
+    /// Window sums over the clipped windows per axis, divided per output
+    /// pixel by `div_rows[y]·div_cols[x]` or the `constant`.
+    AvgPool { rows: Axis, cols: Axis, plan: Vec<Chunk>, div_rows: Vec<f32>, div_cols: Vec<f32>, constant: Option<f32> },
+    /// Gather: per output row its source row (`None` = the constant), and
+    /// the one column map every row shares.
+    Gather { rows: Vec<Option<usize>>, cols: ColMap, fill: f32 },
+    /// Bilinear: per output row `(i0, i1, w0, w1)`, and the horizontal
+    /// interpolation as one map per chunk of [`rows::TMP`] output columns.
+    Bilinear { rows: Vec<(usize, usize, f32, f32)>, cols: Vec<rows::LerpMap> },
     /// Pixel shuffle by `r` in `direction`.
     Shuffle { r: usize, direction: ShuffleDirection },
     /// Per-item statistics (an instance plane, or a group of planes), then
@@ -75,9 +73,14 @@ pub(crate) struct PlaneIo {
     pub(crate) flops: u64,
 }
 
-/// Input taps along one axis of a pooling window at output `o`.
-fn taps(o: usize, k: usize, s: usize, p: usize, d: usize, len: usize) -> Vec<usize> {
-    (0..k).filter_map(|t| (o * s + t * d).checked_sub(p)).filter(|&i| i < len).collect()
+/// The clipped taps along one axis of a pooling window at output `o`:
+/// the first input index and how many (they are `d` apart).
+fn taps(o: usize, k: usize, s: usize, p: usize, d: usize, len: usize) -> (usize, usize) {
+    let mut it = (0..k).filter_map(|t| (o * s + t * d).checked_sub(p)).filter(|&i| i < len);
+    match it.next() {
+        Some(first) => (first, 1 + it.count()),
+        None => (0, 0),
+    }
 }
 
 /// Clipped `[start, end)` of an average window along one axis, and its
@@ -126,11 +129,22 @@ impl PlaneKernel {
         out_hw: [usize; 2],
         p: &Pool2dParams,
     ) -> Result<Self, JitError> {
-        let rows =
-            (0..out_hw[0]).map(|o| taps(o, p.kernel_size.h, p.stride.h, p.padding.h, p.dilation.h, in_hw[0])).collect();
-        let cols =
-            (0..out_hw[1]).map(|o| taps(o, p.kernel_size.w, p.stride.w, p.padding.w, p.dilation.w, in_hw[1])).collect();
-        Self::with(PlaneOp::MaxPool { rows, cols }, n, [c, c], in_hw, out_hw)
+        let rows = Axis {
+            taps: (0..out_hw[0])
+                .map(|o| taps(o, p.kernel_size.h, p.stride.h, p.padding.h, p.dilation.h, in_hw[0]))
+                .collect(),
+            step: p.dilation.h,
+        };
+        let cols = Axis {
+            taps: (0..out_hw[1])
+                .map(|o| taps(o, p.kernel_size.w, p.stride.w, p.padding.w, p.dilation.w, in_hw[1]))
+                .collect(),
+            step: p.dilation.w,
+        };
+        rows.check(in_hw[0])?;
+        cols.check(in_hw[1])?;
+        let plan = rows::chunks(&cols);
+        Self::with(PlaneOp::MaxPool { rows, cols, plan }, n, [c, c], in_hw, out_hw)
     }
 
     /// `AvgPool2d`.
@@ -148,7 +162,7 @@ impl PlaneKernel {
         let (cols, div_cols) =
             (0..out_hw[1]).map(|o| avg_range(o, p.kernel_size.w, p.stride.w, p.padding.w, in_hw[1], inc)).unzip();
         let constant = d.divisor_override.map(|v| v as f32);
-        Self::with(PlaneOp::AvgPool { rows, cols, div_rows, div_cols, constant }, n, [c, c], in_hw, out_hw)
+        Self::avg(rows, cols, div_rows, div_cols, constant, n, c, in_hw, out_hw)
     }
 
     /// `AdaptiveAvgPool2d`: cell `o` averages `⌊o·in/out⌋ .. ⌈(o+1)·in/out⌉`.
@@ -163,7 +177,29 @@ impl PlaneKernel {
         };
         let (rows, div_rows) = axis(in_hw[0], out_hw[0].max(1));
         let (cols, div_cols) = axis(in_hw[1], out_hw[1].max(1));
-        Self::with(PlaneOp::AvgPool { rows, cols, div_rows, div_cols, constant: None }, n, [c, c], in_hw, out_hw)
+        Self::avg(rows, cols, div_rows, div_cols, None, n, c, in_hw, out_hw)
+    }
+
+    /// An average pooling from its `[start, end)` windows per axis.
+    #[allow(clippy::too_many_arguments)]
+    fn avg(
+        rows: Vec<(usize, usize)>,
+        cols: Vec<(usize, usize)>,
+        div_rows: Vec<f32>,
+        div_cols: Vec<f32>,
+        constant: Option<f32>,
+        n: usize,
+        c: usize,
+        in_hw: [usize; 2],
+        out_hw: [usize; 2],
+    ) -> Result<Self, JitError> {
+        let axis = |w: Vec<(usize, usize)>| Axis { taps: w.into_iter().map(|(a, b)| (a, b - a)).collect(), step: 1 };
+        let (rows, cols) = (axis(rows), axis(cols));
+        rows.check(in_hw[0])?;
+        cols.check(in_hw[1])?;
+        let plan = rows::chunks(&cols);
+        let op = PlaneOp::AvgPool { rows, cols, plan, div_rows, div_cols, constant };
+        Self::with(op, n, [c, c], in_hw, out_hw)
     }
 
     /// The four `*Pad2d` modes.
@@ -199,7 +235,8 @@ impl PlaneKernel {
             ));
         }
         let rows = (0..out_hw[0]).map(|o| src(o, pad.top, in_hw[0])).collect();
-        let cols = (0..out_hw[1]).map(|o| src(o, pad.left, in_hw[1])).collect();
+        let cols: Vec<_> = (0..out_hw[1]).map(|o| src(o, pad.left, in_hw[1])).collect();
+        let cols = ColMap::new(&cols, in_hw[1])?;
         let fill = match mode {
             PadMode::Constant { value } => value,
             PadMode::Zero | PadMode::Reflect | PadMode::Replicate => 0.0,
@@ -217,15 +254,28 @@ impl PlaneKernel {
     ) -> Result<Self, JitError> {
         let (fh, fw) = (p.size.factor(0), p.size.factor(1));
         let op = match p.mode {
-            UpsampleMode::Nearest => PlaneOp::Gather {
-                rows: (0..out_hw[0]).map(|o| Some(nearest_source(o, in_hw[0], out_hw[0], fh))).collect(),
-                cols: (0..out_hw[1]).map(|o| Some(nearest_source(o, in_hw[1], out_hw[1], fw))).collect(),
-                fill: 0.0,
-            },
-            UpsampleMode::Bilinear => PlaneOp::Bilinear {
-                rows: (0..out_hw[0]).map(|o| linear_source(o, in_hw[0], out_hw[0], fh, p.align_corners)).collect(),
-                cols: (0..out_hw[1]).map(|o| linear_source(o, in_hw[1], out_hw[1], fw, p.align_corners)).collect(),
-            },
+            UpsampleMode::Nearest => {
+                let cols: Vec<_> = (0..out_hw[1]).map(|o| Some(nearest_source(o, in_hw[1], out_hw[1], fw))).collect();
+                PlaneOp::Gather {
+                    rows: (0..out_hw[0]).map(|o| Some(nearest_source(o, in_hw[0], out_hw[0], fh))).collect(),
+                    cols: ColMap::new(&cols, in_hw[1])?,
+                    fill: 0.0,
+                }
+            }
+            UpsampleMode::Bilinear => {
+                let cols: Vec<_> =
+                    (0..out_hw[1]).map(|o| linear_source(o, in_hw[1], out_hw[1], fw, p.align_corners)).collect();
+                let rows: Vec<_> =
+                    (0..out_hw[0]).map(|o| linear_source(o, in_hw[0], out_hw[0], fh, p.align_corners)).collect();
+                if rows.iter().any(|r| r.0.max(r.1) >= in_hw[0]) {
+                    return Err(JitError::geometry("bilinear", format!("a source row past {}", in_hw[0])));
+                }
+                let cols = cols
+                    .chunks(rows::TMP)
+                    .map(|c| rows::LerpMap::new(c.to_vec(), in_hw[1]))
+                    .collect::<Result<_, _>>()?;
+                PlaneOp::Bilinear { rows, cols }
+            }
         };
         Self::with(op, n, [c, c], in_hw, out_hw)
     }
@@ -319,15 +369,16 @@ impl PlaneKernel {
             return Err(JitError::geometry("narrow", format!("rows {start}..+{length} exceed {size}")));
         }
         let rows = (start..start + length).map(Some).collect();
-        let cols = (0..inner).map(Some).collect();
+        let cols = ColMap::new(&(0..inner).map(Some).collect::<Vec<_>>(), inner)?;
         Self::with(PlaneOp::Gather { rows, cols, fill: 0.0 }, outer, [1, 1], [size, inner], [length, inner])
     }
 
     /// Lengths and work for the library.
     pub(crate) fn io(&self) -> PlaneIo {
         let window = match &self.op {
-            PlaneOp::MaxPool { rows, cols } => {
-                rows.iter().map(Vec::len).max().unwrap_or(1) * cols.iter().map(Vec::len).max().unwrap_or(1)
+            PlaneOp::MaxPool { rows, cols, .. } => {
+                let most = |a: &Axis| a.taps.iter().map(|t| t.1).max().unwrap_or(1);
+                most(rows) * most(cols)
             }
             PlaneOp::AvgPool { .. } | PlaneOp::Bilinear { .. } => 4,
             PlaneOp::Gather { .. } | PlaneOp::Shuffle { .. } => 1,
@@ -345,12 +396,12 @@ impl PlaneKernel {
     pub(crate) fn table_bytes(&self) -> usize {
         let v = |n: usize, per: usize| n.saturating_mul(per);
         match &self.op {
-            PlaneOp::MaxPool { rows, cols } => {
-                v(rows.iter().map(Vec::len).sum::<usize>() + cols.iter().map(Vec::len).sum::<usize>(), 8)
+            PlaneOp::MaxPool { rows, cols, plan } => v(rows.taps.len() + cols.taps.len() + 3 * plan.len(), 16),
+            PlaneOp::AvgPool { rows, cols, plan, .. } => v(rows.taps.len() + cols.taps.len() + 3 * plan.len(), 20),
+            PlaneOp::Gather { rows, cols, .. } => v(rows.len(), 16) + cols.table_bytes(),
+            PlaneOp::Bilinear { rows, cols } => {
+                v(rows.len(), 24) + cols.iter().map(rows::LerpMap::table_bytes).sum::<usize>()
             }
-            PlaneOp::AvgPool { rows, cols, .. } => v(rows.len() + cols.len(), 20),
-            PlaneOp::Gather { rows, cols, .. } => v(rows.len() + cols.len(), 16),
-            PlaneOp::Bilinear { rows, cols } => v(rows.len() + cols.len(), 24),
             PlaneOp::Shuffle { .. } => 0,
             PlaneOp::Normalize { weight, bias, .. } => {
                 v(weight.as_ref().map_or(0, Vec::len) + bias.as_ref().map_or(0, Vec::len), 4)
@@ -364,8 +415,28 @@ impl PlaneKernel {
     }
 
     /// Computes work items `start..` (output planes, or groups of
-    /// `per_item` planes) into `out`, which holds exactly those items.
+    /// `per_item` planes) into `out`, which holds exactly those items:
+    /// the same code compiled for AVX2 when the CPU has it (twice the
+    /// vector width for the row loops), else for the baseline ISA.
     fn run(&self, x: &[f32], out: &mut [f32], start: usize) {
+        #[cfg(target_arch = "x86_64")]
+        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+            // SAFETY: AVX2 and FMA were just detected.
+            return unsafe { self.run_avx2(x, out, start) };
+        }
+        self.run_generic(x, out, start)
+    }
+
+    /// # Safety
+    /// The CPU must support AVX2 and FMA.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn run_avx2(&self, x: &[f32], out: &mut [f32], start: usize) {
+        self.run_generic(x, out, start)
+    }
+
+    #[inline(always)]
+    fn run_generic(&self, x: &[f32], out: &mut [f32], start: usize) {
         let [ih, iw] = self.in_hw;
         let [oh, ow] = self.out_hw;
         let (ip, op) = (ih * iw, oh * ow);
@@ -375,17 +446,16 @@ impl PlaneKernel {
             for (k, o) in out.chunks_exact_mut(len).enumerate() {
                 let q = start + k;
                 let src = &x[q * len..][..len];
-                let (mut sum, mut sq) = (0.0f64, 0.0f64);
-                for &v in src {
-                    sum += f64::from(v);
-                }
-                let mean = sum / len as f64;
-                for &v in src {
-                    let d = f64::from(v) - mean;
-                    sq += d * d;
-                }
-                let inv = 1.0 / (sq / len as f64 + eps).sqrt();
-                let m = mean as f32;
+                // Two passes (mean, then squared deviations from it): the
+                // stable form, with f32 partial sums that vectorize.
+                let mean = rows::sum_f64(src, |v| v) / len as f64;
+                let m32 = mean as f32;
+                // Deviations in f32 from the rounded mean, corrected by the
+                // rounding's own contribution (len·(mean − m32)²).
+                let shift = mean - f64::from(m32);
+                let sq = rows::sum_f64(src, |v| (v - m32) * (v - m32)) - len as f64 * shift * shift;
+                let inv = 1.0 / (sq.max(0.0) / len as f64 + eps).sqrt();
+                let m = m32;
                 for (p, (oc, sc)) in o.chunks_exact_mut(op).zip(src.chunks_exact(op)).enumerate() {
                     let c = (q * self.per_item + p) % self.c_out;
                     let g = weight.as_ref().map_or(1.0, |w| f64::from(w[c]));
@@ -406,15 +476,24 @@ impl PlaneKernel {
                     let r = *r;
                     match direction {
                         ShuffleDirection::Shuffle => {
-                            // Output plane `co` interleaves input planes co·r² .. (co+1)·r².
-                            for i in 0..r {
-                                for j in 0..r {
-                                    let ci = co * r * r + i * r + j;
-                                    let src = &x[(b * self.c_in + ci) * ip..][..ip];
-                                    for y in 0..ih {
-                                        let row = &mut o[(y * r + i) * ow..][..ow];
-                                        for (xx, &v) in src[y * iw..][..iw].iter().enumerate() {
-                                            row[xx * r + j] = v;
+                            // Output plane `co` interleaves input planes co·r² .. (co+1)·r²:
+                            // output row y·r + i interleaves row y of planes (i, 0..r).
+                            let planes = &x[(b * self.c_in + co * r * r) * ip..][..r * r * ip];
+                            let mut srcs: [&[f32]; 8] = [&[]; 8];
+                            for y in 0..ih {
+                                for i in 0..r {
+                                    let row = &mut o[(y * r + i) * ow..][..ow];
+                                    if r <= 8 {
+                                        for (j, s) in srcs.iter_mut().take(r).enumerate() {
+                                            *s = &planes[(i * r + j) * ip + y * iw..][..iw];
+                                        }
+                                        rows::interleave(&srcs[..r], row);
+                                    } else {
+                                        for j in 0..r {
+                                            let s = &planes[(i * r + j) * ip + y * iw..][..iw];
+                                            for (v, &u) in row[j..].iter_mut().step_by(r).zip(s) {
+                                                *v = u;
+                                            }
                                         }
                                     }
                                 }
@@ -426,8 +505,8 @@ impl PlaneKernel {
                             let src = &x[(b * self.c_in + ci) * ip..][..ip];
                             for y in 0..oh {
                                 let srow = &src[(y * r + i) * iw..][..iw];
-                                for (xx, v) in o[y * ow..][..ow].iter_mut().enumerate() {
-                                    *v = srow[xx * r + j];
+                                for (v, c) in o[y * ow..][..ow].iter_mut().zip(srow.chunks_exact(r)) {
+                                    *v = c[j];
                                 }
                             }
                         }
@@ -442,61 +521,69 @@ impl PlaneKernel {
     }
 
     /// One plane of a plane-local op.
+    #[inline(always)]
     fn plane(op: &PlaneOp, src: &[f32], iw: usize, o: &mut [f32], ow: usize) {
         match op {
-            PlaneOp::MaxPool { rows, cols } => {
-                for (y, taps_y) in rows.iter().enumerate() {
+            PlaneOp::MaxPool { rows, cols, plan } => {
+                let mut tmp = [0.0f32; rows::TMP];
+                for (y, &(r0, rc)) in rows.taps.iter().enumerate() {
                     let row = &mut o[y * ow..][..ow];
-                    for (v, taps_x) in row.iter_mut().zip(cols) {
-                        let mut m = f32::NEG_INFINITY;
-                        'window: for &ty in taps_y {
-                            let srow = &src[ty * iw..][..iw];
-                            for &tx in taps_x {
-                                let s = srow[tx];
-                                if s > m || s.is_nan() {
-                                    m = s;
-                                    if m.is_nan() {
-                                        break 'window;
-                                    }
-                                }
-                            }
-                        }
-                        *v = m;
-                    }
+                    rows::pool_row(Reduce::Max, src, iw, (r0, rc, rows.step), cols, plan, row, &mut tmp);
                 }
             }
-            PlaneOp::AvgPool { rows, cols, div_rows, div_cols, constant } => {
-                for (y, (&(y0, y1), &dy)) in rows.iter().zip(div_rows).enumerate() {
+            PlaneOp::AvgPool { rows, cols, plan, div_rows, div_cols, constant } => {
+                let mut tmp = [0.0f32; rows::TMP];
+                for (y, (&(r0, rc), &dy)) in rows.taps.iter().zip(div_rows).enumerate() {
                     let row = &mut o[y * ow..][..ow];
-                    for (v, (&(x0, x1), &dx)) in row.iter_mut().zip(cols.iter().zip(div_cols)) {
-                        let mut sum = 0.0f32;
-                        for yy in y0..y1 {
-                            sum += src[yy * iw..][x0..x1].iter().sum::<f32>();
-                        }
-                        *v = sum / constant.unwrap_or(dy * dx);
+                    rows::pool_row(Reduce::Sum, src, iw, (r0, rc, 1), cols, plan, row, &mut tmp);
+                    match constant {
+                        Some(c) => row.iter_mut().for_each(|v| *v /= c),
+                        None => row.iter_mut().zip(div_cols).for_each(|(v, &dx)| *v /= dy * dx),
                     }
                 }
             }
             PlaneOp::Gather { rows, cols, fill } => {
                 for (y, sy) in rows.iter().enumerate() {
-                    let row = &mut o[y * ow..][..ow];
+                    let (done, rest) = o.split_at_mut(y * ow);
+                    let row = &mut rest[..ow];
+                    if y > 0 && rows[y - 1] == *sy {
+                        // A repeated source row (nearest upsampling): the
+                        // previous output row again.
+                        row.copy_from_slice(&done[(y - 1) * ow..]);
+                        continue;
+                    }
                     match sy {
                         None => row.fill(*fill),
-                        Some(sy) => {
-                            let srow = &src[sy * iw..][..iw];
-                            for (v, sx) in row.iter_mut().zip(cols) {
-                                *v = sx.map_or(*fill, |sx| srow[sx]);
-                            }
-                        }
+                        Some(sy) => cols.apply(&src[sy * iw..][..iw], row, *fill),
                     }
                 }
             }
             PlaneOp::Bilinear { rows, cols } => {
-                for (y, &(y0, y1, a0, a1)) in rows.iter().enumerate() {
-                    let (r0, r1) = (&src[y0 * iw..][..iw], &src[y1 * iw..][..iw]);
-                    let row = &mut o[y * ow..][..ow];
-                    for (v, &(x0, x1, b0, b1)) in row.iter_mut().zip(cols) {
-                        *v = a0 * (b0 * r0[x0] + b1 * r0[x1]) + a1 * (b0 * r1[x0] + b1 * r1[x1]);
+                // Separable, in PyTorch's order: h0·(w0·a + w1·b) + h1·(w0·c + w1·d),
+                // the horizontal interpolation of each source row computed once
+                // per column chunk and kept in one of two slots.
+                let mut slots = [[0.0f32; rows::TMP]; 2];
+                let mut scratch = [0.0f32; rows::TMP];
+                for (chunk, map) in cols.iter().enumerate() {
+                    let (x0, w) = (chunk * rows::TMP, map.len());
+                    let mut keys = [usize::MAX; 2];
+                    for (y, &(y0, y1, a0, a1)) in rows.iter().enumerate() {
+                        for need in [y0, y1] {
+                            if !keys.contains(&need) {
+                                // Replace the slot the other row of this pair does not use.
+                                let other = if need == y0 { y1 } else { y0 };
+                                let s = if keys[0] == other { 1 } else { 0 };
+                                map.apply(&src[need * iw..][..iw], &mut slots[s][..w], &mut scratch);
+                                keys[s] = need;
+                            }
+                        }
+                        let s0 = if keys[0] == y0 { 0 } else { 1 };
+                        let s1 = if keys[0] == y1 { 0 } else { 1 };
+                        let (t0, t1) = (&slots[s0][..w], &slots[s1][..w]);
+                        let row = &mut o[y * ow + x0..][..w];
+                        for (v, (&p, &q)) in row.iter_mut().zip(t0.iter().zip(t1)) {
+                            *v = a0 * p + a1 * q;
+                        }
                     }
                 }
             }
