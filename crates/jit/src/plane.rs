@@ -420,7 +420,7 @@ impl PlaneKernel {
     /// vector width for the row loops), else for the baseline ISA.
     fn run(&self, x: &[f32], out: &mut [f32], start: usize) {
         #[cfg(target_arch = "x86_64")]
-        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+        if crate::microkernel::has_avx2() {
             // SAFETY: AVX2 and FMA were just detected.
             return unsafe { self.run_avx2(x, out, start) };
         }
@@ -449,13 +449,12 @@ impl PlaneKernel {
                 // Two passes (mean, then squared deviations from it): the
                 // stable form, with f32 partial sums that vectorize.
                 let mean = rows::sum_f64(src, |v| v) / len as f64;
-                let m32 = mean as f32;
+                let m = mean as f32;
                 // Deviations in f32 from the rounded mean, corrected by the
-                // rounding's own contribution (len·(mean − m32)²).
-                let shift = mean - f64::from(m32);
-                let sq = rows::sum_f64(src, |v| (v - m32) * (v - m32)) - len as f64 * shift * shift;
+                // rounding's own contribution (len·(mean − m)²).
+                let shift = mean - f64::from(m);
+                let sq = rows::sum_f64(src, |v| (v - m) * (v - m)) - len as f64 * shift * shift;
                 let inv = 1.0 / (sq.max(0.0) / len as f64 + eps).sqrt();
-                let m = m32;
                 for (p, (oc, sc)) in o.chunks_exact_mut(op).zip(src.chunks_exact(op)).enumerate() {
                     let c = (q * self.per_item + p) % self.c_out;
                     let g = weight.as_ref().map_or(1.0, |w| f64::from(w[c]));

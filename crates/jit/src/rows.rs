@@ -249,6 +249,26 @@ pub(crate) enum Reduce {
     Sum,
 }
 
+impl Reduce {
+    /// The reduction of no values.
+    #[inline(always)]
+    fn init(self) -> f32 {
+        match self {
+            Reduce::Max => f32::NEG_INFINITY,
+            Reduce::Sum => 0.0,
+        }
+    }
+
+    /// The reduction of `values`, in order (the scalar paths).
+    #[inline(always)]
+    fn fold(self, values: impl Iterator<Item = f32>) -> f32 {
+        match self {
+            Reduce::Max => values.fold(self.init(), max_nan),
+            Reduce::Sum => values.fold(self.init(), |m, v| m + v),
+        }
+    }
+}
+
 /// `maxss`'s own semantics (`v > m ? v : m`: one instruction, where
 /// `f32::max` adds a NaN fix-up), for loops that never see a NaN (the row
 /// is recomputed when one was read).
@@ -281,7 +301,7 @@ fn max_nan(m: f32, v: f32) -> f32 {
 /// as PyTorch's NaN-propagating select, LLVM turns the in-place update
 /// into masked stores (microcoded on AMD, 5× slower). So they also note
 /// whether any value they read was NaN, and then the row is recomputed
-/// window by window with the exact maximum ([`max_row_exact`]).
+/// window by window with the exact maximum ([`window`]).
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 pub(crate) fn pool_row(
@@ -294,63 +314,13 @@ pub(crate) fn pool_row(
     out: &mut [f32],
     tmp: &mut [f32; TMP],
 ) {
-    let (r0, rc, rstep) = rows;
-    if pool_row_fast(reduce, src, iw, rows, cols, plan, out, tmp) {
-        max_row_exact(src, iw, (r0, rc, rstep), cols, out);
-    }
-}
-
-/// Row `out` of a max pooling, window by window with [`max_nan`].
-fn max_row_exact(src: &[f32], iw: usize, rows: (usize, usize, usize), cols: &Axis, out: &mut [f32]) {
-    let (r0, rc, rstep) = rows;
-    for (o, &(f, c)) in out.iter_mut().zip(&cols.taps) {
-        let mut m = f32::NEG_INFINITY;
-        for t in 0..rc {
-            let row = &src[(r0 + t * rstep) * iw..][..iw];
-            for u in 0..c {
-                m = max_nan(m, row[f + u * cols.step]);
-            }
-        }
-        *o = m;
-    }
-}
-
-/// [`pool_row`] with the vector loops; true if a `Max` read a NaN (the
-/// row must then be recomputed exactly).
-#[allow(clippy::too_many_arguments)]
-#[inline(always)]
-fn pool_row_fast(
-    reduce: Reduce,
-    src: &[f32],
-    iw: usize,
-    rows: (usize, usize, usize),
-    cols: &Axis,
-    plan: &[Chunk],
-    out: &mut [f32],
-    tmp: &mut [f32; TMP],
-) -> bool {
     let mut nan = false;
     let (r0, rc, rstep) = rows;
-    let init = match reduce {
-        Reduce::Max => f32::NEG_INFINITY,
-        Reduce::Sum => 0.0,
-    };
+    let init = reduce.init();
     for ch in plan {
         if ch.direct {
             // One window wider than the buffer: straight from the source.
-            let (f, c) = cols.taps[ch.xa];
-            let mut m = init;
-            for t in 0..rc {
-                let row = &src[(r0 + t * rstep) * iw..][..iw];
-                for u in 0..c {
-                    let v = row[f + u * cols.step];
-                    m = match reduce {
-                        Reduce::Max => max_nan(m, v),
-                        Reduce::Sum => m + v,
-                    };
-                }
-            }
-            out[ch.xa] = m;
+            out[ch.xa] = window(reduce, src, iw, rows, cols, ch.xa);
             continue;
         }
         let span = ch.hi - ch.lo;
@@ -422,18 +392,26 @@ fn pool_row_fast(
         for x in (ch.xa..ua).chain(ub..ch.xb) {
             let (f, c) = cols.taps[x];
             let w = &t[f - ch.lo..];
-            let mut m = init;
-            for u in 0..c {
-                let v = w[u * cols.step];
-                m = match reduce {
-                    Reduce::Max => max_nan(m, v),
-                    Reduce::Sum => m + v,
-                };
-            }
-            out[x] = m;
+            out[x] = reduce.fold((0..c).map(|u| w[u * cols.step]));
         }
     }
-    nan
+    if nan {
+        // Exact, window by window from the source.
+        for (x, o) in out.iter_mut().enumerate().take(cols.taps.len()) {
+            *o = window(Reduce::Max, src, iw, rows, cols, x);
+        }
+    }
+}
+
+/// Output `x` of the row, window by window from the source: the exact
+/// reduction (NaN-propagating for `Max`).
+fn window(reduce: Reduce, src: &[f32], iw: usize, rows: (usize, usize, usize), cols: &Axis, x: usize) -> f32 {
+    let (r0, rc, rstep) = rows;
+    let (f, c) = cols.taps[x];
+    reduce.fold((0..rc).flat_map(|t| {
+        let row = &src[(r0 + t * rstep) * iw..][..iw];
+        (0..c).map(move |u| row[f + u * cols.step])
+    }))
 }
 
 /// Horizontal linear interpolation of one source row:

@@ -241,15 +241,10 @@ mod avx2 {
     }
 }
 
-#[cfg(target_arch = "x86_64")]
-fn has_avx2() -> bool {
-    std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
-}
-
 /// `f` over `v` (a parameterized activation).
 pub(crate) fn map_pointwise(f: Pointwise, v: Block<'_>) {
     #[cfg(target_arch = "x86_64")]
-    if has_avx2() {
+    if crate::microkernel::has_avx2() {
         // SAFETY: AVX2 and FMA were just detected.
         return unsafe { avx2::pointwise(f, v) };
     }
@@ -259,7 +254,7 @@ pub(crate) fn map_pointwise(f: Pointwise, v: Block<'_>) {
 /// `tanh` over `v`.
 pub(crate) fn map_tanh(v: Block<'_>) {
     #[cfg(target_arch = "x86_64")]
-    if has_avx2() {
+    if crate::microkernel::has_avx2() {
         // SAFETY: AVX2 and FMA were just detected.
         return unsafe { avx2::tanh(v) };
     }
@@ -269,7 +264,7 @@ pub(crate) fn map_tanh(v: Block<'_>) {
 /// `1 / (1 + exp(-x))` over `v`.
 pub(crate) fn map_sigmoid(v: Block<'_>) {
     #[cfg(target_arch = "x86_64")]
-    if has_avx2() {
+    if crate::microkernel::has_avx2() {
         // SAFETY: AVX2 and FMA were just detected.
         return unsafe { avx2::sigmoid(v) };
     }

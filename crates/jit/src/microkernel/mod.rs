@@ -88,8 +88,10 @@ fn has_avx512() -> bool {
     std::arch::is_x86_feature_detected!("avx512f")
 }
 
+/// AVX2 with FMA: the native kernels' ISA, and the one the plane kernels
+/// and `vmath` compile a second copy of their loops for.
 #[cfg(target_arch = "x86_64")]
-fn has_avx2() -> bool {
+pub(crate) fn has_avx2() -> bool {
     std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
 }
 
@@ -99,7 +101,7 @@ fn has_avx512() -> bool {
 }
 
 #[cfg(not(target_arch = "x86_64"))]
-fn has_avx2() -> bool {
+pub(crate) fn has_avx2() -> bool {
     false
 }
 
