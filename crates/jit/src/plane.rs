@@ -416,14 +416,30 @@ impl PlaneKernel {
 
     /// Computes work items `start..` (output planes, or groups of
     /// `per_item` planes) into `out`, which holds exactly those items:
-    /// the same code compiled for AVX2 when the CPU has it (twice the
-    /// vector width for the row loops), else for the baseline ISA.
+    /// the same code compiled for AVX-512 or AVX2 when the CPU has it
+    /// (two or four times the vector width for the row loops), else for
+    /// the baseline ISA.
     fn run(&self, x: &[f32], out: &mut [f32], start: usize) {
         #[cfg(target_arch = "x86_64")]
-        if crate::microkernel::has_avx2() {
-            // SAFETY: AVX2 and FMA were just detected.
-            return unsafe { self.run_avx2(x, out, start) };
+        {
+            use crate::microkernel::{has_avx2, has_avx512};
+            if has_avx512() && has_avx2() {
+                // SAFETY: AVX-512F, AVX2 and FMA were just detected.
+                return unsafe { self.run_avx512(x, out, start) };
+            }
+            if has_avx2() {
+                // SAFETY: AVX2 and FMA were just detected.
+                return unsafe { self.run_avx2(x, out, start) };
+            }
         }
+        self.run_generic(x, out, start)
+    }
+
+    /// # Safety
+    /// The CPU must support AVX-512F, AVX2 and FMA.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    unsafe fn run_avx512(&self, x: &[f32], out: &mut [f32], start: usize) {
         self.run_generic(x, out, start)
     }
 

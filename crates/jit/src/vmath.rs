@@ -215,60 +215,101 @@ fn sigmoid_generic<const FMA: bool>(v: Block<'_>) {
     v.map(sigmoid::<FMA>);
 }
 
-#[cfg(target_arch = "x86_64")]
-mod avx2 {
-    use kiln_ir::Pointwise;
+/// The block loops compiled for one x86 ISA level: the same generic code,
+/// so every level computes the same function (the tests run the level the
+/// CPU has against the scalar definitions).
+macro_rules! isa_copy {
+    ($name:ident, $features:literal) => {
+        #[cfg(target_arch = "x86_64")]
+        mod $name {
+            use kiln_ir::Pointwise;
 
-    /// # Safety
-    /// The CPU must support AVX2 and FMA.
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn pointwise(f: Pointwise, v: super::Block<'_>) {
-        super::pointwise_generic::<true>(f, v)
-    }
+            /// # Safety
+            /// The CPU must support the module's features.
+            #[target_feature(enable = $features)]
+            pub(super) unsafe fn pointwise(f: Pointwise, v: super::Block<'_>) {
+                super::pointwise_generic::<true>(f, v)
+            }
 
-    /// # Safety
-    /// As [`pointwise`].
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn tanh(v: super::Block<'_>) {
-        super::tanh_generic::<true>(v)
-    }
+            /// # Safety
+            /// As [`pointwise`].
+            #[target_feature(enable = $features)]
+            pub(super) unsafe fn tanh(v: super::Block<'_>) {
+                super::tanh_generic::<true>(v)
+            }
 
-    /// # Safety
-    /// As [`pointwise`].
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn sigmoid(v: super::Block<'_>) {
-        super::sigmoid_generic::<true>(v)
+            /// # Safety
+            /// As [`pointwise`].
+            #[target_feature(enable = $features)]
+            pub(super) unsafe fn sigmoid(v: super::Block<'_>) {
+                super::sigmoid_generic::<true>(v)
+            }
+        }
+    };
+}
+
+isa_copy!(avx2, "avx2,fma");
+// 512-bit vectors halve the instructions per float again: the polynomial
+// functions (SiLU, GELU, Mish) are bound by arithmetic, not by memory.
+isa_copy!(avx512, "avx512f,avx2,fma");
+
+/// Which compiled copy of the block loops this CPU runs.
+#[derive(Clone, Copy)]
+enum Level {
+    Baseline,
+    #[cfg(target_arch = "x86_64")]
+    Avx2,
+    #[cfg(target_arch = "x86_64")]
+    Avx512,
+}
+
+fn level() -> Level {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if crate::microkernel::has_avx512() && crate::microkernel::has_avx2() {
+            return Level::Avx512;
+        }
+        if crate::microkernel::has_avx2() {
+            return Level::Avx2;
+        }
     }
+    Level::Baseline
 }
 
 /// `f` over `v` (a parameterized activation).
 pub(crate) fn map_pointwise(f: Pointwise, v: Block<'_>) {
-    #[cfg(target_arch = "x86_64")]
-    if crate::microkernel::has_avx2() {
-        // SAFETY: AVX2 and FMA were just detected.
-        return unsafe { avx2::pointwise(f, v) };
+    match level() {
+        Level::Baseline => pointwise_generic::<false>(f, v),
+        // SAFETY: `level` detected the features of each copy.
+        #[cfg(target_arch = "x86_64")]
+        Level::Avx2 => unsafe { avx2::pointwise(f, v) },
+        #[cfg(target_arch = "x86_64")]
+        Level::Avx512 => unsafe { avx512::pointwise(f, v) },
     }
-    pointwise_generic::<false>(f, v)
 }
 
 /// `tanh` over `v`.
 pub(crate) fn map_tanh(v: Block<'_>) {
-    #[cfg(target_arch = "x86_64")]
-    if crate::microkernel::has_avx2() {
-        // SAFETY: AVX2 and FMA were just detected.
-        return unsafe { avx2::tanh(v) };
+    match level() {
+        Level::Baseline => tanh_generic::<false>(v),
+        // SAFETY: `level` detected the features of each copy.
+        #[cfg(target_arch = "x86_64")]
+        Level::Avx2 => unsafe { avx2::tanh(v) },
+        #[cfg(target_arch = "x86_64")]
+        Level::Avx512 => unsafe { avx512::tanh(v) },
     }
-    tanh_generic::<false>(v)
 }
 
 /// `1 / (1 + exp(-x))` over `v`.
 pub(crate) fn map_sigmoid(v: Block<'_>) {
-    #[cfg(target_arch = "x86_64")]
-    if crate::microkernel::has_avx2() {
-        // SAFETY: AVX2 and FMA were just detected.
-        return unsafe { avx2::sigmoid(v) };
+    match level() {
+        Level::Baseline => sigmoid_generic::<false>(v),
+        // SAFETY: `level` detected the features of each copy.
+        #[cfg(target_arch = "x86_64")]
+        Level::Avx2 => unsafe { avx2::sigmoid(v) },
+        #[cfg(target_arch = "x86_64")]
+        Level::Avx512 => unsafe { avx512::sigmoid(v) },
     }
-    sigmoid_generic::<false>(v)
 }
 
 #[cfg(test)]

@@ -83,8 +83,10 @@ impl NativeIsa {
     }
 }
 
+/// AVX-512F: the wide native kernels, and the widest copy of the plane
+/// kernels' and `vmath`'s loops.
 #[cfg(target_arch = "x86_64")]
-fn has_avx512() -> bool {
+pub(crate) fn has_avx512() -> bool {
     std::arch::is_x86_feature_detected!("avx512f")
 }
 
@@ -96,7 +98,7 @@ pub(crate) fn has_avx2() -> bool {
 }
 
 #[cfg(not(target_arch = "x86_64"))]
-fn has_avx512() -> bool {
+pub(crate) fn has_avx512() -> bool {
     false
 }
 
