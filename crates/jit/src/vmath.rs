@@ -284,6 +284,7 @@ pub(crate) fn map_pointwise(f: Pointwise, v: Block<'_>) {
         #[cfg(target_arch = "x86_64")]
         Level::Avx2 => unsafe { avx2::pointwise(f, v) },
         #[cfg(target_arch = "x86_64")]
+        // SAFETY: as above.
         Level::Avx512 => unsafe { avx512::pointwise(f, v) },
     }
 }
@@ -296,6 +297,7 @@ pub(crate) fn map_tanh(v: Block<'_>) {
         #[cfg(target_arch = "x86_64")]
         Level::Avx2 => unsafe { avx2::tanh(v) },
         #[cfg(target_arch = "x86_64")]
+        // SAFETY: as above.
         Level::Avx512 => unsafe { avx512::tanh(v) },
     }
 }
@@ -308,6 +310,7 @@ pub(crate) fn map_sigmoid(v: Block<'_>) {
         #[cfg(target_arch = "x86_64")]
         Level::Avx2 => unsafe { avx2::sigmoid(v) },
         #[cfg(target_arch = "x86_64")]
+        // SAFETY: as above.
         Level::Avx512 => unsafe { avx512::sigmoid(v) },
     }
 }
