@@ -46,16 +46,15 @@ fn parse_entries<'a>(tensor: &str, entries: &'a [StringStringEntryProto]) -> Res
     for e in entries {
         let loc = location.unwrap_or("");
         match e.key.as_str() {
-            "location" | "offset" | "length"
-                if entries.iter().filter(|o| o.key == e.key).count() > 1 =>
-            {
+            "location" | "offset" | "length" if entries.iter().filter(|o| o.key == e.key).count() > 1 => {
                 return Err(err(loc, format!("`{}` is given more than once", e.key)));
             }
             "location" => location = Some(e.value.as_str()),
             "offset" | "length" => {
-                let v: u64 = e.value.parse().map_err(|_| {
-                    err(loc, format!("`{}` is {:?}, not a non-negative integer", e.key, e.value))
-                })?;
+                let v: u64 = e
+                    .value
+                    .parse()
+                    .map_err(|_| err(loc, format!("`{}` is {:?}, not a non-negative integer", e.key, e.value)))?;
                 if e.key == "offset" {
                     offset = Some(v);
                 } else {
@@ -118,9 +117,9 @@ impl ExternalReader {
         let canonical_dir = match &self.canonical {
             Some(c) => c.clone(),
             None => {
-                let c = dir.canonicalize().map_err(|io| {
-                    err(format!("cannot resolve the model directory {}: {io}", dir.display()))
-                })?;
+                let c = dir
+                    .canonicalize()
+                    .map_err(|io| err(format!("cannot resolve the model directory {}: {io}", dir.display())))?;
                 self.canonical = Some(c.clone());
                 c
             }
@@ -145,9 +144,9 @@ impl ExternalReader {
         let offset = e.offset.unwrap_or(0);
         let length = match e.length {
             Some(l) => l,
-            None => file_len.checked_sub(offset).ok_or_else(|| {
-                err(format!("offset {offset} is beyond the end of the file ({file_len} bytes)"))
-            })?,
+            None => file_len
+                .checked_sub(offset)
+                .ok_or_else(|| err(format!("offset {offset} is beyond the end of the file ({file_len} bytes)")))?,
         };
         let end = offset
             .checked_add(length)
@@ -182,7 +181,8 @@ mod tests {
 
     #[test]
     fn spellings_that_leave_the_directory_are_refused() {
-        for bad in ["", "/etc/passwd", "\\x", "C:\\w.bin", "c:w", "../w", "a/../../w", "a\\..\\w", "..", "a/..", "x\0"] {
+        for bad in ["", "/etc/passwd", "\\x", "C:\\w.bin", "c:w", "../w", "a/../../w", "a\\..\\w", "..", "a/..", "x\0"]
+        {
             assert!(refuse_spelling(bad).is_some(), "{bad:?} accepted");
         }
         for good in ["weights.bin", "./weights.bin", "sub/w.bin", "..w", "w..", "a/.../b"] {

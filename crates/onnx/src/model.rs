@@ -86,7 +86,11 @@ pub fn read_model_with(path: &Path, limits: &Limits) -> Result<OnnxModel> {
     let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
     file.by_ref().take(limits.max_file_bytes.saturating_add(1)).read_to_end(&mut bytes).map_err(io)?;
     if bytes.len() as u64 > limits.max_file_bytes {
-        return Err(OnnxError::limit(format!("file size of {}", path.display()), bytes.len() as u64, limits.max_file_bytes));
+        return Err(OnnxError::limit(
+            format!("file size of {}", path.display()),
+            bytes.len() as u64,
+            limits.max_file_bytes,
+        ));
     }
     // A bare file name has the parent "", which means the current directory.
     let dir = match path.parent() {
@@ -182,9 +186,10 @@ fn value_info(v: &ValueInfoProto, limits: &Limits) -> Result<ValueInfo> {
     };
     let elem_type = match t.elem_type {
         0 => None,
-        e => Some(DataType::try_from(e).map_err(|_| {
-            OnnxError::invalid(format!("value `{}` has unknown element type {e}", v.name))
-        })?),
+        e => Some(
+            DataType::try_from(e)
+                .map_err(|_| OnnxError::invalid(format!("value `{}` has unknown element type {e}", v.name)))?,
+        ),
     };
     let shape = match &t.shape {
         None => None,
@@ -261,9 +266,15 @@ impl OnnxModel {
 
     fn graph(&self) -> &GraphProto {
         // `from_bytes_with` refuses a model without a graph.
-        static EMPTY: GraphProto =
-            GraphProto { node: Vec::new(), name: String::new(), initializer: Vec::new(), doc_string: String::new(),
-                input: Vec::new(), output: Vec::new(), value_info: Vec::new() };
+        static EMPTY: GraphProto = GraphProto {
+            node: Vec::new(),
+            name: String::new(),
+            initializer: Vec::new(),
+            doc_string: String::new(),
+            input: Vec::new(),
+            output: Vec::new(),
+            value_info: Vec::new(),
+        };
         self.proto.graph.as_ref().unwrap_or(&EMPTY)
     }
 

@@ -102,16 +102,16 @@ pub(crate) fn check(t: &TensorProto, label: &str, limits: &Limits) -> Result<Che
     let mut count: u64 = 1;
     for (i, &d) in t.dims.iter().enumerate() {
         let d = u64::try_from(d).map_err(|_| OnnxError::tensor(label, format!("dimension {i} is negative ({d})")))?;
-        count = count.checked_mul(d).ok_or_else(|| {
-            OnnxError::tensor(label, format!("element count of dims {:?} overflows 64 bits", t.dims))
-        })?;
+        count = count
+            .checked_mul(d)
+            .ok_or_else(|| OnnxError::tensor(label, format!("element count of dims {:?} overflows 64 bits", t.dims)))?;
         dims.push(d);
     }
     let byte_len = match st.bits {
         Some(bits) => {
-            let total_bits = count.checked_mul(bits).ok_or_else(|| {
-                OnnxError::tensor(label, format!("byte size of dims {:?} overflows 64 bits", t.dims))
-            })?;
+            let total_bits = count
+                .checked_mul(bits)
+                .ok_or_else(|| OnnxError::tensor(label, format!("byte size of dims {:?} overflows 64 bits", t.dims)))?;
             Some(total_bits.div_ceil(8))
         }
         None => None,
@@ -180,7 +180,12 @@ pub(crate) fn check(t: &TensorProto, label: &str, limits: &Limits) -> Result<Che
         if let Some(wrong) = typed.iter().find(|(f, n)| *n > 0 && *f != st.field) {
             return Err(OnnxError::tensor(
                 label,
-                format!("data of type {} is in `{}`; it belongs in `{}`", type_name(data_type), wrong.0.name(), st.field.name()),
+                format!(
+                    "data of type {} is in `{}`; it belongs in `{}`",
+                    type_name(data_type),
+                    wrong.0.name(),
+                    st.field.name()
+                ),
             ));
         }
         let have = typed.iter().find(|(f, _)| *f == st.field).map_or(0, |(_, n)| *n) as u64;
@@ -293,10 +298,7 @@ impl Tensor {
 
     /// `int32_data` entries as 16-bit patterns (float16, bfloat16 bits).
     fn int32_as_u16(&self, v: &[i32]) -> Result<Vec<u16>> {
-        v.iter()
-            .enumerate()
-            .map(|(i, &x)| u16::try_from(x).map_err(|_| self.range_error("int32_data", i, x)))
-            .collect()
+        v.iter().enumerate().map(|(i, &x)| u16::try_from(x).map_err(|_| self.range_error("int32_data", i, x))).collect()
     }
 
     /// The elements as `f32`: from FLOAT, DOUBLE (rounded), FLOAT16 and BFLOAT16.

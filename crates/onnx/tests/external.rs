@@ -38,7 +38,8 @@ fn data_inside_the_directory_reads() {
     let dir = temp_dir("ok");
     std::fs::create_dir(dir.join("sub")).expect("mkdir");
     std::fs::write(dir.join("sub/w.bin"), [vec![0xee; 8], floats(&[1.0, -2.0, 3.5])].concat()).expect("write");
-    let path = write_model(&dir, &[3], &[("location", "sub/w.bin"), ("offset", "8"), ("length", "12"), ("checksum", "x")]);
+    let path =
+        write_model(&dir, &[3], &[("location", "sub/w.bin"), ("offset", "8"), ("length", "12"), ("checksum", "x")]);
     let m = read_model(&path).expect("reads");
     assert_eq!(m.initializer("w").expect("w").to_f32_vec().expect("f32"), [1.0, -2.0, 3.5]);
     // Without `length`: the rest of the file after `offset`.

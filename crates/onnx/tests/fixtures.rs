@@ -92,7 +92,8 @@ fn check_model(name: &str, m: &OnnxModel, want: &Value) {
         check_value(g, w);
     }
     let ops: Vec<&str> = m.nodes().map(|n| n.op_type()).collect();
-    let want_ops: Vec<&str> = want["op_types"].as_array().expect("ops").iter().map(|v| v.as_str().expect("op")).collect();
+    let want_ops: Vec<&str> =
+        want["op_types"].as_array().expect("ops").iter().map(|v| v.as_str().expect("op")).collect();
     assert_eq!(ops, want_ops, "{name}");
     let inits = want["initializers"].as_object().expect("initializers");
     assert_eq!(m.initializers().len(), inits.len(), "{name}");

@@ -49,7 +49,9 @@ fn must_not_panic(what: &str, bytes: &[u8], dir: Option<&Path>) -> bool {
     }));
     match r {
         Ok(ok) => ok,
-        Err(_) => panic!("{what}: the reader panicked on {} bytes: {:02x?}", bytes.len(), &bytes[..bytes.len().min(64)]),
+        Err(_) => {
+            panic!("{what}: the reader panicked on {} bytes: {:02x?}", bytes.len(), &bytes[..bytes.len().min(64)])
+        }
     }
 }
 

@@ -169,11 +169,7 @@ fn a_wrong_attribute_type_names_node_op_and_attribute() {
         s: vec![0xff, 0xfe],
         ..Default::default()
     });
-    g.node[0].attribute.push(AttributeProto {
-        name: "odd".into(),
-        r#type: 42,
-        ..Default::default()
-    });
+    g.node[0].attribute.push(AttributeProto { name: "odd".into(), r#type: 42, ..Default::default() });
     g.node[0].attribute.push(AttributeProto {
         name: "ref".into(),
         r#type: AttributeType::Int as i32,
@@ -242,7 +238,11 @@ fn typed_accessors_refuse_values_out_of_range() {
             assert_eq!(t.to_i64_vec().expect("in range"), [0, 200]);
             continue;
         }
-        let err = if dt == DataType::Float16 { t.to_f32_vec().expect_err("range") } else { t.to_i64_vec().expect_err("range") };
+        let err = if dt == DataType::Float16 {
+            t.to_f32_vec().expect_err("range")
+        } else {
+            t.to_i64_vec().expect_err("range")
+        };
         let msg = err.to_string();
         assert!(msg.contains(needle) && msg.contains("tensor `t`"), "{needle:?} not in: {msg}");
     }

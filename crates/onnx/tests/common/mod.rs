@@ -96,7 +96,12 @@ pub fn attr_ints(name: &str, v: &[i64]) -> AttributeProto {
 }
 
 pub fn attr_graph(name: &str, g: GraphProto) -> AttributeProto {
-    AttributeProto { name: name.into(), r#type: AttributeType::Graph as i32, g: Some(Box::new(g)), ..Default::default() }
+    AttributeProto {
+        name: name.into(),
+        r#type: AttributeType::Graph as i32,
+        g: Some(Box::new(g)),
+        ..Default::default()
+    }
 }
 
 /// A one-node graph `y = Identity(x)` with the given initializers.
