@@ -175,7 +175,7 @@ impl Target {
             Target::GraphJson => 0x6772_6170_6800,
             Target::Safetensors => 0x7361_6665_7400,
             Target::Npy => 0x6e70_7900,
-            Target::Onnx => 0x6f6e_6e78_00,
+            Target::Onnx => 0x6f6e_6e78_0000,
             Target::Graphs => 0x6765_6e00,
         }
     }

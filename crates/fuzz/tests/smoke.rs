@@ -30,7 +30,7 @@ fn budget(t: Target) -> u64 {
         Target::GraphJson => 3000,
         Target::Safetensors => 50000,
         Target::Npy => 50000,
-        Target::Onnx => 30000,
+        Target::Onnx => 50000,
         Target::Graphs => 150,
     }
 }

@@ -133,6 +133,13 @@ impl ExternalReader {
                 canonical_dir.display()
             )));
         }
+        // Refuse devices, FIFOs and directories before opening: opening a FIFO
+        // for reading blocks until a writer appears.
+        match std::fs::metadata(&path) {
+            Ok(m) if m.is_file() => {}
+            Ok(_) => return Err(err(format!("{} is not a regular file", path.display()))),
+            Err(io) => return Err(err(format!("cannot stat {}: {io}", path.display()))),
+        }
         // Open the canonical path and size it through the handle, so the size
         // checked is the size of the file that is read.
         let mut file = File::open(&path).map_err(|io| err(format!("cannot open {}: {io}", path.display())))?;

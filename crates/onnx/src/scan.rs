@@ -12,6 +12,9 @@
 //! are checked again on the decoded model (`model.rs`), so the scan only has to
 //! be an upper bound, never exact.
 //!
+//! Groups (the deprecated wire types 3 and 4, which no ONNX writer emits) are
+//! refused here, although prost would skip them as unknown fields.
+//!
 //! The scan never allocates and recurses only into declared message fields,
 //! at most `3 · max_graph_depth + 4` levels (Model → Graph → Node → Attribute →
 //! Graph ..., and ValueInfo → Type → Tensor type → Shape → Dimension).

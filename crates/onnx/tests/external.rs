@@ -89,6 +89,12 @@ fn paths_that_leave_the_directory_are_refused() {
     std::fs::create_dir(dir.join("adir")).expect("mkdir");
     write_model(&dir, &[0], &[("location", "adir")]);
     refused(&path, "not a regular file");
+    // A FIFO would block the reader on open; it is refused before that.
+    #[cfg(unix)]
+    if std::process::Command::new("mkfifo").arg(dir.join("fifo")).status().is_ok_and(|s| s.success()) {
+        write_model(&dir, &[4], &[("location", "fifo")]);
+        refused(&path, "not a regular file");
+    }
     let _ = std::fs::remove_dir_all(&root);
 }
 

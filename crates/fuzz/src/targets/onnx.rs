@@ -6,8 +6,8 @@
 //! message, encoded again, reads again with the same nodes.
 
 use kiln_onnx::proto::{
-    type_proto, AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorProto,
-    TensorShapeProto, TypeProto, ValueInfoProto,
+    type_proto, AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorProto, TensorShapeProto,
+    TypeProto, ValueInfoProto,
 };
 use kiln_onnx::{AttributeType, DataType, Node, OnnxError, OnnxModel, Tensor};
 use prost::Message;
