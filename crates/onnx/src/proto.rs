@@ -2,14 +2,16 @@
 //!
 //! Field numbers and enum values are those of `onnx/onnx.proto3` at onnx commit
 //! f7546912001bc31e92a238b17068a21b373d882e (VERSION_NUMBER 1.23.0, IR version 14),
-//! checked field by field. Only the fields Kiln needs are declared: prost skips
-//! every other field of the wire format (sparse tensors, training info, functions,
-//! sequence/map types, ...), so a model that uses them still decodes and those
-//! parts simply read as absent.
+//! checked field by field (`scripts/onnx/check_proto_tags.py` compares every tag
+//! and enum value with the descriptors of the installed `onnx` package). Only the
+//! fields Kiln needs are declared: prost skips every other field of the wire
+//! format (sparse tensors, training info, functions, sequence/map types, ...), so
+//! a model that uses them still decodes and those parts simply read as absent.
 //!
 //! Enum-typed fields are kept as `i32`, as prost does, because a file may carry a
-//! value this version does not know; the checks in `model.rs` turn unknown values
-//! into errors. The singular message fields `t` and `g` of [`AttributeProto`] are
+//! value this version does not know; the checks turn unknown values into errors
+//! (`tensor.rs` for `data_type` and `data_location`, `model.rs` for declared element
+//! types, `attr.rs` for an attribute's type when it is read). The singular message fields `t` and `g` of [`AttributeProto`] are
 //! boxed so that an empty attribute costs a few hundred bytes of memory rather than
 //! the size of a whole tensor and graph struct (see `scan.rs` on memory bounds).
 
