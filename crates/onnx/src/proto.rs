@@ -11,9 +11,10 @@
 //! Enum-typed fields are kept as `i32`, as prost does, because a file may carry a
 //! value this version does not know; the checks turn unknown values into errors
 //! (`tensor.rs` for `data_type` and `data_location`, `model.rs` for declared element
-//! types, `attr.rs` for an attribute's type when it is read). The singular message fields `t` and `g` of [`AttributeProto`] are
-//! boxed so that an empty attribute costs a few hundred bytes of memory rather than
-//! the size of a whole tensor and graph struct (see `scan.rs` on memory bounds).
+//! types, `attr.rs` for an attribute's type when it is read). The singular message
+//! fields `t` and `g` of [`AttributeProto`] are boxed so that an empty attribute
+//! costs a few hundred bytes of memory rather than the size of a whole tensor and
+//! graph struct (see `scan.rs` on memory bounds).
 
 /// `ModelProto`: the top-level message of an `.onnx` file.
 #[derive(Clone, PartialEq, prost::Message)]
