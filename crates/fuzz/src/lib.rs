@@ -1,7 +1,7 @@
 //! `kiln-fuzz`: a fuzz harness for Kiln that runs on stable Rust.
 //!
 //! Every reader of untrusted bytes has a target (the model JSON format, the
-//! lossless graph JSON, safetensors, `.npy`), and one more target generates
+//! lossless graph JSON, safetensors, `.npy`, ONNX), and one more target generates
 //! random valid and invalid graphs and compiles them on every JIT tier this
 //! CPU has, comparing the results with the reference interpreter.
 //!
@@ -106,14 +106,16 @@ pub enum Target {
     Safetensors,
     /// `.npy` (`kiln_runtime::npy::from_bytes`), round trip.
     Npy,
+    /// ONNX (`kiln_onnx::OnnxModel::from_bytes`), accessor consistency, re-encoding.
+    Onnx,
     /// Generated graphs compiled on every JIT tier at 1 and 2 threads vs the interpreter.
     Graphs,
 }
 
 impl Target {
     /// Every target, in the order `--target all` runs them.
-    pub const ALL: [Target; 5] =
-        [Target::ModelJson, Target::GraphJson, Target::Safetensors, Target::Npy, Target::Graphs];
+    pub const ALL: [Target; 6] =
+        [Target::ModelJson, Target::GraphJson, Target::Safetensors, Target::Npy, Target::Onnx, Target::Graphs];
 
     /// The command-line name (`model-json`, ...), also the corpus directory name.
     pub fn name(self) -> &'static str {
@@ -122,6 +124,7 @@ impl Target {
             Target::GraphJson => "graph-json",
             Target::Safetensors => "safetensors",
             Target::Npy => "npy",
+            Target::Onnx => "onnx",
             Target::Graphs => "graphs",
         }
     }
@@ -137,6 +140,7 @@ impl Target {
             Target::ModelJson | Target::GraphJson | Target::Graphs => "json",
             Target::Safetensors => "safetensors",
             Target::Npy => "npy",
+            Target::Onnx => "onnx",
         }
     }
 
@@ -147,6 +151,7 @@ impl Target {
             Target::GraphJson => targets::graph_json::run(input),
             Target::Safetensors => targets::safetensors::run(input),
             Target::Npy => targets::npy::run(input),
+            Target::Onnx => targets::onnx::run(input),
             Target::Graphs => targets::graphs::run(input),
         }
     }
@@ -158,6 +163,7 @@ impl Target {
             Target::GraphJson => targets::graph_json::seeds(),
             Target::Safetensors => targets::safetensors::seeds(),
             Target::Npy => targets::npy::seeds(),
+            Target::Onnx => targets::onnx::seeds(),
             Target::Graphs => Vec::new(),
         }
     }
@@ -169,6 +175,7 @@ impl Target {
             Target::GraphJson => 0x6772_6170_6800,
             Target::Safetensors => 0x7361_6665_7400,
             Target::Npy => 0x6e70_7900,
+            Target::Onnx => 0x6f6e_6e78_0000,
             Target::Graphs => 0x6765_6e00,
         }
     }

@@ -1,7 +1,7 @@
 //! `kiln-fuzz`: the supervisor and worker of the fuzz harness.
 //!
 //! ```text
-//! kiln-fuzz --target all|model-json|graph-json|safetensors|npy|graphs
+//! kiln-fuzz --target all|model-json|graph-json|safetensors|npy|onnx|graphs
 //!           [--iterations N] [--seconds S] [--seed X] [--corpus DIR] [--out DIR]
 //!           [--hang-seconds H]
 //! kiln-fuzz --replay FILE...      # run saved inputs (target from the file name)
@@ -41,7 +41,7 @@ struct Args {
     dump_seeds: Option<PathBuf>,
 }
 
-const USAGE: &str = "usage: kiln-fuzz --target all|model-json|graph-json|safetensors|npy|graphs \
+const USAGE: &str = "usage: kiln-fuzz --target all|model-json|graph-json|safetensors|npy|onnx|graphs \
 [--iterations N] [--seconds S] [--seed X] [--corpus DIR] [--out DIR] [--hang-seconds H]\n       \
 kiln-fuzz --replay FILE...";
 

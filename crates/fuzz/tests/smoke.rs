@@ -30,6 +30,7 @@ fn budget(t: Target) -> u64 {
         Target::GraphJson => 3000,
         Target::Safetensors => 50000,
         Target::Npy => 50000,
+        Target::Onnx => 50000,
         Target::Graphs => 150,
     }
 }
@@ -84,6 +85,11 @@ fn safetensors_smoke() {
 #[test]
 fn npy_smoke() {
     smoke(Target::Npy);
+}
+
+#[test]
+fn onnx_smoke() {
+    smoke(Target::Onnx);
 }
 
 #[test]

@@ -5,4 +5,5 @@ pub mod graph_json;
 pub mod graphs;
 pub mod model_json;
 pub mod npy;
+pub mod onnx;
 pub mod safetensors;
