@@ -61,6 +61,7 @@ pub mod bench;
 
 pub use kiln_ir as ir;
 pub use kiln_jit as jit;
+pub use kiln_onnx as onnx;
 pub use kiln_passes as passes;
 pub use kiln_runtime as runtime;
 
@@ -100,6 +101,12 @@ pub enum Error {
     /// Loading weights or running a graph.
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
+    /// Reading an ONNX file.
+    #[error(transparent)]
+    Onnx(#[from] kiln_onnx::OnnxError),
+    /// Converting an ONNX graph into Kiln's IR.
+    #[error(transparent)]
+    Import(#[from] kiln_onnx::ImportError),
     /// JIT compilation.
     #[error(transparent)]
     Compile(#[from] kiln_jit::CompileError),
@@ -145,6 +152,8 @@ impl Error {
             Error::Pass(e) => e.kind(),
             Error::Runtime(e) => e.kind(),
             Error::Compile(e) => e.kind(),
+            Error::Import(e) if e.is_unsupported() => ErrorKind::InvalidConfiguration,
+            Error::Onnx(_) | Error::Import(_) => ErrorKind::InvalidInput,
             Error::Io { .. }
             | Error::TooLarge { .. }
             | Error::FileTooLarge { .. }
@@ -169,6 +178,9 @@ impl Error {
 /// which older versions of `kiln compile --emit json` wrote.
 pub fn load_model(path: impl AsRef<Path>) -> Result<Graph, Error> {
     let path = path.as_ref();
+    if is_onnx(path) {
+        return load_onnx(path, &OnnxInputs::default());
+    }
     let text =
         std::fs::read_to_string(path).map_err(|source| Error::Io { path: path.display().to_string(), source })?;
     let lossless = serde_json::from_str::<serde_json::Value>(&text)
@@ -178,6 +190,56 @@ pub fn load_model(path: impl AsRef<Path>) -> Result<Graph, Error> {
         return Ok(Graph::from_json(&text)?);
     }
     Ok(parse_model(&text)?)
+}
+
+/// Whether `path` names an ONNX file (by its `.onnx` extension: the format
+/// has no magic number).
+pub fn is_onnx(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e.eq_ignore_ascii_case("onnx"))
+}
+
+/// The concrete shapes an ONNX model's inputs take, for its symbolic dims.
+#[derive(Clone, Debug, Default)]
+pub struct OnnxInputs {
+    /// Whole shapes by ONNX input name (e.g. from the `--input` files).
+    pub shapes: std::collections::BTreeMap<String, Vec<usize>>,
+    /// The batch size (dim 0) of inputs not in `shapes`: binds a symbolic
+    /// dim 0 (default 1) and must equal a fixed one.
+    pub batch: Option<usize>,
+}
+
+/// Reads an ONNX model (external data beside it) into a Kiln graph with its
+/// weights attached, binding symbolic input dims from `inputs`: the
+/// exporter's shape arithmetic (`Shape`, `Gather`, `Concat`, ...) is folded
+/// for those shapes, so the graph serves exactly them.
+pub fn load_onnx(path: &Path, inputs: &OnnxInputs) -> Result<Graph, Error> {
+    let model = kiln_onnx::read_model(path)?;
+    let shape_fn = |g: &Graph, id: kiln_ir::NodeId| kiln_passes::infer_node(g, id).map_err(|e| e.to_string());
+    let mut options = kiln_onnx::ImportOptions::new(&shape_fn);
+    for (name, dims) in kiln_onnx::convert::declared_inputs(&model) {
+        if let Some(shape) = inputs.shapes.get(&name) {
+            options.input_shapes.insert(name, shape.clone());
+            continue;
+        }
+        let mut shape = Vec::with_capacity(dims.len());
+        let mut complete = true;
+        for (i, d) in dims.iter().enumerate() {
+            match (d, i, inputs.batch) {
+                (kiln_onnx::Dim::Known(k), 0, Some(b)) if *k != b as u64 => {
+                    return Err(Error::Usage(format!(
+                        "input `{name}`: the model fixes the batch size to {k}; it cannot run at batch {b}"
+                    )))
+                }
+                (kiln_onnx::Dim::Known(k), _, _) => shape.push(usize::try_from(*k).unwrap_or(usize::MAX)),
+                (kiln_onnx::Dim::Symbolic(_) | kiln_onnx::Dim::Unknown, 0, b) => shape.push(b.unwrap_or(1)),
+                (kiln_onnx::Dim::Symbolic(_) | kiln_onnx::Dim::Unknown, _, _) => complete = false,
+            }
+        }
+        if complete && !dims.is_empty() {
+            options.input_shapes.insert(name, shape);
+        }
+    }
+    Ok(kiln_onnx::to_graph(&model, &options)?)
 }
 
 /// Writes `graph` (lazy or resolved) in the model format: the inverse of

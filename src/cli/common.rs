@@ -10,7 +10,7 @@ use kiln::{Graph, ParamSource};
 /// The model file and how to get its weights.
 #[derive(Args, Debug)]
 pub struct ModelArgs {
-    /// The model in Kiln's JSON model format.
+    /// The model: Kiln's JSON model format, or an ONNX file (`.onnx`).
     pub model: PathBuf,
     /// Refuse models whose tensors need more than this many MiB in total.
     #[arg(long, default_value_t = 8192)]
@@ -48,9 +48,27 @@ pub fn jit_budget(args: &ModelArgs, g: &Graph) -> Result<Option<u64>, kiln::Erro
 /// The model with every shape inferred, refused if it would not fit in
 /// `max_memory_mib` (checked before any parameter is allocated).
 pub fn load_inferred(args: &ModelArgs) -> Result<Graph, kiln::Error> {
+    load_inferred_with(args, &std::collections::BTreeMap::new())
+}
+
+/// [`load_inferred`], with the input shapes an ONNX model's symbolic dims
+/// take (from the `--input` files; a JSON model declares all of its dims).
+pub fn load_inferred_with(
+    args: &ModelArgs,
+    onnx_shapes: &std::collections::BTreeMap<String, Vec<usize>>,
+) -> Result<Graph, kiln::Error> {
     check_file_size(&args.model, memory_limit(args))?;
-    let mut g = kiln::load_model(&args.model)?;
-    if let Some(batch) = args.batch {
+    let mut g = if kiln::is_onnx(&args.model) {
+        if args.batch == Some(0) {
+            return Err(kiln::Error::Usage("--batch must be at least 1".into()));
+        }
+        // The batch is bound before import: the exporter's shape arithmetic
+        // is folded for it.
+        kiln::load_onnx(&args.model, &kiln::OnnxInputs { shapes: onnx_shapes.clone(), batch: args.batch })?
+    } else {
+        kiln::load_model(&args.model)?
+    };
+    if let (Some(batch), false) = (args.batch, kiln::is_onnx(&args.model)) {
         set_batch(&mut g, batch)?;
     }
     ShapeInference.run(&mut g)?;

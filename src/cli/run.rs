@@ -9,7 +9,7 @@ use kiln::runtime::backend::{Backend, InterpreterBackend};
 use kiln::runtime::{npy, RandomTensor, Rng, Tensor};
 use kiln::{Graph, ParamSource};
 
-use super::common::{load_inferred, ModelArgs};
+use super::common::{load_inferred, load_inferred_with, ModelArgs};
 
 /// Which executor runs the graph.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -131,8 +131,28 @@ pub fn inputs(graph: &Graph, given: &[String], seed: u64, limit: u128) -> Result
         .collect()
 }
 
+/// The shapes of the `--input NAME=FILE.npy` files: what an ONNX model's
+/// symbolic dims are bound to.
+fn onnx_input_shapes(
+    given: &[String],
+    limit: u128,
+) -> Result<std::collections::BTreeMap<String, Vec<usize>>, kiln::Error> {
+    let mut shapes = std::collections::BTreeMap::new();
+    for arg in given {
+        let (name, path) =
+            arg.split_once('=').ok_or_else(|| kiln::Error::Usage(format!("--input {arg}: expected NAME=FILE.npy")))?;
+        super::common::check_file_size(Path::new(path), limit)?;
+        shapes.insert(name.to_string(), npy::read(path)?.shape().to_vec());
+    }
+    Ok(shapes)
+}
+
 pub fn run(args: &RunArgs) -> Result<(), kiln::Error> {
-    let inferred = load_inferred(&args.model)?;
+    let inferred = if kiln::is_onnx(&args.model.model) {
+        load_inferred_with(&args.model, &onnx_input_shapes(&args.inputs, super::common::memory_limit(&args.model))?)?
+    } else {
+        load_inferred(&args.model)?
+    };
     let flop_count = flops(&inferred)?;
     let t0 = Instant::now();
     let limit = super::common::memory_limit(&args.model);

@@ -35,6 +35,7 @@
 #![forbid(unsafe_code)]
 
 mod attr;
+pub mod convert;
 mod error;
 mod external;
 mod limits;
@@ -44,6 +45,7 @@ mod scan;
 mod tensor;
 
 pub use attr::Node;
+pub use convert::{import, to_graph, ImportError, ImportOptions, ShapeFn};
 pub use error::{OnnxError, Result};
 pub use limits::Limits;
 pub use model::{read_model, read_model_with, Dim, OnnxModel, ValueInfo};

@@ -1,0 +1,96 @@
+//! ONNX files exported from PyTorch by `scripts/onnx/export_models.py`
+//! (the TorchScript exporter with fixed shapes and with a symbolic batch,
+//! and the dynamo exporter), run through `kiln run model.onnx` as a user
+//! would, on the JIT and the interpreter, and compared with PyTorch's
+//! eval-mode outputs saved beside them (which the script checked against
+//! onnxruntime).
+
+use std::process::Command;
+
+use kiln::runtime::{npy, tensor};
+
+fn data(name: &str) -> String {
+    format!("{}/tests/data/onnx/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Runs `file` on `input` (a saved `.npy`) and compares with `output`.
+fn run(file: &str, input_name: &str, input: &str, output: &str, extra: &[&str]) {
+    let out =
+        std::env::temp_dir().join(format!("kiln-onnx-{file}-{input}-{}-{}.npy", std::process::id(), extra.join("_")));
+    let res = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(["run", &data(file)])
+        .args(["--input", &format!("{input_name}={}", data(input))])
+        .args(["--output", &out.display().to_string()])
+        .args(extra)
+        .output()
+        .expect("kiln runs");
+    assert!(res.status.success(), "{file} on {input} {extra:?}: {}", String::from_utf8_lossy(&res.stderr));
+    let got = npy::read(&out).expect("output written");
+    let want = npy::read(data(output)).expect("reference output");
+    let _ = std::fs::remove_file(&out);
+    tensor::check_close(&got, &want, 1e-4).unwrap_or_else(|e| panic!("{file} on {input} {extra:?}: {e}"));
+}
+
+/// (model, the input's name in the TorchScript export, in the dynamo export, has a dynamo file).
+const MODELS: &[(&str, &str, &str, bool)] = &[
+    ("dcgan", "x", "x", true),
+    ("opzoo", "x", "z", true),
+    ("fsrcnn", "x", "x", true),
+    ("vae_decoder", "x", "z", true),
+    ("cyclegan_resnet", "x", "x", false),
+    ("pix2pix_unet", "x", "x", false),
+];
+
+#[test]
+fn torchscript_exports_match_pytorch() {
+    for &(m, name, _, _) in MODELS {
+        let (input, output) = (format!("{m}.input.npy"), format!("{m}.output.npy"));
+        run(&format!("{m}.static.onnx"), name, &input, &output, &[]);
+        run(&format!("{m}.static.onnx"), name, &input, &output, &["--backend", "interp"]);
+    }
+}
+
+#[test]
+fn a_symbolic_batch_is_bound_from_the_input_file() {
+    for &(m, name, _, _) in MODELS {
+        let file = format!("{m}.dynamic.onnx");
+        run(&file, name, &format!("{m}.input.npy"), &format!("{m}.output.npy"), &[]);
+        run(&file, name, &format!("{m}.b3.input.npy"), &format!("{m}.b3.output.npy"), &[]);
+        run(&file, name, &format!("{m}.b3.input.npy"), &format!("{m}.b3.output.npy"), &["--threads", "2"]);
+    }
+}
+
+#[test]
+fn dynamo_exports_match_pytorch() {
+    for &(m, _, name, dynamo) in MODELS {
+        if dynamo {
+            let (input, output) = (format!("{m}.input.npy"), format!("{m}.output.npy"));
+            run(&format!("{m}.dynamo.onnx"), name, &input, &output, &[]);
+            run(&format!("{m}.dynamo.onnx"), name, &input, &output, &["--backend", "interp"]);
+        }
+    }
+}
+
+#[test]
+fn a_fixed_batch_refuses_another_batch_clearly() {
+    let res = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(["run", &data("dcgan.static.onnx"), "--input", &format!("x={}", data("dcgan.b3.input.npy"))])
+        .output()
+        .expect("kiln runs");
+    assert!(!res.status.success());
+    let err = String::from_utf8_lossy(&res.stderr);
+    assert!(err.contains("input `x`") && err.contains("dim 0 is declared 1, given 3"), "{err}");
+}
+
+#[test]
+fn onnx_models_are_accepted_by_check_and_compile() {
+    for args in [vec!["check"], vec!["compile", "--emit", "ir"], vec!["compile", "--emit", "json"]] {
+        let res = Command::new(env!("CARGO_BIN_EXE_kiln"))
+            .args(&args)
+            .arg(data("opzoo.dynamic.onnx"))
+            .output()
+            .expect("kiln runs");
+        assert!(res.status.success(), "{args:?}: {}", String::from_utf8_lossy(&res.stderr));
+        assert!(!res.stdout.is_empty(), "{args:?} printed nothing");
+    }
+}
