@@ -31,6 +31,16 @@ pub fn run(input: &[u8]) -> Outcome {
         }
     }
     let _ = (m.inputs(), m.outputs(), m.data_inputs().count(), m.opset(""), m.value_info());
+    // The converter on whatever read: a graph or an error, never a panic
+    // (symbolic dims bound to 1, shapes from Kiln's own inference).
+    let shape_fn = |g: &kiln_ir::Graph, id: kiln_ir::NodeId| kiln_passes::infer_node(g, id).map_err(|e| e.to_string());
+    let mut options = kiln_onnx::ImportOptions::new(&shape_fn);
+    options.symbolic_default = Some(1);
+    if let Ok(g) = kiln_onnx::to_graph(&m, &options) {
+        if let Err(e) = g.validate() {
+            return Outcome::Mismatch(format!("the imported graph does not validate: {e}"));
+        }
+    }
     // The initializers were moved out of the message; the rest must still read.
     let again = m.proto().encode_to_vec();
     match OnnxModel::from_bytes(&again, None) {

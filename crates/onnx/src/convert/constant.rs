@@ -86,11 +86,13 @@ fn check_size(node: &str, dims: &[usize]) -> Result<usize> {
     }
 }
 
-/// `axis` in `-rank..rank` (or `..=rank` with `inclusive`) as an index.
+/// `axis` in `-rank..rank` (or `-rank..=rank` with `inclusive`) as an index.
 pub(crate) fn axis(node: &str, axis: i64, rank: usize, inclusive: bool) -> Result<usize> {
-    let r = rank as i64 + i64::from(inclusive);
+    // Negative axes count from the end (`-1` is the last axis) in both
+    // forms; `inclusive` (Flatten) also allows `rank` itself.
+    let r = rank as i64;
     let a = if axis < 0 { axis + r } else { axis };
-    if (0..r).contains(&a) {
+    if (0..r + i64::from(inclusive)).contains(&a) {
         Ok(a as usize)
     } else {
         Err(ImportError::invalid(node, format!("axis {axis} is out of range for rank {rank}")))

@@ -28,6 +28,9 @@ pub use error::{ImportError, Result};
 use crate::{Dim, OnnxModel, Tensor};
 use constant::{Const, Kind};
 
+/// The newest default-domain opset Kiln imports (onnx 1.23's).
+pub const MAX_OPSET: i64 = 28;
+
 /// The shape of a node just added to the graph, from its operands' shapes.
 pub type ShapeFn<'a> = dyn Fn(&Graph, NodeId) -> std::result::Result<Vec<usize>, String> + 'a;
 
@@ -245,8 +248,10 @@ pub fn to_graph(model: &OnnxModel, options: &ImportOptions<'_>) -> Result<Graph>
         if !(domain.is_empty() || domain == "ai.onnx") {
             return Err(n.unsupported("is outside the default ONNX domain"));
         }
-        if !(7..=24).contains(&opset) {
-            return Err(n.unsupported("is at an opset Kiln does not import (7 to 24)"));
+        // From PyTorch's oldest export opset to onnx 1.23's newest; the
+        // operator arms handle the versions' differences.
+        if !(7..=MAX_OPSET).contains(&opset) {
+            return Err(n.unsupported(format!("is at an opset Kiln does not import (7 to {MAX_OPSET})")));
         }
         convert_node(&mut b, &n)?;
     }
@@ -266,6 +271,8 @@ pub fn to_graph(model: &OnnxModel, options: &ImportOptions<'_>) -> Result<Graph>
         }
     }
     remove_dead(&mut b.graph);
+    // The IR's own rules for a whole graph (an input, an output, ...).
+    b.graph.validate().map_err(|source| ImportError::Ir { node: "(the graph)".into(), source })?;
     Ok(b.graph)
 }
 
@@ -298,6 +305,18 @@ fn input_shape(input: &crate::ValueInfo, options: &ImportOptions<'_>) -> Result<
         }
     }
     let declared = input.shape.clone().ok_or_else(|| err("declares no shape".into()))?;
+    let zero = |dims: &[usize]| -> Result<()> {
+        if dims.contains(&0) {
+            return Err(ImportError::Unsupported {
+                node: input.name.clone(),
+                op_type: "graph input".into(),
+                domain: String::new(),
+                opset: 0,
+                reason: format!("of shape {dims:?}: Kiln's tensors have no zero-size dims"),
+            });
+        }
+        Ok(())
+    };
     if let Some(given) = options.input_shapes.get(&input.name) {
         if given.len() != declared.len() {
             return Err(err(format!("is declared with rank {}, given shape {given:?}", declared.len())));
@@ -309,9 +328,10 @@ fn input_shape(input: &crate::ValueInfo, options: &ImportOptions<'_>) -> Result<
                 }
             }
         }
+        zero(given)?;
         return Ok(given.clone());
     }
-    declared
+    let shape: Vec<usize> = declared
         .iter()
         .enumerate()
         .map(|(i, d)| match d {
@@ -323,7 +343,9 @@ fn input_shape(input: &crate::ValueInfo, options: &ImportOptions<'_>) -> Result<
                 options.symbolic_default.ok_or_else(|| err(format!("dim {i} is unknown: give the input's shape")))
             }
         })
-        .collect()
+        .collect::<Result<_>>()?;
+    zero(&shape)?;
+    Ok(shape)
 }
 
 fn convert_node(b: &mut Builder<'_>, n: &NodeRef<'_>) -> Result<()> {

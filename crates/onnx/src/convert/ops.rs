@@ -50,6 +50,15 @@ fn pair(n: &NodeRef<'_>, attr: &str, default: usize) -> Result<Pair2> {
     }
 }
 
+/// `strides` or `dilations`: two positive values (default 1).
+fn positive(n: &NodeRef<'_>, attr: &str) -> Result<Pair2> {
+    let p = pair(n, attr, 1)?;
+    if p.h == 0 || p.w == 0 {
+        return Err(n.invalid(format!("{attr} {p} must be positive")));
+    }
+    Ok(p)
+}
+
 /// ONNX `pads` `[top, left, bottom, right]`.
 fn pads4(n: &NodeRef<'_>) -> Result<[usize; 4]> {
     match n.attr_ints("pads")? {
@@ -72,7 +81,12 @@ fn auto_pads(n: &NodeRef<'_>, in_hw: [usize; 2], k: Pair2, s: Pair2, d: Pair2) -
             in_hw.iter().zip(k.to_array().iter().zip(s.to_array().iter().zip(d.to_array()))).enumerate()
         {
             let out = i.div_ceil(*s);
-            let total = ((out.saturating_sub(1)) * s + (k - 1) * d + 1).saturating_sub(*i);
+            let span = out
+                .saturating_sub(1)
+                .saturating_mul(*s)
+                .saturating_add((k.saturating_sub(1)).saturating_mul(d))
+                .saturating_add(1);
+            let total = span.saturating_sub(*i);
             let (lo, hi) = if upper { (total / 2, total - total / 2) } else { (total - total / 2, total / 2) };
             p[a] = lo;
             p[a + 2] = hi;
@@ -127,20 +141,28 @@ pub(super) fn convert(b: &mut Builder<'_>, n: &NodeRef<'_>, inputs: &[Option<Val
         "Selu" => {
             let (a, g) = (n.attr_float("alpha")?, n.attr_float("gamma")?);
             let close = |v: Option<f32>, k: f32| v.is_none_or(|v| (v - k).abs() <= 1e-6 * k);
-            if !(close(a, kiln_ir::SELU_ALPHA) && close(g, kiln_ir::SELU_SCALE)) {
-                return Err(n.unsupported(format!("with alpha {a:?}, gamma {g:?}: Kiln has PyTorch's SELU constants")));
+            if close(a, kiln_ir::SELU_ALPHA) && close(g, kiln_ir::SELU_SCALE) {
+                return unary(b, pw(Pointwise::Selu));
             }
-            unary(b, pw(Pointwise::Selu))
+            // Other constants: `gamma · elu(x, alpha)`, ONNX's definition.
+            let x = tensor(n, inputs, 0)?;
+            let alpha = a.unwrap_or(1.673_263_2);
+            let e = b.add(&label, &base, pw(Pointwise::Elu { alpha }), &[x])?;
+            let op = Op::Scalar { op: ArithOp::Mul, other: g.unwrap_or(1.050_701) };
+            Ok(vec![Value::Tensor(b.add(&label, &base, op, &[e])?)])
         }
         "Softplus" => unary(b, pw(Pointwise::Softplus { beta: 1.0, threshold: 20.0 })),
         "HardSigmoid" => {
             let (a, bb) = (n.attr_float("alpha")?.unwrap_or(0.2), n.attr_float("beta")?.unwrap_or(0.5));
-            if (a - 1.0 / 6.0).abs() > 1e-6 || (bb - 0.5).abs() > 1e-6 {
-                return Err(
-                    n.unsupported(format!("with alpha {a}, beta {bb}: Kiln has PyTorch's Hardsigmoid (1/6, 0.5)"))
-                );
+            if a == 1.0 / 6.0 && bb == 0.5 {
+                return unary(b, pw(Pointwise::Hardsigmoid));
             }
-            unary(b, pw(Pointwise::Hardsigmoid))
+            // ONNX's `max(0, min(1, alpha·x + beta))`, rounded as it is.
+            let x = tensor(n, inputs, 0)?;
+            let m = b.add(&label, &base, Op::Scalar { op: ArithOp::Mul, other: a }, &[x])?;
+            let s = b.add(&label, &base, Op::Scalar { op: ArithOp::Add, other: bb }, &[m])?;
+            let op = pw(Pointwise::Hardtanh { min_val: 0.0, max_val: 1.0 });
+            Ok(vec![Value::Tensor(b.add(&label, &base, op, &[s])?)])
         }
         "HardSwish" => unary(b, pw(Pointwise::Hardswish)),
         "Mish" => unary(b, pw(Pointwise::Mish)),
@@ -164,9 +186,13 @@ pub(super) fn convert(b: &mut Builder<'_>, n: &NodeRef<'_>, inputs: &[Option<Val
             let op = match (lo, hi) {
                 (Some(l), None) if l == 0.0 => Op::Relu,
                 (Some(l), Some(h)) if l == 0.0 && h == 6.0 => pw(Pointwise::Relu6),
+                (None, None) => return Ok(vec![Value::Tensor(tensor(n, inputs, 0)?)]),
+                // A missing or infinite bound is the largest finite one: the
+                // same for every finite input (only ±inf inputs differ, and
+                // clamp to ±f32::MAX), since Hardtanh's bounds are finite.
                 (l, h) => pw(Pointwise::Hardtanh {
-                    min_val: l.unwrap_or(f32::NEG_INFINITY),
-                    max_val: h.unwrap_or(f32::INFINITY),
+                    min_val: l.unwrap_or(f32::MIN).max(f32::MIN),
+                    max_val: h.unwrap_or(f32::MAX).min(f32::MAX),
                 }),
             };
             unary(b, op)
@@ -270,8 +296,8 @@ pub(super) fn convert(b: &mut Builder<'_>, n: &NodeRef<'_>, inputs: &[Option<Val
             if n.attr_ints("kernel_shape")?.is_none() {
                 return Err(n.invalid("needs kernel_shape"));
             }
-            let s = pair(n, "strides", 1)?;
-            let d = pair(n, "dilations", 1)?;
+            let s = positive(n, "strides")?;
+            let d = positive(n, "dilations")?;
             let in_hw = hw(b, n, x)?;
             let pads = match auto_pads(n, in_hw, k, s, d)? {
                 Some(p) => p,
@@ -282,6 +308,12 @@ pub(super) fn convert(b: &mut Builder<'_>, n: &NodeRef<'_>, inputs: &[Option<Val
             params.dilation = d;
             params.padding = symmetric(n, pads)?;
             params.ceil_mode = n.attr_int("ceil_mode")?.unwrap_or(0) != 0;
+            let half = |a: usize| (k.to_array()[a].saturating_sub(1).saturating_mul(d.to_array()[a]) + 1) / 2;
+            if params.padding.h > half(0) || params.padding.w > half(1) {
+                return Err(n.unsupported(format!(
+                    "with pads {pads:?} over half the kernel {k}: Kiln's pooling keeps PyTorch's limit"
+                )));
+            }
             let op = if n.op_type == "MaxPool" {
                 Op::MaxPool2d { params }
             } else {
@@ -407,7 +439,7 @@ pub(super) fn convert(b: &mut Builder<'_>, n: &NodeRef<'_>, inputs: &[Option<Val
                     continue;
                 }
                 if s.len == 0 {
-                    return Err(n.invalid("the slice is empty"));
+                    return Err(n.unsupported("producing an empty tensor (Kiln's tensors have no zero-size dims)"));
                 }
                 let op = Op::Narrow { dim: s.axis as i64, start: s.start as usize, length: s.len };
                 x = b.add(&label, &base, op, &[x])?;
@@ -424,7 +456,7 @@ pub(super) fn convert(b: &mut Builder<'_>, n: &NodeRef<'_>, inputs: &[Option<Val
             let shuffle = n.op_type == "DepthToSpace";
             // PixelShuffle is DepthToSpace's CRD order; DCR (the default) and
             // SpaceToDepth agree with it when one channel results / is read.
-            let single = if shuffle { c == r * r } else { c == 1 };
+            let single = if shuffle { Some(c) == r.checked_mul(r) } else { c == 1 };
             let crd = n.attr_string("mode")?.unwrap_or("DCR") == "CRD";
             if !(single || shuffle && crd) {
                 return Err(n.unsupported(format!(
@@ -663,7 +695,7 @@ fn conv(b: &mut Builder<'_>, n: &NodeRef<'_>, inputs: &[Option<Value>], label: &
     let x = tensor(n, inputs, 0)?;
     let (w, [m, cg, kh, kw]) = weight(n, inputs)?;
     let k = kernel(n, [kh, kw])?;
-    let (s, d, g) = (pair(n, "strides", 1)?, pair(n, "dilations", 1)?, group(n)?);
+    let (s, d, g) = (positive(n, "strides")?, positive(n, "dilations")?, group(n)?);
     let in_hw = hw(b, n, x)?;
     let pads = match auto_pads(n, in_hw, k, s, d)? {
         Some(p) => p,
@@ -695,38 +727,34 @@ fn conv_transpose(
     let x = tensor(n, inputs, 0)?;
     let (w, [c, mg, kh, kw]) = weight(n, inputs)?;
     let k = kernel(n, [kh, kw])?;
-    let (s, d, g) = (pair(n, "strides", 1)?, pair(n, "dilations", 1)?, group(n)?);
+    let (s, d, g) = (positive(n, "strides")?, positive(n, "dilations")?, group(n)?);
     let op_attr = pair(n, "output_padding", 0)?;
     let in_hw = hw(b, n, x)?;
-    let full = |a: usize| {
-        let (i, s, d, k, op) = (
-            in_hw[a] as i64,
-            s.to_array()[a] as i64,
-            d.to_array()[a] as i64,
-            k.to_array()[a] as i64,
-            op_attr.to_array()[a] as i64,
-        );
-        s * (i - 1) + op + (k - 1) * d + 1
+    // i128: attribute values up to i64::MAX cannot overflow here, and the
+    // pads derived from them are range-checked below.
+    let full = |a: usize| -> i128 {
+        let v = |p: Pair2| p.to_array()[a] as i128;
+        v(s) * (in_hw[a] as i128 - 1) + v(op_attr) + (v(k) - 1) * v(d) + 1
     };
     let mode = n.attr_string("auto_pad")?.unwrap_or("NOTSET");
     // ONNX's split of a total padding: the odd pixel at the end for
     // SAME_UPPER, at the start otherwise.
-    let split = |total: [i64; 2], upper: bool| -> [i64; 4] {
-        let side = |t: i64| if upper { (t / 2, t - t / 2) } else { (t - t / 2, t / 2) };
+    let split = |total: [i128; 2], upper: bool| -> [i128; 4] {
+        let side = |t: i128| if upper { (t / 2, t - t / 2) } else { (t - t / 2, t / 2) };
         let (h, w) = (side(total[0]), side(total[1]));
         [h.0, w.0, h.1, w.1]
     };
-    let pads: [i64; 4] = if let Some(os) = n.attr_ints("output_shape")? {
+    let pads: [i128; 4] = if let Some(os) = n.attr_ints("output_shape")? {
         let os = &os[os.len().saturating_sub(2)..];
         let [oh, ow] = os else { return Err(n.invalid(format!("output_shape {os:?}"))) };
-        let total = [full(0) - oh, full(1) - ow];
+        let total = [full(0) - i128::from(*oh), full(1) - i128::from(*ow)];
         split(total, mode == "SAME_UPPER")
     } else {
         match mode {
-            "NOTSET" => pads4(n)?.map(|p| p as i64),
+            "NOTSET" => pads4(n)?.map(|p| p as i128),
             "VALID" => [0; 4],
             "SAME_UPPER" | "SAME_LOWER" => {
-                let total = [full(0) - (in_hw[0] * s.h) as i64, full(1) - (in_hw[1] * s.w) as i64];
+                let total = [full(0) - in_hw[0] as i128 * s.h as i128, full(1) - in_hw[1] as i128 * s.w as i128];
                 split(total, mode == "SAME_UPPER")
             }
             other => {
@@ -739,14 +767,14 @@ fn conv_transpose(
     let mut out_pad = [0usize; 2];
     for a in 0..2 {
         let (begin, end) = (pads[a], pads[a + 2]);
-        let extra = op_attr.to_array()[a] as i64 + begin - end;
-        let limit = s.to_array()[a].max(d.to_array()[a]) as i64;
+        let extra = op_attr.to_array()[a] as i128 + begin - end;
+        let limit = s.to_array()[a].max(d.to_array()[a]) as i128;
         if begin < 0 || !(0..limit).contains(&extra) {
             return Err(n.unsupported(format!(
                 "with pads {pads:?} and output_padding {op_attr}: per-side transposed-convolution padding beyond PyTorch's form is not supported yet"
             )));
         }
-        padding[a] = begin as usize;
+        padding[a] = usize::try_from(begin).map_err(|_| n.invalid(format!("pads {pads:?} are too large")))?;
         out_pad[a] = extra as usize;
     }
     let bias = opt_const(n, inputs, 2)?;
@@ -775,6 +803,9 @@ fn pad(b: &mut Builder<'_>, n: &NodeRef<'_>, inputs: &[Option<Value>], label: &s
         if opt_const(n, inputs, 3)?.is_some() {
             // `axes` (opset 18): expand to all axes.
             let axes = req_const(n, inputs, 3, "axes")?.to_i64(&n.label, "axes")?;
+            if p.len() != 2 * axes.len() {
+                return Err(n.invalid(format!("{} pads for {} axes", p.len(), axes.len())));
+            }
             let mut full = vec![0i64; 2 * rank];
             for (i, &a) in axes.iter().enumerate() {
                 let a = constant::axis(&n.label, a, rank, false)?;
@@ -863,6 +894,38 @@ fn resize(
             opt_const(n, inputs, zi)?.filter(|c| c.len() > 0).map(|c| c.to_i64(&n.label, "sizes")).transpose()?;
         (scales, sizes)
     };
+    // `axes` (opset 18): scales or sizes for those axes only; the rest keep
+    // their size.
+    let (scales, sizes) = match n.attr_ints("axes")? {
+        None => (scales, sizes),
+        Some(axes) => {
+            let ax: Vec<usize> = axes.iter().map(|&a| constant::axis(&n.label, a, 4, false)).collect::<Result<_>>()?;
+            let spread = |given: &[f64], keep: &dyn Fn(usize) -> f64| -> Result<Vec<f64>> {
+                if given.len() != ax.len() {
+                    return Err(n.invalid(format!("{} values for axes {axes:?}", given.len())));
+                }
+                let mut full: Vec<f64> = (0..4).map(keep).collect();
+                for (k, &a) in ax.iter().enumerate() {
+                    full[a] = given[k];
+                }
+                Ok(full)
+            };
+            let scales = scales.map(|s| spread(&s, &|_| 1.0)).transpose()?;
+            let sizes = sizes
+                .map(|z| {
+                    let z: Vec<f64> = z.iter().map(|&v| v as f64).collect();
+                    spread(&z, &|a| xs[a] as f64).map(|v| v.iter().map(|&d| d as i64).collect::<Vec<i64>>())
+                })
+                .transpose()?;
+            (scales, sizes)
+        }
+    };
+    if n.attr_string("keep_aspect_ratio_policy")?.is_some_and(|p| p != "stretch") {
+        return Err(n.unsupported("with a keep_aspect_ratio_policy other than stretch"));
+    }
+    if n.attr_int("antialias")?.unwrap_or(0) != 0 {
+        return Err(n.unsupported("with antialias"));
+    }
     let mode = match n.attr_string("mode")?.unwrap_or("nearest") {
         "nearest" => UpsampleMode::Nearest,
         "linear" | "bilinear" => UpsampleMode::Bilinear,
@@ -904,7 +967,20 @@ fn resize(
                 return Err(n.unsupported(format!("with scales {s:?}: Kiln resizes the spatial axes")));
             }
             // ONNX computes in f32: the factor is the f32 value.
-            UpsampleSize::Scale { h: f64::from(sh as f32), w: f64::from(sw as f32) }
+            let (sh, sw) = (f64::from(sh as f32), f64::from(sw as f32));
+            if align_corners {
+                // ONNX maps corners with the unrounded `in · scale`, PyTorch
+                // with the output size: the same only when it is whole.
+                let (oh, ow) = (xs[2] as f64 * sh, xs[3] as f64 * sw);
+                if oh.fract() != 0.0 || ow.fract() != 0.0 || oh < 1.0 || ow < 1.0 {
+                    return Err(n.unsupported(format!(
+                        "with align_corners and scales {s:?} that do not give whole sizes (ONNX's corner mapping then differs from PyTorch's)"
+                    )));
+                }
+                UpsampleSize::Size { size: Pair2 { h: oh as usize, w: ow as usize } }
+            } else {
+                UpsampleSize::Scale { h: sh, w: sw }
+            }
         }
         (None, None) => return Err(n.invalid("needs scales or sizes")),
     };
