@@ -94,3 +94,39 @@ fn onnx_models_are_accepted_by_check_and_compile() {
         assert!(!res.stdout.is_empty(), "{args:?} printed nothing");
     }
 }
+
+#[test]
+fn an_unsupported_operator_is_named_with_its_node_and_opset() {
+    let res = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(["check", &data("unsupported_cos.onnx")])
+        .output()
+        .expect("kiln runs");
+    assert!(!res.status.success());
+    let err = String::from_utf8_lossy(&res.stderr);
+    assert!(err.contains("node `my_cos`") && err.contains("Cos") && err.contains("opset 17"), "{err}");
+}
+
+#[test]
+fn an_imported_model_written_as_kiln_json_runs_the_same() {
+    let dir = std::env::temp_dir().join(format!("kiln-onnx-json-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let (json, weights) = (dir.join("opzoo.json"), dir.join("opzoo.safetensors"));
+    let res = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(["compile", &data("opzoo.dynamic.onnx"), "--batch", "2", "--emit", "json"])
+        .args(["--save-weights", &weights.display().to_string()])
+        .output()
+        .expect("kiln runs");
+    assert!(res.status.success(), "{}", String::from_utf8_lossy(&res.stderr));
+    std::fs::write(&json, &res.stdout).expect("json written");
+    let out = dir.join("y.npy");
+    let res = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(["run", &json.display().to_string(), "--weights", &weights.display().to_string()])
+        .args(["--input", &format!("x={}", data("opzoo.input.npy")), "--output", &out.display().to_string()])
+        .output()
+        .expect("kiln runs");
+    assert!(res.status.success(), "{}", String::from_utf8_lossy(&res.stderr));
+    let got = npy::read(&out).expect("output");
+    let want = npy::read(data("opzoo.output.npy")).expect("reference");
+    let _ = std::fs::remove_dir_all(&dir);
+    tensor::check_close(&got, &want, 1e-4).expect("the JSON form computes what the ONNX file does");
+}

@@ -26,6 +26,7 @@ import os
 import sys
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import torch
 import torch.nn.functional as F
@@ -117,8 +118,20 @@ def check_ort(path, x, expected):
     return err
 
 
+def write_unsupported(out):
+    """A model with an operator Kiln does not import, for the error test."""
+    from onnx import TensorProto, helper
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 3, 3])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, 3, 3])
+    nodes = [helper.make_node("Relu", ["x"], ["r"], name="first"), helper.make_node("Cos", ["r"], ["y"], name="my_cos")]
+    model = helper.make_model(helper.make_graph(nodes, "g", [x], [y]), opset_imports=[helper.make_opsetid("", 17)])
+    onnx.checker.check_model(model)
+    onnx.save(model, os.path.join(out, "unsupported_cos.onnx"))
+
+
 def main(out):
     os.makedirs(out, exist_ok=True)
+    write_unsupported(out)
     names = ["dcgan", "opzoo", *MODELS.keys()]
     for name in names:
         model, shape = build(name)

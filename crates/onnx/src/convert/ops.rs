@@ -740,7 +740,15 @@ fn conv_transpose(
     // ONNX's split of a total padding: the odd pixel at the end for
     // SAME_UPPER, at the start otherwise.
     let split = |total: [i128; 2], upper: bool| -> [i128; 4] {
-        let side = |t: i128| if upper { (t / 2, t - t / 2) } else { (t - t / 2, t / 2) };
+        // Floor division, as the spec's (Python) reference: a negative total
+        // (output_shape beyond the full output) extends the end.
+        let side = |t: i128| {
+            if upper {
+                (t.div_euclid(2), t - t.div_euclid(2))
+            } else {
+                (t - t.div_euclid(2), t.div_euclid(2))
+            }
+        };
         let (h, w) = (side(total[0]), side(total[1]));
         [h.0, w.0, h.1, w.1]
     };
