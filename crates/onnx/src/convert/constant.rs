@@ -534,7 +534,7 @@ pub(crate) fn reshape_dims(node: &str, input: &[usize], shape: &[i64], allow_zer
     }
     let known = out.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
     match (infer, known) {
-        (Some(i), Some(k)) if k > 0 && total % k == 0 => out[i] = total / k,
+        (Some(i), Some(k)) if k > 0 && total.is_multiple_of(k) => out[i] = total / k,
         (None, Some(k)) if k == total => {}
         _ => {
             return Err(ImportError::invalid(

@@ -184,7 +184,7 @@ pub(super) fn convert(b: &mut Builder<'_>, n: &NodeRef<'_>, inputs: &[Option<Val
                 (n.attr_float("min")?, n.attr_float("max")?)
             };
             let op = match (lo, hi) {
-                (Some(l), None) if l == 0.0 => Op::Relu,
+                (Some(0.0), None) => Op::Relu,
                 (Some(l), Some(h)) if l == 0.0 && h == 6.0 => pw(Pointwise::Relu6),
                 (None, None) => return Ok(vec![Value::Tensor(tensor(n, inputs, 0)?)]),
                 // A missing or infinite bound is the largest finite one: the
@@ -308,7 +308,7 @@ pub(super) fn convert(b: &mut Builder<'_>, n: &NodeRef<'_>, inputs: &[Option<Val
             params.dilation = d;
             params.padding = symmetric(n, pads)?;
             params.ceil_mode = n.attr_int("ceil_mode")?.unwrap_or(0) != 0;
-            let half = |a: usize| (k.to_array()[a].saturating_sub(1).saturating_mul(d.to_array()[a]) + 1) / 2;
+            let half = |a: usize| k.to_array()[a].saturating_sub(1).saturating_mul(d.to_array()[a]).div_ceil(2);
             if params.padding.h > half(0) || params.padding.w > half(1) {
                 return Err(n.unsupported(format!(
                     "with pads {pads:?} over half the kernel {k}: Kiln's pooling keeps PyTorch's limit"
