@@ -316,5 +316,12 @@ mod tests {
         assert!(text.contains("kernel=3x3 stride=2x2 pads=[0, 1, 1, 2] output_padding=3x3 : f32[?]"), "{text}");
         assert!(text.contains("kernel=2x2 stride=1x1 pads=[0, 0, 1, 1] : f32[?]"), "{text}");
         assert!(text.contains("kernel=3x3 stride=1x1 padding=1x2 : f32[?]"), "{text}");
+        // Equal sides, but an output_padding only the per-side form allows.
+        let mut g = Graph::new();
+        let x = g.add_input("x", vec![1, 4, 5, 5]).unwrap();
+        let p = ConvTranspose2dParams::new(4, 3).stride(2).pads([1, 1], [1, 1]).output_padding(2);
+        let up = g.add_node("up", Op::lazy_conv_transpose2d(p), &[x]).unwrap();
+        g.add_output(up).unwrap();
+        assert!(g.to_string().contains("stride=2x2 pads=[1, 1, 1, 1] output_padding=2x2 :"), "{g}");
     }
 }

@@ -181,12 +181,15 @@ impl ConvPadding {
         ConvPadding::PerSide { begin: Pair2 { h: top, w: left }, end: Pair2 { h: bottom, w: right } }
     }
 
-    /// The text-IR attribute: `padding=1x1` when both sides are equal,
-    /// else `pads=[top, left, bottom, right]`.
+    /// The padding as given, for messages and the text IR: `padding=1x1`
+    /// for the symmetric form, `pads=[top, left, bottom, right]` for the
+    /// per-side one (even when its sides are equal: a transposed
+    /// convolution's per-side form allows an `output_padding` PyTorch's does
+    /// not).
     pub fn attr(self) -> String {
-        match self.as_symmetric() {
-            Some(p) => format!("padding={p}"),
-            None => format!("pads={:?}", self.to_onnx()),
+        match self {
+            ConvPadding::Symmetric(p) => format!("padding={p}"),
+            ConvPadding::PerSide { .. } => format!("pads={:?}", self.to_onnx()),
         }
     }
 }
