@@ -141,6 +141,22 @@ mod tests {
     }
 
     #[test]
+    fn per_side_pads_pad_each_side() {
+        // 2x2 box sums with one zero row below and one zero column to the
+        // right (ONNX pads [0, 0, 1, 1], PyTorch's padding='same' for k=2).
+        let w = t(&[1, 1, 2, 2], &[1.; 4]);
+        let p = P::new(1, 2).pads([0, 0], [1, 1]).bias(false);
+        let y = conv2d("c", &x3x3(), &w, None, 1, &p).unwrap();
+        assert_eq!(y, t(&[1, 1, 3, 3], &[12., 16., 9., 24., 28., 15., 15., 17., 9.]));
+        // Begin side only: the zero row and column come first.
+        let p = P::new(1, 2).pads([1, 1], [0, 0]).bias(false);
+        let y = conv2d("c", &x3x3(), &w, None, 1, &p).unwrap();
+        assert_eq!(y, t(&[1, 1, 3, 3], &[1., 3., 5., 5., 12., 16., 11., 24., 28.]));
+        let e = conv2d_output_hw("c", [3, 3], &P::new(1, 5).pads([0, 0], [1, 0])).unwrap_err();
+        assert!(e.to_string().contains("padded by [0, 0, 1, 0] (top, left, bottom, right)"), "{e}");
+    }
+
+    #[test]
     fn zero_padding_stride_and_bias() {
         let w = t(&[1, 1, 3, 3], &[1.; 9]);
         let b = t(&[1], &[0.5]);

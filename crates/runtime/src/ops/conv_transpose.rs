@@ -220,6 +220,34 @@ mod tests {
     }
 
     #[test]
+    fn per_side_pads_crop_each_side_and_output_padding_may_pass_the_stride() {
+        // The full 4x4 result of the first test, cropped by 1 row at the top
+        // and 1 column at the right (ONNX pads [1, 0, 0, 1]).
+        let x = t(&[1, 1, 2, 2], &[1., 2., 3., 4.]);
+        let w = t(&[1, 1, 2, 2], &[1., 10., 100., 1000.]);
+        let p = P::new(1, 2).stride(2).pads([1, 0], [0, 1]).bias(false);
+        #[rustfmt::skip]
+        let want = t(&[1, 1, 3, 3], &[
+            100., 1000., 200.,
+            3., 30., 4.,
+            300., 3000., 400.,
+        ]);
+        assert_eq!(run(&x, &w, None, 1, &p), want);
+        // output_padding 2 (≥ stride, allowed with pads) adds two bias-only rows.
+        let b = t(&[1], &[0.25]);
+        let y = run(&x, &w, Some(&b), 1, &p.clone().bias(true).output_padding((2, 0)));
+        assert_eq!(y.shape(), [1, 1, 5, 3]);
+        assert_eq!(y[[0, 0, 2, 1]], 3000.25);
+        assert_eq!((y[[0, 0, 3, 0]], y[[0, 0, 4, 2]]), (0.25, 0.25));
+        assert_eq!(conv_transpose2d_output_hw("up", [2, 2], &p.clone().output_padding((2, 0))).unwrap(), [5, 3]);
+        // Symmetric pads give PyTorch's padding exactly.
+        let sym = P::new(1, 2).stride(2).pads([1, 1], [1, 1]).bias(false);
+        assert_eq!(run(&x, &w, None, 1, &sym), run(&x, &w, None, 1, &P::new(1, 2).stride(2).padding(1).bias(false)));
+        let e = conv_transpose2d_output_hw("up", [2, 2], &P::new(1, 2).stride(2).pads([2, 0], [2, 0])).unwrap_err();
+        assert!(e.to_string().contains("output size 0x4, which is too small"), "{e}");
+    }
+
+    #[test]
     fn dilation_spreads_taps() {
         // 1x1 input, 2x2 kernel, dilation 2: taps land at (0,0), (0,2), (2,0), (2,2).
         let x = t(&[1, 1, 1, 1], &[2.]);
