@@ -8,9 +8,9 @@
 //! property does the same for a `Conv2d` with per-side pads, optionally fed
 //! by an asymmetric zero pad (which the JIT folds into the convolution).
 
+use kiln::ir::{Op, PadMode, Sides};
 use kiln::jit::{compile_with, CompileOptions};
 use kiln::runtime::{tensor, Interpreter, RandomTensor, Rng};
-use kiln::ir::{Op, PadMode, Sides};
 use kiln::{BatchNorm2dParams, Conv2dParams, ConvTranspose2dParams, GraphBuilder, ParamSource};
 use proptest::prelude::*;
 
@@ -49,7 +49,11 @@ fn config() -> impl Strategy<Value = Config> {
         ((0..8usize, 0..8usize), any::<bool>(), any::<bool>(), any::<bool>(), 0..9u8, 1..3usize, any::<u64>()),
     )
         .prop_map(
-            |((batch, groups, cin_per_group, cout_per_group, hw), (kernel, stride, dilation, padding, pads_end), rest)| {
+            |(
+                (batch, groups, cin_per_group, cout_per_group, hw),
+                (kernel, stride, dilation, padding, pads_end),
+                rest,
+            )| {
                 let (output_padding_seed, use_output_size, bias, batch_norm, activation, threads, seed) = rest;
                 Config {
                     batch,

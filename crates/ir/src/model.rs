@@ -1073,7 +1073,8 @@ fn conv_params(a: &mut Args) -> Result<Conv2dParams> {
                 // PyTorch puts the odd extra row/column of 'same' at the end side.
                 let begin = Pair2 { h: th / 2, w: tw / 2 };
                 let end = Pair2 { h: th - begin.h, w: tw - begin.w };
-                p.padding = if begin == end { ConvPadding::Symmetric(begin) } else { ConvPadding::PerSide { begin, end } };
+                p.padding =
+                    if begin == end { ConvPadding::Symmetric(begin) } else { ConvPadding::PerSide { begin, end } };
             }
             _ => return Err(a.err("padding", "'same' is supported for stride 1 only (as in PyTorch)")),
         }
@@ -1528,7 +1529,10 @@ mod tests {
         assert!(e.to_string().contains("expected a list [top, left, bottom, right] of 4 ints"), "{e}");
         let e = one_node("LazyConv2d", r#"{"out_channels": 2, "kernel_size": 2, "pads": [0, -1, 0, 0]}"#);
         assert_eq!(e.to_string(), "node `up` field `args.pads`: must be non-negative, got -1");
-        let e = one_node("LazyConvTranspose2d", r#"{"out_channels": 2, "kernel_size": 2, "pads": [0, 0, 1, 1], "output_size": [4, 4]}"#);
+        let e = one_node(
+            "LazyConvTranspose2d",
+            r#"{"out_channels": 2, "kernel_size": 2, "pads": [0, 0, 1, 1], "output_size": [4, 4]}"#,
+        );
         assert!(matches!(e, IrError::PadsWithOutputSize { .. }), "{e}");
     }
 

@@ -407,8 +407,14 @@ impl Conv2dGeometry {
         let ins = [self.in_h, self.in_w];
         let outs = [self.out_h, self.out_w];
         for a in 0..2 {
-            let want =
-                conv_out(ins[a], self.kernel[a], self.stride[a], self.padding[a], self.padding_end[a], self.dilation[a]);
+            let want = conv_out(
+                ins[a],
+                self.kernel[a],
+                self.stride[a],
+                self.padding[a],
+                self.padding_end[a],
+                self.dilation[a],
+            );
             if want != Some(outs[a] as i128) {
                 return Err(JitError::geometry(
                     OP,
@@ -539,8 +545,20 @@ mod tests {
         // Cropping everything is refused.
         assert!(ConvTranspose2dGeometry::from_pads(1, 2, [4, 4], 2, 1, [3, 3], [2, 2], [5, 0], [4, 0], [0, 0], [1, 1])
             .is_err());
-        assert!(ConvTranspose2dGeometry::from_pads(1, 2, [4, 4], 2, 1, [3, 3], [2, 2], [0, 0], [0, 0], [usize::MAX, 0], [1, 1])
-            .is_err());
+        assert!(ConvTranspose2dGeometry::from_pads(
+            1,
+            2,
+            [4, 4],
+            2,
+            1,
+            [3, 3],
+            [2, 2],
+            [0, 0],
+            [0, 0],
+            [usize::MAX, 0],
+            [1, 1]
+        )
+        .is_err());
     }
 
     #[test]

@@ -195,12 +195,7 @@ pub fn conv2d(
         return Err(PassError::Overflow {
             node: node.into(),
             what: "output size",
-            detail: format!(
-                "input {hw:?} kernel_size={} {} dilation={}",
-                p.kernel_size,
-                p.padding.attr(),
-                p.dilation
-            ),
+            detail: format!("input {hw:?} kernel_size={} {} dilation={}", p.kernel_size, p.padding.attr(), p.dilation),
         });
     };
     let span = [h, w];

@@ -304,7 +304,12 @@ fn per_side_pads_resolve_and_print_pytorch_form_where_it_exists() {
     let mut g = b.finish().unwrap();
     let text = before_after(&mut g);
     let after = text.split("// after\n").nth(1).unwrap_or_default();
-    assert!(after.contains("in_channels=3 out_channels=4 kernel=3x3 stride=2x2 padding=1x1 output_padding=1x1 : f32[1, 4, 10, 10]"), "{text}");
+    assert!(
+        after.contains(
+            "in_channels=3 out_channels=4 kernel=3x3 stride=2x2 padding=1x1 output_padding=1x1 : f32[1, 4, 10, 10]"
+        ),
+        "{text}"
+    );
     // 2·9 + 2 + 1 − 0 − 1 + 3 = 23 rows, 2·9 + 2 + 1 − 1 − 2 = 18 columns.
     assert!(after.contains("kernel=3x3 stride=2x2 pads=[0, 1, 1, 2] output_padding=3x0 : f32[1, 2, 23, 18]"), "{text}");
     assert!(after.contains("kernel=2x2 stride=1x1 pads=[0, 0, 1, 1] : f32[1, 2, 23, 18]"), "{text}");

@@ -1010,31 +1010,35 @@ impl<'g> Lowering<'g> {
                     )
                 })
                 .map(|f| {
-                let geom = ConvTranspose2dGeometry {
-                    batch: n,
-                    in_channels: cin,
-                    in_h: h,
-                    in_w: wd,
-                    out_channels: params.out_channels,
-                    groups: params.groups,
-                    kernel: f.kernel,
-                    stride: f.stride,
-                    padding: f.padding,
-                    dilation: [1, 1],
-                    out_h: declared[0],
-                    out_w: declared[1],
-                };
-                // The pair equals this transposed convolution only when the
-                // declared size is its full output cropped by `padding` on
-                // both ends (geometry validation accepts any size).
-                if geom.end_crop() != f.padding.map(|p| p as i128) {
-                    return Err(crate::JitError::geometry(
-                        "conv_transpose2d",
-                        format!("the folded upsampling crops {:?} at the end, not {:?}", geom.end_crop(), f.padding),
-                    ));
-                }
-                self.kb.add_conv_transpose2d(&geom, &f.weight, epilogue)
-            }),
+                    let geom = ConvTranspose2dGeometry {
+                        batch: n,
+                        in_channels: cin,
+                        in_h: h,
+                        in_w: wd,
+                        out_channels: params.out_channels,
+                        groups: params.groups,
+                        kernel: f.kernel,
+                        stride: f.stride,
+                        padding: f.padding,
+                        dilation: [1, 1],
+                        out_h: declared[0],
+                        out_w: declared[1],
+                    };
+                    // The pair equals this transposed convolution only when the
+                    // declared size is its full output cropped by `padding` on
+                    // both ends (geometry validation accepts any size).
+                    if geom.end_crop() != f.padding.map(|p| p as i128) {
+                        return Err(crate::JitError::geometry(
+                            "conv_transpose2d",
+                            format!(
+                                "the folded upsampling crops {:?} at the end, not {:?}",
+                                geom.end_crop(),
+                                f.padding
+                            ),
+                        ));
+                    }
+                    self.kb.add_conv_transpose2d(&geom, &f.weight, epilogue)
+                }),
         };
         let Some(Ok(kernel)) = kernel else { return Ok(false) };
         let mut nodes = vec![producer.node()];
