@@ -50,7 +50,17 @@ CASES = [
     ("conv_end_only_dilated", "Conv2d", [1, 2, 5, 6], 3, [3, 2], [1, 2], [2, 1], 1, [0, 0, 4, 1], None, False),
     ("conv_pad_past_kernel", "Conv2d", [1, 2, 4, 4], 2, [2, 3], [1, 1], [1, 1], 1, [3, 0, 0, 4], None, True),
     ("conv_depthwise_begin", "Conv2d", [1, 3, 5, 5], 3, [3, 3], [1, 2], [1, 1], 3, [2, 2, 0, 1], None, True),
+    # PyTorch's padding='same' with odd totals (extra row/column at the end),
+    # which Kiln reads as per-side pads; also checked against PyTorch itself.
+    ("conv_same_even_kernel", "Conv2d", [1, 2, 5, 6], 3, [2, 4], [1, 1], [1, 1], 1, "same", None, True),
+    ("conv_same_dilated", "Conv2d", [1, 2, 5, 6], 2, [3, 2], [1, 1], [2, 3], 2, "same", None, False),
 ]
+
+
+def same_pads(k, d):
+    """PyTorch's 'same': total d·(k−1) per axis, the odd extra at the end."""
+    total = [d[i] * (k[i] - 1) for i in range(2)]
+    return [total[0] // 2, total[1] // 2, total[0] - total[0] // 2, total[1] - total[1] // 2]
 
 
 def onnx_node(cls, k, s, d, g, pads, op, bias):
@@ -62,7 +72,7 @@ def onnx_node(cls, k, s, d, g, pads, op, bias):
     return helper.make_node("Conv", inputs, ["y"], **attrs)
 
 
-def run(cls, x, w, b, k, s, d, g, pads, op):
+def run(cls, x, w, b, k, s, d, g, pads, op, same=False):
     node = onnx_node(cls, k, s, d, g, pads, op, b is not None)
     inits = [onnx.numpy_helper.from_array(w, "w")] + ([onnx.numpy_helper.from_array(b, "b")] if b is not None else [])
     graph = helper.make_graph(
@@ -96,6 +106,14 @@ def run(cls, x, w, b, k, s, d, g, pads, op):
         # output_padding reaches the stride, so it checks the other cases.
         checks.append(("onnx.reference", ReferenceEvaluator(model).run(None, {"x": x})[0]))
     checks.append(("torch", via_torch(cls, x, w, b, s, d, g, pads, op)))
+    if same:
+        import torch
+        import torch.nn.functional as F
+
+        bt = torch.from_numpy(b).double() if b is not None else None
+        y = F.conv2d(torch.from_numpy(x).double(), torch.from_numpy(w).double(), bt, dilation=d, groups=g,
+                     padding="same")
+        checks.append(("torch padding='same'", y.float().numpy()))
     assert checks, "no runtime to check against"
     for name, got in checks:
         assert got.shape == naive.shape, (name, got.shape, naive.shape)
@@ -182,9 +200,15 @@ def main(out_dir):
         else:
             w = rng.standard_normal([cout, cin // g] + k).astype(np.float32)
         b = rng.standard_normal([cout]).astype(np.float32) if bias else None
-        y, checked = run(cls, x, w, b, k, s, d, g, pads, op)
-        args = {"out_channels": cout, "kernel_size": k, "stride": s, "dilation": d, "groups": g, "pads": pads,
-                "bias": bias}
+        same = pads == "same"
+        if same:
+            pads = same_pads(k, d)
+        y, checked = run(cls, x, w, b, k, s, d, g, pads, op, same)
+        args = {"out_channels": cout, "kernel_size": k, "stride": s, "dilation": d, "groups": g, "bias": bias}
+        if same:
+            args["padding"] = "same"
+        else:
+            args["pads"] = pads
         if op is not None:
             args["output_padding"] = op
         nodes = [{"name": "conv", "op": "Lazy" + cls, "args": args, "inputs": None}]
