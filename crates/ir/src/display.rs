@@ -10,7 +10,10 @@
 //! ```
 //!
 //! Hyper-parameters equal to PyTorch's defaults are omitted (as in PyTorch's
-//! `repr`), except `kernel` and `stride` which are always shown.
+//! `repr`), except `kernel` and `stride` which are always shown. A
+//! convolution's padding prints in PyTorch's form (`padding=`,
+//! `output_padding=`) whenever that form expresses it, and as per-side
+//! `pads=[top, left, bottom, right]` (ONNX's order) only otherwise.
 
 use std::fmt::{self, Write};
 
