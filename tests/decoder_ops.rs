@@ -129,11 +129,12 @@ fn mixed_decoders_compile_to_the_interpreters_numbers() {
     }
 }
 
-/// Producers a `Conv2d` absorbs: a symmetric zero pad becomes its padding,
-/// a nearest integer upsampling makes the pair one transposed convolution.
-/// The fused kernels must match the interpreter, and the cases the folds
-/// must not touch (asymmetric or non-zero pads, fractional scales, strided
-/// convolutions, a producer with a second user) stay separate kernels.
+/// Producers a `Conv2d` absorbs: a zero pad (any sides) becomes its per-side
+/// padding, a nearest integer upsampling makes the pair one transposed
+/// convolution. The fused kernels must match the interpreter, and the cases
+/// the folds must not touch (non-zero pads, fractional scales, strided or
+/// per-side padded convolutions after an upsampling, a producer with a
+/// second user) stay separate kernels.
 #[test]
 fn pads_and_nearest_upsamplings_fold_into_the_following_convolution() {
     let conv = |name: &str, extra: serde_json::Value| {
@@ -147,7 +148,13 @@ fn pads_and_nearest_upsamplings_fold_into_the_following_convolution() {
     let cases = [
         (json!({"op": "ZeroPad2d", "args": {"padding": 2}}), json!({}), true),
         (json!({"op": "ConstantPad2d", "args": {"padding": [1, 1, 2, 2], "value": 0.0}}), json!({"stride": 2}), true),
-        (json!({"op": "ZeroPad2d", "args": {"padding": [1, 0, 1, 1]}}), json!({}), false),
+        (json!({"op": "ZeroPad2d", "args": {"padding": [1, 0, 1, 1]}}), json!({}), true),
+        // An asymmetric pad into a convolution with per-side pads of its own.
+        (
+            json!({"op": "ZeroPad2d", "args": {"padding": [0, 2, 1, 0]}}),
+            json!({"padding": null, "pads": [0, 1, 2, 0], "stride": [1, 2]}),
+            true,
+        ),
         (json!({"op": "ConstantPad2d", "args": {"padding": 1, "value": 0.5}}), json!({}), false),
         (json!({"op": "Upsample", "args": {"scale_factor": 2}}), json!({}), true),
         (
@@ -163,6 +170,7 @@ fn pads_and_nearest_upsamplings_fold_into_the_following_convolution() {
         (json!({"op": "Upsample", "args": {"scale_factor": 1.5}}), json!({}), false),
         (json!({"op": "Upsample", "args": {"scale_factor": 2}}), json!({"stride": 2}), false),
         (json!({"op": "Upsample", "args": {"scale_factor": 2}}), json!({"kernel_size": 3, "padding": 3}), false),
+        (json!({"op": "Upsample", "args": {"scale_factor": 2}}), json!({"padding": null, "pads": [1, 1, 0, 0]}), false),
     ];
     for (i, (producer, extra, fuses)) in cases.into_iter().enumerate() {
         let mut p = producer.clone();

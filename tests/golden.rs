@@ -146,6 +146,13 @@ fn project_golden_cases_on_every_backend() {
     run_cases(support::ops_golden_dir());
 }
 
+/// Per-side (asymmetric) convolution padding, Kiln's `pads` extension,
+/// against ONNX's definitions (`scripts/golden/gen_pads_onnx.py`).
+#[test]
+fn pads_golden_cases_on_every_backend() {
+    run_cases(support::pads_golden_dir());
+}
+
 fn run_cases(dir: std::path::PathBuf) {
     let cases = support::cases_in(&dir);
     assert!(!cases.is_empty(), "no case in {}", dir.display());

@@ -1,13 +1,17 @@
 //! Differential property test: random valid configurations of a lazy
 //! transposed convolution (groups, dilation, output_padding or output_size,
-//! unbatched input), optionally followed by BatchNorm and an activation (the
+//! or per-side pads with any output_padding, unbatched input), optionally
+//! followed by BatchNorm and an activation (the
 //! fused four, PReLU, the helper-computed pointwise ones, or a dropout before
 //! a ReLU) so BatchNorm folding and epilogue fusion are exercised, run through the JIT
-//! and the reference interpreter must agree within 1e-4 relative.
+//! and the reference interpreter must agree within 1e-4 relative. A second
+//! property does the same for a `Conv2d` with per-side pads, optionally fed
+//! by an asymmetric zero pad (which the JIT folds into the convolution).
 
+use kiln::ir::{Op, PadMode, Sides};
 use kiln::jit::{compile_with, CompileOptions};
 use kiln::runtime::{tensor, Interpreter, RandomTensor, Rng};
-use kiln::{BatchNorm2dParams, ConvTranspose2dParams, GraphBuilder, ParamSource};
+use kiln::{BatchNorm2dParams, Conv2dParams, ConvTranspose2dParams, GraphBuilder, ParamSource};
 use proptest::prelude::*;
 
 #[derive(Debug, Clone)]
@@ -21,6 +25,8 @@ struct Config {
     stride: (usize, usize),
     dilation: (usize, usize),
     padding: (usize, usize),
+    /// Per-side mode: `padding` is the begin side, this the end side.
+    pads_end: Option<(usize, usize)>,
     output_padding_seed: (usize, usize),
     use_output_size: bool,
     bias: bool,
@@ -33,11 +39,21 @@ struct Config {
 fn config() -> impl Strategy<Value = Config> {
     (
         (prop::option::of(1..4usize), 1..5usize, 1..4usize, 1..4usize, (1..7usize, 1..7usize)),
-        ((1..6usize, 1..6usize), (1..5usize, 1..5usize), (1..4usize, 1..4usize), (0..5usize, 0..5usize)),
+        (
+            (1..6usize, 1..6usize),
+            (1..5usize, 1..5usize),
+            (1..4usize, 1..4usize),
+            (0..5usize, 0..5usize),
+            prop::option::of((0..5usize, 0..5usize)),
+        ),
         ((0..8usize, 0..8usize), any::<bool>(), any::<bool>(), any::<bool>(), 0..9u8, 1..3usize, any::<u64>()),
     )
         .prop_map(
-            |((batch, groups, cin_per_group, cout_per_group, hw), (kernel, stride, dilation, padding), rest)| {
+            |(
+                (batch, groups, cin_per_group, cout_per_group, hw),
+                (kernel, stride, dilation, padding, pads_end),
+                rest,
+            )| {
                 let (output_padding_seed, use_output_size, bias, batch_norm, activation, threads, seed) = rest;
                 Config {
                     batch,
@@ -49,6 +65,7 @@ fn config() -> impl Strategy<Value = Config> {
                     stride,
                     dilation,
                     padding,
+                    pads_end,
                     output_padding_seed,
                     use_output_size,
                     bias,
@@ -73,8 +90,10 @@ fn tiers() -> Vec<(&'static str, kiln::jit::KernelTier)> {
     v
 }
 
-fn out_size(i: usize, k: usize, s: usize, p: usize, d: usize, op: usize) -> i64 {
-    (i as i64 - 1) * s as i64 - 2 * p as i64 + d as i64 * (k as i64 - 1) + op as i64 + 1
+/// `s·(i − 1) + d·(k − 1) + 1 − begin − end + op`, ONNX's formula (PyTorch's with `begin = end`).
+#[allow(clippy::too_many_arguments)]
+fn out_size(i: usize, k: usize, s: usize, begin: usize, end: usize, d: usize, op: usize) -> i64 {
+    (i as i64 - 1) * s as i64 - begin as i64 - end as i64 + d as i64 * (k as i64 - 1) + op as i64 + 1
 }
 
 proptest! {
@@ -83,16 +102,27 @@ proptest! {
     #[test]
     fn jit_matches_interpreter(c in config()) {
         // output_padding may reach max(stride, dilation) - 1, but an output_size
-        // must lie within stride - 1 of the minimum (PyTorch's range rule).
-        let limit = |s: usize, d: usize| if c.use_output_size { s } else { s.max(d) };
+        // must lie within stride - 1 of the minimum (PyTorch's range rule);
+        // with per-side pads it may be anything (ONNX).
+        let per_side = c.pads_end.filter(|_| !c.use_output_size);
+        let limit = |s: usize, d: usize| match (per_side, c.use_output_size) {
+            (Some(_), _) => 8,
+            (None, true) => s,
+            (None, false) => s.max(d),
+        };
         let op = (c.output_padding_seed.0 % limit(c.stride.0, c.dilation.0), c.output_padding_seed.1 % limit(c.stride.1, c.dilation.1));
-        let oh = out_size(c.hw.0, c.kernel.0, c.stride.0, c.padding.0, c.dilation.0, op.0);
-        let ow = out_size(c.hw.1, c.kernel.1, c.stride.1, c.padding.1, c.dilation.1, op.1);
+        let end = per_side.unwrap_or(c.padding);
+        let oh = out_size(c.hw.0, c.kernel.0, c.stride.0, c.padding.0, end.0, c.dilation.0, op.0);
+        let ow = out_size(c.hw.1, c.kernel.1, c.stride.1, c.padding.1, end.1, c.dilation.1, op.1);
         prop_assume!(oh >= 1 && ow >= 1);
         let cin = c.groups * c.cin_per_group;
         let mut params = ConvTranspose2dParams::new(c.groups * c.cout_per_group, c.kernel)
             .stride(c.stride).dilation(c.dilation).padding(c.padding).groups(c.groups).bias(c.bias);
-        params = if c.use_output_size { params.output_size([oh as usize, ow as usize]) } else { params.output_padding(op) };
+        params = match (per_side, c.use_output_size) {
+            (Some(e), _) => params.pads([c.padding.0, c.padding.1], [e.0, e.1]).output_padding(op),
+            (None, true) => params.output_size([oh as usize, ow as usize]),
+            (None, false) => params.output_padding(op),
+        };
         let shape: Vec<usize> = match c.batch { Some(n) => vec![n, cin, c.hw.0, c.hw.1], None => vec![cin, c.hw.0, c.hw.1] };
         let mut b = GraphBuilder::new("p");
         let x = b.input("x", &shape).unwrap();
@@ -140,6 +170,48 @@ proptest! {
         let want = Interpreter::run(&g, std::slice::from_ref(&input)).unwrap();
         for (name, tier) in &tiers() {
             let exe = compile_with(&g, CompileOptions { threads: c.threads, tier: *tier, ..Default::default() }).unwrap();
+            let got = exe.run(std::slice::from_ref(&input)).unwrap();
+            let close = tensor::check_close(&got[0], &want[0], 1e-4);
+            prop_assert!(close.is_ok(), "{}: {:?}", name, close);
+        }
+    }
+
+    #[test]
+    fn jit_matches_interpreter_conv2d_pads(
+        (batch, groups, cin_g, cout_g, hw) in (1..3usize, 1..4usize, 1..4usize, 1..5usize, (1..9usize, 1..9usize)),
+        (kernel, stride, dilation) in ((1..5usize, 1..5usize), (1..4usize, 1..4usize), (1..3usize, 1..3usize)),
+        (begin, end) in ((0..5usize, 0..5usize), (0..5usize, 0..5usize)),
+        zero_pad in prop::option::of((0..3usize, 0..3usize, 0..3usize, 0..3usize)),
+        (relu, threads, seed) in (any::<bool>(), 1..3usize, any::<u64>()),
+    ) {
+        // The padded input must hold the dilated kernel on both axes.
+        let extra = zero_pad.unwrap_or((0, 0, 0, 0));
+        let span = |i: usize, b: usize, e: usize, k: usize, d: usize| (i + b + e) as i64 - (d * (k - 1)) as i64 - 1;
+        prop_assume!(span(hw.0 + extra.2 + extra.3, begin.0, end.0, kernel.0, dilation.0) >= 0);
+        prop_assume!(span(hw.1 + extra.0 + extra.1, begin.1, end.1, kernel.1, dilation.1) >= 0);
+        let cin = groups * cin_g;
+        let shape = vec![batch, cin, hw.0, hw.1];
+        let mut b = GraphBuilder::new("p");
+        let mut h = b.input("x", &shape).unwrap();
+        if let Some((left, right, top, bottom)) = zero_pad {
+            let padding = Sides { left, right, top, bottom };
+            h = b.spatial("pad", h, Op::Pad2d { padding, mode: PadMode::Zero }).unwrap();
+        }
+        let params = Conv2dParams::new(groups * cout_g, kernel)
+            .stride(stride)
+            .dilation(dilation)
+            .groups(groups)
+            .pads([begin.0, begin.1], [end.0, end.1]);
+        h = b.lazy_conv2d("conv", h, params).unwrap();
+        if relu {
+            b.relu("act", h).unwrap();
+        }
+        let mut g = b.finish().unwrap();
+        kiln::passes::resolve(&mut g, ParamSource::Init { seed }).unwrap();
+        let input = Rng::new(seed).tensor(&shape);
+        let want = Interpreter::run(&g, std::slice::from_ref(&input)).unwrap();
+        for (name, tier) in &tiers() {
+            let exe = compile_with(&g, CompileOptions { threads, tier: *tier, ..Default::default() }).unwrap();
             let got = exe.run(std::slice::from_ref(&input)).unwrap();
             let close = tensor::check_close(&got[0], &want[0], 1e-4);
             prop_assert!(close.is_ok(), "{}: {:?}", name, close);

@@ -20,6 +20,12 @@ pub fn ops_golden_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden/ops")
 }
 
+/// The per-side padding cases computed from ONNX's definitions
+/// (`scripts/golden/gen_pads_onnx.py`).
+pub fn pads_golden_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden/pads")
+}
+
 /// Every case of `cases.json`.
 pub fn cases() -> Vec<Value> {
     cases_in(&golden_dir())

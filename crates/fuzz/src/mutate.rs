@@ -160,6 +160,7 @@ const KEYS: &[&str] = &[
     "stride",
     "padding",
     "output_padding",
+    "pads",
     "dilation",
     "groups",
     "bias",

@@ -10,7 +10,10 @@
 //! ```
 //!
 //! Hyper-parameters equal to PyTorch's defaults are omitted (as in PyTorch's
-//! `repr`), except `kernel` and `stride` which are always shown.
+//! `repr`), except `kernel` and `stride` which are always shown. A
+//! convolution's padding prints in PyTorch's form (`padding=`,
+//! `output_padding=`) whenever that form expresses it, and as per-side
+//! `pads=[top, left, bottom, right]` (ONNX's order) only otherwise.
 
 use std::fmt::{self, Write};
 
@@ -215,8 +218,18 @@ fn conv_transpose_attrs(a: &mut Vec<String>, p: &ConvTranspose2dParams) {
     a.push(format!("out_channels={}", p.out_channels));
     a.push(format!("kernel={}", p.kernel_size));
     a.push(format!("stride={}", p.stride));
-    push_if(a, "padding", p.padding, 0);
-    push_if(a, "output_padding", p.output_padding, 0);
+    // PyTorch's form wherever it exists (so graphs without per-side pads
+    // print as they always did), else ONNX-ordered per-side pads.
+    match p.pytorch_padding() {
+        Some((padding, output_padding)) => {
+            push_if(a, "padding", padding, 0);
+            push_if(a, "output_padding", output_padding, 0);
+        }
+        None => {
+            a.push(p.padding.attr());
+            push_if(a, "output_padding", p.output_padding, 0);
+        }
+    }
     push_if(a, "dilation", p.dilation, 1);
     if p.groups != 1 {
         a.push(format!("groups={}", p.groups));
@@ -233,7 +246,10 @@ fn conv_attrs(a: &mut Vec<String>, p: &Conv2dParams) {
     a.push(format!("out_channels={}", p.out_channels));
     a.push(format!("kernel={}", p.kernel_size));
     a.push(format!("stride={}", p.stride));
-    push_if(a, "padding", p.padding, 0);
+    match p.padding.as_symmetric() {
+        Some(padding) => push_if(a, "padding", padding, 0),
+        None => a.push(p.padding.attr()),
+    }
     push_if(a, "dilation", p.dilation, 1);
     if p.groups != 1 {
         a.push(format!("groups={}", p.groups));
@@ -285,5 +301,30 @@ mod tests {
         assert!(text.contains("kernel=3x2 stride=1x1 dilation=1x2 groups=2 bias=false output_size=[4, 5]"), "{text}");
         assert!(text.contains("%act = leaky_relu(%up) negative_slope=0.2 : f32[?]"), "{text}");
         assert!(text.starts_with("graph(%x: f32[1, 4, 2, 2]) -> (%act) {"), "{text}");
+    }
+
+    #[test]
+    fn per_side_pads_print_pytorch_form_where_it_exists() {
+        let mut g = Graph::new();
+        let x = g.add_input("x", vec![1, 4, 5, 5]).unwrap();
+        let same = ConvTranspose2dParams::new(4, 3).stride(2).pads([1, 1], [0, 0]);
+        let upper = ConvTranspose2dParams::new(4, 3).stride(2).pads([0, 1], [1, 2]).output_padding(3);
+        let a = g.add_node("a", Op::lazy_conv_transpose2d(same), &[x]).unwrap();
+        let b = g.add_node("b", Op::lazy_conv_transpose2d(upper), &[a]).unwrap();
+        let c = g.add_node("c", Op::lazy_conv2d(Conv2dParams::new(4, 2).pads([0, 0], [1, 1])), &[b]).unwrap();
+        let d = g.add_node("d", Op::lazy_conv2d(Conv2dParams::new(4, 3).pads([1, 2], [1, 2])), &[c]).unwrap();
+        g.add_output(d).unwrap();
+        let text = g.to_string();
+        assert!(text.contains("kernel=3x3 stride=2x2 padding=1x1 output_padding=1x1 : f32[?]"), "{text}");
+        assert!(text.contains("kernel=3x3 stride=2x2 pads=[0, 1, 1, 2] output_padding=3x3 : f32[?]"), "{text}");
+        assert!(text.contains("kernel=2x2 stride=1x1 pads=[0, 0, 1, 1] : f32[?]"), "{text}");
+        assert!(text.contains("kernel=3x3 stride=1x1 padding=1x2 : f32[?]"), "{text}");
+        // Equal sides, but an output_padding only the per-side form allows.
+        let mut g = Graph::new();
+        let x = g.add_input("x", vec![1, 4, 5, 5]).unwrap();
+        let p = ConvTranspose2dParams::new(4, 3).stride(2).pads([1, 1], [1, 1]).output_padding(2);
+        let up = g.add_node("up", Op::lazy_conv_transpose2d(p), &[x]).unwrap();
+        g.add_output(up).unwrap();
+        assert!(g.to_string().contains("stride=2x2 pads=[1, 1, 1, 1] output_padding=2x2 :"), "{g}");
     }
 }

@@ -79,6 +79,20 @@ pub enum IrError {
         /// The values given.
         value: Vec<usize>,
     },
+    /// Explicit per-side `pads` together with `output_size` on a transposed
+    /// convolution: `output_size` picks an `output_padding` for PyTorch's
+    /// symmetric `padding`, and has no meaning next to explicit pads.
+    #[error("node `{node}`: {op} takes either explicit per-side pads or output_size, not both (got pads={pads} and output_size={output_size:?})")]
+    PadsWithOutputSize {
+        /// Node name.
+        node: String,
+        /// Op class name.
+        op: &'static str,
+        /// The pads, `[top, left, bottom, right]`.
+        pads: String,
+        /// The `output_size` given.
+        output_size: Vec<usize>,
+    },
     /// An argument whose value Kiln does not support (e.g. `Concat` on a dim other than 1).
     #[error("node `{node}`: {op} argument `{arg}`: {message}")]
     Unsupported {

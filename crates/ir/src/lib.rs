@@ -31,8 +31,8 @@ pub use error::{ErrorKind, IrError, Result};
 pub use graph::{check_name, Graph, Node, NodeId, RESERVED_PREFIX};
 pub use model::{model_from_value, parse_model};
 pub use op::{
-    ArithOp, Arity, BatchNorm2dParams, Conv2dParams, ConvTranspose2dParams, InstanceNormParams, LinearParams, Op,
-    PaddingMode, Pair2,
+    ArithOp, Arity, BatchNorm2dParams, Conv2dParams, ConvPadding, ConvTranspose2dParams, InstanceNormParams,
+    LinearParams, Op, PaddingMode, Pair2,
 };
 pub use pointwise::{ArgValue, GeluApproximate, Pointwise, SELU_ALPHA, SELU_SCALE};
 pub use shape::{Dim, Shape};

@@ -24,8 +24,8 @@ use serde_json::{Map, Value};
 use crate::error::{IrError, Result};
 use crate::graph::{Graph, RESERVED_PREFIX};
 use crate::op::{
-    ArithOp, BatchNorm2dParams, Conv2dParams, ConvTranspose2dParams, InstanceNormParams, LinearParams, Op, PaddingMode,
-    Pair2,
+    ArithOp, BatchNorm2dParams, Conv2dParams, ConvPadding, ConvTranspose2dParams, InstanceNormParams, LinearParams, Op,
+    PaddingMode, Pair2,
 };
 use crate::pointwise::{ArgValue, GeluApproximate, Pointwise};
 use crate::shape::Shape;
@@ -95,6 +95,7 @@ const CONV_TRANSPOSE_ARGS: &[&str] = &[
     "kernel_size",
     "stride",
     "padding",
+    "pads",
     "output_padding",
     "groups",
     "bias",
@@ -108,6 +109,7 @@ const CONCRETE_CONV_TRANSPOSE_ARGS: &[&str] = &[
     "kernel_size",
     "stride",
     "padding",
+    "pads",
     "output_padding",
     "groups",
     "bias",
@@ -116,9 +118,19 @@ const CONCRETE_CONV_TRANSPOSE_ARGS: &[&str] = &[
     "output_size",
 ];
 const CONV_ARGS: &[&str] =
-    &["out_channels", "kernel_size", "stride", "padding", "dilation", "groups", "bias", "padding_mode"];
-const CONCRETE_CONV_ARGS: &[&str] =
-    &["in_channels", "out_channels", "kernel_size", "stride", "padding", "dilation", "groups", "bias", "padding_mode"];
+    &["out_channels", "kernel_size", "stride", "padding", "pads", "dilation", "groups", "bias", "padding_mode"];
+const CONCRETE_CONV_ARGS: &[&str] = &[
+    "in_channels",
+    "out_channels",
+    "kernel_size",
+    "stride",
+    "padding",
+    "pads",
+    "dilation",
+    "groups",
+    "bias",
+    "padding_mode",
+];
 const BATCH_NORM_ARGS: &[&str] = &["eps", "momentum", "affine", "track_running_stats"];
 const CONCRETE_BATCH_NORM_ARGS: &[&str] = &["num_features", "eps", "momentum", "affine", "track_running_stats"];
 
@@ -509,6 +521,29 @@ impl<'a> Args<'a> {
                 )
             }),
             Some(v) => Err(self.err("padding_mode", format!("expected a string, got {v}"))),
+        }
+    }
+
+    /// `pads`, a Kiln extension beyond PyTorch: explicit per-side padding
+    /// `[top, left, bottom, right]` (ONNX's order). Refused next to `padding`,
+    /// which it replaces.
+    fn pads(&mut self) -> Result<Option<ConvPadding>> {
+        let v = match self.take("pads") {
+            None | Some(Value::Null) => return Ok(None),
+            Some(v) => v,
+        };
+        if self.map.get("padding").is_some_and(|p| !p.is_null()) {
+            return Err(self.err("pads", "give either `padding` or `pads`, not both"));
+        }
+        match &v {
+            Value::Array(items) if items.len() == 4 => {
+                let mut pads = [0usize; 4];
+                for (p, item) in pads.iter_mut().zip(items) {
+                    *p = self.int_value("pads", item, 0)?;
+                }
+                Ok(Some(ConvPadding::from_onnx(pads)))
+            }
+            _ => Err(self.err("pads", format!("expected a list [top, left, bottom, right] of 4 ints, got {v}"))),
         }
     }
 
@@ -973,8 +1008,10 @@ fn conv_transpose_params(a: &mut Args) -> Result<ConvTranspose2dParams> {
     if let Some(v) = a.pair("stride")? {
         p.stride = v;
     }
-    if let Some(v) = a.pair("padding")? {
+    if let Some(v) = a.pads()? {
         p.padding = v;
+    } else if let Some(v) = a.pair("padding")? {
+        p.padding = ConvPadding::Symmetric(v);
     }
     if let Some(v) = a.pair("output_padding")? {
         p.output_padding = v;
@@ -1004,6 +1041,7 @@ fn conv_params(a: &mut Args) -> Result<Conv2dParams> {
     if let Some(v) = a.pair("dilation")? {
         p.dilation = v;
     }
+    let pads = a.pads()?;
     // padding may be an int, a pair, or PyTorch's 'valid' / 'same'.
     let same = match a.map.get("padding") {
         Some(Value::String(s)) => {
@@ -1019,24 +1057,26 @@ fn conv_params(a: &mut Args) -> Result<Conv2dParams> {
         }
         _ => {
             if let Some(v) = a.pair("padding")? {
-                p.padding = v;
+                p.padding = ConvPadding::Symmetric(v);
             }
             false
         }
     };
+    if let Some(v) = pads {
+        p.padding = v;
+    }
     if same {
         let total = |k: usize, d: usize| d.checked_mul(k.saturating_sub(1));
         let (th, tw) = (total(p.kernel_size.h, p.dilation.h), total(p.kernel_size.w, p.dilation.w));
         match (th, tw) {
-            (Some(th), Some(tw)) if th % 2 == 0 && tw % 2 == 0 && p.stride == Pair2::square(1) => {
-                p.padding = Pair2 { h: th / 2, w: tw / 2 };
+            (Some(th), Some(tw)) if p.stride == Pair2::square(1) => {
+                // PyTorch puts the odd extra row/column of 'same' at the end side.
+                let begin = Pair2 { h: th / 2, w: tw / 2 };
+                let end = Pair2 { h: th - begin.h, w: tw - begin.w };
+                p.padding =
+                    if begin == end { ConvPadding::Symmetric(begin) } else { ConvPadding::PerSide { begin, end } };
             }
-            _ => {
-                return Err(a.err(
-                    "padding",
-                    "'same' is supported for stride 1 with symmetric padding (dilation*(kernel-1) even) only",
-                ))
-            }
+            _ => return Err(a.err("padding", "'same' is supported for stride 1 only (as in PyTorch)")),
         }
     }
     if let Some(v) = a.int("groups", 0)? {
@@ -1165,8 +1205,17 @@ fn op_args(op: &Op) -> Map<String, Value> {
             put("out_channels", Value::from(params.out_channels));
             put("kernel_size", pair_value(params.kernel_size));
             put("stride", pair_value(params.stride));
-            put("padding", pair_value(params.padding));
-            put("output_padding", pair_value(params.output_padding));
+            // PyTorch's form wherever it exists, else the `pads` extension.
+            match params.pytorch_padding() {
+                Some((padding, output_padding)) => {
+                    put("padding", pair_value(padding));
+                    put("output_padding", pair_value(output_padding));
+                }
+                None => {
+                    put("pads", Value::from(params.padding.to_onnx().to_vec()));
+                    put("output_padding", pair_value(params.output_padding));
+                }
+            }
             put("groups", Value::from(params.groups));
             put("bias", Value::from(params.bias));
             put("dilation", pair_value(params.dilation));
@@ -1184,7 +1233,10 @@ fn op_args(op: &Op) -> Map<String, Value> {
             put("out_channels", Value::from(params.out_channels));
             put("kernel_size", pair_value(params.kernel_size));
             put("stride", pair_value(params.stride));
-            put("padding", pair_value(params.padding));
+            match params.padding.as_symmetric() {
+                Some(padding) => put("padding", pair_value(padding)),
+                None => put("pads", Value::from(params.padding.to_onnx().to_vec())),
+            }
             put("dilation", pair_value(params.dilation));
             put("groups", Value::from(params.groups));
             put("bias", Value::from(params.bias));
@@ -1430,11 +1482,58 @@ mod tests {
         let text = r#"{"inputs": {"x": [1,2,4,4]}, "nodes": [{"name": "c", "op": "LazyConv2d", "args": {"out_channels": 2, "kernel_size": 3, "padding": "same"}}]}"#;
         let g = parse_model(text).unwrap();
         match g.node(g.lookup("c").unwrap()).op() {
-            Op::LazyConv2d { params } => assert_eq!(params.padding, Pair2::square(1)),
+            Op::LazyConv2d { params } => assert_eq!(params.padding, ConvPadding::Symmetric(Pair2::square(1))),
             op => panic!("{op:?}"),
         }
-        let text = r#"{"inputs": {"x": [1,2,4,4]}, "nodes": [{"name": "c", "op": "LazyConv2d", "args": {"out_channels": 2, "kernel_size": 2, "padding": "same"}}]}"#;
+        // An odd total: PyTorch pads the extra row and column at the end.
+        let text = r#"{"inputs": {"x": [1,2,4,4]}, "nodes": [{"name": "c", "op": "LazyConv2d", "args": {"out_channels": 2, "kernel_size": [2, 4], "padding": "same"}}]}"#;
+        let g = parse_model(text).unwrap();
+        match g.node(g.lookup("c").unwrap()).op() {
+            Op::LazyConv2d { params } => assert_eq!(params.padding.to_onnx(), [0, 1, 1, 2]),
+            op => panic!("{op:?}"),
+        }
+        let text = r#"{"inputs": {"x": [1,2,4,4]}, "nodes": [{"name": "c", "op": "LazyConv2d", "args": {"out_channels": 2, "kernel_size": 2, "stride": 2, "padding": "same"}}]}"#;
         assert!(parse_model(text).is_err());
+    }
+
+    #[test]
+    fn pads_argument() {
+        let text = r#"{"inputs": {"x": [1,2,4,4]}, "nodes": [
+            {"name": "up", "op": "LazyConvTranspose2d", "args": {"out_channels": 2, "kernel_size": 3, "stride": 2, "pads": [0, 1, 1, 2], "output_padding": 3}},
+            {"name": "same", "op": "LazyConvTranspose2d", "args": {"out_channels": 2, "kernel_size": 3, "stride": 2, "pads": [1, 1, 0, 0]}},
+            {"name": "c", "op": "LazyConv2d", "args": {"out_channels": 2, "kernel_size": 2, "pads": [0, 0, 1, 1]}},
+            {"name": "d", "op": "Conv2d", "args": {"in_channels": 2, "out_channels": 2, "kernel_size": 3, "pads": [1, 1, 1, 1]}}]}"#;
+        let g = parse_model(text).unwrap();
+        let params = |name: &str| match g.node(g.lookup(name).unwrap()).op() {
+            Op::LazyConvTranspose2d { params } => (params.padding, params.output_padding),
+            Op::LazyConv2d { params } | Op::Conv2d { params, .. } => (params.padding, Pair2::square(0)),
+            op => panic!("{op:?}"),
+        };
+        assert_eq!(params("up"), (ConvPadding::from_onnx([0, 1, 1, 2]), Pair2::square(3)));
+        assert_eq!(params("c").0, ConvPadding::from_onnx([0, 0, 1, 1]));
+        // Written back in PyTorch's form where there is one, `pads` elsewhere.
+        let json = to_model_json(&g).unwrap();
+        let written: Value = serde_json::from_str(&json).unwrap();
+        let args = |i: usize| &written["nodes"][i]["args"];
+        assert_eq!(args(0)["pads"], serde_json::json!([0, 1, 1, 2]));
+        assert_eq!((&args(1)["padding"], &args(1)["output_padding"]), (&Value::from(1), &Value::from(1)));
+        assert_eq!(args(2)["pads"], serde_json::json!([0, 0, 1, 1]));
+        assert_eq!(args(3)["padding"], Value::from(1));
+        let back = parse_model(&json).unwrap();
+        for (a, b) in g.node_ids().zip(back.node_ids()) {
+            assert_eq!(g.node_line(a), back.node_line(b));
+        }
+        let e = one_node("LazyConv2d", r#"{"out_channels": 2, "kernel_size": 2, "padding": 1, "pads": [0, 0, 1, 1]}"#);
+        assert_eq!(e.to_string(), "node `up` field `args.pads`: give either `padding` or `pads`, not both");
+        let e = one_node("LazyConv2d", r#"{"out_channels": 2, "kernel_size": 2, "pads": [0, 1]}"#);
+        assert!(e.to_string().contains("expected a list [top, left, bottom, right] of 4 ints"), "{e}");
+        let e = one_node("LazyConv2d", r#"{"out_channels": 2, "kernel_size": 2, "pads": [0, -1, 0, 0]}"#);
+        assert_eq!(e.to_string(), "node `up` field `args.pads`: must be non-negative, got -1");
+        let e = one_node(
+            "LazyConvTranspose2d",
+            r#"{"out_channels": 2, "kernel_size": 2, "pads": [0, 0, 1, 1], "output_size": [4, 4]}"#,
+        );
+        assert!(matches!(e, IrError::PadsWithOutputSize { .. }), "{e}");
     }
 
     fn one_node(op: &str, args: &str) -> IrError {
@@ -1518,20 +1617,28 @@ mod tests {
             }
         };
         for op in SUPPORTED_OPS {
-            // Upsampling takes `size` or `scale_factor`, not both.
-            let exclusive = |k: &str| op.starts_with("Upsampl") && k == "size";
-            let args: Map<String, Value> = accepted_args(op)
-                .unwrap()
-                .iter()
-                .filter(|k| !exclusive(k))
-                .map(|&k| (k.to_string(), value(k)))
-                .collect();
-            let mut args = args;
-            if *op == "Pad" {
-                args.insert("mode".into(), "reflect".into());
+            // Upsampling takes `size` or `scale_factor`, not both; a
+            // convolution `padding` or `pads`, the latter without `output_size`.
+            let conv = op.contains("Conv");
+            for pads in [false, true].into_iter().filter(|&p| conv || !p) {
+                let exclusive = |k: &str| {
+                    (op.starts_with("Upsampl") && k == "size")
+                        || (conv && !pads && k == "pads")
+                        || (pads && (k == "padding" || k == "output_size"))
+                };
+                let args: Map<String, Value> = accepted_args(op)
+                    .unwrap()
+                    .iter()
+                    .filter(|k| !exclusive(k))
+                    .map(|&k| (k.to_string(), if k == "pads" { serde_json::json!([0, 0, 1, 1]) } else { value(k) }))
+                    .collect();
+                let mut args = args;
+                if *op == "Pad" {
+                    args.insert("mode".into(), "reflect".into());
+                }
+                let spec = NodeSpec { name: "n".into(), op: op.to_string(), module: None, args, inputs: None };
+                parse_op(&spec).unwrap_or_else(|e| panic!("{op}: {e}"));
             }
-            let spec = NodeSpec { name: "n".into(), op: op.to_string(), module: None, args, inputs: None };
-            parse_op(&spec).unwrap_or_else(|e| panic!("{op}: {e}"));
         }
     }
 

@@ -104,6 +104,102 @@ impl PaddingMode {
     }
 }
 
+/// Zero padding of a convolution: PyTorch's symmetric `padding`, or explicit
+/// per-side pads (ONNX's `pads`, a Kiln extension beyond PyTorch).
+///
+/// A `Conv2d` adds it to its input; a `ConvTranspose2d` removes it from its
+/// full output. Both forms are kept apart (instead of one `begin`/`end`
+/// pair) because they obey different rules: with `Symmetric`, a transposed
+/// convolution's `output_padding` must be below `max(stride, dilation)` and
+/// `output_size` may pick it (PyTorch); with `PerSide`, any `output_padding`
+/// is allowed and `output_size` is refused (ONNX). Consumers that only
+/// compute read [`ConvPadding::begin`] and [`ConvPadding::end`].
+///
+/// In graph JSON `Symmetric` is a plain [`Pair2`] (`{"h": 1, "w": 1}`, the
+/// form from before per-side pads existed, so old files read unchanged) and
+/// `PerSide` is `{"begin": {"h": .., "w": ..}, "end": {"h": .., "w": ..}}`.
+///
+/// ```
+/// use kiln_ir::{ConvPadding, Pair2};
+/// let p = ConvPadding::PerSide { begin: Pair2 { h: 0, w: 1 }, end: Pair2 { h: 2, w: 1 } };
+/// assert_eq!(p.to_onnx(), [0, 1, 2, 1]);
+/// assert_eq!(p.as_symmetric(), None);
+/// assert_eq!(ConvPadding::Symmetric(Pair2::square(1)).end(), Pair2::square(1));
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ConvPadding {
+    /// PyTorch's `padding`: the same amount on both sides of each axis.
+    Symmetric(Pair2),
+    /// Explicit per-side padding.
+    PerSide {
+        /// Padding at the start of each axis: `[top, left]` as `{h: top, w: left}`.
+        begin: Pair2,
+        /// Padding at the end of each axis: `[bottom, right]` as `{h: bottom, w: right}`.
+        end: Pair2,
+    },
+}
+
+impl Default for ConvPadding {
+    /// No padding (PyTorch's default `padding=0`).
+    fn default() -> Self {
+        ConvPadding::Symmetric(Pair2::square(0))
+    }
+}
+
+impl ConvPadding {
+    /// Padding at the start of each axis (`{h: top, w: left}`).
+    pub const fn begin(self) -> Pair2 {
+        match self {
+            ConvPadding::Symmetric(p) => p,
+            ConvPadding::PerSide { begin, .. } => begin,
+        }
+    }
+
+    /// Padding at the end of each axis (`{h: bottom, w: right}`).
+    pub const fn end(self) -> Pair2 {
+        match self {
+            ConvPadding::Symmetric(p) => p,
+            ConvPadding::PerSide { end, .. } => end,
+        }
+    }
+
+    /// The per-axis amount when both sides of each axis are equal, whichever
+    /// form holds it.
+    pub fn as_symmetric(self) -> Option<Pair2> {
+        (self.begin() == self.end()).then_some(self.begin())
+    }
+
+    /// `[top, left, bottom, right]`, ONNX's `pads` order.
+    pub const fn to_onnx(self) -> [usize; 4] {
+        let (b, e) = (self.begin(), self.end());
+        [b.h, b.w, e.h, e.w]
+    }
+
+    /// Per-side padding from ONNX's `[top, left, bottom, right]`.
+    pub const fn from_onnx([top, left, bottom, right]: [usize; 4]) -> Self {
+        ConvPadding::PerSide { begin: Pair2 { h: top, w: left }, end: Pair2 { h: bottom, w: right } }
+    }
+
+    /// The padding as given, for messages and the text IR: `padding=1x1`
+    /// for the symmetric form, `pads=[top, left, bottom, right]` for the
+    /// per-side one (even when its sides are equal: a transposed
+    /// convolution's per-side form allows an `output_padding` PyTorch's does
+    /// not).
+    pub fn attr(self) -> String {
+        match self {
+            ConvPadding::Symmetric(p) => format!("padding={p}"),
+            ConvPadding::PerSide { .. } => format!("pads={:?}", self.to_onnx()),
+        }
+    }
+}
+
+impl From<Pair2> for ConvPadding {
+    fn from(p: Pair2) -> Self {
+        ConvPadding::Symmetric(p)
+    }
+}
+
 /// The PyTorch-style chained setters both convolution params structs share.
 macro_rules! conv_setters {
     () => {
@@ -112,9 +208,9 @@ macro_rules! conv_setters {
             self.stride = v.into();
             self
         }
-        /// Sets `padding`.
+        /// Sets PyTorch's symmetric `padding` (replacing any per-side `pads`).
         pub fn padding(mut self, v: impl Into<Pair2>) -> Self {
-            self.padding = v.into();
+            self.padding = ConvPadding::Symmetric(v.into());
             self
         }
         /// Sets `dilation`.
@@ -155,9 +251,12 @@ pub struct ConvTranspose2dParams {
     pub kernel_size: Pair2,
     /// `stride` (default 1).
     pub stride: Pair2,
-    /// Implicit zero padding removed from each side of the output (default 0).
-    pub padding: Pair2,
-    /// Extra size added to one side of the output (default 0).
+    /// Zero padding removed from the sides of the full output (default 0):
+    /// PyTorch's symmetric `padding`, or explicit per-side pads.
+    pub padding: ConvPadding,
+    /// Extra size added at the end side of each axis (default 0). Below
+    /// `max(stride, dilation)` with symmetric padding (PyTorch); any value
+    /// with per-side pads (ONNX).
     pub output_padding: Pair2,
     /// `groups` (default 1).
     pub groups: usize,
@@ -168,7 +267,8 @@ pub struct ConvTranspose2dParams {
     /// `padding_mode` (only `zeros` is valid).
     pub padding_mode: PaddingMode,
     /// `output_size` passed to `forward`: 2 values `(H, W)` or the full 3/4-value
-    /// shape (leading values ignored, as PyTorch does). Overrides `output_padding`.
+    /// shape (leading values ignored, as PyTorch does). Overrides `output_padding`;
+    /// only valid with symmetric padding.
     pub output_size: Option<Vec<usize>>,
 }
 
@@ -179,7 +279,7 @@ impl ConvTranspose2dParams {
             out_channels,
             kernel_size: kernel_size.into(),
             stride: Pair2::square(1),
-            padding: Pair2::square(0),
+            padding: ConvPadding::default(),
             output_padding: Pair2::square(0),
             groups: 1,
             bias: true,
@@ -189,10 +289,45 @@ impl ConvTranspose2dParams {
         }
     }
     conv_setters!();
+    /// Sets explicit per-side padding removed from the full output, ONNX's
+    /// `pads`: `begin = [top, left]`, `end = [bottom, right]`. Replaces the
+    /// symmetric `padding`. `output_padding` is still added at the end side
+    /// and may then take any value; each output dim is
+    /// `stride·(in−1) + dilation·(k−1) + 1 − begin − end + output_padding`.
+    /// Combining it with `output_size` is a validation error.
+    ///
+    /// ```
+    /// use kiln_ir::ConvTranspose2dParams;
+    /// let p = ConvTranspose2dParams::new(8, 3).stride(2).pads([0, 0], [1, 1]);
+    /// assert_eq!(p.padding.to_onnx(), [0, 0, 1, 1]);
+    /// ```
+    pub fn pads(mut self, begin: [usize; 2], end: [usize; 2]) -> Self {
+        self.padding = ConvPadding::PerSide { begin: begin.into(), end: end.into() };
+        self
+    }
     /// Sets `output_padding`.
     pub fn output_padding(mut self, v: impl Into<Pair2>) -> Self {
         self.output_padding = v.into();
         self
+    }
+
+    /// The PyTorch `(padding, output_padding)` giving the same result, if
+    /// there is one: always for symmetric padding (as given, even when
+    /// invalid, so it can be reported); for per-side pads when
+    /// `padding = begin` and `output_padding = begin − end + output_padding`
+    /// is within `0..max(stride, dilation)` on both axes. The text IR and the
+    /// model JSON writer print this form wherever it exists.
+    pub fn pytorch_padding(&self) -> Option<(Pair2, Pair2)> {
+        let ConvPadding::PerSide { begin, end } = self.padding else {
+            return Some((self.padding.begin(), self.output_padding));
+        };
+        let axis = |b: usize, e: usize, op: usize, s: usize, d: usize| {
+            b.checked_add(op).and_then(|x| x.checked_sub(e)).filter(|&op| op < s.max(d))
+        };
+        let (op, s, d) = (self.output_padding, self.stride, self.dilation);
+        let h = axis(begin.h, end.h, op.h, s.h, d.h)?;
+        let w = axis(begin.w, end.w, op.w, s.w, d.w)?;
+        Some((begin, Pair2 { h, w }))
     }
     /// Sets the `output_size` given to `forward` (2, 3 or 4 values).
     pub fn output_size(mut self, size: impl Into<Vec<usize>>) -> Self {
@@ -214,22 +349,36 @@ impl ConvTranspose2dParams {
         check_positive(node, op, "kernel_size", self.kernel_size)?;
         check_positive(node, op, "stride", self.stride)?;
         check_positive(node, op, "dilation", self.dilation)?;
-        if let Some(size) = &self.output_size {
-            if !(2..=4).contains(&size.len()) || size.contains(&0) {
-                return Err(IrError::InvalidOutputSize { node: node.into(), value: size.clone() });
-            }
-        } else {
-            // PyTorch ignores output_padding when output_size is given, so only
-            // check it when it is the one that counts.
-            let (op_, s, d) = (self.output_padding, self.stride, self.dilation);
-            if (op_.h >= s.h && op_.h >= d.h) || (op_.w >= s.w && op_.w >= d.w) {
-                return Err(IrError::OutputPaddingTooLarge {
+        match (self.padding, &self.output_size) {
+            (ConvPadding::PerSide { .. }, Some(size)) => {
+                return Err(IrError::PadsWithOutputSize {
                     node: node.into(),
                     op,
-                    output_padding: op_.to_string(),
-                    stride: s.to_string(),
-                    dilation: d.to_string(),
+                    pads: format!("{:?}", self.padding.to_onnx()),
+                    output_size: size.clone(),
                 });
+            }
+            // ONNX sets no bound on output_padding next to explicit pads; the
+            // output size (checked by shape inference) is what must be sane.
+            (ConvPadding::PerSide { .. }, None) => {}
+            (ConvPadding::Symmetric(_), Some(size)) => {
+                if !(2..=4).contains(&size.len()) || size.contains(&0) {
+                    return Err(IrError::InvalidOutputSize { node: node.into(), value: size.clone() });
+                }
+            }
+            (ConvPadding::Symmetric(_), None) => {
+                // PyTorch ignores output_padding when output_size is given, so only
+                // check it when it is the one that counts.
+                let (op_, s, d) = (self.output_padding, self.stride, self.dilation);
+                if (op_.h >= s.h && op_.h >= d.h) || (op_.w >= s.w && op_.w >= d.w) {
+                    return Err(IrError::OutputPaddingTooLarge {
+                        node: node.into(),
+                        op,
+                        output_padding: op_.to_string(),
+                        stride: s.to_string(),
+                        dilation: d.to_string(),
+                    });
+                }
             }
         }
         Ok(())
@@ -255,8 +404,9 @@ pub struct Conv2dParams {
     pub kernel_size: Pair2,
     /// `stride` (default 1).
     pub stride: Pair2,
-    /// Explicit zero padding on each side (default 0).
-    pub padding: Pair2,
+    /// Zero padding added to the input (default 0): PyTorch's symmetric
+    /// `padding`, or explicit per-side pads.
+    pub padding: ConvPadding,
     /// `dilation` (default 1).
     pub dilation: Pair2,
     /// `groups` (default 1).
@@ -274,7 +424,7 @@ impl Conv2dParams {
             out_channels,
             kernel_size: kernel_size.into(),
             stride: Pair2::square(1),
-            padding: Pair2::square(0),
+            padding: ConvPadding::default(),
             dilation: Pair2::square(1),
             groups: 1,
             bias: true,
@@ -282,6 +432,20 @@ impl Conv2dParams {
         }
     }
     conv_setters!();
+    /// Sets explicit per-side zero padding of the input, ONNX's `pads`:
+    /// `begin = [top, left]`, `end = [bottom, right]`. Replaces the symmetric
+    /// `padding`; each output dim is
+    /// `⌊(in + begin + end − dilation·(k−1) − 1) / stride⌋ + 1`.
+    ///
+    /// ```
+    /// use kiln_ir::Conv2dParams;
+    /// let p = Conv2dParams::new(8, 2).pads([0, 0], [1, 1]);
+    /// assert_eq!(p.padding.to_onnx(), [0, 0, 1, 1]);
+    /// ```
+    pub fn pads(mut self, begin: [usize; 2], end: [usize; 2]) -> Self {
+        self.padding = ConvPadding::PerSide { begin: begin.into(), end: end.into() };
+        self
+    }
 
     /// Checks everything that depends on the hyper-parameters alone.
     pub fn validate(&self, node: &str, op: &'static str) -> Result<()> {
@@ -1135,7 +1299,7 @@ mod tests {
     fn defaults_match_pytorch() {
         let p = ConvTranspose2dParams::new(6, 3);
         assert_eq!(p.stride, Pair2::square(1));
-        assert_eq!(p.padding, Pair2::square(0));
+        assert_eq!(p.padding, ConvPadding::Symmetric(Pair2::square(0)));
         assert_eq!(p.output_padding, Pair2::square(0));
         assert_eq!(p.dilation, Pair2::square(1));
         assert_eq!(p.groups, 1);
@@ -1149,7 +1313,7 @@ mod tests {
         let p = ConvTranspose2dParams::new(4, (3, 2)).stride([2, 1]).padding(1).dilation((1, 2));
         assert_eq!(p.kernel_size, Pair2 { h: 3, w: 2 });
         assert_eq!(p.stride, Pair2 { h: 2, w: 1 });
-        assert_eq!(p.padding, Pair2 { h: 1, w: 1 });
+        assert_eq!(p.padding, ConvPadding::Symmetric(Pair2 { h: 1, w: 1 }));
         assert_eq!(p.dilation, Pair2 { h: 1, w: 2 });
     }
 
@@ -1281,5 +1445,44 @@ mod tests {
         let bn = Op::lazy_batch_norm2d().param_specs();
         let names: Vec<_> = bn.iter().map(|s| s.0).collect();
         assert_eq!(names, ["weight", "bias", "running_mean", "running_var"]);
+    }
+
+    #[test]
+    fn per_side_pads() {
+        let p = ConvTranspose2dParams::new(2, 3).stride(2).pads([0, 1], [1, 0]).output_padding(5);
+        assert_eq!(p.padding.begin(), Pair2 { h: 0, w: 1 });
+        assert_eq!(p.padding.end(), Pair2 { h: 1, w: 0 });
+        // Any output_padding with explicit pads (ONNX has no `< stride` rule).
+        assert!(lazy(p.clone()).is_ok());
+        let e = lazy(p.output_size([6, 6])).unwrap_err();
+        assert!(matches!(e, IrError::PadsWithOutputSize { .. }), "{e}");
+        assert_eq!(
+            e.to_string(),
+            "node `up`: LazyConvTranspose2d takes either explicit per-side pads or output_size, not both (got pads=[0, 1, 1, 0] and output_size=[6, 6])"
+        );
+        // `padding` after `pads` replaces it, and the PyTorch rules apply again.
+        let p = ConvTranspose2dParams::new(2, 3).pads([1, 1], [2, 2]).padding(1);
+        assert_eq!(p.padding, ConvPadding::Symmetric(Pair2::square(1)));
+        let c = Conv2dParams::new(2, 2).pads([0, 0], [1, 1]);
+        assert_eq!(c.padding.to_onnx(), [0, 0, 1, 1]);
+        assert_eq!(ConvPadding::from_onnx([0, 0, 1, 1]), c.padding);
+        assert!(Op::lazy_conv2d(c).validate("c").is_ok());
+    }
+
+    #[test]
+    fn pytorch_form_of_per_side_pads() {
+        let ct = |b: [usize; 2], e: [usize; 2], op: usize| {
+            ConvTranspose2dParams::new(2, 3).stride(2).pads(b, e).output_padding(op).pytorch_padding()
+        };
+        // begin = end: padding p, output_padding unchanged.
+        assert_eq!(ct([1, 1], [1, 1], 1), Some((Pair2::square(1), Pair2::square(1))));
+        // One more at the begin side: PyTorch's padding=1 output_padding=1.
+        assert_eq!(ct([1, 1], [0, 0], 0), Some((Pair2::square(1), Pair2::square(1))));
+        // More at the end side (SAME_UPPER-like): no PyTorch form.
+        assert_eq!(ct([0, 0], [1, 1], 0), None);
+        // output_padding past the stride: none either.
+        assert_eq!(ct([1, 1], [1, 1], 2), None);
+        let sym = ConvTranspose2dParams::new(2, 3).padding(2).output_padding(7);
+        assert_eq!(sym.pytorch_padding(), Some((Pair2::square(2), Pair2::square(7))));
     }
 }

@@ -250,4 +250,25 @@ mod tests {
         assert!(e.as_ref().is_err_and(|e| e.contains("momentum")), "{e:?}");
         assert!(Graph::from_json(&json.replace("1e39", "0.5")).is_ok());
     }
+
+    #[test]
+    fn conv_padding_forms_round_trip() {
+        use crate::op::{Conv2dParams, ConvTranspose2dParams};
+        let mut g = Graph::new();
+        let x = g.add_input("x", vec![1, 2, 5, 5]).unwrap();
+        let a = g.add_node("a", Op::lazy_conv2d(Conv2dParams::new(2, 3).padding(1)), &[x]).unwrap();
+        let b = g.add_node("b", Op::lazy_conv2d(Conv2dParams::new(2, 2).pads([0, 0], [1, 1])), &[a]).unwrap();
+        let p = ConvTranspose2dParams::new(2, 3).stride(2).pads([0, 1], [1, 2]).output_padding(3);
+        let c = g.add_node("c", Op::lazy_conv_transpose2d(p), &[b]).unwrap();
+        g.add_output(c).unwrap();
+        let text = g.to_json();
+        // Symmetric padding keeps the plain pair form graphs always had.
+        let squeezed: String = text.split_whitespace().collect();
+        assert!(squeezed.contains(r#""padding":{"h":1,"w":1}"#), "{text}");
+        assert!(squeezed.contains(r#""padding":{"begin":{"h":0,"w":1},"end":{"h":1,"w":2}}"#), "{text}");
+        assert!(text.contains("\"begin\""), "{text}");
+        let back = Graph::from_json(&text).map_err(|e| e.to_string());
+        assert_eq!(back.as_ref().map(|b| b.to_json()), Ok(text.clone()));
+        assert_eq!(back.as_ref().map(|b| b.node(b.lookup("c").unwrap()).op().clone()), Ok(g.node(c).op().clone()));
+    }
 }

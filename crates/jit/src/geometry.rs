@@ -22,9 +22,13 @@ pub const MAX_PARAM: usize = 1 << 30;
 /// Geometry of a 2-D transposed convolution (`ConvTranspose2d`).
 ///
 /// The weight layout is PyTorch's `[in_channels, out_channels / groups, kH, kW]`.
-/// `out_h`/`out_w` are explicit because they encode `output_padding` (or a
-/// requested `output_size`): `out = (in - 1)·s - 2p + d·(k - 1) + op + 1` with
-/// `op < max(s, d)`.
+/// Output coordinate `o` is coordinate `o + padding` of the full (uncropped)
+/// result `(in − 1)·s + d·(k − 1) + 1`; `out_h`/`out_w` are explicit because
+/// they encode everything on the end side: PyTorch's `padding` and
+/// `output_padding` (or a requested `output_size`), `out = full − 2p + op`
+/// with `op < max(s, d)`, or ONNX's per-side `pads` and `output_padding`,
+/// `out = full − begin − end + op` with any `op`. Every `out ≥ 1` is a valid
+/// geometry; outputs past the full result receive only the bias.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ConvTranspose2dGeometry {
     /// Batch size N.
@@ -43,7 +47,8 @@ pub struct ConvTranspose2dGeometry {
     pub kernel: [usize; 2],
     /// Stride `[sH, sW]`.
     pub stride: [usize; 2],
-    /// Padding `[pH, pW]` (crops the full output).
+    /// Begin-side padding `[top, left]`, cropped from the start of the full
+    /// output (PyTorch's `padding`, or the begin half of ONNX's `pads`).
     pub padding: [usize; 2],
     /// Dilation `[dH, dW]`.
     pub dilation: [usize; 2],
@@ -56,7 +61,9 @@ pub struct ConvTranspose2dGeometry {
 /// Geometry of a 2-D (forward) convolution with zero padding (`Conv2d`).
 ///
 /// The weight layout is PyTorch's `[out_channels, in_channels / groups, kH, kW]`.
-/// `out = (in + 2p - d·(k - 1) - 1) / s + 1` (floor division).
+/// `out = (in + begin + end - d·(k - 1) - 1) / s + 1` (floor division), with
+/// `begin = padding`, `end = padding_end` (equal for PyTorch's symmetric
+/// padding, per side for ONNX's `pads`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Conv2dGeometry {
     /// Batch size N.
@@ -75,8 +82,12 @@ pub struct Conv2dGeometry {
     pub kernel: [usize; 2],
     /// Stride `[sH, sW]`.
     pub stride: [usize; 2],
-    /// Zero padding `[pH, pW]` on both sides.
+    /// Zero padding `[top, left]` before the input; the only side that
+    /// shifts input coordinates.
     pub padding: [usize; 2],
+    /// Zero padding `[bottom, right]` after the input; it only adds output
+    /// positions (their taps past the input read zero).
+    pub padding_end: [usize; 2],
     /// Dilation `[dH, dW]`.
     pub dilation: [usize; 2],
     /// Output height.
@@ -110,9 +121,9 @@ fn check_common(
     groups: usize,
     spatial: [(&str, usize); 4],
     params: [(&str, [usize; 2]); 3],
-    padding: [usize; 2],
+    paddings: &[(&str, [usize; 2])],
 ) -> Result<(), JitError> {
-    for (name, v) in params.iter().copied().chain([("padding", padding)]) {
+    for (name, v) in params.iter().copied().chain(paddings.iter().copied()) {
         if v[0] > MAX_PARAM || v[1] > MAX_PARAM {
             return Err(JitError::geometry(op, format!("{name} {v:?} exceeds the supported maximum {MAX_PARAM}")));
         }
@@ -137,17 +148,18 @@ fn check_common(
     Ok(())
 }
 
-/// Full (uncropped, no output padding) transposed-conv output length:
-/// `(in-1)·s - 2p + d·(k-1) + 1`, in `i128` so it cannot overflow.
-fn conv_transpose_min_out(i: usize, k: usize, s: usize, p: usize, d: usize) -> i128 {
+/// Full (uncropped, no output padding) transposed-conv output length
+/// `(in-1)·s + d·(k-1) + 1`, in `i128` so it cannot overflow.
+fn conv_transpose_full_out(i: usize, k: usize, s: usize, d: usize) -> i128 {
     // Saturating: operands up to usize::MAX squared exceed even i128.
-    let (i, k, s, p, d) = (i as i128, k as i128, s as i128, p as i128, d as i128);
-    (i - 1).saturating_mul(s).saturating_sub(2 * p).saturating_add(d.saturating_mul(k - 1)).saturating_add(1)
+    let (i, k, s, d) = (i as i128, k as i128, s as i128, d as i128);
+    (i - 1).saturating_mul(s).saturating_add(d.saturating_mul(k - 1)).saturating_add(1)
 }
 
 impl ConvTranspose2dGeometry {
     /// Builds a geometry from PyTorch constructor arguments, computing the
-    /// output size from `output_padding`. Validates the result.
+    /// output size from `output_padding` (which must be below
+    /// `max(stride, dilation)`, PyTorch's rule). Validates the result.
     #[allow(clippy::too_many_arguments)]
     pub fn from_output_padding(
         batch: usize,
@@ -161,26 +173,6 @@ impl ConvTranspose2dGeometry {
         output_padding: [usize; 2],
         dilation: [usize; 2],
     ) -> Result<Self, JitError> {
-        let mut out = [0usize; 2];
-        for a in 0..2 {
-            let full = conv_transpose_min_out(in_hw[a], kernel[a], stride[a], padding[a], dilation[a])
-                .saturating_add(output_padding[a] as i128);
-            out[a] = usize::try_from(full).unwrap_or(0);
-        }
-        let g = Self {
-            batch,
-            in_channels,
-            in_h: in_hw[0],
-            in_w: in_hw[1],
-            out_channels,
-            groups,
-            kernel,
-            stride,
-            padding,
-            dilation,
-            out_h: out[0],
-            out_w: out[1],
-        };
         // Report a bad output_padding in PyTorch's terms before the generic check.
         for a in 0..2 {
             if output_padding[a] >= stride[a].max(dilation[a]) {
@@ -192,12 +184,77 @@ impl ConvTranspose2dGeometry {
                 ));
             }
         }
+        Self::from_pads(
+            batch,
+            in_channels,
+            in_hw,
+            out_channels,
+            groups,
+            kernel,
+            stride,
+            padding,
+            padding,
+            output_padding,
+            dilation,
+        )
+    }
+
+    /// Builds a geometry from ONNX-style per-side padding: `pads_begin =
+    /// [top, left]` and `pads_end = [bottom, right]` cropped from the full
+    /// output, then `output_padding` (any size) added at the end side:
+    /// `out = (in − 1)·s + d·(k − 1) + 1 − begin − end + op`. Validates the
+    /// result.
+    #[allow(clippy::too_many_arguments)]
+    pub fn from_pads(
+        batch: usize,
+        in_channels: usize,
+        in_hw: [usize; 2],
+        out_channels: usize,
+        groups: usize,
+        kernel: [usize; 2],
+        stride: [usize; 2],
+        pads_begin: [usize; 2],
+        pads_end: [usize; 2],
+        output_padding: [usize; 2],
+        dilation: [usize; 2],
+    ) -> Result<Self, JitError> {
+        let mut out = [0usize; 2];
+        for a in 0..2 {
+            let len = conv_transpose_full_out(in_hw[a], kernel[a], stride[a], dilation[a])
+                .saturating_sub(pads_begin[a] as i128)
+                .saturating_sub(pads_end[a] as i128)
+                .saturating_add(output_padding[a] as i128);
+            out[a] = usize::try_from(len).unwrap_or(0);
+        }
+        let g = Self {
+            batch,
+            in_channels,
+            in_h: in_hw[0],
+            in_w: in_hw[1],
+            out_channels,
+            groups,
+            kernel,
+            stride,
+            padding: pads_begin,
+            dilation,
+            out_h: out[0],
+            out_w: out[1],
+        };
+        if pads_end.iter().any(|&p| p > MAX_PARAM) || output_padding.iter().any(|&p| p > MAX_PARAM) {
+            return Err(JitError::geometry(
+                "conv_transpose2d",
+                format!(
+                    "end padding {pads_end:?} or output padding {output_padding:?} exceeds the supported maximum {MAX_PARAM}"
+                ),
+            ));
+        }
         g.validate()?;
         Ok(g)
     }
 
-    /// Checks that this is a configuration PyTorch accepts and that every
-    /// derived buffer fits [`MAX_TENSOR_BYTES`].
+    /// Checks that this is a configuration PyTorch or ONNX accepts (any
+    /// positive output size, see the type's docs) and that every derived
+    /// buffer fits [`MAX_TENSOR_BYTES`].
     pub fn validate(&self) -> Result<(), JitError> {
         const OP: &str = "conv_transpose2d";
         check_common(
@@ -208,43 +265,23 @@ impl ConvTranspose2dGeometry {
             self.groups,
             [("in_h", self.in_h), ("in_w", self.in_w), ("out_h", self.out_h), ("out_w", self.out_w)],
             [("kernel", self.kernel), ("stride", self.stride), ("dilation", self.dilation)],
-            self.padding,
+            &[("padding", self.padding)],
         )?;
-        let ins = [self.in_h, self.in_w];
-        let outs = [self.out_h, self.out_w];
-        for a in 0..2 {
-            let min = conv_transpose_min_out(ins[a], self.kernel[a], self.stride[a], self.padding[a], self.dilation[a]);
-            let op = (outs[a] as i128).saturating_sub(min);
-            let limit = self.stride[a].max(self.dilation[a]) as i128;
-            if op < 0 || op >= limit {
-                return Err(JitError::geometry(
-                    OP,
-                    format!(
-                        "output size {} along {} is not reachable: input {} kernel {} stride {} padding {} dilation {} give sizes {}..={}",
-                        outs[a],
-                        ["height", "width"][a],
-                        ins[a],
-                        self.kernel[a],
-                        self.stride[a],
-                        self.padding[a],
-                        self.dilation[a],
-                        min,
-                        min.saturating_add(limit - 1)
-                    ),
-                ));
-            }
-        }
         self.sizes()?;
         Ok(())
     }
 
-    /// `output_padding` implied by `out_h`/`out_w` (meaningful after [`Self::validate`]).
-    pub fn output_padding(&self) -> [usize; 2] {
+    /// Rows and columns `[bottom, right]` cropped from the end of the full
+    /// output; negative where the output extends past it (output padding
+    /// beyond the end crop). With symmetric PyTorch padding `p` and output
+    /// padding `op` this is `p − op`.
+    pub fn end_crop(&self) -> [i128; 2] {
         let ins = [self.in_h, self.in_w];
         let outs = [self.out_h, self.out_w];
         [0, 1].map(|a| {
-            let min = conv_transpose_min_out(ins[a], self.kernel[a], self.stride[a], self.padding[a], self.dilation[a]);
-            usize::try_from((outs[a] as i128).saturating_sub(min)).unwrap_or(0)
+            conv_transpose_full_out(ins[a], self.kernel[a], self.stride[a], self.dilation[a])
+                .saturating_sub(self.padding[a] as i128)
+                .saturating_sub(outs[a] as i128)
         })
     }
 
@@ -295,8 +332,8 @@ impl ConvTranspose2dGeometry {
 }
 
 impl Conv2dGeometry {
-    /// Builds a geometry from PyTorch constructor arguments, computing the
-    /// output size. Validates the result.
+    /// Builds a geometry from PyTorch constructor arguments (symmetric
+    /// `padding`), computing the output size. Validates the result.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         batch: usize,
@@ -309,9 +346,28 @@ impl Conv2dGeometry {
         padding: [usize; 2],
         dilation: [usize; 2],
     ) -> Result<Self, JitError> {
+        Self::with_pads(batch, in_channels, in_hw, out_channels, groups, kernel, stride, padding, padding, dilation)
+    }
+
+    /// Builds a geometry from ONNX-style per-side zero padding `pads_begin =
+    /// [top, left]`, `pads_end = [bottom, right]`, computing the output size.
+    /// Validates the result.
+    #[allow(clippy::too_many_arguments)]
+    pub fn with_pads(
+        batch: usize,
+        in_channels: usize,
+        in_hw: [usize; 2],
+        out_channels: usize,
+        groups: usize,
+        kernel: [usize; 2],
+        stride: [usize; 2],
+        pads_begin: [usize; 2],
+        pads_end: [usize; 2],
+        dilation: [usize; 2],
+    ) -> Result<Self, JitError> {
         let mut out = [0usize; 2];
         for a in 0..2 {
-            out[a] = conv_out(in_hw[a], kernel[a], stride[a], padding[a], dilation[a])
+            out[a] = conv_out(in_hw[a], kernel[a], stride[a], pads_begin[a], pads_end[a], dilation[a])
                 .and_then(|o| usize::try_from(o).ok())
                 .unwrap_or(0);
         }
@@ -324,7 +380,8 @@ impl Conv2dGeometry {
             groups,
             kernel,
             stride,
-            padding,
+            padding: pads_begin,
+            padding_end: pads_end,
             dilation,
             out_h: out[0],
             out_w: out[1],
@@ -333,8 +390,8 @@ impl Conv2dGeometry {
         Ok(g)
     }
 
-    /// Checks that this is a configuration PyTorch accepts and that every
-    /// derived buffer fits [`MAX_TENSOR_BYTES`].
+    /// Checks that this is a configuration PyTorch or ONNX accepts and that
+    /// every derived buffer fits [`MAX_TENSOR_BYTES`].
     pub fn validate(&self) -> Result<(), JitError> {
         const OP: &str = "conv2d";
         check_common(
@@ -345,23 +402,31 @@ impl Conv2dGeometry {
             self.groups,
             [("in_h", self.in_h), ("in_w", self.in_w), ("out_h", self.out_h), ("out_w", self.out_w)],
             [("kernel", self.kernel), ("stride", self.stride), ("dilation", self.dilation)],
-            self.padding,
+            &[("padding", self.padding), ("padding_end", self.padding_end)],
         )?;
         let ins = [self.in_h, self.in_w];
         let outs = [self.out_h, self.out_w];
         for a in 0..2 {
-            let want = conv_out(ins[a], self.kernel[a], self.stride[a], self.padding[a], self.dilation[a]);
+            let want = conv_out(
+                ins[a],
+                self.kernel[a],
+                self.stride[a],
+                self.padding[a],
+                self.padding_end[a],
+                self.dilation[a],
+            );
             if want != Some(outs[a] as i128) {
                 return Err(JitError::geometry(
                     OP,
                     format!(
-                        "output size {} along {} does not match input {} kernel {} stride {} padding {} dilation {} (expected {})",
+                        "output size {} along {} does not match input {} kernel {} stride {} padding {}+{} dilation {} (expected {})",
                         outs[a],
                         ["height", "width"][a],
                         ins[a],
                         self.kernel[a],
                         self.stride[a],
                         self.padding[a],
+                        self.padding_end[a],
                         self.dilation[a],
                         want.map_or("none: kernel larger than padded input".to_string(), |w| w.to_string())
                     ),
@@ -417,14 +482,15 @@ impl Conv2dGeometry {
     }
 }
 
-/// Forward-conv output length, `None` if the dilated kernel is larger than
-/// the padded input or the stride is zero.
-fn conv_out(i: usize, k: usize, s: usize, p: usize, d: usize) -> Option<i128> {
+/// Forward-conv output length with `b` and `e` zeros before and after the
+/// input, `None` if the dilated kernel is larger than the padded input or
+/// the stride is zero.
+fn conv_out(i: usize, k: usize, s: usize, b: usize, e: usize, d: usize) -> Option<i128> {
     if s == 0 || k == 0 || d == 0 {
         return None;
     }
     let span = (d as i128).saturating_mul(k as i128 - 1).saturating_add(1);
-    let padded = i as i128 + 2 * p as i128;
+    let padded = i as i128 + b as i128 + e as i128;
     if padded < span {
         return None;
     }
@@ -458,9 +524,41 @@ mod tests {
         assert_eq!((g.out_h, g.out_w), (8, 8));
         let g = ct([64, 64], 9, 3, 4, 2, 1).unwrap();
         assert_eq!((g.out_h, g.out_w), (192, 192));
-        assert_eq!(g.output_padding(), [2, 2]);
+        assert_eq!(g.end_crop(), [2, 2]);
         // op may reach dilation - 1 when dilation exceeds stride.
         assert!(ct([5, 5], 3, 1, 0, 2, 3).is_ok());
+    }
+
+    #[test]
+    fn conv_transpose_per_side() {
+        // Full output 2·3 + 2 + 1 = 9; crop 0 at the top and 1 at the bottom, 2 and 0 across.
+        let g = ConvTranspose2dGeometry::from_pads(1, 2, [4, 4], 2, 1, [3, 3], [2, 2], [0, 2], [1, 0], [0, 0], [1, 1])
+            .unwrap();
+        assert_eq!((g.out_h, g.out_w), (8, 7));
+        assert_eq!(g.padding, [0, 2]);
+        assert_eq!(g.end_crop(), [1, 0]);
+        // output_padding past the stride: rows beyond the full output.
+        let g = ConvTranspose2dGeometry::from_pads(1, 2, [4, 4], 2, 1, [3, 3], [2, 2], [1, 1], [1, 1], [5, 0], [1, 1])
+            .unwrap();
+        assert_eq!((g.out_h, g.out_w), (12, 7));
+        assert_eq!(g.end_crop(), [-4, 1]);
+        // Cropping everything is refused.
+        assert!(ConvTranspose2dGeometry::from_pads(1, 2, [4, 4], 2, 1, [3, 3], [2, 2], [5, 0], [4, 0], [0, 0], [1, 1])
+            .is_err());
+        assert!(ConvTranspose2dGeometry::from_pads(
+            1,
+            2,
+            [4, 4],
+            2,
+            1,
+            [3, 3],
+            [2, 2],
+            [0, 0],
+            [0, 0],
+            [usize::MAX, 0],
+            [1, 1]
+        )
+        .is_err());
     }
 
     #[test]
@@ -468,7 +566,7 @@ mod tests {
         assert!(ct([4, 4], 4, 2, 1, 2, 1).is_err(), "op == stride");
         assert!(ct([1, 1], 1, 2, 1, 0, 1).is_err(), "output size <= 0");
         let mut g = ct([4, 4], 4, 2, 1, 0, 1).unwrap();
-        g.out_h = 10;
+        g.out_h = 0;
         assert!(g.validate().is_err());
         g.out_h = 8;
         g.groups = 3;
@@ -510,6 +608,12 @@ mod tests {
     fn conv_output_size() {
         let g = Conv2dGeometry::new(1, 3, [7, 9], 6, 3, [3, 2], [2, 1], [1, 0], [1, 2]).unwrap();
         assert_eq!((g.out_h, g.out_w), (4, 7));
+        // Per side: (7 + 0 + 2 - 3) / 2 + 1 = 4, (9 + 3 + 0 - 3) / 1 + 1 = 10.
+        let g = Conv2dGeometry::with_pads(1, 3, [7, 9], 6, 3, [3, 2], [2, 1], [0, 3], [2, 0], [1, 2]).unwrap();
+        assert_eq!((g.out_h, g.out_w), (4, 10));
+        let mut bad = g.clone();
+        bad.padding_end = [0, 0];
+        assert!(bad.validate().is_err());
         assert!(Conv2dGeometry::new(1, 3, [2, 2], 3, 1, [5, 5], [1, 1], [0, 0], [1, 1]).is_err());
     }
 }

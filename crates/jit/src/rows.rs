@@ -204,7 +204,9 @@ fn uniform(cols: &Axis, xa: usize, xb: usize) -> Option<Uniform> {
                 b += 1;
             }
         }
-        if c > 0 && b - a >= 4 && best.is_none_or(|u| b - a > u.xb - u.xa) {
+        // Stride 0 (windows that repeat, as when an adaptive pooling
+        // enlarges: 1x1 to 4x4) is no run: the vector loop steps by it.
+        if c > 0 && b - a >= 4 && stride != Some(0) && best.is_none_or(|u| b - a > u.xb - u.xa) {
             best = Some(Uniform { xa: a, xb: b, first: f, stride: stride.unwrap_or(1), count: c });
         }
         a = if b > a + 1 { b - 1 } else { b };
@@ -649,6 +651,17 @@ mod tests {
             let mut out = vec![f32::NAN; iw];
             pool_row(reduce, &src, iw, (0, 1, 1), &cols, &plan, &mut out, &mut [0.0; TMP]);
             assert_eq!(out, direct_pool(reduce, &src, iw, (0, 1, 1), &cols), "{reduce:?}");
+        }
+        // Repeated windows (an adaptive pooling from 1 to 6 columns, found by
+        // kiln-fuzz: a stride-0 run panicked in `step_by` inside the kernel).
+        let cols = Axis { taps: vec![(0, 1); 6], step: 1 };
+        let plan = chunks(&cols);
+        assert!(plan.iter().all(|c| c.uniform.is_none_or(|u| u.stride > 0)), "{plan:?}");
+        let src = [3.0f32; 4];
+        for reduce in [Reduce::Max, Reduce::Sum] {
+            let mut out = vec![f32::NAN; 6];
+            pool_row(reduce, &src, 1, (0, 1, 1), &cols, &plan, &mut out, &mut [0.0; TMP]);
+            assert_eq!(out, direct_pool(reduce, &src, 1, (0, 1, 1), &cols), "{reduce:?}");
         }
         let mut src = vec![1.0f32; 16];
         src[5] = f32::NAN;

@@ -11,9 +11,12 @@ prop_compose! {
                    in_h in 1usize..=9, in_w in 1usize..=9, k in [1usize..=5, 1usize..=5], s in [1usize..=3, 1usize..=3],
                    p in [0usize..=3, 0usize..=3], d in [1usize..=3, 1usize..=3], bias in any::<bool>(),
                    act in prop_oneof![Just(Activation::Identity), Just(Activation::Relu), Just(Activation::Sigmoid)],
+                   // Per-side: the end padding, when drawn, differs from `p`.
+                   end in prop::option::of([0usize..=4, 0usize..=4]),
                    seed in any::<u64>())
         -> Option<(Conv2dGeometry, bool, Activation, u64)> {
-        Conv2dGeometry::new(batch, groups * cim, [in_h, in_w], groups * com, groups, k, s, p, d).ok().map(|g| (g, bias, act, seed))
+        let end = end.unwrap_or(p);
+        Conv2dGeometry::with_pads(batch, groups * cim, [in_h, in_w], groups * com, groups, k, s, p, end, d).ok().map(|g| (g, bias, act, seed))
     }
 }
 

@@ -38,11 +38,17 @@ prop_compose! {
         p in [0usize..=5, 0usize..=5],
         d in [1usize..=3, 1usize..=3],
         opf in [0.0f64..1.0, 0.0f64..1.0],
+        // ONNX-style per-side pads, with an output_padding of any size.
+        per_side in prop::option::of(([0usize..=5, 0usize..=5], [0usize..=6, 0usize..=6])),
     ) -> Option<ConvTranspose2dGeometry> {
-        let op = [0, 1].map(|a| ((s[a].max(d[a])) as f64 * opf[a]) as usize);
-        ConvTranspose2dGeometry::from_output_padding(
-            batch, groups * cin_mul, [in_h, in_w], groups * cout_mul, groups, k, s, p, op, d,
-        ).ok()
+        let (cin, cout) = (groups * cin_mul, groups * cout_mul);
+        match per_side {
+            Some((end, op)) => ConvTranspose2dGeometry::from_pads(batch, cin, [in_h, in_w], cout, groups, k, s, p, end, op, d).ok(),
+            None => {
+                let op = [0, 1].map(|a| ((s[a].max(d[a])) as f64 * opf[a]) as usize);
+                ConvTranspose2dGeometry::from_output_padding(batch, cin, [in_h, in_w], cout, groups, k, s, p, op, d).ok()
+            }
+        }
     }
 }
 

@@ -26,7 +26,7 @@ pub use error::{PassError, Result};
 pub use footprint::{flops, footprint, Footprint};
 pub use pass::{Changed, Pass, PassManager, PassRecord};
 pub use resolve::{ParamSource, ResolveLazy, UnexpectedKey};
-pub use shape_fns::{conv_transpose_size, ConvTransposeShape};
+pub use shape_fns::{conv_transpose_size, conv_transpose_size_per_side, ConvTransposeShape};
 pub use shape_inference::{infer_node, ShapeInference};
 pub use verify::{verify, Verify};
 

@@ -5,8 +5,10 @@
 //!
 //! It also canonicalizes transposed convolutions: an `output_size` becomes the
 //! output padding it implies (as `torch.export` does), so a resolved node
-//! carries everything its kernel needs. Requires [`crate::ShapeInference`] to
-//! have run.
+//! carries everything its kernel needs: per-side padding
+//! (`params.padding.begin()` / `.end()`, equal for PyTorch's symmetric form)
+//! and an `output_padding` added at the end side, never an `output_size`.
+//! Requires [`crate::ShapeInference`] to have run.
 
 use std::collections::BTreeMap;
 

@@ -69,6 +69,30 @@ pub fn conv_transpose_size(input: usize, k: usize, s: usize, p: usize, d: usize,
     (i - 1) * s - 2 * p + d * (k - 1) + op + 1
 }
 
+/// Transposed-convolution output size for one spatial dim with per-side
+/// padding: `s·(in − 1) + d·(k − 1) + 1 − begin − end + op` (ONNX's formula;
+/// PyTorch's is the case `begin = end = p`). `None` if an intermediate
+/// overflows `i128` (only absurd hyper-parameters do).
+#[allow(clippy::too_many_arguments)]
+pub fn conv_transpose_size_per_side(
+    input: usize,
+    k: usize,
+    s: usize,
+    begin: usize,
+    end: usize,
+    d: usize,
+    op: usize,
+) -> Option<i128> {
+    let [i, k, s, b, e, d, op] = [input, k, s, begin, end, d, op].map(|v| v as i128);
+    (i - 1)
+        .checked_mul(s)?
+        .checked_add(d.checked_mul(k - 1)?)?
+        .checked_add(1)?
+        .checked_sub(b)?
+        .checked_sub(e)?
+        .checked_add(op)
+}
+
 /// Output shape of `(Lazy)ConvTranspose2d` over `input`, following PyTorch's
 /// checks in PyTorch's order. `in_channels` is `Some` for a concrete op, whose
 /// channel count must match the input.
@@ -81,18 +105,34 @@ pub fn conv_transpose2d(
 ) -> Result<ConvTransposeShape> {
     let (batch, channels, hw) = split_image(node, op, input)?;
     check_in_channels(node, op, input, channels, in_channels, p.groups)?;
-    let (k, s, pad, d) = (p.kernel_size.to_array(), p.stride.to_array(), p.padding.to_array(), p.dilation.to_array());
+    let (k, s, d) = (p.kernel_size.to_array(), p.stride.to_array(), p.dilation.to_array());
+    let (begin, end) = (p.padding.begin().to_array(), p.padding.end().to_array());
+    let overflow = |what: String| PassError::Overflow { node: node.into(), what: "output size", detail: what };
+    let size = |i: usize, op: usize| {
+        conv_transpose_size_per_side(hw[i], k[i], s[i], begin[i], end[i], d[i], op).ok_or_else(|| {
+            overflow(format!(
+                "input {} kernel_size {} stride {} {} dilation {} output_padding {op}",
+                hw[i],
+                k[i],
+                s[i],
+                p.padding.attr(),
+                d[i]
+            ))
+        })
+    };
     let output_padding = match &p.output_size {
         None => p.output_padding,
-        Some(size) => {
+        Some(size_arg) => {
+            // Validation allows output_size with symmetric padding only, so
+            // `begin = end = padding` here, as PyTorch computes it.
             let rank = input.len();
-            let requested: [usize; 2] = match size.len() {
-                2 => [size[0], size[1]],
-                n if n == rank => [size[n - 2], size[n - 1]],
-                _ => return Err(PassError::OutputSizeLength { node: node.into(), rank, got: size.clone() }),
+            let requested: [usize; 2] = match size_arg.len() {
+                2 => [size_arg[0], size_arg[1]],
+                n if n == rank => [size_arg[n - 2], size_arg[n - 1]],
+                _ => return Err(PassError::OutputSizeLength { node: node.into(), rank, got: size_arg.clone() }),
             };
-            let min: [i128; 2] = std::array::from_fn(|i| conv_transpose_size(hw[i], k[i], s[i], pad[i], d[i], 0));
-            let max: [i128; 2] = std::array::from_fn(|i| min[i] + s[i] as i128 - 1);
+            let min = [size(0, 0)?, size(1, 0)?];
+            let max: [i128; 2] = std::array::from_fn(|i| min[i].saturating_add(s[i] as i128 - 1));
             let fits = (0..2).all(|i| (min[i]..=max[i]).contains(&(requested[i] as i128)));
             if !fits {
                 return Err(PassError::OutputSizeOutOfRange {
@@ -108,7 +148,7 @@ pub fn conv_transpose2d(
         }
     };
     let opad = output_padding.to_array();
-    let out: [i128; 2] = std::array::from_fn(|i| conv_transpose_size(hw[i], k[i], s[i], pad[i], d[i], opad[i]));
+    let out = [size(0, opad[0])?, size(1, opad[1])?];
     if out.iter().any(|&o| o < 1) {
         return Err(PassError::OutputTooSmall {
             node: node.into(),
@@ -116,8 +156,12 @@ pub fn conv_transpose2d(
             input: hw,
             computed: out,
             args: format!(
-                "kernel_size={} stride={} padding={} dilation={} output_padding={}",
-                p.kernel_size, p.stride, p.padding, p.dilation, output_padding
+                "kernel_size={} stride={} {} dilation={} output_padding={}",
+                p.kernel_size,
+                p.stride,
+                p.padding.attr(),
+                p.dilation,
+                output_padding
             ),
         });
     }
@@ -127,7 +171,8 @@ pub fn conv_transpose2d(
     Ok(ConvTransposeShape { in_channels: channels, output_padding, output })
 }
 
-/// Output shape of `(Lazy)Conv2d`: `floor((in + 2p - d(k-1) - 1)/s) + 1`.
+/// Output shape of `(Lazy)Conv2d`: `floor((in + begin + end - d(k-1) - 1)/s) + 1`
+/// (`begin = end = p` for PyTorch's symmetric padding).
 /// Returns `(in_channels, output shape)`.
 pub fn conv2d(
     node: &str,
@@ -138,9 +183,22 @@ pub fn conv2d(
 ) -> Result<(usize, Vec<usize>)> {
     let (batch, channels, hw) = split_image(node, op, input)?;
     check_in_channels(node, op, input, channels, in_channels, p.groups)?;
-    let (k, s, pad, d) = (p.kernel_size.to_array(), p.stride.to_array(), p.padding.to_array(), p.dilation.to_array());
-    let span: [i128; 2] =
-        std::array::from_fn(|i| hw[i] as i128 + 2 * pad[i] as i128 - d[i] as i128 * (k[i] as i128 - 1) - 1);
+    let (k, s, d) = (p.kernel_size.to_array(), p.stride.to_array(), p.dilation.to_array());
+    let (begin, end) = (p.padding.begin().to_array(), p.padding.end().to_array());
+    // `in + begin + end − d·(k − 1) − 1`, checked: the operands are arbitrary usizes.
+    let span_of = |i: usize| {
+        let [x, b, e, d, k] = [hw[i], begin[i], end[i], d[i], k[i]].map(|v| v as i128);
+        x.checked_add(b)?.checked_add(e)?.checked_sub(d.checked_mul(k - 1)?)?.checked_sub(1)
+    };
+    let span = [span_of(0), span_of(1)];
+    let [Some(h), Some(w)] = span else {
+        return Err(PassError::Overflow {
+            node: node.into(),
+            what: "output size",
+            detail: format!("input {hw:?} kernel_size={} {} dilation={}", p.kernel_size, p.padding.attr(), p.dilation),
+        });
+    };
+    let span = [h, w];
     if span.iter().any(|&x| x < 0) {
         return Err(PassError::OutputTooSmall {
             node: node.into(),
@@ -148,8 +206,11 @@ pub fn conv2d(
             input: hw,
             computed: std::array::from_fn(|i| span[i].div_euclid(s[i] as i128) + 1),
             args: format!(
-                "kernel_size={} stride={} padding={} dilation={} (the dilated kernel is larger than the padded input)",
-                p.kernel_size, p.stride, p.padding, p.dilation
+                "kernel_size={} stride={} {} dilation={} (the dilated kernel is larger than the padded input)",
+                p.kernel_size,
+                p.stride,
+                p.padding.attr(),
+                p.dilation
             ),
         });
     }
@@ -532,6 +593,49 @@ mod tests {
         assert_eq!(conv2d("c", "LazyConv2d", &[1, 3, 7, 6], None, &p).unwrap().1, [1, 8, 3, 2]);
         let p = Conv2dParams::new(8, 5);
         assert!(matches!(conv2d("c", "LazyConv2d", &[1, 3, 4, 4], None, &p), Err(PassError::OutputTooSmall { .. })));
+    }
+
+    #[test]
+    fn per_side_conv_transpose_shapes() {
+        // s(in-1) + d(k-1) + 1 - begin - end + op, by hand: 2·4 + 2 + 1 = 11 full.
+        let ct = |b: [usize; 2], e: [usize; 2], op: usize| {
+            let p = ConvTranspose2dParams::new(2, 3).stride(2).pads(b, e).output_padding(op);
+            conv_transpose2d("up", "LazyConvTranspose2d", &[1, 3, 5, 6], None, &p)
+        };
+        assert_eq!(ct([0, 0], [0, 0], 0).unwrap().output, [1, 2, 11, 13]);
+        assert_eq!(ct([0, 1], [1, 3], 0).unwrap().output, [1, 2, 10, 9]);
+        // output_padding past the stride is fine in this mode.
+        assert_eq!(ct([1, 1], [1, 1], 5).unwrap().output, [1, 2, 14, 16]);
+        assert_eq!(ct([3, 0], [4, 0], 0).unwrap().output, [1, 2, 4, 13]);
+        let e = ct([6, 0], [5, 0], 0).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "node `up`: LazyConvTranspose2d output size would be [0, 13] for input size [5, 6] with kernel_size=3x3 stride=2x2 pads=[6, 0, 5, 0] dilation=1x1 output_padding=0x0; it must be at least 1x1"
+        );
+        // Absurd values are an overflow error, not a wrap or a panic.
+        let p = ConvTranspose2dParams::new(2, 3).stride(usize::MAX).dilation(usize::MAX).pads([0, 0], [0, 0]);
+        let e = conv_transpose2d("up", "LazyConvTranspose2d", &[1, 3, usize::MAX, 6], None, &p).unwrap_err();
+        assert!(matches!(e, PassError::Overflow { .. }), "{e}");
+        assert_eq!(conv_transpose_size_per_side(5, 3, 2, 0, 1, 1, 0), Some(10));
+        assert_eq!(conv_transpose_size_per_side(5, 3, 2, 1, 1, 1, 1), Some(conv_transpose_size(5, 3, 2, 1, 1, 1)));
+    }
+
+    #[test]
+    fn per_side_conv2d_shapes() {
+        // floor((in + b + e - d(k-1) - 1)/s) + 1, by hand.
+        let c = |b: [usize; 2], e: [usize; 2], s: usize| {
+            conv2d("c", "LazyConv2d", &[1, 3, 7, 6], None, &Conv2dParams::new(4, 2).stride(s).pads(b, e))
+        };
+        assert_eq!(c([0, 0], [1, 1], 1).unwrap().1, [1, 4, 7, 6]);
+        assert_eq!(c([0, 3], [1, 0], 2).unwrap().1, [1, 4, 4, 4]);
+        let p = Conv2dParams::new(4, 5).pads([0, 0], [0, 1]);
+        let e = conv2d("c", "LazyConv2d", &[1, 3, 4, 4], None, &p).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "node `c`: LazyConv2d output size would be [0, 1] for input size [4, 4] with kernel_size=5x5 stride=1x1 pads=[0, 0, 0, 1] dilation=1x1 (the dilated kernel is larger than the padded input); it must be at least 1x1"
+        );
+        let p = Conv2dParams::new(4, 1).pads([usize::MAX, 0], [usize::MAX, 0]);
+        assert!(conv2d("c", "LazyConv2d", &[1, 3, 4, 4], None, &p).is_err());
     }
 
     #[test]

@@ -289,3 +289,34 @@ fn pipeline_reports_changes() {
     use kiln_passes::Changed::*;
     assert_eq!(names, [("shape-inference", Yes), ("resolve-lazy", Yes), ("verify", No)]);
 }
+
+#[test]
+fn per_side_pads_resolve_and_print_pytorch_form_where_it_exists() {
+    let mut b = GraphBuilder::new("pads");
+    let x = b.input("x", [1, 3, 5, 5]).unwrap();
+    // begin = end + 1: PyTorch's padding=1 output_padding=1.
+    let lower = ConvTranspose2dParams::new(4, 3).stride(2).pads([1, 1], [0, 0]);
+    let a = b.lazy_conv_transpose2d("lower", x, lower).unwrap();
+    // More at the end and output_padding past the stride: only the per-side form.
+    let upper = ConvTranspose2dParams::new(2, 3).stride(2).pads([0, 1], [1, 2]).output_padding((3, 0));
+    let c = b.lazy_conv_transpose2d("upper", a, upper).unwrap();
+    b.lazy_conv2d("conv", c, Conv2dParams::new(2, 2).pads([0, 0], [1, 1])).unwrap();
+    let mut g = b.finish().unwrap();
+    let text = before_after(&mut g);
+    let after = text.split("// after\n").nth(1).unwrap_or_default();
+    assert!(
+        after.contains(
+            "in_channels=3 out_channels=4 kernel=3x3 stride=2x2 padding=1x1 output_padding=1x1 : f32[1, 4, 10, 10]"
+        ),
+        "{text}"
+    );
+    // 2·9 + 2 + 1 − 0 − 1 + 3 = 23 rows, 2·9 + 2 + 1 − 1 − 2 = 18 columns.
+    assert!(after.contains("kernel=3x3 stride=2x2 pads=[0, 1, 1, 2] output_padding=3x0 : f32[1, 2, 23, 18]"), "{text}");
+    assert!(after.contains("kernel=2x2 stride=1x1 pads=[0, 0, 1, 1] : f32[1, 2, 23, 18]"), "{text}");
+    // The resolved ops keep the per-side form.
+    let up = g.find("upper").unwrap();
+    match g.node(up).op() {
+        Op::ConvTranspose2d { params, .. } => assert_eq!(params.padding.to_onnx(), [0, 1, 1, 2]),
+        op => panic!("{op:?}"),
+    }
+}

@@ -43,6 +43,29 @@ proptest! {
     }
 
     #[test]
+    fn per_side_pads_follow_onnx_formula(
+        n in 1..4usize, g in 1..4usize, cin_mult in 1..4usize, cout_mult in 1..4usize,
+        h in 1..9usize, w in 1..9usize, k in (1..6usize, 1..6usize), s in (1..5usize, 1..5usize),
+        d in (1..4usize, 1..4usize), begin in (0..5usize, 0..5usize), end in (0..5usize, 0..5usize),
+        op in (0..9usize, 0..9usize),
+    ) {
+        let p = ConvTranspose2dParams::new(g * cout_mult, k).stride(s).dilation(d).groups(g)
+            .pads([begin.0, begin.1], [end.0, end.1]).output_padding(op);
+        // s·(in − 1) + d·(k − 1) + 1 − begin − end + output_padding (ONNX), any output_padding.
+        let size = |i: usize, k: usize, s: usize, b: usize, e: usize, d: usize, o: usize| {
+            s as i64 * (i as i64 - 1) + d as i64 * (k as i64 - 1) + 1 - b as i64 - e as i64 + o as i64
+        };
+        let oh = size(h, k.0, s.0, begin.0, end.0, d.0, op.0);
+        let ow = size(w, k.1, s.1, begin.1, end.1, d.1, op.1);
+        let got = run(vec![n, g * cin_mult, h, w], p);
+        if oh >= 1 && ow >= 1 {
+            prop_assert_eq!(got, Ok(vec![n, g * cout_mult, oh as usize, ow as usize]));
+        } else {
+            prop_assert!(got.is_err());
+        }
+    }
+
+    #[test]
     fn arbitrary_configs_never_panic(
         input in prop::collection::vec(0..12usize, 0..6),
         out in 0..10usize, g in 0..5usize, k in (0..6usize, 0..6usize), s in (0..5usize, 0..5usize),
@@ -60,7 +83,7 @@ proptest! {
 
     #[test]
     fn huge_values_are_errors_not_overflows(
-        big in (usize::MAX / 4)..usize::MAX, which in 0..4usize,
+        big in (usize::MAX / 4)..usize::MAX, which in 0..6usize,
     ) {
         let mut p = ConvTranspose2dParams::new(2, 3);
         let mut input = vec![1, 2, 4, 4];
@@ -68,6 +91,8 @@ proptest! {
             0 => p = p.stride(big),
             1 => p = p.dilation(big),
             2 => p = ConvTranspose2dParams::new(2, big),
+            3 => p = p.pads([0, 0], [big, 0]),
+            4 => p = p.pads([0, 0], [0, 0]).output_padding(big),
             _ => input[2] = big,
         }
         prop_assert!(run(input, p).is_err());

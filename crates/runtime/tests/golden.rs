@@ -10,7 +10,7 @@
 
 use std::path::PathBuf;
 
-use kiln_ir::{ConvTranspose2dParams, Graph, Op, PaddingMode, Pair2, Shape};
+use kiln_ir::{ConvPadding, ConvTranspose2dParams, Graph, Op, PaddingMode, Pair2, Shape};
 use kiln_runtime::tensor::{check_close, Tensor};
 use kiln_runtime::{npy, ops, Interpreter, RuntimeError, WeightStore};
 use serde_json::Value;
@@ -55,7 +55,7 @@ fn layer_params(case: &Value) -> ConvTranspose2dParams {
         match key.as_str() {
             "out_channels" | "kernel_size" => {}
             "stride" => p.stride = pair(value),
-            "padding" => p.padding = pair(value),
+            "padding" => p.padding = ConvPadding::Symmetric(pair(value)),
             "output_padding" => p.output_padding = pair(value),
             "dilation" => p.dilation = pair(value),
             "groups" => p.groups = value.as_u64().unwrap() as usize,

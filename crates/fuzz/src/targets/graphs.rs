@@ -4,7 +4,7 @@
 //! The generator tracks each value's `(C, H, W)` so most graphs are valid,
 //! and picks hyper-parameters from the corners: large dilation, padding
 //! larger than the kernel, kernels smaller than the stride, groups, 1x1
-//! inputs, `output_size`, every padding mode, concrete (non-lazy) ops with a
+//! inputs, `output_size`, per-side `pads`, every padding mode, concrete (non-lazy) ops with a
 //! right or wrong `in_channels`, several outputs (a graph input or the same
 //! value twice among them). About one graph in four gets a deliberately
 //! invalid value (a wrong channel count, a mismatched `Add`, a zero, an
@@ -144,17 +144,26 @@ impl Gen<'_> {
             }
         };
         let (ph, pw) = (pad(self.rng, kh, dh, sh, v.h), pad(self.rng, kw, dw, sw, v.w));
-        let mut oph = below(self.rng, sh.max(dh));
-        let mut opw = below(self.rng, sw.max(dw));
+        // One in five: ONNX-style per-side pads (the end side drawn apart),
+        // with an output_padding that may pass the stride.
+        let per_side = chance(self.rng, 5);
+        let (eh, ew) =
+            if per_side { (pad(self.rng, kh, dh, sh, v.h), pad(self.rng, kw, dw, sw, v.w)) } else { (ph, pw) };
+        let op_limit = |s: usize, d: usize| if per_side { 5 } else { s.max(d) };
+        let mut oph = below(self.rng, op_limit(sh, dh));
+        let mut opw = below(self.rng, op_limit(sw, dw));
         if chance(self.rng, 2) {
             oph = 0;
             opw = 0;
         }
-        let raw = |i: usize, s: usize, p: usize, d: usize, k: usize, op: usize| {
-            (i as i64 - 1) * s as i64 - 2 * p as i64 + (d * (k - 1)) as i64 + op as i64 + 1
+        let raw_sides = |i: usize, s: usize, b: usize, e: usize, d: usize, k: usize, op: usize| {
+            (i as i64 - 1) * s as i64 - b as i64 - e as i64 + (d * (k - 1)) as i64 + op as i64 + 1
         };
-        let size = |i, s, p, d, k, op| raw(i, s, p, d, k, op).max(0) as usize;
-        let (ho, wo) = (size(v.h, sh, ph, dh, kh, oph), size(v.w, sw, pw, dw, kw, opw));
+        let raw = |i: usize, s: usize, p: usize, d: usize, k: usize, op: usize| raw_sides(i, s, p, p, d, k, op);
+        let (ho, wo) = (
+            raw_sides(v.h, sh, ph, eh, dh, kh, oph).max(0) as usize,
+            raw_sides(v.w, sw, pw, ew, dw, kw, opw).max(0) as usize,
+        );
         let mut args = Map::new();
         let lazy = !chance(self.rng, 4);
         if !lazy {
@@ -166,7 +175,9 @@ impl Gen<'_> {
         if sh != 1 || sw != 1 || chance(self.rng, 3) {
             args.insert("stride".into(), pair(self.rng, sh, sw));
         }
-        if ph != 0 || pw != 0 || chance(self.rng, 3) {
+        if per_side {
+            args.insert("pads".into(), json!([ph, pw, eh, ew]));
+        } else if ph != 0 || pw != 0 || chance(self.rng, 3) {
             args.insert("padding".into(), pair(self.rng, ph, pw));
         }
         if dh != 1 || dw != 1 {
@@ -181,7 +192,7 @@ impl Gen<'_> {
         }
         let mut out = (ho > 0 && wo > 0).then_some(Val { c: out_c, h: ho, w: wo });
         let (base_h, base_w) = (raw(v.h, sh, ph, dh, kh, 0), raw(v.w, sw, pw, dw, kw, 0));
-        if chance(self.rng, 5) && base_h > 0 && base_w > 0 {
+        if !per_side && chance(self.rng, 5) && base_h > 0 && base_w > 0 {
             // forward(x, output_size=...): PyTorch accepts [min, min + stride)
             // (stride only; output_padding itself may go up to max(stride, dilation) - 1).
             let (eh, ew) = (below(self.rng, sh), below(self.rng, sw));
@@ -189,6 +200,8 @@ impl Gen<'_> {
             let bad = self.maybe_break(th, json!(th + sh));
             args.insert("output_size".into(), json!([bad, tw]));
             out = Some(Val { c: out_c, h: th, w: tw });
+        } else if per_side && (oph != 0 || opw != 0) {
+            args.insert("output_padding".into(), json!([oph, opw]));
         } else if oph != 0 || opw != 0 || chance(self.rng, 6) {
             let bad = self.maybe_break(oph, json!(sh.max(dh)));
             args.insert("output_padding".into(), json!([bad, opw]));
@@ -222,16 +235,19 @@ impl Gen<'_> {
             }
         };
         let (ph, pw) = (pad(self.rng, kh, dh, v.h), pad(self.rng, kw, dw, v.w));
+        // One in five: ONNX-style per-side pads, the end side drawn apart.
+        let per_side = chance(self.rng, 5);
+        let (eh, ew) = if per_side { (pad(self.rng, kh, dh, v.h), pad(self.rng, kw, dw, v.w)) } else { (ph, pw) };
         let mode = *["zeros", "zeros", "reflect", "replicate", "circular"].get(below(self.rng, 5)).unwrap_or(&"zeros");
-        let size = |i: usize, s: usize, p: usize, d: usize, k: usize| {
-            let span = i as i64 + 2 * p as i64 - (d * (k - 1)) as i64 - 1;
+        let size = |i: usize, s: usize, b: usize, e: usize, d: usize, k: usize| {
+            let span = i as i64 + b as i64 + e as i64 - (d * (k - 1)) as i64 - 1;
             if span < 0 {
                 0
             } else {
                 (span / s as i64 + 1) as usize
             }
         };
-        let (ho, wo) = (size(v.h, sh, ph, dh, kh), size(v.w, sw, pw, dw, kw));
+        let (ho, wo) = (size(v.h, sh, ph, eh, dh, kh), size(v.w, sw, pw, ew, dw, kw));
         let mut args = Map::new();
         let lazy = !chance(self.rng, 4);
         if !lazy {
@@ -243,7 +259,9 @@ impl Gen<'_> {
         if sh != 1 || sw != 1 {
             args.insert("stride".into(), pair(self.rng, sh, sw));
         }
-        if chance(self.rng, 8) && sh == 1 && sw == 1 {
+        if per_side {
+            args.insert("pads".into(), json!([ph, pw, eh, ew]));
+        } else if chance(self.rng, 8) && sh == 1 && sw == 1 {
             args.insert("padding".into(), json!(if chance(self.rng, 2) { "same" } else { "valid" }));
         } else if ph != 0 || pw != 0 {
             args.insert("padding".into(), pair(self.rng, ph, pw));

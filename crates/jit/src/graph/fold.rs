@@ -26,9 +26,9 @@
 
 use kiln_ir::{PadMode, Sides, UpsampleMode, UpsampleParams};
 
-/// The extra `[pH, pW]` convolution padding a pad is, if it is a zero pad
-/// with equal sides per axis (the only kind a convolution's padding holds).
-pub(crate) fn zero_pad_as_padding(padding: Sides, mode: PadMode) -> Option<[usize; 2]> {
+/// The extra convolution padding `(begin [top, left], end [bottom, right])`
+/// a pad is, if it is a zero pad (a convolution's padding holds any sides).
+pub(crate) fn zero_pad_as_padding(padding: Sides, mode: PadMode) -> Option<([usize; 2], [usize; 2])> {
     let zero = match mode {
         PadMode::Zero => true,
         // `-0.0` pads a negative zero, which a product with a weight can
@@ -36,7 +36,7 @@ pub(crate) fn zero_pad_as_padding(padding: Sides, mode: PadMode) -> Option<[usiz
         PadMode::Constant { value } => value.to_bits() == 0,
         PadMode::Reflect | PadMode::Replicate => false,
     };
-    (zero && padding.left == padding.right && padding.top == padding.bottom).then_some([padding.top, padding.left])
+    zero.then_some(([padding.top, padding.left], [padding.bottom, padding.right]))
 }
 
 /// The integer factors `[sH, sW]` of a nearest upsampling from `in_hw` to
@@ -268,13 +268,14 @@ mod tests {
     }
 
     #[test]
-    fn only_symmetric_positive_zero_pads_fold() {
+    fn only_positive_zero_pads_fold() {
         let s = |l, r, t, b| Sides { left: l, right: r, top: t, bottom: b };
-        assert_eq!(zero_pad_as_padding(s(1, 1, 2, 2), PadMode::Zero), Some([2, 1]));
-        assert_eq!(zero_pad_as_padding(s(1, 1, 1, 1), PadMode::Constant { value: 0.0 }), Some([1, 1]));
+        assert_eq!(zero_pad_as_padding(s(1, 1, 2, 2), PadMode::Zero), Some(([2, 1], [2, 1])));
+        assert_eq!(zero_pad_as_padding(s(1, 1, 1, 1), PadMode::Constant { value: 0.0 }), Some(([1, 1], [1, 1])));
+        // Unequal sides fold too, into per-side convolution padding.
+        assert_eq!(zero_pad_as_padding(s(0, 1, 2, 3), PadMode::Zero), Some(([2, 0], [3, 1])));
         assert_eq!(zero_pad_as_padding(s(1, 1, 1, 1), PadMode::Constant { value: -0.0 }), None);
         assert_eq!(zero_pad_as_padding(s(1, 1, 1, 1), PadMode::Constant { value: 0.5 }), None);
-        assert_eq!(zero_pad_as_padding(s(0, 1, 1, 1), PadMode::Zero), None);
         assert_eq!(zero_pad_as_padding(s(1, 1, 1, 1), PadMode::Reflect), None);
     }
 }

@@ -491,8 +491,9 @@ fn conv_transpose_hw(
 /// what it contributes.
 #[derive(Clone, Copy, Debug)]
 enum Producer {
-    /// A symmetric zero pad of `[pH, pW]`, added to the convolution's padding.
-    ZeroPad { node: NodeId, pad: [usize; 2] },
+    /// A zero pad of `begin` (`[top, left]`) and `end` (`[bottom, right]`),
+    /// added to the convolution's per-side padding.
+    ZeroPad { node: NodeId, begin: [usize; 2], end: [usize; 2] },
     /// A nearest upsampling by integer `[sH, sW]`: the pair is one transposed convolution.
     Nearest { node: NodeId, factors: [usize; 2] },
 }
@@ -541,11 +542,15 @@ impl<'g> Lowering<'g> {
                 continue;
             }
             let producer = if let Op::Pad2d { padding, mode } = g.node(x).op() {
-                fold::zero_pad_as_padding(*padding, *mode).map(|pad| Producer::ZeroPad { node: x, pad })
+                fold::zero_pad_as_padding(*padding, *mode).map(|(begin, end)| Producer::ZeroPad { node: x, begin, end })
             } else if let Op::Upsample { params: up } = g.node(x).op() {
                 {
                     let plain = params.stride.to_array() == [1, 1] && params.dilation.to_array() == [1, 1];
-                    let narrow_pad = params.padding.h < params.kernel_size.h && params.padding.w < params.kernel_size.w;
+                    // The transposed form of the pair needs symmetric padding narrower than the kernel.
+                    let narrow_pad = params
+                        .padding
+                        .as_symmetric()
+                        .is_some_and(|p| p.h < params.kernel_size.h && p.w < params.kernel_size.w);
                     let finite = param(g, id, "weight")?.iter().all(|v| v.is_finite());
                     let source = g.operands(x).first().copied();
                     match (plain && narrow_pad && finite, source) {
@@ -895,7 +900,10 @@ impl<'g> Lowering<'g> {
                     groups: params.groups,
                     kernel: params.kernel_size.to_array(),
                     stride: params.stride.to_array(),
-                    padding: params.padding.to_array(),
+                    // Only the begin side is a parameter: the end side (and
+                    // output_padding) is in the output size, checked above
+                    // against the reference's rule.
+                    padding: params.padding.begin().to_array(),
                     dilation: params.dilation.to_array(),
                     out_h: out_shape[out_shape.len() - 2],
                     out_w: out_shape[out_shape.len() - 1],
@@ -912,7 +920,7 @@ impl<'g> Lowering<'g> {
                 self.folds.remove(&id);
                 return self.lower_conv(id, conv);
             }
-            Conv::Forward { params } => Conv2dGeometry::new(
+            Conv::Forward { params } => Conv2dGeometry::with_pads(
                 n,
                 cin,
                 in_hw,
@@ -920,7 +928,8 @@ impl<'g> Lowering<'g> {
                 params.groups,
                 params.kernel_size.to_array(),
                 params.stride.to_array(),
-                params.padding.to_array(),
+                params.padding.begin().to_array(),
+                params.padding.end().to_array(),
                 params.dilation.to_array(),
             )
             .and_then(|geom| {
@@ -962,10 +971,15 @@ impl<'g> Lowering<'g> {
         let out_shape = known_shape(g, id)?;
         let declared = [out_shape[out_shape.len() - 2], out_shape[out_shape.len() - 1]];
         let kernel = match producer {
-            Producer::ZeroPad { pad, .. } => {
-                let padding = [params.padding.h.checked_add(pad[0]), params.padding.w.checked_add(pad[1])];
-                let [Some(ph), Some(pw)] = padding else { return Ok(false) };
-                Conv2dGeometry::new(
+            Producer::ZeroPad { begin, end, .. } => {
+                let add = |conv: kiln_ir::Pair2, pad: [usize; 2]| {
+                    Some([conv.h.checked_add(pad[0])?, conv.w.checked_add(pad[1])?])
+                };
+                let (Some(begin), Some(end)) = (add(params.padding.begin(), begin), add(params.padding.end(), end))
+                else {
+                    return Ok(false);
+                };
+                Conv2dGeometry::with_pads(
                     n,
                     cin,
                     [h, wd],
@@ -973,39 +987,58 @@ impl<'g> Lowering<'g> {
                     params.groups,
                     params.kernel_size.to_array(),
                     params.stride.to_array(),
-                    [ph, pw],
+                    begin,
+                    end,
                     params.dilation.to_array(),
                 )
                 .ok()
                 .filter(|geom| [geom.out_h, geom.out_w] == declared)
                 .map(|geom| self.kb.add_conv2d(&geom, w, epilogue))
             }
-            Producer::Nearest { factors, .. } => fold::upsampled_conv(
-                w,
-                params.out_channels,
-                cin,
-                params.groups,
-                params.kernel_size.to_array(),
-                params.padding.to_array(),
-                factors,
-            )
-            .map(|f| {
-                let geom = ConvTranspose2dGeometry {
-                    batch: n,
-                    in_channels: cin,
-                    in_h: h,
-                    in_w: wd,
-                    out_channels: params.out_channels,
-                    groups: params.groups,
-                    kernel: f.kernel,
-                    stride: f.stride,
-                    padding: f.padding,
-                    dilation: [1, 1],
-                    out_h: declared[0],
-                    out_w: declared[1],
-                };
-                self.kb.add_conv_transpose2d(&geom, &f.weight, epilogue)
-            }),
+            Producer::Nearest { factors, .. } => params
+                .padding
+                .as_symmetric()
+                .and_then(|pad| {
+                    fold::upsampled_conv(
+                        w,
+                        params.out_channels,
+                        cin,
+                        params.groups,
+                        params.kernel_size.to_array(),
+                        pad.to_array(),
+                        factors,
+                    )
+                })
+                .map(|f| {
+                    let geom = ConvTranspose2dGeometry {
+                        batch: n,
+                        in_channels: cin,
+                        in_h: h,
+                        in_w: wd,
+                        out_channels: params.out_channels,
+                        groups: params.groups,
+                        kernel: f.kernel,
+                        stride: f.stride,
+                        padding: f.padding,
+                        dilation: [1, 1],
+                        out_h: declared[0],
+                        out_w: declared[1],
+                    };
+                    // The pair equals this transposed convolution only when the
+                    // declared size is its full output cropped by `padding` on
+                    // both ends (geometry validation accepts any size).
+                    if geom.end_crop() != f.padding.map(|p| p as i128) {
+                        return Err(crate::JitError::geometry(
+                            "conv_transpose2d",
+                            format!(
+                                "the folded upsampling crops {:?} at the end, not {:?}",
+                                geom.end_crop(),
+                                f.padding
+                            ),
+                        ));
+                    }
+                    self.kb.add_conv_transpose2d(&geom, &f.weight, epilogue)
+                }),
         };
         let Some(Ok(kernel)) = kernel else { return Ok(false) };
         let mut nodes = vec![producer.node()];

@@ -10,33 +10,44 @@ use crate::tensor::Tensor;
 
 const OP: &str = "Conv2d";
 
-/// PyTorch's output height and width, `⌊(in + 2p − d·(k − 1) − 1) / s⌋ + 1`,
-/// failing when the padded input is smaller than the dilated kernel.
+/// The output height and width, `⌊(in + begin + end − d·(k − 1) − 1) / s⌋ + 1`
+/// (`begin = end = padding` for PyTorch's symmetric form), failing when the
+/// padded input is smaller than the dilated kernel.
 pub fn conv2d_output_hw(node: &str, in_hw: [usize; 2], p: &Conv2dParams) -> Result<[usize; 2]> {
-    let dim = |i: usize, k: usize, s: usize, pad: usize, d: usize| -> Option<usize> {
+    let dim = |i: usize, k: usize, s: usize, begin: usize, end: usize, d: usize| -> Option<usize> {
         // Checked: d · (k − 1) can overflow even i128 for absurd hyper-parameters.
-        let padded = i as i128 + 2 * pad as i128;
+        let padded = (i as i128).checked_add(begin as i128)?.checked_add(end as i128)?;
         let span = (d as i128).checked_mul(k as i128 - 1)?.checked_add(1)?;
         if padded < span || s == 0 {
             return None;
         }
         usize::try_from((padded - span) / s as i128 + 1).ok()
     };
-    let (k, s, pad, d) = (p.kernel_size, p.stride, p.padding, p.dilation);
-    match (dim(in_hw[0], k.h, s.h, pad.h, d.h), dim(in_hw[1], k.w, s.w, pad.w, d.w)) {
+    let (k, s, d) = (p.kernel_size, p.stride, p.dilation);
+    let (b, e) = (p.padding.begin(), p.padding.end());
+    match (dim(in_hw[0], k.h, s.h, b.h, e.h, d.h), dim(in_hw[1], k.w, s.w, b.w, e.w, d.w)) {
         (Some(h), Some(w)) => Ok([h, w]),
         _ => Err(bad(
             node,
             OP,
             format!(
                 "input of spatial size {}x{} padded by {} is smaller than the kernel {} dilated by {}",
-                in_hw[0], in_hw[1], pad, k, d
+                in_hw[0],
+                in_hw[1],
+                match p.padding.as_symmetric() {
+                    Some(pad) => pad.to_string(),
+                    None => format!("{:?} (top, left, bottom, right)", p.padding.to_onnx()),
+                },
+                k,
+                d
             ),
         )),
     }
 }
 
-/// `nn.Conv2d(in_channels, **params)(x)` with PyTorch's weight layout
+/// `nn.Conv2d(in_channels, **params)(x)` (or ONNX `Conv` with per-side
+/// `pads`: the input zero-padded by `begin`/`end`, then a valid convolution)
+/// with PyTorch's weight layout
 /// `[out_channels, in_channels / groups, kH, kW]` and `bias` of
 /// `[out_channels]` (required exactly when `params.bias`).
 ///
@@ -64,7 +75,9 @@ pub fn conv2d(
     let w = weight.view().into_dimensionality::<Ix4>().map_err(|e| bad(node, OP, e.to_string()))?;
     let [oh_n, ow_n] = conv2d_output_hw(node, [ih_n, iw_n], p)?;
     let mut y = accumulator(node, [batch, p.out_channels, oh_n, ow_n])?;
-    let (s, pad, d) = (p.stride, p.padding, p.dilation);
+    // Only the begin side shifts coordinates; the end side only adds output
+    // positions, whose taps past the input read zero like any other.
+    let (s, pad, d) = (p.stride, p.padding.begin(), p.dilation);
     // Input coordinate read by output position `o` and tap `k` along one axis.
     let in_at = |o: usize, k: usize, s: usize, pad: usize, d: usize| {
         o as i128 * s as i128 + k as i128 * d as i128 - pad as i128
@@ -125,6 +138,22 @@ mod tests {
         let y = conv2d("c", &x3x3(), &w, None, 1, &P::new(1, 2).bias(false)).unwrap();
         // y[i, j] = x[i, j] + 10 x[i+1, j+1]
         assert_eq!(y, t(&[1, 1, 2, 2], &[51., 62., 84., 95.]));
+    }
+
+    #[test]
+    fn per_side_pads_pad_each_side() {
+        // 2x2 box sums with one zero row below and one zero column to the
+        // right (ONNX pads [0, 0, 1, 1], PyTorch's padding='same' for k=2).
+        let w = t(&[1, 1, 2, 2], &[1.; 4]);
+        let p = P::new(1, 2).pads([0, 0], [1, 1]).bias(false);
+        let y = conv2d("c", &x3x3(), &w, None, 1, &p).unwrap();
+        assert_eq!(y, t(&[1, 1, 3, 3], &[12., 16., 9., 24., 28., 15., 15., 17., 9.]));
+        // Begin side only: the zero row and column come first.
+        let p = P::new(1, 2).pads([1, 1], [0, 0]).bias(false);
+        let y = conv2d("c", &x3x3(), &w, None, 1, &p).unwrap();
+        assert_eq!(y, t(&[1, 1, 3, 3], &[1., 3., 5., 5., 12., 16., 11., 24., 28.]));
+        let e = conv2d_output_hw("c", [3, 3], &P::new(1, 5).pads([0, 0], [1, 0])).unwrap_err();
+        assert!(e.to_string().contains("padded by [0, 0, 1, 0] (top, left, bottom, right)"), "{e}");
     }
 
     #[test]

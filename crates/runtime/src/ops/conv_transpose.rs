@@ -1,8 +1,10 @@
 //! `ConvTranspose2d`: the scatter form of PyTorch's transposed convolution,
 //! exactly as written in `reference/pytorch-semantics.md` §4, with groups
-//! (depthwise and channel multipliers included), stride, padding (crops),
-//! output_padding or `output_size` (extends at the high end), dilation,
-//! optional bias, batched or unbatched input.
+//! (depthwise and channel multipliers included), stride, padding (crops;
+//! symmetric, or per side as ONNX's `pads`: the full result cropped by
+//! `begin` at the start and `end` at the end of each axis), output_padding
+//! or `output_size` (extends at the high end), dilation, optional bias,
+//! batched or unbatched input.
 
 use kiln_ir::ConvTranspose2dParams;
 use ndarray::Ix4;
@@ -13,22 +15,25 @@ use crate::tensor::Tensor;
 
 const OP: &str = "ConvTranspose2d";
 
-/// PyTorch's output height and width for an input of spatial size `in_hw`:
-/// `(in - 1)·s − 2p + d·(k − 1) + op + 1`, where `op` is `output_padding`, or,
-/// when `output_size` is given, `output_size − min` with PyTorch's range check
+/// The output height and width for an input of spatial size `in_hw`:
+/// `(in − 1)·s − begin − end + d·(k − 1) + op + 1` (PyTorch's formula with
+/// `begin = end = padding`, ONNX's with per-side `pads`), where `op` is
+/// `output_padding`, or, when `output_size` is given (symmetric padding
+/// only), `output_size − min` with PyTorch's range check
 /// (`min ≤ size ≤ min + s − 1`). Fails when the result is below 1.
 pub fn conv_transpose2d_output_hw(node: &str, in_hw: [usize; 2], p: &ConvTranspose2dParams) -> Result<[usize; 2]> {
     // Checked i128 arithmetic: hyper-parameters are arbitrary usizes, so even
     // i128 products (d · (k − 1)) could overflow for absurd values.
-    let dim = |i: usize, k: usize, s: usize, pad: usize, d: usize| -> Option<i128> {
-        let (i, k, s, pad, d) = (i as i128, k as i128, s as i128, pad as i128, d as i128);
-        (i - 1).checked_mul(s)?.checked_sub(2 * pad)?.checked_add(d.checked_mul(k - 1)?)?.checked_add(1)
+    let dim = |i: usize, k: usize, s: usize, begin: usize, end: usize, d: usize| -> Option<i128> {
+        let [i, k, s, b, e, d] = [i, k, s, begin, end, d].map(|v| v as i128);
+        (i - 1).checked_mul(s)?.checked_sub(b)?.checked_sub(e)?.checked_add(d.checked_mul(k - 1)?)?.checked_add(1)
     };
-    let (k, s, pad, d) = (p.kernel_size, p.stride, p.padding, p.dilation);
+    let (k, s, d) = (p.kernel_size, p.stride, p.dilation);
+    let (begin, end) = (p.padding.begin(), p.padding.end());
     let overflow = || bad(node, OP, format!("output size for an input of spatial size {in_hw:?} overflows"));
     let min = [
-        dim(in_hw[0], k.h, s.h, pad.h, d.h).ok_or_else(overflow)?,
-        dim(in_hw[1], k.w, s.w, pad.w, d.w).ok_or_else(overflow)?,
+        dim(in_hw[0], k.h, s.h, begin.h, end.h, d.h).ok_or_else(overflow)?,
+        dim(in_hw[1], k.w, s.w, begin.w, end.w, d.w).ok_or_else(overflow)?,
     ];
     let out = match &p.output_size {
         None => [
@@ -77,7 +82,7 @@ pub fn conv_transpose2d_output_hw(node: &str, in_hw: [usize; 2], p: &ConvTranspo
 /// ```text
 /// for n, ci, ih, iw, oc in [0, C_out/g), kh, kw:
 ///     co = (ci / (C_in/g)) * (C_out/g) + oc
-///     oh = ih*sH - pH + kh*dH;  ow = iw*sW - pW + kw*dW
+///     oh = ih*sH - pH + kh*dH;  ow = iw*sW - pW + kw*dW   (pH, pW: the begin-side padding)
 ///     if 0 <= oh < H_out and 0 <= ow < W_out: y[n, co, oh, ow] += x[n, ci, ih, iw] * w[ci, oc, kh, kw]
 /// y[n, co, :, :] += bias[co]
 /// ```
@@ -101,7 +106,9 @@ pub fn conv_transpose2d(
     let w = weight.view().into_dimensionality::<Ix4>().map_err(|e| bad(node, OP, e.to_string()))?;
     let [oh_n, ow_n] = conv_transpose2d_output_hw(node, [ih, iw], p)?;
     let mut y = accumulator(node, [batch, p.out_channels, oh_n, ow_n])?;
-    let (s, pad, d) = (p.stride, p.padding, p.dilation);
+    // Only the begin side shifts coordinates; the end side (and
+    // output_padding) only sets the output size, which bounds the scatter.
+    let (s, pad, d) = (p.stride, p.padding.begin(), p.dilation);
     // Output coordinate of input position `i` and tap `k` along one axis, in
     // i128 so no combination of sizes can overflow.
     let out_at = |i: usize, k: usize, s: usize, pad: usize, d: usize| {
@@ -210,6 +217,34 @@ mod tests {
         // output_size picks the same extension (and ignores output_padding).
         let z = run(&x, &w, Some(&b), 1, &P::new(1, 2).stride(2).output_padding(0).output_size([5, 5]));
         assert_eq!(z, y);
+    }
+
+    #[test]
+    fn per_side_pads_crop_each_side_and_output_padding_may_pass_the_stride() {
+        // The full 4x4 result of the first test, cropped by 1 row at the top
+        // and 1 column at the right (ONNX pads [1, 0, 0, 1]).
+        let x = t(&[1, 1, 2, 2], &[1., 2., 3., 4.]);
+        let w = t(&[1, 1, 2, 2], &[1., 10., 100., 1000.]);
+        let p = P::new(1, 2).stride(2).pads([1, 0], [0, 1]).bias(false);
+        #[rustfmt::skip]
+        let want = t(&[1, 1, 3, 3], &[
+            100., 1000., 200.,
+            3., 30., 4.,
+            300., 3000., 400.,
+        ]);
+        assert_eq!(run(&x, &w, None, 1, &p), want);
+        // output_padding 2 (≥ stride, allowed with pads) adds two bias-only rows.
+        let b = t(&[1], &[0.25]);
+        let y = run(&x, &w, Some(&b), 1, &p.clone().bias(true).output_padding((2, 0)));
+        assert_eq!(y.shape(), [1, 1, 5, 3]);
+        assert_eq!(y[[0, 0, 2, 1]], 3000.25);
+        assert_eq!((y[[0, 0, 3, 0]], y[[0, 0, 4, 2]]), (0.25, 0.25));
+        assert_eq!(conv_transpose2d_output_hw("up", [2, 2], &p.clone().output_padding((2, 0))).unwrap(), [5, 3]);
+        // Symmetric pads give PyTorch's padding exactly.
+        let sym = P::new(1, 2).stride(2).pads([1, 1], [1, 1]).bias(false);
+        assert_eq!(run(&x, &w, None, 1, &sym), run(&x, &w, None, 1, &P::new(1, 2).stride(2).padding(1).bias(false)));
+        let e = conv_transpose2d_output_hw("up", [2, 2], &P::new(1, 2).stride(2).pads([2, 0], [2, 0])).unwrap_err();
+        assert!(e.to_string().contains("output size 0x4, which is too small"), "{e}");
     }
 
     #[test]
