@@ -703,8 +703,12 @@ fn conv(b: &mut Builder<'_>, n: &NodeRef<'_>, inputs: &[Option<Value>], label: &
     };
     let c = cg * g;
     let bias = opt_const(n, inputs, 2)?;
-    let params =
-        Conv2dParams::new(m, k).stride(s).dilation(d).groups(g).padding(symmetric(n, pads)?).bias(bias.is_some());
+    let params = Conv2dParams::new(m, k)
+        .stride(s)
+        .dilation(d)
+        .groups(g)
+        .pads([pads[0], pads[1]], [pads[2], pads[3]])
+        .bias(bias.is_some());
     let id = b.add(label, base, Op::Conv2d { in_channels: c, params }, &[x])?;
     b.param(label, id, "weight", &[m, cg, kh, kw], w.to_f32())?;
     if let Some(bv) = bias {
@@ -770,27 +774,33 @@ fn conv_transpose(
             }
         }
     };
-    // PyTorch form: crop `p` at the start and `p − output_padding` at the end.
-    let mut padding = [0usize; 2];
-    let mut out_pad = [0usize; 2];
+    // Per-side crops; a negative end (an `output_shape` beyond the full
+    // output) extends the end instead, which is what `output_padding` does.
+    let mut begin = [0usize; 2];
+    let mut end = [0usize; 2];
+    let mut out_pad = op_attr.to_array();
+    let too_large = || n.invalid(format!("pads {pads:?} are too large"));
     for a in 0..2 {
-        let (begin, end) = (pads[a], pads[a + 2]);
-        let extra = op_attr.to_array()[a] as i128 + begin - end;
-        let limit = s.to_array()[a].max(d.to_array()[a]) as i128;
-        if begin < 0 || !(0..limit).contains(&extra) {
-            return Err(n.unsupported(format!(
-                "with pads {pads:?} and output_padding {op_attr}: per-side transposed-convolution padding beyond PyTorch's form is not supported yet"
-            )));
+        let (lo, hi) = (pads[a], pads[a + 2]);
+        if lo < 0 {
+            return Err(
+                n.unsupported(format!("with pads {pads:?}: a negative start padding (an output shifted right)"))
+            );
         }
-        padding[a] = usize::try_from(begin).map_err(|_| n.invalid(format!("pads {pads:?} are too large")))?;
-        out_pad[a] = extra as usize;
+        begin[a] = usize::try_from(lo).map_err(|_| too_large())?;
+        if hi < 0 {
+            let extra = usize::try_from(-hi).map_err(|_| too_large())?;
+            out_pad[a] = out_pad[a].checked_add(extra).ok_or_else(too_large)?;
+        } else {
+            end[a] = usize::try_from(hi).map_err(|_| too_large())?;
+        }
     }
     let bias = opt_const(n, inputs, 2)?;
     let params = ConvTranspose2dParams::new(mg * g, k)
         .stride(s)
         .dilation(d)
         .groups(g)
-        .padding(padding)
+        .pads(begin, end)
         .output_padding(out_pad)
         .bias(bias.is_some());
     let id = b.add(label, base, Op::ConvTranspose2d { in_channels: c, params }, &[x])?;
