@@ -130,3 +130,39 @@ fn an_imported_model_written_as_kiln_json_runs_the_same() {
     let _ = std::fs::remove_dir_all(&dir);
     tensor::check_close(&got, &want, 1e-4).expect("the JSON form computes what the ONNX file does");
 }
+
+/// Hostile models: each refused by `kiln run` with one clear error (exit
+/// status 1, one `error:` line naming what is wrong), never a crash.
+#[test]
+fn hostile_onnx_files_get_one_clear_error_each() {
+    for (file, expect) in [
+        ("hostile_cycle.onnx", "input `b` is not defined before it"),
+        ("hostile_huge.onnx", "model refused"),
+        ("hostile_int_input.onnx", "Kiln computes float32 tensors"),
+        ("hostile_channels.onnx", "in_channels=3 but its input has 2 channels"),
+        ("hostile_attr_type.onnx", "attribute `strides` has type FLOAT, expected INTS"),
+        ("hostile_runtime_weight.onnx", "computed at run time"),
+        ("hostile_external_escape.onnx", "must stay inside the model directory"),
+        ("unsupported_cos.onnx", "Cos (domain ``, opset 17)"),
+    ] {
+        let res = Command::new(env!("CARGO_BIN_EXE_kiln")).args(["run", &data(file)]).output().expect("kiln runs");
+        let err = String::from_utf8_lossy(&res.stderr);
+        assert_eq!(res.status.code(), Some(1), "{file}: {err}");
+        assert!(err.contains(expect), "{file}: expected `{expect}` in: {err}");
+        assert_eq!(err.lines().filter(|l| l.starts_with("error:")).count(), 1, "{file}: {err}");
+    }
+    // Every prefix of a real export: an error, never a crash.
+    let bytes = std::fs::read(data("fsrcnn.static.onnx")).expect("model");
+    let dir = std::env::temp_dir().join(format!("kiln-onnx-trunc-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    for len in (0..bytes.len()).step_by(997) {
+        let path = dir.join("t.onnx");
+        std::fs::write(&path, &bytes[..len]).expect("write");
+        let res = Command::new(env!("CARGO_BIN_EXE_kiln"))
+            .args(["check", &path.display().to_string()])
+            .output()
+            .expect("kiln runs");
+        assert_eq!(res.status.code(), Some(1), "prefix {len}: {}", String::from_utf8_lossy(&res.stderr));
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -18,7 +18,13 @@ GroupNorm, SiLU, upsampling, PixelShuffle, pooling, PReLU, ...). It writes
   model's batch and at batch 3 (for the dynamic files);
 - `<name>.output.npy`, `<name>.b3.output.npy`: PyTorch's eval-mode outputs.
 
-It also runs every file in onnxruntime and fails if ORT and PyTorch differ
+`hostile_*.onnx` and `unsupported_cos.onnx` are small hand-built models that
+must each be refused with one clear error (a cycle, huge dims, an integer
+input, a channel mismatch, an attribute of the wrong type, a weight computed
+at run time, external data outside the model's directory, an operator Kiln
+does not import).
+
+It also runs every exported file in onnxruntime and fails if ORT and PyTorch differ
 by more than 1e-4 of the output's scale, so a wrong export is caught here.
 """
 
@@ -27,6 +33,7 @@ import sys
 
 import numpy as np
 import onnx
+from onnx import TensorProto, helper, numpy_helper
 import onnxruntime as ort
 import torch
 import torch.nn.functional as F
@@ -118,6 +125,48 @@ def check_ort(path, x, expected):
     return err
 
 
+def save(model, out, name):
+    onnx.save(model, os.path.join(out, name))
+
+def graph_model(nodes, inputs, outputs, inits=(), opset=17):
+    return helper.make_model(helper.make_graph(nodes, "g", inputs, outputs, initializer=list(inits)),
+                             opset_imports=[helper.make_opsetid("", opset)])
+
+def write_hostile(out):
+    f = lambda n, s: helper.make_tensor_value_info(n, TensorProto.FLOAT, s)
+    # A cycle: `a` reads `b`, which is computed from `a`.
+    save(graph_model([helper.make_node("Relu", ["b"], ["a"], name="first"),
+                      helper.make_node("Relu", ["a"], ["b"], name="second")],
+                     [f("x", [1, 2, 3, 3])], [f("b", [1, 2, 3, 3])]), out, "hostile_cycle.onnx")
+    # Huge dims: 2^31 x 2^31 planes.
+    save(graph_model([helper.make_node("Relu", ["x"], ["y"], name="r")],
+                     [f("x", [1, 3, 2**31, 2**31])], [f("y", [1, 3, 2**31, 2**31])]), out, "hostile_huge.onnx")
+    # An integer graph input.
+    save(graph_model([helper.make_node("Relu", ["x"], ["y"], name="r")],
+                     [helper.make_tensor_value_info("x", TensorProto.INT64, [1, 2, 3, 3])],
+                     [helper.make_tensor_value_info("y", TensorProto.INT64, [1, 2, 3, 3])]), out, "hostile_int_input.onnx")
+    # A Conv whose weight has the wrong channel count for its input.
+    w = numpy_helper.from_array(np.ones((4, 3, 3, 3), np.float32), "w")
+    save(graph_model([helper.make_node("Conv", ["x", "w"], ["y"], name="conv")],
+                     [f("x", [1, 2, 8, 8])], [f("y", [1, 4, 6, 6])], [w]), out, "hostile_channels.onnx")
+    # An attribute of the wrong type (strides as a float).
+    w2 = numpy_helper.from_array(np.ones((4, 2, 3, 3), np.float32), "w")
+    node = helper.make_node("Conv", ["x", "w"], ["y"], name="conv")
+    node.attribute.append(helper.make_attribute("strides", 2.0))
+    save(graph_model([node], [f("x", [1, 2, 8, 8])], [f("y", [1, 4, 3, 3])], [w2]), out, "hostile_attr_type.onnx")
+    # A weight computed at run time (Conv's W is a graph input).
+    save(graph_model([helper.make_node("Conv", ["x", "w"], ["y"], name="conv")],
+                     [f("x", [1, 2, 8, 8]), f("w", [4, 2, 3, 3])], [f("y", [1, 4, 6, 6])]), out, "hostile_runtime_weight.onnx")
+    # External data that points outside the model's directory.
+    t = numpy_helper.from_array(np.ones((4, 2, 3, 3), np.float32), "w")
+    t.ClearField("raw_data")
+    t.data_location = TensorProto.EXTERNAL
+    for k, v in [("location", "../../etc/passwd"), ("offset", "0"), ("length", "288")]:
+        e = t.external_data.add(); e.key = k; e.value = v
+    save(graph_model([helper.make_node("Conv", ["x", "w"], ["y"], name="conv")],
+                     [f("x", [1, 2, 8, 8])], [f("y", [1, 4, 6, 6])], [t]), out, "hostile_external_escape.onnx")
+
+
 def write_unsupported(out):
     """A model with an operator Kiln does not import, for the error test."""
     from onnx import TensorProto, helper
@@ -132,6 +181,7 @@ def write_unsupported(out):
 def main(out):
     os.makedirs(out, exist_ok=True)
     write_unsupported(out)
+    write_hostile(out)
     names = ["dcgan", "opzoo", *MODELS.keys()]
     for name in names:
         model, shape = build(name)

@@ -40,7 +40,7 @@ pub enum ImportError {
         message: String,
     },
     /// Building the Kiln graph (a rule of the IR).
-    #[error("node `{node}`: {source}")]
+    #[error("{}", prefixed(node, &source.to_string()))]
     Ir {
         /// The ONNX node being converted.
         node: String,
@@ -48,13 +48,24 @@ pub enum ImportError {
         source: kiln_ir::IrError,
     },
     /// Shape inference of a converted node.
-    #[error("node `{node}`: {message}")]
+    #[error("{}", prefixed(node, message))]
     Shape {
         /// The ONNX node being converted.
         node: String,
         /// The shape pass's message.
         message: String,
     },
+}
+
+/// `message`, after the ONNX node's name unless the message already starts
+/// with a node (the IR's and the shape pass's errors name the Kiln node,
+/// which is the ONNX name made valid).
+fn prefixed(node: &str, message: &str) -> String {
+    if message.starts_with("node `") {
+        message.to_string()
+    } else {
+        format!("node `{node}`: {message}")
+    }
 }
 
 impl ImportError {
