@@ -15,17 +15,19 @@
 use std::arch::x86_64::*;
 
 use super::abi::{PackArgs, TileArgs};
-use super::act;
+use super::act_slice;
 
 /// Stores one finished vector of a channel tile: lanes `0..n` to
 /// `o + lane·oc` bytes, activated.
 #[inline(always)]
 unsafe fn store_lanes(lanes: &[f32], n: usize, o: *mut u8, oc: isize, code: i64, alpha: f32) {
-    let mut l = 0;
-    while l < n && l < lanes.len() {
+    let mut v = [0f32; 16];
+    let n = n.min(lanes.len()).min(v.len());
+    v[..n].copy_from_slice(&lanes[..n]);
+    act_slice(code, alpha, &mut v[..n]);
+    for (l, &x) in v[..n].iter().enumerate() {
         // SAFETY: the JIT passes output offsets of pixels and channels it owns.
-        unsafe { *o.offset(l as isize * oc).cast::<f32>() = act(code, alpha, lanes[l]) };
-        l += 1;
+        unsafe { *o.offset(l as isize * oc).cast::<f32>() = x };
     }
 }
 
@@ -53,10 +55,15 @@ unsafe fn store_tile<const L: usize, const P: usize>(
         for (j, off) in offs.iter_mut().enumerate() {
             *off = *outs.add(j) as isize;
         }
-        for l in 0..n.min(L) {
+        let n = n.min(L);
+        let mut v = *lanes;
+        for row in v.iter_mut() {
+            act_slice(code, alpha, &mut row[..n]);
+        }
+        for l in 0..n {
             let ol = o.offset(l as isize * oc);
             for j in 0..P {
-                *ol.offset(offs[j]).cast::<f32>() = act(code, alpha, lanes[j][l]);
+                *ol.offset(offs[j]).cast::<f32>() = v[j][l];
             }
         }
     }

@@ -12,7 +12,7 @@
 use std::arch::x86_64::*;
 
 use super::abi::PvArgs;
-use super::{act, MAX_PV_TAPS};
+use super::{act_slice, MAX_PV_TAPS};
 
 /// Lane mask (bit per lane of `l` lanes) of pixels `q0..q0+l` whose input
 /// column `q + w_off` lies in `0..in_w`.
@@ -30,11 +30,13 @@ fn lane_mask(q0: i64, w_off: i64, in_w: i64, l: i64) -> u32 {
 /// Stores the activated lanes `0..n` of one pixel vector of channel `c`.
 #[inline(always)]
 unsafe fn store_pixels(lanes: &[f32], n: usize, o: *mut u8, osw: isize, code: i64, alpha: f32) {
-    let mut l = 0;
-    while l < n && l < lanes.len() {
+    let mut v = [0f32; 16];
+    let n = n.min(lanes.len()).min(v.len());
+    v[..n].copy_from_slice(&lanes[..n]);
+    act_slice(code, alpha, &mut v[..n]);
+    for (l, &x) in v[..n].iter().enumerate() {
         // SAFETY: the JIT passes the output row of pixels it owns; `n` excludes pixels past the row.
-        unsafe { *o.offset(l as isize * osw).cast::<f32>() = act(code, alpha, lanes[l]) };
-        l += 1;
+        unsafe { *o.offset(l as isize * osw).cast::<f32>() = x };
     }
 }
 

@@ -10,7 +10,7 @@
 use std::arch::x86_64::*;
 
 use super::abi::{Dw2xArgs, S3k9Args};
-use super::act;
+use super::act_slice;
 
 /// Depthwise 2x upsampler with two taps per phase and axis (e.g. k4 s2
 /// p1), one channel plane per call: lanes along input columns, both
@@ -18,7 +18,7 @@ use super::act;
 /// registers so each output row is written with contiguous full-vector
 /// stores. `w` holds `[hphase·2 + htap][wphase·2 + wtap]` weights and the
 /// bias at index 16; the geometry comes in [`Dw2xArgs`] (`in_w` a multiple of
-/// 16); an activation runs as a scalar pass over each finished row pair.
+/// 16); an activation runs as one vectorized pass over each finished row pair.
 #[target_feature(enable = "avx512f")]
 pub(crate) unsafe extern "C" fn dw2x512(w: *const f32, x: *const u8, o: *mut u8, args: *const Dw2xArgs) {
     // SAFETY: the JIT passes this kernel's own argument record, the group's
@@ -111,9 +111,9 @@ unsafe fn dw2x512_body<const ACT: bool>(
                 _mm512_storeu_ps(d.add(16), _mm512_permutex2var_ps(e1, hi_idx, o1));
             }
             if ACT {
-                for i in 0..2 * out_w {
-                    *oe.add(i) = act(code, alpha, *oe.add(i));
-                }
+                // The two output rows just written (`oe` and the odd row
+                // after it), `2·out_w` floats the loop above stored.
+                act_slice(code, alpha, std::slice::from_raw_parts_mut(oe, 2 * out_w));
             }
         }
     }
@@ -227,9 +227,11 @@ unsafe fn s3k9_body(
                         let d = orow.add(3 * (jp + 16 * j));
                         for l in 0..16 {
                             for wp in 0..3 {
-                                *d.add(3 * l + wp) = act(code, alpha, tmp[wp][l]);
+                                *d.add(3 * l + wp) = tmp[wp][l];
                             }
                         }
+                        // The 48 consecutive floats just stored.
+                        act_slice(code, alpha, std::slice::from_raw_parts_mut(d, 48));
                     }
                 }
             }
