@@ -50,6 +50,9 @@ def main(out):
             continue
         entry = {"name": case.name, "ops": sorted(ops)}
         inputs, outputs = case.data_sets[0]
+        # Scalar inputs (Clip's bounds, Pad's value) come as numpy scalars.
+        inputs = [np.asarray(v) if isinstance(v, np.generic) else v for v in inputs]
+        outputs = [np.asarray(v) if isinstance(v, np.generic) else v for v in outputs]
         graph_inputs = [i.name for i in model.graph.input if i.name not in {t.name for t in model.graph.initializer}]
         if any(not isinstance(v, np.ndarray) for v in list(inputs) + list(outputs)):
             entry["skip"] = "inputs or outputs that are not plain tensors (sequences, optionals)"

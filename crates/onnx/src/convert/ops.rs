@@ -128,8 +128,16 @@ pub(super) fn convert(b: &mut Builder<'_>, n: &NodeRef<'_>, inputs: &[Option<Val
     let pw = |f: Pointwise| Op::Pointwise { f };
     match n.op_type {
         "Identity" | "Dropout" => {
-            if n.op_type == "Dropout" && n.node.outputs().get(1).is_some_and(|m| !m.is_empty()) {
-                return Err(n.unsupported("with a mask output"));
+            if n.op_type == "Dropout" {
+                if n.node.outputs().get(1).is_some_and(|m| !m.is_empty()) {
+                    return Err(n.unsupported("with a mask output"));
+                }
+                let training = opt_const(n, inputs, 2)?.map(|c| c.scalar(&n.label, "training_mode")).transpose()?;
+                // Training with ratio 0 keeps every value: the identity too.
+                let ratio = opt_const(n, inputs, 1)?.map(|c| c.scalar(&n.label, "ratio")).transpose()?.unwrap_or(0.5);
+                if training.is_some_and(|t| t != 0.0) && ratio != 0.0 {
+                    return Err(n.unsupported("in training mode: Kiln runs eval mode, where Dropout is the identity"));
+                }
             }
             Ok(vec![Value::Tensor(tensor(n, inputs, 0)?)])
         }
@@ -183,6 +191,11 @@ pub(super) fn convert(b: &mut Builder<'_>, n: &NodeRef<'_>, inputs: &[Option<Val
             } else {
                 (n.attr_float("min")?, n.attr_float("max")?)
             };
+            if let (Some(l), Some(h)) = (lo, hi) {
+                if l > h {
+                    return Err(n.unsupported(format!("with min {l} above max {h} (a constant output)")));
+                }
+            }
             let op = match (lo, hi) {
                 (Some(0.0), None) => Op::Relu,
                 (Some(l), Some(h)) if l == 0.0 && h == 6.0 => pw(Pointwise::Relu6),
