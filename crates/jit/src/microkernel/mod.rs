@@ -177,7 +177,7 @@ pub(crate) fn cv_all_pixels(isa: NativeIsa, pw: usize) -> std::ops::RangeInclusi
 }
 
 /// Most taps per row segment a pixel tile accepts (edge masks are precomputed per tap).
-pub(crate) const MAX_PV_TAPS: usize = 32;
+pub(crate) const MAX_PV_TAPS: usize = 64;
 
 /// Vector counts a pixel tile is instantiated for (channels `1..=4`).
 pub(crate) const PV_VECTORS: [usize; 4] = [1, 2, 4, 8];
