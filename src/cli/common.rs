@@ -58,19 +58,20 @@ pub fn load_inferred_with(
     onnx_shapes: &std::collections::BTreeMap<String, Vec<usize>>,
 ) -> Result<Graph, kiln::Error> {
     check_file_size(&args.model, memory_limit(args))?;
+    if args.batch == Some(0) {
+        return Err(kiln::Error::Usage("--batch must be at least 1".into()));
+    }
     let mut g = if kiln::is_onnx(&args.model) {
-        if args.batch == Some(0) {
-            return Err(kiln::Error::Usage("--batch must be at least 1".into()));
-        }
         // The batch is bound before import: the exporter's shape arithmetic
         // is folded for it.
         kiln::load_onnx(&args.model, &kiln::OnnxInputs { shapes: onnx_shapes.clone(), batch: args.batch })?
     } else {
-        kiln::load_model(&args.model)?
+        let mut g = kiln::load_model(&args.model)?;
+        if let Some(batch) = args.batch {
+            set_batch(&mut g, batch);
+        }
+        g
     };
-    if let (Some(batch), false) = (args.batch, kiln::is_onnx(&args.model)) {
-        set_batch(&mut g, batch)?;
-    }
     ShapeInference.run(&mut g)?;
     let bytes = footprint(&g)?.total_bytes();
     let limit = u128::from(args.max_memory_mib) * 1024 * 1024;
@@ -80,11 +81,9 @@ pub fn load_inferred_with(
     Ok(g)
 }
 
-/// Sets dim 0 of every 4-D graph input to `batch`.
-fn set_batch(g: &mut Graph, batch: usize) -> Result<(), kiln::Error> {
-    if batch == 0 {
-        return Err(kiln::Error::Usage("--batch must be at least 1".into()));
-    }
+/// Sets dim 0 of every 4-D graph input to `batch` (at least 1, checked by
+/// the caller).
+fn set_batch(g: &mut Graph, batch: usize) {
     let inputs: Vec<_> = g.inputs().to_vec();
     for id in inputs {
         if let Some(mut dims) = g.node(id).shape().as_known().filter(|d| d.len() == 4) {
@@ -92,7 +91,6 @@ fn set_batch(g: &mut Graph, batch: usize) -> Result<(), kiln::Error> {
             g.set_shape(id, kiln::Shape::known(&dims));
         }
     }
-    Ok(())
 }
 
 /// Where `kiln check` and `kiln compile` get parameters, besides `--seed`.

@@ -1,5 +1,6 @@
 //! `kiln run`: resolve, compile and run a model, reporting shape, checksum and timings.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -97,12 +98,23 @@ fn check_batch(graph: &Graph, given: &[String], inputs: &[Tensor]) -> Result<(),
     Ok(())
 }
 
-/// The graph's inputs: from `NAME=FILE.npy` arguments, else random from `seed`.
-pub fn inputs(graph: &Graph, given: &[String], seed: u64, limit: u128) -> Result<Vec<Tensor>, kiln::Error> {
-    let mut files = std::collections::BTreeMap::new();
+/// One `--input NAME=FILE.npy` argument, split.
+fn input_arg(arg: &str) -> Result<(&str, &str), kiln::Error> {
+    arg.split_once('=').ok_or_else(|| kiln::Error::Usage(format!("--input {arg}: expected NAME=FILE.npy")))
+}
+
+/// The graph's inputs: from `NAME=FILE.npy` arguments, else random from
+/// `seed`. Files already in `read` (by input name) are not read again.
+pub fn inputs(
+    graph: &Graph,
+    given: &[String],
+    seed: u64,
+    limit: u128,
+    mut read: BTreeMap<String, Tensor>,
+) -> Result<Vec<Tensor>, kiln::Error> {
+    let mut files = BTreeMap::new();
     for arg in given {
-        let (name, path) =
-            arg.split_once('=').ok_or_else(|| kiln::Error::Usage(format!("--input {arg}: expected NAME=FILE.npy")))?;
+        let (name, path) = input_arg(arg)?;
         if graph.inputs().iter().all(|&i| graph.node(i).name() != name) {
             let names: Vec<&str> = graph.inputs().iter().map(|&i| graph.node(i).name()).collect();
             return Err(kiln::Error::Usage(format!(
@@ -117,12 +129,13 @@ pub fn inputs(graph: &Graph, given: &[String], seed: u64, limit: u128) -> Result
         .iter()
         .map(|&i| {
             let node = graph.node(i);
-            match files.get(node.name()) {
-                Some(path) => {
+            match (read.remove(node.name()), files.get(node.name())) {
+                (Some(t), _) => Ok(t),
+                (None, Some(path)) => {
                     super::common::check_file_size(path, limit)?;
                     Ok(npy::read(path)?)
                 }
-                None => {
+                (None, None) => {
                     let shape = node.shape().as_known().unwrap_or_default();
                     Ok(Rng::for_stream(seed, node.name()).tensor(&shape))
                 }
@@ -131,27 +144,25 @@ pub fn inputs(graph: &Graph, given: &[String], seed: u64, limit: u128) -> Result
         .collect()
 }
 
-/// The shapes of the `--input NAME=FILE.npy` files: what an ONNX model's
-/// symbolic dims are bound to.
-fn onnx_input_shapes(
-    given: &[String],
-    limit: u128,
-) -> Result<std::collections::BTreeMap<String, Vec<usize>>, kiln::Error> {
-    let mut shapes = std::collections::BTreeMap::new();
+/// The `--input NAME=FILE.npy` tensors by name, read before the model is:
+/// an ONNX model's symbolic dims are bound to their shapes.
+fn read_input_files(given: &[String], limit: u128) -> Result<BTreeMap<String, Tensor>, kiln::Error> {
+    let mut read = BTreeMap::new();
     for arg in given {
-        let (name, path) =
-            arg.split_once('=').ok_or_else(|| kiln::Error::Usage(format!("--input {arg}: expected NAME=FILE.npy")))?;
+        let (name, path) = input_arg(arg)?;
         super::common::check_file_size(Path::new(path), limit)?;
-        shapes.insert(name.to_string(), npy::read(path)?.shape().to_vec());
+        read.insert(name.to_string(), npy::read(path)?);
     }
-    Ok(shapes)
+    Ok(read)
 }
 
 pub fn run(args: &RunArgs) -> Result<(), kiln::Error> {
-    let inferred = if kiln::is_onnx(&args.model.model) {
-        load_inferred_with(&args.model, &onnx_input_shapes(&args.inputs, super::common::memory_limit(&args.model))?)?
+    let (inferred, read) = if kiln::is_onnx(&args.model.model) {
+        let read = read_input_files(&args.inputs, super::common::memory_limit(&args.model))?;
+        let shapes = read.iter().map(|(name, t)| (name.clone(), t.shape().to_vec())).collect();
+        (load_inferred_with(&args.model, &shapes)?, read)
     } else {
-        load_inferred(&args.model)?
+        (load_inferred(&args.model)?, BTreeMap::new())
     };
     let flop_count = flops(&inferred)?;
     let t0 = Instant::now();
@@ -159,7 +170,7 @@ pub fn run(args: &RunArgs) -> Result<(), kiln::Error> {
     let budget = super::common::jit_budget(&args.model, &inferred)?;
     let graph = kiln::resolve(inferred, args.weights.source(args.seed, limit)?)?;
     let resolve_ms = t0.elapsed().as_secs_f64() * 1e3;
-    let inputs = inputs(&graph, &args.inputs, args.seed, limit)?;
+    let inputs = inputs(&graph, &args.inputs, args.seed, limit, read)?;
     check_batch(&graph, &args.inputs, &inputs)?;
     kiln::runtime::check_inputs(&graph, &inputs)?;
     let backend = backend(args.backend, args.threads, args.kernels, budget)?;

@@ -15,21 +15,7 @@
 use std::arch::x86_64::*;
 
 use super::abi::{PackArgs, TileArgs};
-use super::act_slice;
-
-/// Stores one finished vector of a channel tile: lanes `0..n` to
-/// `o + lane·oc` bytes, activated.
-#[inline(always)]
-unsafe fn store_lanes(lanes: &[f32], n: usize, o: *mut u8, oc: isize, code: i64, alpha: f32) {
-    let mut v = [0f32; 16];
-    let n = n.min(lanes.len()).min(v.len());
-    v[..n].copy_from_slice(&lanes[..n]);
-    act_slice(code, alpha, &mut v[..n]);
-    for (l, &x) in v[..n].iter().enumerate() {
-        // SAFETY: the JIT passes output offsets of pixels and channels it owns.
-        unsafe { *o.offset(l as isize * oc).cast::<f32>() = x };
-    }
-}
+use super::{act_slice, store_activated};
 
 /// Stores one channel vector of every pixel of a finished tile, channel by
 /// channel: lane `l` of `lanes[j]` goes to `o + outs[j] + l·oc` bytes,
@@ -138,7 +124,7 @@ pub(crate) unsafe extern "C" fn cv512<const V: usize, const P: usize, const CONT
                     let mut lanes = [0f32; 16];
                     _mm512_storeu_ps(lanes.as_mut_ptr(), acc[j][v]);
                     let n = nc.saturating_sub(16 * v).min(16);
-                    store_lanes(&lanes, n, o.offset(16 * v as isize * oc), oc, g.act, alpha);
+                    store_activated(&lanes, n, o.offset(16 * v as isize * oc), oc, g.act, alpha);
                 }
             }
         }
@@ -215,7 +201,7 @@ pub(crate) unsafe extern "C" fn cv256<const P: usize, const CONTIG: bool, const 
                         let mut lanes = [0f32; 8];
                         _mm256_storeu_ps(lanes.as_mut_ptr(), acc[j][v]);
                         let n = nc.saturating_sub(16 * h + 8 * v).min(8);
-                        store_lanes(&lanes, n, o.offset(8 * v as isize * oc), oc, g.act, alpha);
+                        store_activated(&lanes, n, o.offset(8 * v as isize * oc), oc, g.act, alpha);
                     }
                 }
             }

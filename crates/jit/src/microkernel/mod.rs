@@ -158,6 +158,25 @@ pub(crate) fn act_slice(code: i64, alpha: f32, v: &mut [f32]) {
     }
 }
 
+/// Stores lanes `0..n` of one finished vector, activated, to `o + lane·step`
+/// bytes: the store of both tile kinds (channel tiles step between output
+/// channels, pixel tiles between pixels of a row).
+///
+/// # Safety
+/// `o + lane·step` for every `lane < n` must be a writable `f32` the
+/// caller owns.
+#[inline(always)]
+pub(crate) unsafe fn store_activated(lanes: &[f32], n: usize, o: *mut u8, step: isize, code: i64, alpha: f32) {
+    let mut v = [0f32; 16];
+    let n = n.min(lanes.len()).min(v.len());
+    v[..n].copy_from_slice(&lanes[..n]);
+    act_slice(code, alpha, &mut v[..n]);
+    for (l, &x) in v[..n].iter().enumerate() {
+        // SAFETY: the caller owns these output floats (see above).
+        unsafe { *o.offset(l as isize * step).cast::<f32>() = x };
+    }
+}
+
 /// Pixel counts of full channel tiles, by ISA and panel width (the planner
 /// picks one per kernel).
 pub(crate) fn cv_pixels(isa: NativeIsa, pw: usize) -> std::ops::RangeInclusive<usize> {

@@ -12,7 +12,7 @@
 use std::arch::x86_64::*;
 
 use super::abi::PvArgs;
-use super::{act_slice, MAX_PV_TAPS};
+use super::{store_activated, MAX_PV_TAPS};
 
 /// Lane mask (bit per lane of `l` lanes) of pixels `q0..q0+l` whose input
 /// column `q + w_off` lies in `0..in_w`.
@@ -24,19 +24,6 @@ fn lane_mask(q0: i64, w_off: i64, in_w: i64, l: i64) -> u32 {
         0
     } else {
         (((1u64 << hi) - 1) & !((1u64 << lo) - 1)) as u32
-    }
-}
-
-/// Stores the activated lanes `0..n` of one pixel vector of channel `c`.
-#[inline(always)]
-unsafe fn store_pixels(lanes: &[f32], n: usize, o: *mut u8, osw: isize, code: i64, alpha: f32) {
-    let mut v = [0f32; 16];
-    let n = n.min(lanes.len()).min(v.len());
-    v[..n].copy_from_slice(&lanes[..n]);
-    act_slice(code, alpha, &mut v[..n]);
-    for (l, &x) in v[..n].iter().enumerate() {
-        // SAFETY: the JIT passes the output row of pixels it owns; `n` excludes pixels past the row.
-        unsafe { *o.offset(l as isize * osw).cast::<f32>() = x };
     }
 }
 
@@ -143,7 +130,7 @@ pub(crate) unsafe extern "C" fn pv512<const NV: usize, const C: usize>(
                 let mut lanes = [0f32; 16];
                 _mm512_storeu_ps(lanes.as_mut_ptr(), acc[v][c]);
                 let o = out.offset(first as isize * osw + c as isize * oc);
-                store_pixels(&lanes, n, o, osw, g.act, alpha);
+                store_activated(&lanes, n, o, osw, g.act, alpha);
             }
         }
     }
@@ -255,7 +242,7 @@ pub(crate) unsafe extern "C" fn pv512rows<const NV: usize, const C: usize, const
                     let mut lanes = [0f32; 16];
                     _mm512_storeu_ps(lanes.as_mut_ptr(), acc[r][v][c]);
                     let o = out_r.offset(first as isize * osw + c as isize * oc);
-                    store_pixels(&lanes, n, o, osw, g.act, alpha);
+                    store_activated(&lanes, n, o, osw, g.act, alpha);
                 }
             }
         }
@@ -364,7 +351,7 @@ pub(crate) unsafe extern "C" fn pv256<const NV: usize, const C: usize>(
                 let mut lanes = [0f32; 8];
                 _mm256_storeu_ps(lanes.as_mut_ptr(), acc[v][c]);
                 let o = out.offset(first as isize * osw + c as isize * oc);
-                store_pixels(&lanes, n, o, osw, g.act, alpha);
+                store_activated(&lanes, n, o, osw, g.act, alpha);
             }
         }
     }

@@ -334,14 +334,7 @@ pub(crate) fn fold(node: &super::NodeRef<'_>, inputs: &[Option<&Const>]) -> Resu
                 Some(a) => a,
                 None => node.attr_ints("axes")?.map(<[i64]>::to_vec).unwrap_or_default(),
             };
-            let mut dims = x.dims.clone();
-            let r = dims.len() + axes.len();
-            let mut ax: Vec<usize> = axes.iter().map(|&a| axis(name, a, r, false)).collect::<Result<_>>()?;
-            ax.sort_unstable();
-            for a in ax {
-                dims.insert(a.min(dims.len()), 1);
-            }
-            Const::new(dims, x.kind, x.data.clone())
+            Const::new(unsqueeze_dims(name, &x.dims, &axes)?, x.kind, x.data.clone())
         }
         "Squeeze" => {
             let x = arg(0)?;

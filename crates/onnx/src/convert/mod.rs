@@ -378,9 +378,7 @@ fn convert_node(b: &mut Builder<'_>, n: &NodeRef<'_>) -> Result<()> {
                 }
                 _ => return Err(n.invalid("needs an input")),
             };
-            // A stand-in with the right dims: Shape and Size read no data.
-            let stand_in = Const { data: Vec::new(), dims, kind: Kind::Float };
-            shape_of(n, &stand_in)?
+            Some(vec![shape_of(n, &dims)?])
         }
         _ if inputs.iter().flatten().all(|v| matches!(v, Value::Const(_))) && inputs.iter().any(Option::is_some) => {
             let cs: Vec<Option<&Const>> = inputs
@@ -421,18 +419,18 @@ fn convert_node(b: &mut Builder<'_>, n: &NodeRef<'_>) -> Result<()> {
     Ok(())
 }
 
-fn shape_of(n: &NodeRef<'_>, x: &Const) -> Result<Option<Vec<Const>>> {
+/// `Shape` (with its `start`/`end`, clipped as the spec says) or `Size` of
+/// a value with dims `dims`: known for a Kiln tensor as for a constant.
+fn shape_of(n: &NodeRef<'_>, dims: &[usize]) -> Result<Const> {
     if n.op_type == "Size" {
-        let count = x.dims.iter().product::<usize>();
-        return Ok(Some(vec![Const::new(vec![], Kind::Int, vec![count as f64])]));
+        return Ok(Const::new(vec![], Kind::Int, vec![dims.iter().product::<usize>() as f64]));
     }
-    // Reuse the folder's `start`/`end` handling on the dims alone.
-    let r = x.dims.len() as i64;
+    let r = dims.len() as i64;
     let clip = |v: i64| (if v < 0 { v + r } else { v }).clamp(0, r) as usize;
     let start = clip(n.attr_int("start")?.unwrap_or(0));
     let end = clip(n.attr_int("end")?.unwrap_or(r));
-    let dims: Vec<i64> = x.dims.iter().map(|&d| d as i64).collect();
-    Ok(Some(vec![Const::ints(if start < end { &dims[start..end] } else { &[] })]))
+    let dims: Vec<i64> = dims.iter().map(|&d| d as i64).collect();
+    Ok(Const::ints(if start < end { &dims[start..end] } else { &[] }))
 }
 
 /// A `Constant` node's value, from whichever attribute it uses.

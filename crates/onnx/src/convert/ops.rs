@@ -87,9 +87,10 @@ fn auto_pads(n: &NodeRef<'_>, in_hw: [usize; 2], k: Pair2, s: Pair2, d: Pair2) -
                 .saturating_add((k.saturating_sub(1)).saturating_mul(d))
                 .saturating_add(1);
             let total = span.saturating_sub(*i);
-            let (lo, hi) = if upper { (total / 2, total - total / 2) } else { (total - total / 2, total / 2) };
-            p[a] = lo;
-            p[a + 2] = hi;
+            // `total` is a usize, so both halves are non-negative usizes.
+            let (lo, hi) = split_total(total as i128, upper);
+            p[a] = lo as usize;
+            p[a + 2] = hi as usize;
         }
         p
     };
@@ -114,6 +115,19 @@ fn symmetric(n: &NodeRef<'_>, p: [usize; 4]) -> Result<Pair2> {
         Ok(Pair2 { h: p[0], w: p[1] })
     } else {
         Err(n.unsupported(format!("with asymmetric pads {p:?} (top, left, bottom, right)")))
+    }
+}
+
+/// ONNX's split of a total padding into (start, end): the odd pixel at the
+/// end for `SAME_UPPER`, at the start otherwise, with floor division as the
+/// spec's (Python) reference, so a negative total (a ConvTranspose
+/// `output_shape` beyond the full output) extends the end.
+fn split_total(total: i128, upper: bool) -> (i128, i128) {
+    let half = total.div_euclid(2);
+    if upper {
+        (half, total - half)
+    } else {
+        (total - half, half)
     }
 }
 
@@ -732,8 +746,8 @@ fn conv(b: &mut Builder<'_>, n: &NodeRef<'_>, inputs: &[Option<Value>], label: &
 
 /// `ConvTranspose` as the ONNX spec defines it: `output_shape` (which wins
 /// over `pads`) or `auto_pad` give the total padding, split as the spec
-/// says; per-side pads that PyTorch can express (`padding` at the start,
-/// the rest as `output_padding`) become a `ConvTranspose2d`.
+/// says, and the per-side result becomes the `ConvTranspose2d`'s per-side
+/// padding (printed in PyTorch's form where one exists).
 fn conv_transpose(
     b: &mut Builder<'_>,
     n: &NodeRef<'_>,
@@ -754,19 +768,8 @@ fn conv_transpose(
         v(s) * (in_hw[a] as i128 - 1) + v(op_attr) + (v(k) - 1) * v(d) + 1
     };
     let mode = n.attr_string("auto_pad")?.unwrap_or("NOTSET");
-    // ONNX's split of a total padding: the odd pixel at the end for
-    // SAME_UPPER, at the start otherwise.
     let split = |total: [i128; 2], upper: bool| -> [i128; 4] {
-        // Floor division, as the spec's (Python) reference: a negative total
-        // (output_shape beyond the full output) extends the end.
-        let side = |t: i128| {
-            if upper {
-                (t.div_euclid(2), t - t.div_euclid(2))
-            } else {
-                (t - t.div_euclid(2), t.div_euclid(2))
-            }
-        };
-        let (h, w) = (side(total[0]), side(total[1]));
+        let (h, w) = (split_total(total[0], upper), split_total(total[1], upper));
         [h.0, w.0, h.1, w.1]
     };
     let pads: [i128; 4] = if let Some(os) = n.attr_ints("output_shape")? {
