@@ -37,8 +37,8 @@ fn main() -> Result<(), kiln::Error> {
     println!("{resolved}");
 
     let t = Instant::now();
-    let model = kiln::Model::new(resolved, kiln::jit::CompileOptions::default())?;
-    let kernels = model.compiled().kernels();
+    let model = kiln::Model::new(resolved, ParamSource::Init { seed: 42 }, kiln::ModelOptions::default())?;
+    let kernels = model.version(&[&[16, 100, 1, 1]])?.compiled().kernels();
     println!("compiled {} kernels in {:.1} ms:", kernels.len(), t.elapsed().as_secs_f64() * 1e3);
     for k in kernels {
         println!("  {:<16} {}", k.nodes, k.kernel);

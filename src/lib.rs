@@ -58,6 +58,9 @@
 use std::path::Path;
 
 pub mod bench;
+mod model;
+
+pub use model::{CacheStats, CompiledVersion, Model, ModelOptions, DEFAULT_CACHE_CAPACITY, DEFAULT_MAX_CHUNK};
 
 pub use kiln_ir as ir;
 pub use kiln_jit as jit;
@@ -362,113 +365,15 @@ pub fn compile(graph: Graph, source: ParamSource) -> Result<Model, Error> {
 /// # Ok::<(), kiln::Error>(())
 /// ```
 pub fn compile_with(graph: Graph, source: ParamSource, options: jit::CompileOptions) -> Result<Model, Error> {
-    Model::new(resolve(graph, source)?, options)
-}
-
-/// A resolved, JIT-compiled model, ready to run any number of times from any
-/// number of threads (`Send + Sync`; running never recompiles).
-///
-/// Positional inputs ([`Model::run`]) are in the order of the model file's
-/// `inputs` object (or of [`GraphBuilder::input`] calls), which
-/// [`Model::input_names`] lists; outputs are in the order of its `outputs`
-/// list ([`Model::output_names`]).
-///
-/// ```
-/// # std::env::set_current_dir(env!("CARGO_MANIFEST_DIR")).unwrap();
-/// let model = kiln::compile(kiln::load_model("examples/unet_tail.json")?, kiln::ParamSource::Init { seed: 0 })?;
-/// let x = kiln::tensor::random(&model.input_shapes()[0], 1);
-/// let skip = kiln::tensor::random(&model.input_shapes()[1], 2);
-/// let by_position = model.run(&[x.clone(), skip.clone()])?;
-/// let by_name = model.run_named([("skip", skip), ("x", x)])?;
-/// assert_eq!(by_position, by_name);
-/// # Ok::<(), kiln::Error>(())
-/// ```
-#[derive(Debug)]
-pub struct Model {
-    graph: Graph,
-    compiled: jit::CompiledGraph,
-    inputs: Vec<(String, Vec<usize>)>,
-    outputs: Vec<String>,
-}
-
-impl Model {
-    /// Compiles a resolved graph.
-    pub fn new(graph: Graph, options: jit::CompileOptions) -> Result<Model, Error> {
-        let compiled = jit::compile_with(&graph, options)?;
-        let inputs = graph
-            .inputs()
-            .iter()
-            .map(|&id| {
-                let n = graph.node(id);
-                (n.name().to_string(), n.shape().as_known().unwrap_or_default())
-            })
-            .collect();
-        let outputs = graph.output_values().iter().map(|&id| graph.node(id).name().to_string()).collect();
-        Ok(Model { graph, compiled, inputs, outputs })
+    let model = Model::new(graph, source, ModelOptions { compile: options, ..ModelOptions::default() })?;
+    // A model whose inputs are all declared accepts one shape set: resolve
+    // and compile it now, so a bad model fails here rather than on first run.
+    let declared: Vec<Option<Vec<usize>>> = model.input_shapes().iter().map(Shape::as_known).collect();
+    if let Some(shapes) = declared.into_iter().collect::<Option<Vec<_>>>() {
+        let refs: Vec<&[usize]> = shapes.iter().map(Vec::as_slice).collect();
+        model.prepare(&refs)?;
     }
-
-    /// The graph inputs' names, in positional order.
-    pub fn input_names(&self) -> Vec<&str> {
-        self.inputs.iter().map(|(n, _)| n.as_str()).collect()
-    }
-
-    /// The graph inputs' shapes, in positional order.
-    pub fn input_shapes(&self) -> Vec<Vec<usize>> {
-        self.inputs.iter().map(|(_, s)| s.clone()).collect()
-    }
-
-    /// The names of the nodes whose values are the outputs, in output order.
-    pub fn output_names(&self) -> Vec<&str> {
-        self.outputs.iter().map(String::as_str).collect()
-    }
-
-    /// The resolved graph (its text form, parameters, shapes).
-    pub fn graph(&self) -> &Graph {
-        &self.graph
-    }
-
-    /// The JIT-compiled graph (kernel summaries, CLIF, `run_into` on flat buffers).
-    pub fn compiled(&self) -> &jit::CompiledGraph {
-        &self.compiled
-    }
-
-    /// Runs on inputs given by position (see [`Model::input_names`]); returns
-    /// the outputs in [`Model::output_names`] order. A wrong count or shape is
-    /// an error naming the input.
-    pub fn run(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>, Error> {
-        Ok(self.compiled.run(inputs)?)
-    }
-
-    /// Runs on inputs given by name, in any order: `model.run_named([("z", z)])`.
-    /// An unknown name, a name given twice or a missing input is an error that
-    /// names it.
-    pub fn run_named<S: AsRef<str>>(
-        &self,
-        inputs: impl IntoIterator<Item = (S, Tensor)>,
-    ) -> Result<Vec<Tensor>, Error> {
-        let mut slots: Vec<Option<Tensor>> = vec![None; self.inputs.len()];
-        for (name, tensor) in inputs {
-            let name = name.as_ref();
-            let Some(i) = self.inputs.iter().position(|(n, _)| n == name) else {
-                return Err(RuntimeError::InputName {
-                    input: name.into(),
-                    reason: format!("is not an input of the model (it has: {})", self.input_names().join(", ")),
-                }
-                .into());
-            };
-            if slots[i].replace(tensor).is_some() {
-                return Err(RuntimeError::InputName { input: name.into(), reason: "is given twice".into() }.into());
-            }
-        }
-        let mut ordered = Vec::with_capacity(slots.len());
-        for ((name, _), slot) in self.inputs.iter().zip(slots) {
-            match slot {
-                Some(t) => ordered.push(t),
-                None => return Err(RuntimeError::InputName { input: name.clone(), reason: "is missing".into() }.into()),
-            }
-        }
-        self.run(&ordered)
-    }
+    Ok(model)
 }
 
 /// The README's Rust blocks, run as doctests so the README cannot drift from

@@ -70,4 +70,28 @@ fn runs_after_the_first_do_not_allocate() {
             assert!(ALLOCATIONS.load(Ordering::SeqCst) > before);
         }
     }
+    model_hits_do_not_allocate();
+}
+
+/// A `kiln::Model` call whose versions are cached allocates nothing either,
+/// also when it splits the batch into chunks (5 = 4 + 1 here). Called from
+/// the one test above: this binary must run one test at a time.
+fn model_hits_do_not_allocate() {
+    let dir = format!("{}/tests/data/dynamic", env!("CARGO_MANIFEST_DIR"));
+    let graph = kiln::load_model(format!("{dir}/decoder.json")).expect("model");
+    let weights = kiln::load_weights(format!("{dir}/decoder.safetensors")).expect("weights");
+    let options =
+        kiln::ModelOptions { compile: CompileOptions { threads: 2, ..Default::default() }, ..Default::default() };
+    let model = kiln::Model::new(graph, weights, options).expect("model");
+    for shape in [[5usize, 6, 4, 5], [1, 6, 4, 5]] {
+        let x = tensor::to_vec(&Rng::new(4).tensor(&shape));
+        let mut y = vec![0.0; model.output_shapes(&[&shape]).expect("shapes")[0].iter().product()];
+        model.run_into(&[&shape], &[&x], &mut [&mut y]).expect("first run compiles");
+        let before = ALLOCATIONS.load(Ordering::SeqCst);
+        for _ in 0..5 {
+            model.run_into(&[&shape], &[&x], &mut [&mut y]).expect("run");
+        }
+        let allocated = ALLOCATIONS.load(Ordering::SeqCst) - before;
+        assert_eq!(allocated, 0, "Model::run_into at {shape:?}: {allocated} allocations in 5 cached runs");
+    }
 }

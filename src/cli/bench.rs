@@ -56,6 +56,19 @@ pub struct BenchArgs {
     /// allocation-free `run_into` into reused output buffers.
     #[arg(long)]
     pub owned_outputs: bool,
+    /// With a model: serve these batch sizes (comma-separated) from one
+    /// `kiln::Model` and report, per size, its compile time, run time and
+    /// images per second.
+    #[arg(long, value_name = "N,N,...")]
+    pub batches: Option<String>,
+    /// With --batches: also time a stream of this many random batch sizes
+    /// (1 to the largest listed) against graphs precompiled for every size.
+    #[arg(long, requires = "batches")]
+    pub stream: Option<usize>,
+    /// With a model: the shape of an input whose dims the model leaves
+    /// open, as NAME=D0,D1,... (repeatable; with --batches, dim 0 is replaced).
+    #[arg(long = "shape", value_name = "NAME=D0,D1,...")]
+    pub shape: Vec<String>,
     /// Minimum timed calls.
     #[arg(long, default_value_t = 20)]
     pub min_runs: usize,
@@ -169,8 +182,12 @@ pub fn run(args: &BenchArgs) -> Result<(), kiln::Error> {
     // % of peak is against the widest vectors the CPU has: what the best peers use.
     let peak = peaks.iter().map(|p| p.gflops).fold(0.0, f64::max);
     let mut rows = Vec::new();
+    if let Some(batches) = &args.batches {
+        return super::batches::run(args, batches);
+    }
     if let Some(model) = &args.model {
-        let margs = ModelArgs { model: model.clone(), max_memory_mib: 8192, batch: args.batch };
+        let margs =
+            ModelArgs { model: model.clone(), max_memory_mib: 8192, batch: args.batch, shapes: args.shape.clone() };
         let inferred = super::common::load_inferred(&margs)?;
         let flop_count = flops(&inferred)? as f64;
         let graph = kiln::resolve(inferred, param_source(&args.weights, 0)?)?;

@@ -1,6 +1,7 @@
 //! Pieces shared by the subcommands: loading a model, resolving it within a
 //! memory limit, and `kiln check`.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use clap::Args;
@@ -18,6 +19,36 @@ pub struct ModelArgs {
     /// Override the batch size (dim 0) of every 4-D graph input.
     #[arg(long)]
     pub batch: Option<usize>,
+    /// The shape of an input whose dims the model leaves open, as
+    /// NAME=D0,D1,... (repeatable; `kiln run` also takes it from --input files).
+    #[arg(long = "shape", value_name = "NAME=D0,D1,...")]
+    pub shapes: Vec<String>,
+}
+
+/// Most dims a `--shape` may list (far beyond any tensor Kiln runs).
+const MAX_RANK: usize = 16;
+
+/// The `--shape NAME=D0,D1,...` arguments by input name.
+pub fn parse_shapes(args: &[String]) -> Result<BTreeMap<String, Vec<usize>>, kiln::Error> {
+    let mut shapes = BTreeMap::new();
+    for arg in args {
+        let bad = |why: &str| kiln::Error::Usage(format!("--shape {arg}: {why}"));
+        let (name, dims) = arg.split_once('=').ok_or_else(|| bad("expected NAME=D0,D1,... (e.g. x=1,3,64,64)"))?;
+        let dims: Vec<usize> = dims
+            .split(',')
+            .map(|d| match d.trim().parse::<usize>() {
+                Ok(n) if n > 0 => Ok(n),
+                _ => Err(bad(&format!("`{d}` is not a positive integer"))),
+            })
+            .collect::<Result<_, _>>()?;
+        if dims.len() > MAX_RANK {
+            return Err(bad(&format!("{} dims, at most {MAX_RANK} are supported", dims.len())));
+        }
+        if shapes.insert(name.to_string(), dims).is_some() {
+            return Err(bad(&format!("input `{name}` is given twice")));
+        }
+    }
+    Ok(shapes)
 }
 
 /// `--max-memory-mib` in bytes.
@@ -48,28 +79,36 @@ pub fn jit_budget(args: &ModelArgs, g: &Graph) -> Result<Option<u64>, kiln::Erro
 /// The model with every shape inferred, refused if it would not fit in
 /// `max_memory_mib` (checked before any parameter is allocated).
 pub fn load_inferred(args: &ModelArgs) -> Result<Graph, kiln::Error> {
-    load_inferred_with(args, &std::collections::BTreeMap::new())
+    load_inferred_with(args, &BTreeMap::new())
 }
 
-/// [`load_inferred`], with the input shapes an ONNX model's symbolic dims
-/// take (from the `--input` files; a JSON model declares all of its dims).
-pub fn load_inferred_with(
-    args: &ModelArgs,
-    onnx_shapes: &std::collections::BTreeMap<String, Vec<usize>>,
-) -> Result<Graph, kiln::Error> {
+/// [`load_inferred`], with the shapes of inputs whose dims the model leaves
+/// open (a JSON model's `null` dims, an ONNX model's symbolic ones), from
+/// the `--input` files; `--shape` arguments add to them.
+pub fn load_inferred_with(args: &ModelArgs, file_shapes: &BTreeMap<String, Vec<usize>>) -> Result<Graph, kiln::Error> {
     check_file_size(&args.model, memory_limit(args))?;
     if args.batch == Some(0) {
         return Err(kiln::Error::Usage("--batch must be at least 1".into()));
     }
+    let mut shapes = parse_shapes(&args.shapes)?;
+    for (name, shape) in file_shapes {
+        if let Some(given) = shapes.get(name).filter(|s| *s != shape) {
+            return Err(kiln::Error::Usage(format!(
+                "input `{name}`: --shape says {given:?} but its --input file has shape {shape:?}"
+            )));
+        }
+        shapes.insert(name.clone(), shape.clone());
+    }
     let mut g = if kiln::is_onnx(&args.model) {
         // The batch is bound before import: the exporter's shape arithmetic
         // is folded for it.
-        kiln::load_onnx(&args.model, &kiln::OnnxInputs { shapes: onnx_shapes.clone(), batch: args.batch })?
+        kiln::load_onnx(&args.model, &kiln::OnnxInputs { shapes, batch: args.batch })?
     } else {
         let mut g = kiln::load_model(&args.model)?;
         if let Some(batch) = args.batch {
             set_batch(&mut g, batch);
         }
+        bind_open_inputs(&mut g, &shapes)?;
         g
     };
     ShapeInference.run(&mut g)?;
@@ -82,15 +121,41 @@ pub fn load_inferred_with(
 }
 
 /// Sets dim 0 of every 4-D graph input to `batch` (at least 1, checked by
-/// the caller).
+/// the caller), open or not; other open dims stay open.
 fn set_batch(g: &mut Graph, batch: usize) {
     let inputs: Vec<_> = g.inputs().to_vec();
     for id in inputs {
-        if let Some(mut dims) = g.node(id).shape().as_known().filter(|d| d.len() == 4) {
-            dims[0] = batch;
-            g.set_shape(id, kiln::Shape::known(&dims));
+        if let Some(mut dims) = g.node(id).shape().dims().filter(|d| d.len() == 4).map(<[kiln::Dim]>::to_vec) {
+            dims[0] = kiln::Dim::Known(batch);
+            g.set_shape(id, kiln::Shape::Ranked(dims));
         }
     }
+}
+
+/// Binds the inputs that leave dims open to the shapes given for them. A
+/// fully declared input keeps its shape (a file that differs is reported
+/// later, with the `--batch` hint); a shape for an unknown input is an error.
+fn bind_open_inputs(g: &mut Graph, shapes: &BTreeMap<String, Vec<usize>>) -> Result<(), kiln::Error> {
+    let names: Vec<String> = g.inputs().iter().map(|&i| g.node(i).name().to_string()).collect();
+    for name in shapes.keys() {
+        if !names.contains(name) {
+            return Err(kiln::Error::Usage(format!(
+                "--shape {name}=...: the model has no input `{name}` (inputs: {})",
+                names.join(", ")
+            )));
+        }
+    }
+    for id in g.inputs().to_vec() {
+        let node = g.node(id);
+        if node.shape().is_fully_known() {
+            continue;
+        }
+        if let Some(shape) = shapes.get(node.name()) {
+            kiln::ir::check_binding(node.name(), node.shape(), shape)?;
+            g.set_shape(id, kiln::Shape::known(shape));
+        }
+    }
+    Ok(())
 }
 
 /// Where `kiln check` and `kiln compile` get parameters, besides `--seed`.
@@ -138,8 +203,20 @@ pub fn load_resolved(args: &ModelArgs, source: ParamSource) -> Result<Graph, kil
 }
 
 /// `kiln check`: validate and print the inferred shapes; with `--weights`,
-/// also check the state dict against the model.
+/// also check the state dict against the model. A JSON model whose inputs
+/// leave dims open (and no `--shape` binds them) gets [`check_open`].
 pub fn check(args: &CheckArgs) -> Result<(), kiln::Error> {
+    if !kiln::is_onnx(&args.model.model) {
+        check_file_size(&args.model.model, memory_limit(&args.model))?;
+        let mut g = kiln::load_model(&args.model.model)?;
+        if let Some(batch) = args.model.batch.filter(|&b| b > 0) {
+            set_batch(&mut g, batch);
+        }
+        bind_open_inputs(&mut g, &parse_shapes(&args.model.shapes)?)?;
+        if g.has_open_inputs() {
+            return check_open(&g);
+        }
+    }
     let g = load_inferred(&args.model)?;
     let f = footprint(&g)?;
     let lazy = g.node_ids().filter(|&id| g.node(id).op().is_lazy()).count();
@@ -163,4 +240,101 @@ pub fn check(args: &CheckArgs) -> Result<(), kiln::Error> {
         f.total_bytes() as f64 / (1024.0 * 1024.0)
     );
     Ok(())
+}
+
+/// Sizes tried for open dims by [`check_open`]: (batch, channels, other
+/// dims) for two bindings that differ in every open dim. Several scales,
+/// because a deep U-Net refuses small images.
+const PROBES: [[(usize, usize, usize); 2]; 4] =
+    [[(1, 3, 32), (2, 4, 48)], [(1, 3, 64), (2, 4, 96)], [(1, 3, 256), (2, 4, 384)], [(1, 3, 1024), (2, 4, 1536)]];
+
+/// The graph with every open input dim bound from `probe` (dim 0 the
+/// batch, dim 1 the channels, the rest spatial), shapes inferred.
+fn probe(g: &Graph, (batch, channels, spatial): (usize, usize, usize)) -> Result<Graph, kiln::Error> {
+    let mut p = g.clone();
+    let shapes: Vec<Vec<usize>> = p
+        .inputs()
+        .iter()
+        .map(|&i| {
+            let dims = p.node(i).shape().dims().unwrap_or_default();
+            dims.iter()
+                .enumerate()
+                .map(|(axis, d)| {
+                    d.known().unwrap_or(match axis {
+                        0 => batch,
+                        1 => channels,
+                        _ => spatial,
+                    })
+                })
+                .collect()
+        })
+        .collect();
+    let refs: Vec<&[usize]> = shapes.iter().map(Vec::as_slice).collect();
+    p.bind_inputs(&refs)?;
+    ShapeInference.run(&mut p)?;
+    Ok(p)
+}
+
+/// `kiln check` on a model whose inputs leave dims open: every value's shape
+/// as far as it follows from the declared dims. Shapes are inferred at two
+/// bindings that differ in every open dim; a dim equal in both is printed,
+/// one that differs is `?` (it follows the input), and a lazy node's
+/// `in_channels` that differs is learned from the first input.
+fn check_open(g: &Graph) -> Result<(), kiln::Error> {
+    let mut last_err = None;
+    for [a, b] in PROBES {
+        let (pa, pb) = match (probe(g, a), probe(g, b)) {
+            (Ok(pa), Ok(pb)) => (pa, pb),
+            (Err(e), _) | (_, Err(e)) => {
+                last_err = Some(e);
+                continue;
+            }
+        };
+        let open: Vec<String> = g
+            .inputs()
+            .iter()
+            .flat_map(|&i| {
+                let n = g.node(i);
+                let dims = n.shape().dims().unwrap_or_default().to_vec();
+                dims.into_iter()
+                    .enumerate()
+                    .filter(|(_, d)| d.known().is_none())
+                    .map(move |(k, _)| format!("{}[{k}]", n.name()))
+            })
+            .collect();
+        outln!("graph {} (inputs with open dims; `?` follows the input)", g.name().unwrap_or("model"));
+        let mut learned = Vec::new();
+        for id in g.topo_order()? {
+            let node = g.node(id);
+            let (sa, sb) = (pa.node(id).shape(), pb.node(id).shape());
+            let shape = match (sa.dims(), sb.dims()) {
+                (Some(da), Some(db)) if da.len() == db.len() => kiln::Shape::Ranked(
+                    da.iter().zip(db).map(|(x, y)| if x == y { *x } else { kiln::Dim::Unknown }).collect(),
+                ),
+                _ => kiln::Shape::Unranked,
+            };
+            let operands: Vec<String> = g.operands(id).iter().map(|&o| format!("%{}", g.node(o).name())).collect();
+            let mut line =
+                format!("  %{} = {}({}) : {shape}", node.name(), node.op().class_name(), operands.join(", "));
+            if node.op().is_lazy() {
+                let first = |p: &Graph| {
+                    g.operands(id).first().and_then(|&o| p.node(o).shape().dims().and_then(|d| d.get(1).copied()))
+                };
+                if first(&pa) != first(&pb) {
+                    line.push_str("  (in_channels learned from the first input)");
+                    learned.push(node.name().to_string());
+                }
+            }
+            outln!("{line}");
+        }
+        let nodes = g.node_count() - g.inputs().len() - g.outputs().len();
+        outln!(
+            "ok: {nodes} nodes; open input dims {} are bound by the first input a kiln::Model runs (or --shape / --input); {} lazy node(s) learn in_channels then{}",
+            open.join(", "),
+            learned.len(),
+            if learned.is_empty() { String::new() } else { format!(" ({})", learned.join(", ")) }
+        );
+        return Ok(());
+    }
+    Err(last_err.unwrap_or_else(|| kiln::Error::Usage("no binding of the open dims infers".into())))
 }

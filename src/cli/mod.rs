@@ -22,6 +22,7 @@ macro_rules! outln {
     }};
 }
 
+mod batches;
 mod bench;
 mod common;
 mod compile;

@@ -10,7 +10,7 @@ use kiln::runtime::backend::{Backend, InterpreterBackend};
 use kiln::runtime::{npy, RandomTensor, Rng, Tensor};
 use kiln::{Graph, ParamSource};
 
-use super::common::{load_inferred, load_inferred_with, ModelArgs};
+use super::common::{load_inferred_with, ModelArgs};
 
 /// Which executor runs the graph.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -157,13 +157,11 @@ fn read_input_files(given: &[String], limit: u128) -> Result<BTreeMap<String, Te
 }
 
 pub fn run(args: &RunArgs) -> Result<(), kiln::Error> {
-    let (inferred, read) = if kiln::is_onnx(&args.model.model) {
-        let read = read_input_files(&args.inputs, super::common::memory_limit(&args.model))?;
-        let shapes = read.iter().map(|(name, t)| (name.clone(), t.shape().to_vec())).collect();
-        (load_inferred_with(&args.model, &shapes)?, read)
-    } else {
-        (load_inferred(&args.model)?, BTreeMap::new())
-    };
+    // The files are read first: their shapes bind the dims the model leaves
+    // open (`null` in a JSON model, symbolic in an ONNX one).
+    let read = read_input_files(&args.inputs, super::common::memory_limit(&args.model))?;
+    let shapes = read.iter().map(|(name, t)| (name.clone(), t.shape().to_vec())).collect();
+    let inferred = load_inferred_with(&args.model, &shapes)?;
     let flop_count = flops(&inferred)?;
     let t0 = Instant::now();
     let limit = super::common::memory_limit(&args.model);

@@ -15,7 +15,7 @@
 use crate::error::Result;
 use crate::graph::{Graph, NodeId};
 use crate::op::{BatchNorm2dParams, Conv2dParams, ConvTranspose2dParams, Op};
-use crate::shape::Shape;
+use crate::shape::{Dim, Shape};
 
 /// Builds a [`Graph`] node by node; every call validates what it adds.
 #[derive(Debug, Default)]
@@ -33,6 +33,13 @@ impl GraphBuilder {
     /// Adds a graph input of a fully known shape.
     pub fn input(&mut self, name: &str, shape: impl AsRef<[usize]>) -> Result<NodeId> {
         self.graph.add_input(name, Shape::known(shape.as_ref()))
+    }
+
+    /// Adds a graph input whose dims may be open (`Dim::Unknown`, `null` in
+    /// the model file): `b.input_dims("x", [Dim::Unknown, Dim::Unknown, 64.into(), 64.into()])`
+    /// takes any batch and channel count, bound when the model runs.
+    pub fn input_dims(&mut self, name: &str, dims: impl Into<Vec<Dim>>) -> Result<NodeId> {
+        self.graph.add_input(name, Shape::Ranked(dims.into()))
     }
 
     /// Adds any op over `operands`.

@@ -150,13 +150,36 @@ pub enum IrError {
     /// The graph has no input or no output.
     #[error("graph has no {0}")]
     Empty(&'static str),
-    /// A graph input's shape has an unknown or zero dimension.
-    #[error("graph input `{node}` must have a fully known shape with positive dims, got {shape}")]
+    /// A graph input's shape is unranked or has a zero dimension (open dims,
+    /// `?`, are allowed: they are bound when the model runs).
+    #[error("graph input `{node}` must have a known rank and positive (or open, `null`) dims, got {shape}")]
     InvalidInputShape {
         /// Input name.
         node: String,
         /// The shape given.
         shape: String,
+    },
+    /// Concrete input shapes that do not fit a graph input's declared shape.
+    #[error("input `{input}`: got shape {got:?}, but the model declares {declared}{reason}")]
+    InputShapeMismatch {
+        /// Input name.
+        input: String,
+        /// The declared shape (open dims as `?`).
+        declared: String,
+        /// The shape given.
+        got: Vec<usize>,
+        /// What does not fit (the rank, or which dim).
+        reason: String,
+    },
+    /// Binding input shapes with the wrong number of shapes.
+    #[error("the model has {expected} input(s) ({names}), got {got} shape(s)")]
+    InputShapeCount {
+        /// Inputs the graph has.
+        expected: usize,
+        /// Shapes given.
+        got: usize,
+        /// The inputs' names, comma-separated.
+        names: String,
     },
     /// Malformed JSON.
     #[error("invalid JSON at line {line}, column {column}: {message}")]
@@ -194,7 +217,9 @@ impl IrError {
     /// Whether the model or the data is at fault.
     pub fn kind(&self) -> ErrorKind {
         match self {
-            IrError::InvalidInputShape { .. } => ErrorKind::InvalidInput,
+            IrError::InvalidInputShape { .. }
+            | IrError::InputShapeMismatch { .. }
+            | IrError::InputShapeCount { .. } => ErrorKind::InvalidInput,
             _ => ErrorKind::InvalidConfiguration,
         }
     }

@@ -222,6 +222,56 @@ impl Graph {
         &self.inputs
     }
 
+    /// A copy without parameter tensors: what shape inference needs (it
+    /// never reads parameters), at the cost of the structure alone.
+    pub fn without_params(&self) -> Graph {
+        let g = self.g.map(
+            |_, n| Node {
+                name: n.name.clone(),
+                op: n.op.clone(),
+                shape: n.shape.clone(),
+                params: BTreeMap::new(),
+                module: n.module.clone(),
+            },
+            |_, &e| e,
+        );
+        Graph {
+            name: self.name.clone(),
+            g,
+            by_name: self.by_name.clone(),
+            inputs: self.inputs.clone(),
+            outputs: self.outputs.clone(),
+        }
+    }
+
+    /// True when some graph input leaves a dim open (`null` in the model
+    /// file): the graph then runs only after [`Graph::bind_inputs`].
+    pub fn has_open_inputs(&self) -> bool {
+        self.inputs.iter().any(|&i| !self.g[i].shape.is_fully_known())
+    }
+
+    /// Gives every graph input a concrete shape, in input order. Each shape
+    /// must have the declared rank and agree with every declared (known)
+    /// dim; open dims take any positive size. Nothing changes on error.
+    /// Only the inputs are set: shape inference recomputes the rest.
+    pub fn bind_inputs(&mut self, shapes: &[&[usize]]) -> Result<()> {
+        if shapes.len() != self.inputs.len() {
+            let names: Vec<&str> = self.inputs.iter().map(|&i| self.g[i].name.as_str()).collect();
+            return Err(IrError::InputShapeCount {
+                expected: self.inputs.len(),
+                got: shapes.len(),
+                names: names.join(", "),
+            });
+        }
+        for (&id, got) in self.inputs.iter().zip(shapes) {
+            check_binding(&self.g[id].name, &self.g[id].shape, got)?;
+        }
+        for (&id, got) in self.inputs.clone().iter().zip(shapes) {
+            self.g[id].shape = Shape::known(got);
+        }
+        Ok(())
+    }
+
     /// Output marker nodes, in order.
     pub fn outputs(&self) -> &[NodeId] {
         &self.outputs
@@ -554,8 +604,37 @@ impl Graph {
     }
 }
 
+/// Whether the concrete shape `got` fits input `name`'s declared shape.
+pub fn check_binding(name: &str, declared: &Shape, got: &[usize]) -> Result<()> {
+    let mismatch = |reason: String| IrError::InputShapeMismatch {
+        input: name.into(),
+        declared: declared.to_string(),
+        got: got.to_vec(),
+        reason,
+    };
+    let Some(dims) = declared.dims() else {
+        return Err(IrError::InvalidInputShape { node: name.into(), shape: declared.to_string() });
+    };
+    if dims.len() != got.len() {
+        return Err(mismatch(format!(" (rank {} instead of {})", got.len(), dims.len())));
+    }
+    for (axis, (d, &n)) in dims.iter().zip(got).enumerate() {
+        if n == 0 {
+            return Err(mismatch(format!(" (dim {axis} is 0; sizes must be positive)")));
+        }
+        if let Dim::Known(k) = d {
+            if *k != n {
+                return Err(mismatch(format!(" (dim {axis} is {n}, not {k})")));
+            }
+        }
+    }
+    Ok(())
+}
+
 fn check_input_shape(name: &str, shape: &Shape) -> Result<()> {
-    let ok = shape.dims().is_some_and(|d| d.iter().all(|d| matches!(d, Dim::Known(n) if *n > 0)));
+    // An open dim (`Unknown`) is bound per run (`Graph::bind_inputs`); a zero
+    // one can never be.
+    let ok = shape.dims().is_some_and(|d| d.iter().all(|d| !matches!(d, Dim::Known(0))));
     if ok {
         Ok(())
     } else {
@@ -639,7 +718,7 @@ mod tests {
         let mut g = Graph::new();
         assert!(matches!(g.add_input("x", vec![1, 0, 4]), Err(IrError::InvalidInputShape { .. })));
         assert!(matches!(g.add_input("x", Shape::Unranked), Err(IrError::InvalidInputShape { .. })));
-        assert!(matches!(g.add_input("x", Shape::Ranked(vec![Dim::Unknown])), Err(IrError::InvalidInputShape { .. })));
+        assert!(g.add_input("open", Shape::Ranked(vec![Dim::Unknown, Dim::Known(3)])).is_ok());
     }
 
     #[test]

@@ -28,7 +28,7 @@ mod spatial;
 
 pub use builder::GraphBuilder;
 pub use error::{ErrorKind, IrError, Result};
-pub use graph::{check_name, Graph, Node, NodeId, RESERVED_PREFIX};
+pub use graph::{check_binding, check_name, Graph, Node, NodeId, RESERVED_PREFIX};
 pub use model::{model_from_value, parse_model};
 pub use op::{
     ArithOp, Arity, BatchNorm2dParams, Conv2dParams, ConvPadding, ConvTranspose2dParams, InstanceNormParams,

@@ -28,7 +28,7 @@ use crate::op::{
     PaddingMode, Pair2,
 };
 use crate::pointwise::{ArgValue, GeluApproximate, Pointwise};
-use crate::shape::Shape;
+use crate::shape::{Dim, Shape};
 use crate::spatial::{
     AvgDivisor, PadMode, Pool2dParams, ShuffleDirection, Sides, UpsampleClass, UpsampleMode, UpsampleParams,
     UpsampleSize,
@@ -348,9 +348,9 @@ fn build(file: ModelFile) -> Result<Graph> {
     for (name, shape) in &file.inputs {
         let dims = parse_shape(shape).ok_or_else(|| IrError::Model {
             context: format!("input `{name}`"),
-            message: format!("shape must be a list of positive integers, got {shape}"),
+            message: format!("shape must be a list of positive integers or null (an open dim), got {shape}"),
         })?;
-        nodes.push((name.clone(), Op::Input, Shape::known(&dims), BTreeMap::new()));
+        nodes.push((name.clone(), Op::Input, Shape::Ranked(dims), BTreeMap::new()));
         operands.push(Vec::new());
         input_names.push(name.clone());
     }
@@ -428,8 +428,16 @@ fn build(file: ModelFile) -> Result<Graph> {
     Ok(g)
 }
 
-fn parse_shape(v: &Value) -> Option<Vec<usize>> {
-    v.as_array()?.iter().map(|d| d.as_u64().filter(|&n| n > 0).and_then(|n| usize::try_from(n).ok())).collect()
+/// An input shape: positive sizes, and `null` for a dim left open (bound
+/// when the model runs, as PyTorch's modules take any batch).
+fn parse_shape(v: &Value) -> Option<Vec<Dim>> {
+    v.as_array()?
+        .iter()
+        .map(|d| match d {
+            Value::Null => Some(Dim::Unknown),
+            _ => d.as_u64().filter(|&n| n > 0).and_then(|n| usize::try_from(n).ok()).map(Dim::Known),
+        })
+        .collect()
 }
 
 /// Reads a node's `args`, tracking which keys were used so leftovers are errors.
@@ -1116,16 +1124,17 @@ fn batch_norm_params(a: &mut Args) -> Result<BatchNorm2dParams> {
 /// `in_channels` / `num_features`. Parameters are not written (save them with
 /// a `WeightStore` as a safetensors state dict: the keys are `<node>.<param>`).
 ///
-/// Fails for a graph input whose shape is not fully known.
+/// Open input dims are written as `null`; an unranked input is an error.
 pub fn to_model_json(graph: &Graph) -> Result<String> {
     let mut inputs = Map::new();
     for &id in graph.inputs() {
         let node = graph.node(id);
         let dims = node
             .shape()
-            .as_known()
+            .dims()
             .ok_or_else(|| IrError::InvalidInputShape { node: node.name().into(), shape: node.shape().to_string() })?;
-        inputs.insert(node.name().into(), Value::from(dims));
+        let dims: Vec<Value> = dims.iter().map(|d| d.known().map_or(Value::Null, Value::from)).collect();
+        inputs.insert(node.name().into(), Value::Array(dims));
     }
     let mut nodes = Vec::new();
     for id in graph.topo_order()? {

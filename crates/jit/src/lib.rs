@@ -58,14 +58,17 @@ mod strategy;
 mod tiling;
 mod verify;
 mod vmath;
+mod weight_cache;
 
 pub use error::JitError;
 pub use graph::{
-    compile, compile_with, CompileError, CompileOptions, CompiledGraph, JitBackend, KernelSummary, CANARY,
+    compile, compile_shared, compile_with, CompileError, CompileOptions, CompiledGraph, JitBackend, KernelSummary,
+    Shared, CANARY,
 };
 pub use library::{KernelStrategy, KernelTier, OptLevel};
 pub use microkernel::NativeIsa;
 pub use pool::MAX_THREADS;
+pub use weight_cache::WeightCache;
 
 /// The kernel-level API (geometries, the kernel builder and library), for
 /// this crate's own tests, benchmarks and examples. Not a stable interface:

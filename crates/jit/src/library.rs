@@ -8,6 +8,7 @@
 //! `0..work_items(id)` among their workers.
 
 use std::ops::Range;
+use std::sync::Arc;
 
 use cranelift_codegen::ir::InstBuilder;
 use cranelift_codegen::settings::{self, Configurable};
@@ -25,10 +26,11 @@ use crate::epilogue::{helper_sigmoid, helper_tanh, Activation, Epilogue, SIGMOID
 use crate::error::JitError;
 use crate::geometry::{checked_len, Conv2dGeometry, ConvTranspose2dGeometry};
 use crate::microkernel::NativeIsa;
-use crate::pack::{block_stride, pack_bias, pack_weights, AlignedBuf};
+use crate::pack::{block_stride, pack_bias, AlignedBuf};
 use crate::plane::PlaneKernel;
 use crate::schedule::{block_cost, phase_regions, Blocking, ConvSpec};
 use crate::strategy::{self, Native};
+use crate::weight_cache::WeightCache;
 
 /// Largest estimated CLIF instruction count ([`block_cost`] summed) of one
 /// Cranelift-tier kernel; beyond it the kernel is refused with
@@ -163,6 +165,11 @@ pub struct KernelBuilder {
     helpers: Helpers,
     kernels: Vec<Pending>,
     buffers: Vec<AlignedBuf>,
+    /// Packed weights, possibly shared with other libraries (see `weights`).
+    packed: Vec<Arc<AlignedBuf>>,
+    /// Where packed weights come from: a fresh cache per builder, or one
+    /// shared by every graph of a `Shared` (see `use_weight_cache`).
+    weights: WeightCache,
     tables: Vec<ConstData>,
     // Boxed: generated code holds each kernel's address, which must not move
     // when the vector grows.
@@ -224,6 +231,7 @@ pub struct KernelLibrary {
     // Field order: code is freed before the parameter buffers it points into.
     _module: ModuleOwner,
     _buffers: Vec<AlignedBuf>,
+    _packed: Vec<Arc<AlignedBuf>>,
     _tables: Vec<ConstData>,
     #[allow(clippy::vec_box)]
     _planes: Vec<Box<PlaneKernel>>,
@@ -291,6 +299,8 @@ impl KernelBuilder {
             helpers,
             kernels: Vec::new(),
             buffers: Vec::new(),
+            packed: Vec::new(),
+            weights: WeightCache::new(),
             tables: Vec::new(),
             planes: Vec::new(),
             binaries: Vec::new(),
@@ -333,6 +343,13 @@ impl KernelBuilder {
         format!("k{}_{}", self.kernels.len(), kind)
     }
 
+    /// Takes packed weights from `cache` (and adds new packings to it), so
+    /// libraries built with one cache share the buffers of equal weights in
+    /// equal layouts (see [`WeightCache`]).
+    pub fn use_weight_cache(&mut self, cache: WeightCache) {
+        self.weights = cache;
+    }
+
     /// Adds a transposed convolution. `weights` has PyTorch layout
     /// `[C_in, C_out/groups, kH, kW]`; the bias (if any) has `C_out` values.
     /// Input 0 is `[N, C_in, H_in, W_in]`, the output `[N, C_out, H_out, W_out]`.
@@ -351,7 +368,7 @@ impl KernelBuilder {
             weights[(((g * cig + ci) * cog + co) * kk[0] + kh) * kk[1] + kw]
         };
         let finite = weights.iter().all(|w| w.is_finite());
-        self.add_conv(spec, weights.len(), wl, weight, finite, epilogue, xl, yl, geom.flops())
+        self.add_conv(spec, weights, wl, weight, finite, epilogue, xl, yl, geom.flops())
     }
 
     /// Adds a forward convolution with zero padding. `weights` has PyTorch
@@ -370,14 +387,14 @@ impl KernelBuilder {
             weights[(((g * cog + co) * cig + ci) * kk[0] + kh) * kk[1] + kw]
         };
         let finite = weights.iter().all(|w| w.is_finite());
-        self.add_conv(spec, weights.len(), wl, weight, finite, epilogue, xl, yl, geom.flops())
+        self.add_conv(spec, weights, wl, weight, finite, epilogue, xl, yl, geom.flops())
     }
 
     #[allow(clippy::too_many_arguments)]
     fn add_conv(
         &mut self,
         spec: ConvSpec,
-        weights_len: usize,
+        source: &[f32],
         want_weights: usize,
         weight: impl Fn(usize, usize, usize, usize, usize) -> f32,
         weights_finite: bool,
@@ -387,12 +404,12 @@ impl KernelBuilder {
         flops: u64,
     ) -> Result<KernelId, JitError> {
         let name = self.next_name(spec.op);
-        if weights_len != want_weights {
+        if source.len() != want_weights {
             return Err(JitError::ParameterLength {
                 kernel: name,
                 what: "weight",
                 expected: want_weights,
-                actual: weights_len,
+                actual: source.len(),
             });
         }
         let cout = spec.groups * spec.cog;
@@ -412,7 +429,7 @@ impl KernelBuilder {
         // interpreter skip the tap). A non-finite weight is rare enough that
         // the Cranelift kernel, which skips such taps, is the right answer.
         if let Some(isa) = self.native.filter(|_| weights_finite) {
-            if let Some(id) = self.add_native(&name, &spec, isa, &weight, epilogue, in_len, out_len, flops)? {
+            if let Some(id) = self.add_native(&name, &spec, isa, source, &weight, epilogue, in_len, out_len, flops)? {
                 return Ok(id);
             }
         }
@@ -427,7 +444,7 @@ impl KernelBuilder {
             });
         }
         self.charge(&name, packed_bytes(&spec, &blocking))?;
-        let packed = pack_weights(&spec, &blocking, weight);
+        let packed = self.weights.packed(&spec, &blocking, source, weight);
         checked_len(spec.op, "packed weights", &[packed.as_slice().len()])?;
         let bias = pack_bias(&spec, &blocking, epilogue.bias.as_deref());
         let kernel = ConvKernel {
@@ -441,7 +458,7 @@ impl KernelBuilder {
         let helpers = self.helpers;
         let module = self.module.as_mut().ok_or_else(|| JitError::codegen(&name, "module already finalized"))?;
         let emitted = conv::emit(&mut self.fc, module, &helpers, &kernel)?;
-        self.buffers.push(packed);
+        self.packed.push(packed);
         self.buffers.push(bias);
         let info = KernelIo { in_len, out_len, flops }.info(&name, spec.batch * spec.groups * blocking.blocks(), false);
         Ok(self.push(info, emitted.entry, emitted.clif))
@@ -455,6 +472,7 @@ impl KernelBuilder {
         name: &str,
         spec: &ConvSpec,
         isa: NativeIsa,
+        source: &[f32],
         weight: &dyn Fn(usize, usize, usize, usize, usize) -> f32,
         epilogue: &Epilogue,
         in_len: usize,
@@ -500,6 +518,7 @@ impl KernelBuilder {
                     name,
                     spec,
                     blocking,
+                    source,
                     weight,
                     epilogue,
                     io,
@@ -514,9 +533,18 @@ impl KernelBuilder {
                 // Constant code size: one entry function walks a call list.
                 let (blocking, items, strategy) =
                     (p.blocking.clone(), p.work_items(spec), KernelStrategy::NativeChannelTiles(p.isa));
-                self.finish_native(name, spec, blocking, weight, epilogue, io, items, strategy, |fc, m, params| {
-                    native_cg::emit_cv(fc, m, params, &p)
-                })
+                self.finish_native(
+                    name,
+                    spec,
+                    blocking,
+                    source,
+                    weight,
+                    epilogue,
+                    io,
+                    items,
+                    strategy,
+                    |fc, m, params| native_cg::emit_cv(fc, m, params, &p),
+                )
                 .map(Some)
             }
         }
@@ -545,6 +573,7 @@ impl KernelBuilder {
         name: &str,
         spec: &ConvSpec,
         blocking: Blocking,
+        source: &[f32],
         weight: &dyn Fn(usize, usize, usize, usize, usize) -> f32,
         epilogue: &Epilogue,
         io: KernelIo,
@@ -553,7 +582,7 @@ impl KernelBuilder {
         emit: impl FnOnce(&mut FnCompiler, &mut JITModule, &NativeParams<'_>) -> Result<native_cg::NativeEmitted, JitError>,
     ) -> Result<KernelId, JitError> {
         self.charge(name, packed_bytes(spec, &blocking))?;
-        let packed = pack_weights(spec, &blocking, weight);
+        let packed = self.weights.packed(spec, &blocking, source, weight);
         checked_len(spec.op, "packed weights", &[packed.as_slice().len()])?;
         let bias = pack_bias(spec, &blocking, epilogue.bias.as_deref());
         let params = NativeParams {
@@ -565,7 +594,7 @@ impl KernelBuilder {
         };
         let module = self.module.as_mut().ok_or_else(|| JitError::codegen(name, "module already finalized"))?;
         let emitted = emit(&mut self.fc, module, &params)?;
-        self.buffers.push(packed);
+        self.packed.push(packed);
         self.buffers.push(bias);
         self.push_native(name, emitted, io, work_items, strategy)
     }
@@ -983,6 +1012,7 @@ impl KernelBuilder {
             kernels,
             _module: ModuleOwner(Some(module)),
             _buffers: std::mem::take(&mut self.buffers),
+            _packed: std::mem::take(&mut self.packed),
             _tables: std::mem::take(&mut self.tables),
             _planes: std::mem::take(&mut self.planes),
             _binaries: std::mem::take(&mut self.binaries),

@@ -171,6 +171,17 @@ pub enum PassError {
         /// The values involved.
         detail: String,
     },
+    /// A graph input whose dims are left open (`null`) reached shape
+    /// inference unbound: the shapes come from the data it will run on.
+    #[error(
+        "graph input `{input}` has open dims ({shape}): give concrete shapes first (`kiln::Model` binds them from the inputs it runs on; `kiln run` from the --input files or --shape {input}=...)"
+    )]
+    OpenInput {
+        /// Input name.
+        input: String,
+        /// Its declared shape, open dims as `?`.
+        shape: String,
+    },
     /// An operand whose shape is not known (a pass ran out of order).
     #[error("node `{node}`: operand `{operand}` has no inferred shape; run ShapeInference first")]
     ShapeNotInferred {

@@ -39,10 +39,14 @@ pub fn infer_node(graph: &Graph, id: NodeId) -> Result<Vec<usize>> {
         })
     };
     Ok(match op {
-        Op::Input => node.shape().as_known().ok_or_else(|| kiln_ir::IrError::InvalidInputShape {
-            node: name.into(),
-            shape: node.shape().to_string(),
-        })?,
+        Op::Input => match node.shape() {
+            kiln_ir::Shape::Unranked => {
+                return Err(
+                    kiln_ir::IrError::InvalidInputShape { node: name.into(), shape: node.shape().to_string() }.into()
+                )
+            }
+            s => s.as_known().ok_or_else(|| PassError::OpenInput { input: name.into(), shape: s.to_string() })?,
+        },
         Op::LazyConvTranspose2d { params } => shape_fns::conv_transpose2d(name, class, &first()?, None, params)?.output,
         Op::ConvTranspose2d { in_channels, params } => {
             shape_fns::conv_transpose2d(name, class, &first()?, Some(*in_channels), params)?.output

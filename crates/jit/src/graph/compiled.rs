@@ -1,7 +1,7 @@
 //! `CompiledGraph`: the kernels of a graph, its memory plan and its thread
 //! pool, ready to run any number of times from any number of threads.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use kiln_ir::Graph;
 use kiln_runtime::{RuntimeError, Tensor};
@@ -11,6 +11,7 @@ use super::lower::{lower, Program, ValueRef};
 use super::memory::{plan, MemoryPlan};
 use crate::library::{KernelBuilder, KernelLibrary, KernelTier, OptLevel, Options};
 use crate::pool::ThreadPool;
+use crate::weight_cache::WeightCache;
 
 /// How to compile.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -71,7 +72,7 @@ pub struct CompiledGraph {
     inputs: Vec<(String, Vec<usize>)>,
     /// Name of each graph output's value node, for messages.
     output_names: Vec<String>,
-    pool: ThreadPool,
+    pool: Arc<ThreadPool>,
     guard: usize,
     /// For each temporary that is a graph output, the first output it is:
     /// kernels write such values straight into the caller's output buffer.
@@ -95,12 +96,48 @@ pub fn compile(graph: &Graph) -> Result<CompiledGraph, CompileError> {
 /// Compiles a resolved graph. Refuses lazy nodes, unknown dims and missing
 /// parameters with an error naming the node.
 pub fn compile_with(graph: &Graph, options: CompileOptions) -> Result<CompiledGraph, CompileError> {
+    compile_shared(graph, options, &Shared::new(options.threads)?)
+}
+
+/// What several compiled graphs can share: one thread pool and one cache of
+/// packed weights. A model serving many input shapes compiles every version
+/// with the same `Shared`, so the versions pack each weight once and run on
+/// one set of worker threads. Cheap to clone (clones share).
+#[derive(Clone, Debug)]
+pub struct Shared {
+    pool: Arc<ThreadPool>,
+    weights: WeightCache,
+}
+
+impl Shared {
+    /// A pool of `threads` threads (0 = all cores; at most [`crate::MAX_THREADS`])
+    /// and an empty weight cache.
+    pub fn new(threads: usize) -> Result<Shared, CompileError> {
+        let pool = ThreadPool::new(threads).map_err(|source| CompileError::Threads { threads, source })?;
+        Ok(Shared { pool: Arc::new(pool), weights: WeightCache::new() })
+    }
+
+    /// Threads each run uses, the caller included.
+    pub fn threads(&self) -> usize {
+        self.pool.threads()
+    }
+
+    /// The packed weights held for the graphs compiled with this.
+    pub fn weight_cache(&self) -> &WeightCache {
+        &self.weights
+    }
+}
+
+/// [`compile_with`] using `shared`'s thread pool and packed-weight cache
+/// (`options.threads` is ignored: the pool has its size).
+pub fn compile_shared(graph: &Graph, options: CompileOptions, shared: &Shared) -> Result<CompiledGraph, CompileError> {
     let mut kb = KernelBuilder::with_options(Options {
         opt_level: options.opt_level,
         tier: options.tier,
         memory_budget: options.max_memory_bytes,
     })
     .map_err(|source| CompileError::Kernel { node: "<module>".into(), source })?;
+    kb.use_weight_cache(shared.weights.clone());
     let program = lower(graph, &mut kb)?;
     let library = kb.finish().map_err(|source| CompileError::Kernel { node: "<module>".into(), source })?;
     let plan = plan(&program);
@@ -119,8 +156,7 @@ pub fn compile_with(graph: &Graph, options: CompileOptions) -> Result<CompiledGr
             output_home[*t].get_or_insert(k);
         }
     }
-    let pool = ThreadPool::new(options.threads)
-        .map_err(|source| CompileError::Threads { threads: options.threads, source })?;
+    let pool = Arc::clone(&shared.pool);
     Ok(CompiledGraph {
         library,
         program,

@@ -13,5 +13,7 @@ pub(crate) mod lower;
 pub(crate) mod memory;
 
 pub use backend::JitBackend;
-pub use compiled::{compile, compile_with, CompileOptions, CompiledGraph, KernelSummary, CANARY};
+pub use compiled::{
+    compile, compile_shared, compile_with, CompileOptions, CompiledGraph, KernelSummary, Shared, CANARY,
+};
 pub use error::CompileError;
