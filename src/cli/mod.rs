@@ -25,6 +25,7 @@ macro_rules! outln {
 mod bench;
 mod common;
 mod compile;
+mod image_io;
 mod run;
 
 /// Kiln: compile PyTorch-style lazy decoder models and run them with JIT-compiled kernels.
