@@ -426,3 +426,24 @@ fn non_image_outputs_are_refused_before_running() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(npy::read(dir.join("y.npy")).expect("npy").shape(), [2, 4]);
 }
+
+/// An ONNX model's image input is converted to the channel count the model
+/// declares too, although it is read before the model (its shape binds the
+/// model's symbolic dims).
+#[test]
+fn onnx_image_inputs_take_the_declared_channels() {
+    let dir = temp_dir("onnx");
+    let model = format!("{}/crates/onnx/tests/fixtures/conv_dynamic.onnx", env!("CARGO_MANIFEST_DIR"));
+    let levels: Vec<u8> = (0..64u32).map(|i| (i * 4) as u8).collect();
+    let gray = dir.join("g.png");
+    encode(&gray, 8, 8, png::ColorType::Grayscale, &levels);
+    let plane: Vec<f32> = levels.iter().map(|&l| f32::from(l) / 255.0).collect();
+    let x = dir.join("x.npy");
+    npy::write(&x, &tensor(&[1, 3, 8, 8], [plane.clone(), plane.clone(), plane].concat())).expect("npy");
+    let (a, b) = (dir.join("a.npy"), dir.join("b.npy"));
+    for (input, out) in [(&gray, &a), (&x, &b)] {
+        let o = kiln(&["run", &model, "--input", &format!("x={}", s(input)), "--output", &s(out), "--threads", "1"]);
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    assert_eq!(npy::read(&a).expect("a"), npy::read(&b).expect("b"), "gray copied into the declared 3 channels");
+}

@@ -3,6 +3,7 @@
 //! PNG (a grid for a batch), with the value range taken from `--output-range`,
 //! the model's last activation, or the values themselves.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use kiln::image::{self, ValueRange};
@@ -50,6 +51,30 @@ pub fn declared_channels(graph: &Graph, id: kiln::ir::NodeId) -> Option<usize> {
         [_, c, _, _] if [1, 3, 4].contains(&c) => Some(c),
         _ => None,
     }
+}
+
+/// The channel counts an ONNX model's inputs declare (dim 1 of a rank-4
+/// input, when fixed at 1, 3 or 4), by name, for the image `--input` files,
+/// which are read before the model because they give its symbolic dims. Empty
+/// when no input is an image: finding them reads the model once more.
+pub fn onnx_declared_channels(
+    model: &Path,
+    given: &[String],
+    limit: u128,
+) -> Result<BTreeMap<String, usize>, kiln::Error> {
+    let any_image = given.iter().filter_map(|a| a.split_once('=')).any(|(_, p)| image::is_image_path(Path::new(p)));
+    if !any_image {
+        return Ok(BTreeMap::new());
+    }
+    super::common::check_file_size(model, limit)?;
+    let onnx = kiln::onnx::read_model(model)?;
+    Ok(kiln::onnx::convert::declared_inputs(&onnx)
+        .into_iter()
+        .filter_map(|(name, dims)| match dims[..] {
+            [_, kiln::onnx::Dim::Known(c), _, _] if [1, 3, 4].contains(&c) => Some((name, c as usize)),
+            _ => None,
+        })
+        .collect())
 }
 
 /// The file output `index` of `count` goes to: `path` itself for one

@@ -156,23 +156,27 @@ pub fn inputs(
 
 /// The `--input NAME=FILE.npy` tensors by name, read before the model is:
 /// an ONNX model's symbolic dims are bound to their shapes.
-/// An image keeps its own channels: they bind the model's input shape.
+/// An image is converted to the channel count in `channels` (by input name).
 fn read_input_files(
     given: &[String],
     limit: u128,
     range: kiln::image::ValueRange,
+    channels: &BTreeMap<String, usize>,
 ) -> Result<BTreeMap<String, Tensor>, kiln::Error> {
     let mut read = BTreeMap::new();
     for arg in given {
         let (name, path) = input_arg(arg)?;
-        read.insert(name.to_string(), super::image_io::read_input(Path::new(path), range, None, limit)?);
+        let c = channels.get(name).copied();
+        read.insert(name.to_string(), super::image_io::read_input(Path::new(path), range, c, limit)?);
     }
     Ok(read)
 }
 
 pub fn run(args: &RunArgs) -> Result<(), kiln::Error> {
     let (inferred, read) = if kiln::is_onnx(&args.model.model) {
-        let read = read_input_files(&args.inputs, super::common::memory_limit(&args.model), args.input_range)?;
+        let limit = super::common::memory_limit(&args.model);
+        let channels = super::image_io::onnx_declared_channels(&args.model.model, &args.inputs, limit)?;
+        let read = read_input_files(&args.inputs, limit, args.input_range, &channels)?;
         let shapes = read.iter().map(|(name, t)| (name.clone(), t.shape().to_vec())).collect();
         (load_inferred_with(&args.model, &shapes)?, read)
     } else {
