@@ -42,13 +42,12 @@ pub fn read_input(path: &Path, range: ValueRange, channels: Option<usize>, limit
 }
 
 /// The channel count an image read for graph input `id` is converted to: dim
-/// 1 of its declared `[N, C, H, W]` shape when that is an image's (1, 3 or
-/// 4). Otherwise the image keeps its own channels, and a mismatch is reported
-/// with both shapes like any input's.
+/// 1 of its declared `[N, C, H, W]` shape when that is an image's (1, 3 or 4),
+/// whether or not the other dims are known. Otherwise the image keeps its own
+/// channels, and a mismatch is reported with both shapes like any input's.
 pub fn declared_channels(graph: &Graph, id: kiln::ir::NodeId) -> Option<usize> {
-    let dims = graph.node(id).shape().as_known()?;
-    match dims[..] {
-        [_, c, _, _] if [1, 3, 4].contains(&c) => Some(c),
+    match graph.node(id).shape().dims()? {
+        [_, c, _, _] => c.known().filter(|c| [1, 3, 4].contains(c)),
         _ => None,
     }
 }
