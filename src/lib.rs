@@ -58,6 +58,7 @@
 use std::path::Path;
 
 pub mod bench;
+pub mod image;
 mod model;
 
 pub use model::{CacheStats, CompiledVersion, Model, ModelOptions, DEFAULT_CACHE_CAPACITY, DEFAULT_MAX_CHUNK};
@@ -137,6 +138,24 @@ pub enum Error {
         /// The limit.
         limit: u128,
     },
+    /// An image file that cannot be read, or a tensor that cannot be written
+    /// as one ([`image`]).
+    #[error("{path}: {message}")]
+    Image {
+        /// The file.
+        path: String,
+        /// What is wrong, with the shape or size at fault.
+        message: String,
+    },
+    /// A value range for images ([`image::ValueRange`]) that is not `lo < hi`
+    /// with finite bounds.
+    #[error("invalid value range `{range}`: {reason}")]
+    ValueRange {
+        /// The range as given.
+        range: String,
+        /// Why it is refused.
+        reason: String,
+    },
     /// Reading a file.
     #[error("{path}: {source}")]
     Io {
@@ -160,6 +179,8 @@ impl Error {
             Error::Io { .. }
             | Error::TooLarge { .. }
             | Error::FileTooLarge { .. }
+            | Error::Image { .. }
+            | Error::ValueRange { .. }
             | Error::Usage(_)
             | Error::Backend(_) => ErrorKind::InvalidInput,
         }

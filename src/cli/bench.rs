@@ -191,7 +191,7 @@ pub fn run(args: &BenchArgs) -> Result<(), kiln::Error> {
         let inferred = super::common::load_inferred(&margs)?;
         let flop_count = flops(&inferred)? as f64;
         let graph = kiln::resolve(inferred, param_source(&args.weights, 0)?)?;
-        let inputs = model_inputs(&graph, &[], 0, u128::MAX, Default::default())?;
+        let inputs = model_inputs(&graph, &[], 0, u128::MAX, Default::default(), kiln::image::ValueRange::UNIT)?;
         let name = graph.name().unwrap_or("model").to_string();
         if !args.json {
             print_header(peak, args.kernels)?;

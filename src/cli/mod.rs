@@ -26,6 +26,7 @@ mod batches;
 mod bench;
 mod common;
 mod compile;
+mod image_io;
 mod run;
 
 /// Kiln: compile PyTorch-style lazy decoder models and run them with JIT-compiled kernels.

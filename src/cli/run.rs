@@ -7,7 +7,7 @@ use std::time::Instant;
 use clap::{Args, ValueEnum};
 use kiln::passes::flops;
 use kiln::runtime::backend::{Backend, InterpreterBackend};
-use kiln::runtime::{npy, RandomTensor, Rng, Tensor};
+use kiln::runtime::{RandomTensor, Rng, Tensor};
 use kiln::{Graph, ParamSource};
 
 use super::common::{load_inferred_with, ModelArgs};
@@ -28,15 +28,25 @@ pub struct RunArgs {
     pub model: ModelArgs,
     #[command(flatten)]
     pub weights: super::common::WeightArgs,
-    /// An input as NAME=FILE.npy (repeatable); inputs not given are random U[-1,1) from `--seed`.
+    /// An input as NAME=FILE.npy or NAME=IMAGE.png (repeatable; an image is [1, C, H, W], converted to the
+    /// model's channel count); inputs not given are random U[-1,1) from `--seed`.
     #[arg(long = "input", value_name = "NAME=X.npy")]
     pub inputs: Vec<String>,
+    /// The values an image input's levels 0..255 map to: 0,1 (torchvision's ToTensor) or -1,1 (with
+    /// Normalize(0.5, 0.5)), as the model was trained.
+    #[arg(long, value_name = "LO,HI", default_value = "0,1", allow_hyphen_values = true)]
+    pub input_range: kiln::image::ValueRange,
     /// Seed for weights and random inputs.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Write the output as .npy (several outputs: FILE.0.npy, FILE.1.npy, ... in `outputs` order).
+    /// Write the output as .npy, or as a PNG image (a grid for a batch) for FILE.png (several outputs:
+    /// FILE.0.npy, FILE.1.npy, ... in `outputs` order).
     #[arg(long)]
     pub output: Option<PathBuf>,
+    /// The values a .png output's 0..255 stand for (default: from its last activation, Tanh -1,1,
+    /// Sigmoid 0,1; else its own min..max, with a note).
+    #[arg(long, value_name = "LO,HI", allow_hyphen_values = true)]
+    pub output_range: Option<kiln::image::ValueRange>,
     /// Worker threads for the JIT (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
@@ -103,14 +113,15 @@ fn input_arg(arg: &str) -> Result<(&str, &str), kiln::Error> {
     arg.split_once('=').ok_or_else(|| kiln::Error::Usage(format!("--input {arg}: expected NAME=FILE.npy")))
 }
 
-/// The graph's inputs: from `NAME=FILE.npy` arguments, else random from
-/// `seed`. Files already in `read` (by input name) are not read again.
+/// The graph's inputs: from `NAME=FILE.npy` (or image) arguments, else random
+/// from `seed`. Files already in `read` (by input name) are not read again.
 pub fn inputs(
     graph: &Graph,
     given: &[String],
     seed: u64,
     limit: u128,
     mut read: BTreeMap<String, Tensor>,
+    range: kiln::image::ValueRange,
 ) -> Result<Vec<Tensor>, kiln::Error> {
     let mut files = BTreeMap::new();
     for arg in given {
@@ -132,8 +143,7 @@ pub fn inputs(
             match (read.remove(node.name()), files.get(node.name())) {
                 (Some(t), _) => Ok(t),
                 (None, Some(path)) => {
-                    super::common::check_file_size(path, limit)?;
-                    Ok(npy::read(path)?)
+                    super::image_io::read_input(path, range, super::image_io::declared_channels(graph, i), limit)
                 }
                 (None, None) => {
                     let shape = node.shape().as_known().unwrap_or_default();
@@ -146,12 +156,18 @@ pub fn inputs(
 
 /// The `--input NAME=FILE.npy` tensors by name, read before the model is:
 /// an ONNX model's symbolic dims are bound to their shapes.
-fn read_input_files(given: &[String], limit: u128) -> Result<BTreeMap<String, Tensor>, kiln::Error> {
+/// An image is converted to the channel count in `channels` (by input name).
+fn read_input_files(
+    given: &[String],
+    limit: u128,
+    range: kiln::image::ValueRange,
+    channels: &BTreeMap<String, usize>,
+) -> Result<BTreeMap<String, Tensor>, kiln::Error> {
     let mut read = BTreeMap::new();
     for arg in given {
         let (name, path) = input_arg(arg)?;
-        super::common::check_file_size(Path::new(path), limit)?;
-        read.insert(name.to_string(), npy::read(path)?);
+        let c = channels.get(name).copied();
+        read.insert(name.to_string(), super::image_io::read_input(Path::new(path), range, c, limit)?);
     }
     Ok(read)
 }
@@ -159,7 +175,9 @@ fn read_input_files(given: &[String], limit: u128) -> Result<BTreeMap<String, Te
 pub fn run(args: &RunArgs) -> Result<(), kiln::Error> {
     // The files are read first: their shapes bind the dims the model leaves
     // open (`null` in a JSON model, symbolic in an ONNX one).
-    let read = read_input_files(&args.inputs, super::common::memory_limit(&args.model))?;
+    let limit = super::common::memory_limit(&args.model);
+    let channels = super::image_io::model_declared_channels(&args.model.model, &args.inputs, limit)?;
+    let read = read_input_files(&args.inputs, limit, args.input_range, &channels)?;
     let shapes = read.iter().map(|(name, t)| (name.clone(), t.shape().to_vec())).collect();
     let inferred = load_inferred_with(&args.model, &shapes)?;
     let flop_count = flops(&inferred)?;
@@ -168,9 +186,10 @@ pub fn run(args: &RunArgs) -> Result<(), kiln::Error> {
     let budget = super::common::jit_budget(&args.model, &inferred)?;
     let graph = kiln::resolve(inferred, args.weights.source(args.seed, limit)?)?;
     let resolve_ms = t0.elapsed().as_secs_f64() * 1e3;
-    let inputs = inputs(&graph, &args.inputs, args.seed, limit, read)?;
+    let inputs = inputs(&graph, &args.inputs, args.seed, limit, read, args.input_range)?;
     check_batch(&graph, &args.inputs, &inputs)?;
     kiln::runtime::check_inputs(&graph, &inputs)?;
+    super::image_io::check_outputs(&graph, args.output.as_deref())?;
     let backend = backend(args.backend, args.threads, args.kernels, budget)?;
     let t1 = Instant::now();
     let exe = backend.prepare(&graph).map_err(kiln::Error::Backend)?;
@@ -189,14 +208,16 @@ pub fn run(args: &RunArgs) -> Result<(), kiln::Error> {
     let t2 = Instant::now();
     let outputs = exe.run(&inputs)?;
     let run_ms = t2.elapsed().as_secs_f64() * 1e3;
-    let names: Vec<&str> = graph.output_values().iter().map(|&id| graph.node(id).name()).collect();
+    let values = graph.output_values();
+    let names: Vec<&str> = values.iter().map(|&id| graph.node(id).name()).collect();
     for (i, out) in outputs.iter().enumerate() {
         let sum: f64 = out.iter().map(|&v| f64::from(v)).sum();
         let abs: f64 = out.iter().map(|&v| f64::from(v).abs()).sum();
         let name = names.get(i).copied().unwrap_or("?");
         outln!("output {name}: shape {:?}  sum {sum:.6}  mean|x| {:.6}", out.shape(), abs / out.len().max(1) as f64);
-        if let Some(path) = &args.output {
-            npy::write(output_path(path, i, outputs.len()), out)?;
+        if let (Some(path), Some(&id)) = (&args.output, values.get(i)) {
+            let file = super::image_io::output_path(path, i, outputs.len());
+            super::image_io::write_output(&file, out, &graph, id, args.output_range)?;
         }
     }
     let gflops = flop_count as f64 / (run_ms * 1e6);
@@ -206,12 +227,4 @@ pub fn run(args: &RunArgs) -> Result<(), kiln::Error> {
         flop_count as f64 / 1e9
     );
     Ok(())
-}
-
-fn output_path(path: &Path, index: usize, count: usize) -> PathBuf {
-    if count == 1 {
-        return path.to_path_buf();
-    }
-    let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-    path.with_file_name(format!("{stem}.{index}.npy"))
 }
