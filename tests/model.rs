@@ -120,6 +120,31 @@ fn kiln_run_on_open_dims_needs_shapes_and_takes_shape_arguments() {
 }
 
 #[test]
+fn kiln_check_reports_what_open_dims_leave_open() {
+    let o = Command::new(env!("CARGO_BIN_EXE_kiln")).arg("check").arg(data("decoder.json")).output().expect("runs");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = String::from_utf8_lossy(&o.stdout);
+    for line in [
+        "%x = Input() : f32[?, ?, 4, 5]",
+        "%up1 = LazyConvTranspose2d(%x) : f32[?, 16, 8, 10]  (in_channels learned from the first input)",
+        "%conv3 = LazyConv2d(%act2) : f32[?, 3, 16, 20]",
+        "open input dims x[0], x[1]",
+    ] {
+        assert!(out.contains(line), "missing {line:?} in:\n{out}");
+    }
+    // The spatial model: every dim open, so the spatial dims stay open too.
+    let o = Command::new(env!("CARGO_BIN_EXE_kiln")).arg("check").arg(data("spatial.json")).output().expect("runs");
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("%out = Sigmoid(%conv2) : f32[?, 3, ?, ?]"), "{out}");
+    // --shape binds them and the ordinary report follows.
+    let o = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(["check", &data("spatial.json").display().to_string(), "--shape", "x=1,4,8,8"])
+        .output()
+        .expect("runs");
+    assert!(String::from_utf8_lossy(&o.stdout).contains("all shapes inferred"));
+}
+
+#[test]
 fn parameters_are_fixed_by_the_first_input() {
     let m = model("decoder", two_threads());
     m.run(&[npy("decoder.b3.x.npy")]).expect("6 channels first");

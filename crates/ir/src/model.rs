@@ -1366,12 +1366,43 @@ fn op_args(op: &Op) -> Map<String, Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::shape::Dim;
 
     const DCGAN_HEAD: &str = r#"{"inputs": {"z": [2, 32, 1, 1]}, "nodes": [
         {"name": "up1", "op": "LazyConvTranspose2d", "args": {"out_channels": 64, "kernel_size": 4, "stride": 1, "padding": 0, "bias": false}, "inputs": null},
         {"name": "bn1", "op": "LazyBatchNorm2d", "args": {}, "inputs": null},
         {"name": "act1", "op": "ReLU", "args": {}, "inputs": null}]}"#;
+
+    #[test]
+    fn null_input_dims_are_open_and_round_trip() {
+        let g = parse_model(
+            r#"{"inputs": {"x": [null, null, 4, 5]}, "nodes": [{"name": "up", "op": "LazyConvTranspose2d", "args": {"out_channels": 2, "kernel_size": 3}}]}"#,
+        )
+        .expect("open dims parse");
+        let x = g.node(g.inputs()[0]);
+        assert_eq!(x.shape(), &Shape::Ranked(vec![Dim::Unknown, Dim::Unknown, Dim::Known(4), Dim::Known(5)]));
+        assert!(g.has_open_inputs());
+        assert!(g.to_string().contains("%x: f32[?, ?, 4, 5]"), "{g}");
+        let json = to_model_json(&g).expect("writes");
+        assert!(json.contains("null"), "open dims are written as null: {json}");
+        assert_eq!(parse_model(&json).expect("reads back"), g);
+        // Bind: rank and declared dims are checked, open ones take any size.
+        let mut bound = g.clone();
+        bound.bind_inputs(&[&[2, 7, 4, 5]]).expect("binds");
+        assert!(!bound.has_open_inputs());
+        let e = g.clone().bind_inputs(&[&[2, 7, 4, 6]]).unwrap_err().to_string();
+        assert_eq!(e, "input `x`: got shape [2, 7, 4, 6], but the model declares f32[?, ?, 4, 5] (dim 3 is 6, not 5)");
+        let e = g.clone().bind_inputs(&[&[2, 7, 4]]).unwrap_err().to_string();
+        assert!(e.contains("(rank 3 instead of 4)"), "{e}");
+        let e = g.clone().bind_inputs(&[&[0, 7, 4, 5]]).unwrap_err().to_string();
+        assert!(e.contains("dim 0 is 0"), "{e}");
+        let e = g.clone().bind_inputs(&[]).unwrap_err().to_string();
+        assert_eq!(e, "the model has 1 input(s) (x), got 0 shape(s)");
+        for bad in ["[0, 3]", "[-1, 3]", "[1.5, 3]", "[\"N\", 3]", "3"] {
+            let text = format!(r#"{{"inputs": {{"x": {bad}}}, "nodes": [{{"name": "r", "op": "ReLU"}}]}}"#);
+            let e = parse_model(&text).expect_err(bad).to_string();
+            assert!(e.contains("positive integers or null"), "{bad}: {e}");
+        }
+    }
 
     #[test]
     fn sequential_chain_with_null_inputs() {
