@@ -501,7 +501,18 @@ impl Model {
             kiln_ir::check_binding(name, declared, shape)?;
         }
         let out_shapes = match self.split_batch(&shapes)? {
-            Some(_) => self.output_shapes(&shapes)?,
+            // Items are kept apart, so the full outputs are the first
+            // chunk's with dim 0 = n (no shape inference per call).
+            Some(n) => {
+                let first = batch::chunks(n, self.options.max_chunk).next().unwrap_or(n);
+                let mut shapes_n = self.chunk_version(&shapes, first)?.output_shapes.clone();
+                for s in &mut shapes_n {
+                    if let Some(d0) = s.first_mut() {
+                        *d0 = n;
+                    }
+                }
+                shapes_n
+            }
             None => self.version(&shapes)?.output_shapes.clone(),
         };
         let contiguous: Vec<std::borrow::Cow<'_, [f32]>> = inputs

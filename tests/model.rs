@@ -293,6 +293,19 @@ fn eight_threads_with_mixed_shapes_share_one_model() {
 }
 
 #[test]
+fn threads_asking_for_one_new_shape_compile_it_once() {
+    let m = model("decoder", two_threads());
+    std::thread::scope(|s| {
+        for _ in 0..8 {
+            s.spawn(|| m.prepare(&[&[3, 6, 4, 5]]).expect("prepares"));
+        }
+    });
+    // Batch 3 is chunks 2 and 1: two versions, each compiled once.
+    let stats = m.cache_stats();
+    assert_eq!((stats.compiles, stats.len), (2, 2), "{stats:?}");
+}
+
+#[test]
 fn model_is_send_and_sync() {
     fn check<T: Send + Sync>() {}
     check::<Model>();
