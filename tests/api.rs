@@ -177,3 +177,33 @@ fn library_without_default_features_does_not_depend_on_clap() {
     // The check can fail: with default features, clap is there.
     assert!(tree(&[]).lines().any(|l| l.starts_with("clap ")), "clap with the cli feature");
 }
+
+#[test]
+fn autotuned_compiles_match_the_interpreter_and_say_what_they_timed() {
+    for name in ["dcgan.json", "fsrcnn.json", "unet_tail.json"] {
+        let mut g = kiln::load_model(example(name)).expect("model");
+        kiln::passes::resolve(&mut g, ParamSource::Init { seed: 2 }).expect("resolves");
+        let options = kiln::jit::CompileOptions {
+            threads: 2,
+            autotune: Some(std::time::Duration::from_millis(200)),
+            ..Default::default()
+        };
+        let start = std::time::Instant::now();
+        let exe = kiln::jit::compile_with(&g, options).expect("compiles");
+        // The budget bounds the timing; compiling the winners comes on top.
+        assert!(start.elapsed() < std::time::Duration::from_secs(5), "{name}: {:?}", start.elapsed());
+        if kiln::jit::NativeIsa::Best.resolve().is_some() {
+            assert!(exe.clif().contains("; autotune"), "{name}: --emit clif names the timings");
+        }
+        let inputs: Vec<kiln::Tensor> = g
+            .inputs()
+            .iter()
+            .map(|&i| kiln::tensor::random(&g.node(i).shape().as_known().expect("known"), 3))
+            .collect();
+        let got = exe.run(&inputs).expect("runs");
+        let want = kiln::runtime::Interpreter::run(&g, &inputs).expect("interprets");
+        for (a, b) in got.iter().zip(&want) {
+            kiln::tensor::check_close(a, b, 1e-4).unwrap_or_else(|e| panic!("{name}: {e}"));
+        }
+    }
+}

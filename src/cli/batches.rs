@@ -81,7 +81,7 @@ pub fn run(args: &BenchArgs, batches: &str) -> Result<(), kiln::Error> {
     let list = parse_batches(batches)?;
     let path = args.model.as_ref().ok_or_else(|| kiln::Error::Usage("--batches needs a model".into()))?;
     let given = super::common::parse_shapes(&args.shape)?;
-    let compile = super::jit_options(args.threads, args.kernels)?;
+    let compile = super::jit_options(args.threads, args.kernels, args.autotune)?;
     let source = || super::run::param_source(&args.weights, 0);
     let mut graph = kiln::load_model(path)?;
     // Every batch size is asked for: open dim 0 of every input, as a model

@@ -52,6 +52,10 @@ pub struct BenchArgs {
     /// The JIT's kernel tier for convolutions (report both tiers by running twice).
     #[arg(long, value_enum, default_value = "auto")]
     pub kernels: super::Kernels,
+    /// Time every convolution's candidate strategies while compiling and keep
+    /// the fastest (at most 200 ms of compile time; `--emit clif` shows the timings).
+    #[arg(long)]
+    pub autotune: bool,
     /// Time `run` (fresh output tensors each call) instead of the
     /// allocation-free `run_into` into reused output buffers.
     #[arg(long)]
@@ -95,7 +99,7 @@ fn bench_graph(
     flop_count: f64,
     args: &BenchArgs,
 ) -> Result<Row, kiln::Error> {
-    let options = super::jit_options(args.threads, args.kernels)?;
+    let options = super::jit_options(args.threads, args.kernels, args.autotune)?;
     let t = Instant::now();
     let exe = compile_with(graph, options)?;
     let compile_ms = t.elapsed().as_secs_f64() * 1e3;
@@ -162,7 +166,7 @@ fn timing_budget(args: &BenchArgs) -> Result<Duration, kiln::Error> {
 }
 
 pub fn run(args: &BenchArgs) -> Result<(), kiln::Error> {
-    super::jit_options(args.threads, args.kernels)?;
+    super::jit_options(args.threads, args.kernels, args.autotune)?;
     timing_budget(args)?;
     let peaks = measure_peaks();
     if args.peak {

@@ -29,6 +29,10 @@ pub struct CompileArgs {
     /// With `--emit clif`: the JIT's kernel tier for convolutions.
     #[arg(long, value_enum, default_value = "auto")]
     pub kernels: super::Kernels,
+    /// Time every convolution's candidate strategies while compiling and keep
+    /// the fastest (at most 200 ms of compile time; `--emit clif` shows the timings).
+    #[arg(long)]
+    pub autotune: bool,
 }
 
 pub fn run(args: &CompileArgs) -> Result<(), kiln::Error> {
@@ -71,7 +75,7 @@ pub fn run(args: &CompileArgs) -> Result<(), kiln::Error> {
         }
         Emit::Dot => outln!("{}", resolved(source)?.to_dot()),
         Emit::Clif => {
-            let options = super::jit_options(None, args.kernels)?;
+            let options = super::jit_options(None, args.kernels, args.autotune)?;
             let compiled = kiln::jit::compile_with(&resolved(source)?, options)?;
             for k in compiled.kernels() {
                 let how = k.strategy.map_or(String::new(), |s| format!(", {s:?}"));

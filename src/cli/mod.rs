@@ -80,14 +80,27 @@ impl Kernels {
 }
 
 /// JIT compile options from the command line.
-pub fn jit_options(threads: Option<usize>, kernels: Kernels) -> Result<kiln::jit::CompileOptions, kiln::Error> {
+/// Compile time `--autotune` may spend timing candidate strategies per graph.
+pub const AUTOTUNE_BUDGET: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// The JIT options of `--threads`, `--kernels` and `--autotune`.
+pub fn jit_options(
+    threads: Option<usize>,
+    kernels: Kernels,
+    autotune: bool,
+) -> Result<kiln::jit::CompileOptions, kiln::Error> {
     if threads == Some(0) {
         return Err(kiln::Error::Usage("--threads must be at least 1".into()));
     }
     if let Some(t) = threads.filter(|&t| t > kiln::jit::MAX_THREADS) {
         return Err(kiln::Error::Usage(format!("--threads must be at most {}, got {t}", kiln::jit::MAX_THREADS)));
     }
-    Ok(kiln::jit::CompileOptions { threads: threads.unwrap_or(0), tier: kernels.tier(), ..Default::default() })
+    Ok(kiln::jit::CompileOptions {
+        threads: threads.unwrap_or(0),
+        tier: kernels.tier(),
+        autotune: autotune.then_some(AUTOTUNE_BUDGET),
+        ..Default::default()
+    })
 }
 
 /// What `--emit` prints.

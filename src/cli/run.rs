@@ -56,6 +56,10 @@ pub struct RunArgs {
     /// The JIT's kernel tier for convolutions.
     #[arg(long, value_enum, default_value = "auto")]
     pub kernels: super::Kernels,
+    /// Time every convolution's candidate strategies while compiling and keep
+    /// the fastest (at most 200 ms of compile time; `--emit clif` shows the timings).
+    #[arg(long)]
+    pub autotune: bool,
 }
 
 /// The backend for a choice and thread count.
@@ -63,10 +67,13 @@ pub fn backend(
     choice: BackendChoice,
     threads: Option<usize>,
     kernels: super::Kernels,
+    autotune: bool,
     memory_budget: Option<u64>,
 ) -> Result<Box<dyn Backend>, kiln::Error> {
-    let options =
-        kiln::jit::CompileOptions { max_memory_bytes: memory_budget, ..super::jit_options(threads, kernels)? };
+    let options = kiln::jit::CompileOptions {
+        max_memory_bytes: memory_budget,
+        ..super::jit_options(threads, kernels, autotune)?
+    };
     match choice {
         BackendChoice::Interp => Ok(Box::new(InterpreterBackend)),
         BackendChoice::Jit => Ok(super::jit_backend(options)),
@@ -190,7 +197,7 @@ pub fn run(args: &RunArgs) -> Result<(), kiln::Error> {
     check_batch(&graph, &args.inputs, &inputs)?;
     kiln::runtime::check_inputs(&graph, &inputs)?;
     super::image_io::check_outputs(&graph, args.output.as_deref())?;
-    let backend = backend(args.backend, args.threads, args.kernels, budget)?;
+    let backend = backend(args.backend, args.threads, args.kernels, args.autotune, budget)?;
     let t1 = Instant::now();
     let exe = backend.prepare(&graph).map_err(kiln::Error::Backend)?;
     let compile_ms = t1.elapsed().as_secs_f64() * 1e3;

@@ -29,7 +29,7 @@ use crate::microkernel::NativeIsa;
 use crate::pack::{block_stride, pack_bias, AlignedBuf};
 use crate::plane::PlaneKernel;
 use crate::schedule::{block_cost, phase_regions, Blocking, ConvSpec};
-use crate::strategy::{self, Native};
+use crate::strategy::{self, Native, Pick};
 use crate::weight_cache::WeightCache;
 
 /// Largest estimated CLIF instruction count ([`block_cost`] summed) of one
@@ -88,6 +88,13 @@ pub struct Options {
     /// beyond the fixed per-kernel caps. A kernel that would exceed it is
     /// refused with [`JitError::TooLarge`] before the data is allocated.
     pub memory_budget: Option<u64>,
+    /// Autotuning: time every strategy that can compute a convolution
+    /// (`strategy::candidates`) on this machine and keep the fastest, within
+    /// this much compile time per builder (layers after the budget is spent
+    /// use the rules). Results are remembered per layer signature for the
+    /// life of the process, so a later compile of the same layer costs
+    /// nothing. `None` (the default): the rules alone.
+    pub autotune: Option<std::time::Duration>,
 }
 
 /// How a compiled kernel computes its output (see [`KernelLibrary::strategy`]).
@@ -186,6 +193,12 @@ pub struct KernelBuilder {
     auto: bool,
     /// See [`Options::memory_budget`].
     budget: Option<u64>,
+    /// The options it was made with (candidate builders copy them).
+    options: Options,
+    /// A strategy every convolution must use (candidate builders only).
+    forced: Option<Pick>,
+    /// Compile time spent autotuning so far.
+    tuning_spent: std::time::Duration,
     /// Bytes of compile-time data charged so far.
     used: u64,
 }
@@ -308,6 +321,9 @@ impl KernelBuilder {
             native,
             auto: options.tier == KernelTier::Auto,
             budget: options.memory_budget,
+            options,
+            forced: None,
+            tuning_spent: std::time::Duration::ZERO,
             used: 0,
         })
     }
@@ -429,10 +445,45 @@ impl KernelBuilder {
         // interpreter skip the tap). A non-finite weight is rare enough that
         // the Cranelift kernel, which skips such taps, is the right answer.
         if let Some(isa) = self.native.filter(|_| weights_finite) {
-            if let Some(id) = self.add_native(&name, &spec, isa, source, &weight, epilogue, in_len, out_len, flops)? {
-                return Ok(id);
-            }
+            let activation = epilogue.activation;
+            let (choice, note) = match self.forced {
+                Some(pick) => (strategy::realize(&spec, pick, activation), None),
+                None => match self.options.autotune {
+                    Some(budget) => {
+                        let io = KernelIo { in_len, out_len, flops };
+                        let (pick, note) =
+                            self.autotune(&spec, isa, budget, source, want_weights, &weight, epilogue, io);
+                        (strategy::realize(&spec, pick, activation), note)
+                    }
+                    None => {
+                        (strategy::choose(&spec, isa, activation, self.auto, NativeIsa::Avx2.resolve().is_some()), None)
+                    }
+                },
+            };
+            let native = self.add_native(&name, &spec, choice, source, &weight, epilogue, in_len, out_len, flops)?;
+            let id = match native {
+                Some(id) => id,
+                None => self.add_cranelift_conv(name, spec, source, weight, epilogue, in_len, out_len, flops)?,
+            };
+            self.annotate(id, note);
+            return Ok(id);
         }
+        self.add_cranelift_conv(name, spec, source, weight, epilogue, in_len, out_len, flops)
+    }
+
+    /// The Cranelift kernel of a convolution (the portable tier).
+    #[allow(clippy::too_many_arguments)]
+    fn add_cranelift_conv(
+        &mut self,
+        name: String,
+        spec: ConvSpec,
+        source: &[f32],
+        weight: impl Fn(usize, usize, usize, usize, usize) -> f32,
+        epilogue: &Epilogue,
+        in_len: usize,
+        out_len: usize,
+        flops: u64,
+    ) -> Result<KernelId, JitError> {
         let blocking = Blocking::new(spec.cog);
         let cost = estimate_cost(&spec, &blocking);
         if cost > MAX_KERNEL_INSTRUCTIONS {
@@ -464,6 +515,109 @@ impl KernelBuilder {
         Ok(self.push(info, emitted.entry, emitted.clif))
     }
 
+    /// Prepends an autotuning report to a kernel's CLIF (what `--emit clif` shows).
+    fn annotate(&mut self, id: KernelId, note: Option<String>) {
+        if let (Some(note), Some(k)) = (note, self.kernels.get_mut(id.0)) {
+            k.clif.insert_str(0, &note);
+        }
+    }
+
+    /// The fastest strategy for `spec` among [`strategy::candidates`], each
+    /// compiled alone and timed on this machine (one warm-up, best of three
+    /// single-threaded runs over every work item), and a CLIF comment saying
+    /// what was measured. A signature tuned before in this process is not
+    /// timed again; once `budget` is spent, the rules decide. A candidate
+    /// that fails to build is skipped (the rules' choice never fails where
+    /// they would not).
+    #[allow(clippy::too_many_arguments)]
+    fn autotune(
+        &mut self,
+        spec: &ConvSpec,
+        isa: NativeIsa,
+        budget: std::time::Duration,
+        source: &[f32],
+        want_weights: usize,
+        weight: &dyn Fn(usize, usize, usize, usize, usize) -> f32,
+        epilogue: &Epilogue,
+        io: KernelIo,
+    ) -> (Pick, Option<String>) {
+        let activation = epilogue.activation;
+        let rule =
+            strategy::pick_of(&strategy::choose(spec, isa, activation, self.auto, NativeIsa::Avx2.resolve().is_some()));
+        let candidates = strategy::candidates(spec, isa, activation);
+        if candidates.len() < 2 {
+            return (rule, None);
+        }
+        let key = tuning_key(spec, isa, epilogue, self.options.opt_level);
+        if let Some(&pick) = tuned().lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
+            return (pick, Some(format!("; autotuned (remembered): {pick}; the rules pick {rule}\n")));
+        }
+        if self.tuning_spent >= budget {
+            return (rule, Some(format!("; autotuning budget spent: the rules pick {rule}\n")));
+        }
+        let start = std::time::Instant::now();
+        let mut times = Vec::new();
+        for &pick in &candidates {
+            if let Ok(t) = self.time_candidate(pick, spec, source, want_weights, weight, epilogue, io) {
+                times.push((pick, t));
+            }
+        }
+        self.tuning_spent += start.elapsed();
+        let Some(&(fastest, t_fast)) = times.iter().min_by_key(|(_, t)| *t) else { return (rule, None) };
+        // Timings on a busy machine jitter by a few percent: overrule the
+        // measured rules only for a clear win.
+        let rule_time = times.iter().find(|(p, _)| *p == rule).map(|&(_, t)| t);
+        let best = match rule_time {
+            Some(t) if t.as_secs_f64() <= 1.05 * t_fast.as_secs_f64() => rule,
+            _ => fastest,
+        };
+        tuned().lock().unwrap_or_else(|p| p.into_inner()).insert(key, best);
+        let list: Vec<String> = times.iter().map(|(p, t)| format!("{p} {:.3} ms", t.as_secs_f64() * 1e3)).collect();
+        (best, Some(format!("; autotuned: {best} (timed {}; the rules pick {rule})\n", list.join(", "))))
+    }
+
+    /// Compiles `spec` alone with strategy `pick` and times it.
+    #[allow(clippy::too_many_arguments)]
+    fn time_candidate(
+        &self,
+        pick: Pick,
+        spec: &ConvSpec,
+        source: &[f32],
+        want_weights: usize,
+        weight: &dyn Fn(usize, usize, usize, usize, usize) -> f32,
+        epilogue: &Epilogue,
+        io: KernelIo,
+    ) -> Result<std::time::Duration, JitError> {
+        let mut tmp = KernelBuilder::with_options(Options { autotune: None, ..self.options })?;
+        tmp.forced = Some(pick);
+        // The winner's packing is then found in the cache, not redone.
+        tmp.weights = self.weights.clone();
+        let finite = true;
+        let id = tmp.add_conv(
+            spec.clone(),
+            source,
+            want_weights,
+            weight,
+            finite,
+            epilogue,
+            io.in_len,
+            io.out_len,
+            io.flops,
+        )?;
+        let lib = tmp.finish()?;
+        let x = vec![0.25f32; io.in_len];
+        let mut y = vec![0.0f32; io.out_len];
+        let items = lib.work_items(id);
+        lib.run_slices(id, &[&x], &mut y, 0..items)?;
+        let mut best = std::time::Duration::MAX;
+        for _ in 0..3 {
+            let t = std::time::Instant::now();
+            lib.run_slices(id, &[&x], &mut y, 0..items)?;
+            best = best.min(t.elapsed());
+        }
+        Ok(best)
+    }
+
     /// Compiles a convolution for the native tier, or returns `None` when no
     /// native strategy applies (the caller then emits the Cranelift kernel).
     #[allow(clippy::too_many_arguments)]
@@ -471,7 +625,7 @@ impl KernelBuilder {
         &mut self,
         name: &str,
         spec: &ConvSpec,
-        isa: NativeIsa,
+        choice: Option<Native>,
         source: &[f32],
         weight: &dyn Fn(usize, usize, usize, usize, usize) -> f32,
         epilogue: &Epilogue,
@@ -480,7 +634,9 @@ impl KernelBuilder {
         flops: u64,
     ) -> Result<Option<KernelId>, JitError> {
         let io = KernelIo { in_len, out_len, flops };
-        let choice = strategy::choose(spec, isa, epilogue.activation, self.auto, NativeIsa::Avx2.resolve().is_some());
+        // The dedicated kernels are AVX-512 only (`strategy::realize` and
+        // `choose` check the CPU).
+        let isa = NativeIsa::Avx512;
         match choice {
             None => Ok(None),
             Some(Native::Dw2x) => {
@@ -513,7 +669,7 @@ impl KernelBuilder {
             }
             Some(Native::Pixel(p)) => {
                 crate::verify::verify_pv(name, spec, &p)?;
-                let (blocking, items) = (p.blocking.clone(), p.work_items(spec));
+                let (blocking, items, isa) = (p.blocking.clone(), p.work_items(spec), p.isa);
                 self.finish_native(
                     name,
                     spec,
@@ -1030,6 +1186,23 @@ impl Drop for KernelBuilder {
     }
 }
 
+/// What autotuning remembers a choice by: everything the strategies' code
+/// and speed depend on (the spec's full plan, the ISA, the epilogue's form,
+/// the optimization level), hashed.
+fn tuning_key(spec: &ConvSpec, isa: NativeIsa, epilogue: &Epilogue, opt: OptLevel) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    format!("{spec:?}|{isa:?}|{:?}|{}|{opt:?}", epilogue.activation, epilogue.bias.is_some()).hash(&mut h);
+    h.finish()
+}
+
+/// The process-wide memory of autotuned choices.
+fn tuned() -> &'static std::sync::Mutex<std::collections::HashMap<u64, Pick>> {
+    static TUNED: std::sync::OnceLock<std::sync::Mutex<std::collections::HashMap<u64, Pick>>> =
+        std::sync::OnceLock::new();
+    TUNED.get_or_init(Default::default)
+}
+
 /// Bytes of packed weights and bias for `spec` under `blocking` (saturating).
 fn packed_bytes(spec: &ConvSpec, blocking: &Blocking) -> usize {
     let slots = spec.groups.saturating_mul(blocking.blocks());
@@ -1189,5 +1362,84 @@ impl KernelLibrary {
     /// [`Self::run_slices`] over all work items.
     pub fn run_all(&self, id: KernelId, inputs: &[&[f32]], output: &mut [f32]) -> Result<(), JitError> {
         self.run_slices(id, inputs, output, 0..self.work_items(id))
+    }
+}
+
+#[cfg(test)]
+mod autotune_tests {
+    use super::*;
+    use crate::geometry::ConvTranspose2dGeometry;
+
+    /// Every candidate strategy of layers from the suite's classes computes
+    /// what the Cranelift kernel computes, so whatever autotuning picks is
+    /// right.
+    #[test]
+    fn every_candidate_strategy_agrees_with_the_cranelift_kernel() {
+        // (batch, cin, [h, w], cout, groups, kernel, stride, padding, output_padding, dilation)
+        #[allow(clippy::type_complexity)]
+        let layers: &[(usize, usize, [usize; 2], usize, usize, usize, usize, usize, usize, usize)] = &[
+            (1, 32, [16, 16], 32, 32, 4, 2, 1, 0, 1), // depthwise 2x (dw2x)
+            (1, 16, [12, 32], 1, 1, 9, 3, 4, 2, 1),   // FSRCNN x3 head (s3k9: rows a multiple of 32)
+            (1, 16, [11, 13], 3, 1, 9, 2, 4, 1, 1),   // k9 x2 head, odd sizes
+            (2, 24, [15, 23], 40, 1, 3, 2, 1, 1, 1),  // CycleGAN upsampler, prime-ish sizes
+            (1, 8, [7, 9], 12, 4, 4, 2, 1, 0, 1),     // grouped
+            (2, 6, [9, 9], 5, 1, 3, 1, 2, 0, 2),      // dilated stride 1
+        ];
+        let mut seen = std::collections::HashSet::new();
+        for &(n, ci, hw, co, g, k, st, p, op, d) in layers {
+            let geom = ConvTranspose2dGeometry::from_output_padding(
+                n,
+                ci,
+                hw,
+                co,
+                g,
+                [k, k],
+                [st, st],
+                [p, p],
+                [op, op],
+                [d, d],
+            )
+            .expect("geometry");
+            let spec = ConvSpec::conv_transpose(&geom).expect("spec");
+            let (xl, wl, yl) = geom.sizes().expect("sizes");
+            let x: Vec<f32> = (0..xl).map(|i| ((i * 7919) % 211) as f32 / 105.0 - 1.0).collect();
+            let w: Vec<f32> = (0..wl).map(|i| ((i * 104_729) % 97) as f32 / 48.0 - 1.0).collect();
+            let bias: Vec<f32> = (0..co).map(|c| c as f32 * 0.01).collect();
+            let epilogue = Epilogue::bias(bias).with_activation(Activation::LeakyRelu(0.2));
+            let run = |pick: Pick| {
+                let mut kb = KernelBuilder::new().expect("builder");
+                kb.forced = Some(pick);
+                let id = kb.add_conv_transpose2d(&geom, &w, &epilogue).expect("kernel");
+                let strategy = kb.kernels[id.0].strategy;
+                let lib = kb.finish().expect("finish");
+                let mut y = vec![0.0f32; yl];
+                lib.run_slices(id, &[&x], &mut y, 0..lib.work_items(id)).expect("runs");
+                (y, strategy)
+            };
+            let (want, _) = run(Pick::Cranelift);
+            let scale = want.iter().fold(1.0f32, |m, v| m.max(v.abs()));
+            let native = NativeIsa::Best.resolve();
+            let picks = native.map_or_else(Vec::new, |isa| strategy::candidates(&spec, isa, epilogue.activation));
+            seen.extend(picks.iter().copied());
+            for pick in picks {
+                let (got, strategy) = run(pick);
+                let diff = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+                assert!(
+                    diff <= 1e-4 * scale,
+                    "{pick} ({strategy:?}) on {:?}: max diff {diff}",
+                    (n, ci, hw, co, g, k, st, p, op, d)
+                );
+            }
+        }
+        if NativeIsa::Avx512.resolve().is_some() {
+            for pick in [Pick::Dw2x, Pick::S3k9, Pick::Pixel(NativeIsa::Avx512), Pick::Channel(NativeIsa::Avx512)] {
+                assert!(seen.contains(&pick), "{pick} was never a candidate: {seen:?}");
+            }
+        }
+        if NativeIsa::Avx2.resolve().is_some() {
+            for pick in [Pick::Pixel(NativeIsa::Avx2), Pick::Channel(NativeIsa::Avx2)] {
+                assert!(seen.contains(&pick), "{pick} was never a candidate: {seen:?}");
+            }
+        }
     }
 }

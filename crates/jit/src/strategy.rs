@@ -81,6 +81,89 @@ pub(crate) fn choose(
     plan_cv(spec, channel_tile_isa(spec, isa, auto, avx2_available)).map(Native::Channel)
 }
 
+/// A strategy by name, without its plan: what autotuning compares and
+/// reports, and what a builder can be told to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Pick {
+    /// The Cranelift kernel.
+    Cranelift,
+    /// The AVX-512 depthwise 2x upsampler.
+    Dw2x,
+    /// The AVX-512 single-output-channel stride-3 kernel.
+    S3k9,
+    /// Pixel tiles on this ISA.
+    Pixel(NativeIsa),
+    /// Channel tiles on this ISA.
+    Channel(NativeIsa),
+}
+
+impl std::fmt::Display for Pick {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let isa = |i: &NativeIsa| match i {
+            NativeIsa::Avx512 => "avx512",
+            NativeIsa::Avx2 => "avx2",
+            NativeIsa::Best => "best",
+        };
+        match self {
+            Pick::Cranelift => f.write_str("cranelift"),
+            Pick::Dw2x => f.write_str("dw2x"),
+            Pick::S3k9 => f.write_str("s3k9"),
+            Pick::Pixel(i) => write!(f, "pixel-tiles-{}", isa(i)),
+            Pick::Channel(i) => write!(f, "channel-tiles-{}", isa(i)),
+        }
+    }
+}
+
+/// The name of a chosen strategy.
+pub(crate) fn pick_of(choice: &Option<Native>) -> Pick {
+    match choice {
+        None => Pick::Cranelift,
+        Some(Native::Dw2x) => Pick::Dw2x,
+        Some(Native::S3k9) => Pick::S3k9,
+        Some(Native::Pixel(p)) => Pick::Pixel(p.isa),
+        Some(Native::Channel(p)) => Pick::Channel(p.isa),
+    }
+}
+
+/// The plan for a named strategy, or `None` (the Cranelift kernel) when it
+/// is `Cranelift` or does not apply to `spec` on this CPU. Applies the same
+/// size caps as [`choose`].
+pub(crate) fn realize(spec: &ConvSpec, pick: Pick, activation: Activation) -> Option<Native> {
+    let available = |isa: NativeIsa| isa.resolve() == Some(isa);
+    match pick {
+        Pick::Cranelift => None,
+        Pick::Dw2x => (available(NativeIsa::Avx512) && dw2x_applies(spec, activation)).then_some(Native::Dw2x),
+        Pick::S3k9 => (available(NativeIsa::Avx512) && s3k9_applies(spec, activation)).then_some(Native::S3k9),
+        Pick::Pixel(isa) => {
+            plan_pv(spec, isa).filter(|p| available(isa) && p.calls(spec) <= MAX_PV_CALLS).map(Native::Pixel)
+        }
+        Pick::Channel(isa) => {
+            if !available(isa) || cv_table_bytes(spec) > MAX_CV_TABLE_BYTES {
+                return None;
+            }
+            plan_cv(spec, isa).map(Native::Channel)
+        }
+    }
+}
+
+/// Every strategy that can compute `spec` on this CPU with `isa` as the
+/// widest tier (the narrower AVX2 tiles too on an AVX-512 machine), the
+/// Cranelift kernel always: the candidates autotuning times.
+pub(crate) fn candidates(spec: &ConvSpec, isa: NativeIsa, activation: Activation) -> Vec<Pick> {
+    let mut isas = vec![isa];
+    if isa == NativeIsa::Avx512 && NativeIsa::Avx2.resolve().is_some() {
+        isas.push(NativeIsa::Avx2);
+    }
+    let mut picks = vec![Pick::Dw2x, Pick::S3k9];
+    for &i in &isas {
+        picks.push(Pick::Pixel(i));
+        picks.push(Pick::Channel(i));
+    }
+    let mut out: Vec<Pick> = picks.into_iter().filter(|&p| realize(spec, p, activation).is_some()).collect();
+    out.push(Pick::Cranelift);
+    out
+}
+
 /// Bytes of pixel tables a channel-tile plan of `spec` builds: an input and
 /// an output offset per output pixel of a group (saturating).
 fn cv_table_bytes(spec: &ConvSpec) -> usize {

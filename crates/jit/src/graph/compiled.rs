@@ -31,6 +31,11 @@ pub struct CompileOptions {
     /// caps. The CLI passes what `--max-memory-mib` leaves after the model's
     /// tensors.
     pub max_memory_bytes: Option<u64>,
+    /// Time each convolution's candidate strategies at compile time and keep
+    /// the fastest, within this much compile time per graph (choices are
+    /// remembered per layer for the life of the process); `None` (the
+    /// default) uses the measured rules. See `--emit clif` for what was timed.
+    pub autotune: Option<std::time::Duration>,
 }
 
 impl Default for CompileOptions {
@@ -41,6 +46,7 @@ impl Default for CompileOptions {
             tier: KernelTier::Auto,
             guard_floats: 0,
             max_memory_bytes: None,
+            autotune: None,
         }
     }
 }
@@ -135,6 +141,7 @@ pub fn compile_shared(graph: &Graph, options: CompileOptions, shared: &Shared) -
         opt_level: options.opt_level,
         tier: options.tier,
         memory_budget: options.max_memory_bytes,
+        autotune: options.autotune,
     })
     .map_err(|source| CompileError::Kernel { node: "<module>".into(), source })?;
     kb.use_weight_cache(shared.weights.clone());
