@@ -93,7 +93,8 @@ pub struct Options {
     /// this much compile time per builder (layers after the budget is spent
     /// use the rules). Results are remembered per layer signature for the
     /// life of the process, so a later compile of the same layer costs
-    /// nothing. `None` (the default): the rules alone.
+    /// nothing, and in the file `$KILN_AUTOTUNE_CACHE` names, if set, for
+    /// later processes. `None` (the default): the rules alone.
     pub autotune: Option<std::time::Duration>,
 }
 
@@ -572,6 +573,7 @@ impl KernelBuilder {
             _ => fastest,
         };
         tuned().lock().unwrap_or_else(|p| p.into_inner()).insert(key, best);
+        remember_on_disk(key, best);
         let list: Vec<String> = times.iter().map(|(p, t)| format!("{p} {:.3} ms", t.as_secs_f64() * 1e3)).collect();
         (best, Some(format!("; autotuned: {best} (timed {}; the rules pick {rule})\n", list.join(", "))))
     }
@@ -1196,11 +1198,42 @@ fn tuning_key(spec: &ConvSpec, isa: NativeIsa, epilogue: &Epilogue, opt: OptLeve
     h.finish()
 }
 
-/// The process-wide memory of autotuned choices.
+/// The process-wide memory of autotuned choices, first filled from the
+/// file `$KILN_AUTOTUNE_CACHE` names, if any (lines `KEY PICK`; lines that do
+/// not parse are skipped, so a stale or foreign file costs only re-timing).
 fn tuned() -> &'static std::sync::Mutex<std::collections::HashMap<u64, Pick>> {
     static TUNED: std::sync::OnceLock<std::sync::Mutex<std::collections::HashMap<u64, Pick>>> =
         std::sync::OnceLock::new();
-    TUNED.get_or_init(Default::default)
+    TUNED.get_or_init(|| {
+        let mut map = std::collections::HashMap::new();
+        if let Some(text) = tuning_file().and_then(|path| std::fs::read_to_string(path).ok()) {
+            for line in text.lines() {
+                let mut parts = line.split_whitespace();
+                if let (Some(key), Some(pick), None) = (parts.next(), parts.next(), parts.next()) {
+                    if let (Ok(key), Ok(pick)) = (u64::from_str_radix(key, 16), pick.parse::<Pick>()) {
+                        map.insert(key, pick);
+                    }
+                }
+            }
+        }
+        std::sync::Mutex::new(map)
+    })
+}
+
+/// The on-disk autotuning cache, if `$KILN_AUTOTUNE_CACHE` names one.
+fn tuning_file() -> Option<std::path::PathBuf> {
+    std::env::var_os("KILN_AUTOTUNE_CACHE").filter(|p| !p.is_empty()).map(Into::into)
+}
+
+/// Appends a new choice to the on-disk cache. Best effort: a cache that
+/// cannot be written only means the next process times the layer again.
+fn remember_on_disk(key: u64, pick: Pick) {
+    use std::io::Write;
+    if let Some(path) = tuning_file() {
+        if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
+            let _ = writeln!(f, "{key:016x} {pick}");
+        }
+    }
 }
 
 /// Bytes of packed weights and bias for `spec` under `blocking` (saturating).

@@ -114,6 +114,34 @@ impl std::fmt::Display for Pick {
     }
 }
 
+impl std::str::FromStr for Pick {
+    type Err = String;
+
+    /// The [`Display`](std::fmt::Display) form back (what the on-disk
+    /// autotuning cache stores).
+    fn from_str(s: &str) -> Result<Pick, String> {
+        let isa = |i: &str| match i {
+            "avx512" => Ok(NativeIsa::Avx512),
+            "avx2" => Ok(NativeIsa::Avx2),
+            other => Err(format!("unknown ISA `{other}`")),
+        };
+        match s {
+            "cranelift" => Ok(Pick::Cranelift),
+            "dw2x" => Ok(Pick::Dw2x),
+            "s3k9" => Ok(Pick::S3k9),
+            _ => {
+                if let Some(i) = s.strip_prefix("pixel-tiles-") {
+                    isa(i).map(Pick::Pixel)
+                } else if let Some(i) = s.strip_prefix("channel-tiles-") {
+                    isa(i).map(Pick::Channel)
+                } else {
+                    Err(format!("unknown strategy `{s}`"))
+                }
+            }
+        }
+    }
+}
+
 /// The name of a chosen strategy.
 pub(crate) fn pick_of(choice: &Option<Native>) -> Pick {
     match choice {
@@ -242,6 +270,23 @@ mod tests {
         assert_eq!(name(&choose(&dcgan4, avx512, a, true, false)), "channel-Avx512");
         // Single-tap (k2 s2) stays on AVX-512 even with aliased planes.
         assert_eq!(name(&choose(&ct(1, 128, 32, 64, 1, 2, 2, 0, 0), avx512, a, true, true)), "channel-Avx512");
+    }
+
+    #[test]
+    fn picks_round_trip_through_their_names() {
+        for p in [
+            Pick::Cranelift,
+            Pick::Dw2x,
+            Pick::S3k9,
+            Pick::Pixel(NativeIsa::Avx512),
+            Pick::Pixel(NativeIsa::Avx2),
+            Pick::Channel(NativeIsa::Avx512),
+            Pick::Channel(NativeIsa::Avx2),
+        ] {
+            assert_eq!(p.to_string().parse::<Pick>(), Ok(p));
+        }
+        assert!("pixel-tiles-sse".parse::<Pick>().is_err());
+        assert!("fast".parse::<Pick>().is_err());
     }
 
     #[test]
