@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Kiln against the best peer on the wide suite, from one run of ../shared/bench/peers/run.sh.
 
-    python3 scripts/bench/suite_report.py RESULTS_RAW_TSV bench/suite.txt [bench/suite.json] > bench/results-suite.md
+    python3 scripts/bench/suite_report.py RESULTS_RAW_TSV bench/suite.txt [bench/suite.json] \
+        [--repeat RESULTS_RAW_TSV_OF_A_SECOND_RUN] [--note TEXT ...] > bench/results-suite.md
 
 Per (layer, threads): Kiln's median, the fastest peer whose output was right (max abs diff within
 the harness's tolerance, 1e-4*max(1, max|ref|)) and its median, and ratio = best peer time / Kiln time
@@ -16,8 +17,19 @@ from collections import defaultdict
 TOL_REL = 1e-4
 KEYS = ["n", "cin", "h", "w", "cout", "k", "s", "p", "op", "d", "g"]
 
-raw_path, shapes_path = sys.argv[1:3]
-json_path = sys.argv[3] if len(sys.argv) > 3 else os.path.splitext(shapes_path)[0] + ".json"
+argv = sys.argv[1:]
+repeat_path = None
+if "--repeat" in argv:
+    i = argv.index("--repeat")
+    repeat_path = argv[i + 1]
+    del argv[i:i + 2]
+extra_notes = []
+while "--note" in argv:
+    i = argv.index("--note")
+    extra_notes.append(argv[i + 1])
+    del argv[i:i + 2]
+raw_path, shapes_path = argv[:2]
+json_path = argv[2] if len(argv) > 2 else os.path.splitext(shapes_path)[0] + ".json"
 
 shapes = {}
 order = []
@@ -33,17 +45,20 @@ if os.path.exists(json_path):
         what[s["name"]] = s["what"]
         shapes[s["name"]]["flops"] = s["flops"]
 
-res = {}
-loads = {}
-notes = []
-for line in open(raw_path):
-    f = line.rstrip("\n").split("\t")
-    if f[0] == "RESULT":
-        res[(f[1], int(f[2]), f[3])] = dict(med=float(f[4]), diff=float(f[7]), ref=float(f[8]))
-    elif f[0] == "LOAD":
-        loads[(f[1], int(f[2]))] = int(f[3])
-    elif f[0] in ("NOTE", "SKIP"):
-        notes.append("\t".join(f[1:]))
+def read_raw(path):
+    res, loads, notes = {}, {}, []
+    for line in open(path):
+        f = line.rstrip("\n").split("\t")
+        if f[0] == "RESULT":
+            res[(f[1], int(f[2]), f[3])] = dict(med=float(f[4]), mn=float(f[5]), diff=float(f[7]), ref=float(f[8]))
+        elif f[0] == "LOAD":
+            loads[(f[1], int(f[2]))] = int(f[3])
+        elif f[0] in ("NOTE", "SKIP"):
+            notes.append("\t".join(f[1:]))
+    return res, loads, notes
+
+
+res, loads, notes = read_raw(raw_path)
 
 impls = sorted({k[0] for k in res})
 peers = [i for i in impls if i not in ("kiln", "naive")]
@@ -94,7 +109,36 @@ def classes(n):
         out.append("few input channels")
     if n.startswith("rand"):
         out.append("random sample")
-    return out or ["other"]
+    return out or ["dense, none of the above (k3/k4 s2, 8-256 channels)"]
+
+
+def primary_class(n):
+    """The one class a loss is grouped under: the first that applies, most specific first."""
+    c = shapes[n]
+    cpg_in, cpg_out = c["cin"] // c["g"], c["cout"] // c["g"]
+    if c["k"] < c["s"]:
+        return "kernel < stride (output holes)"
+    if c["g"] > 1 and cpg_in == 1 and cpg_out == 1:
+        return "depthwise (groups = channels)"
+    if c["g"] > 1:
+        return "grouped (1 < groups < channels)"
+    if cpg_out <= 4:
+        return "few output channels (C_out <= 4), any kernel"
+    if c["d"] > 1:
+        return "dilated"
+    if c["k"] == c["s"]:
+        return "kernel == stride (U-Net k2 s2, no overlap)"
+    if c["n"] == 1 and c["cin"] >= 512:
+        return "batch 1, large channels (C_in >= 512)"
+    if c["h"] * c["w"] <= 16:
+        return "tiny spatial (H*W <= 16)"
+    if c["s"] == 1:
+        return "stride 1, dense"
+    if c["k"] >= 6:
+        return "large kernel (k >= 6), dense"
+    if c["h"] % 2 or c["w"] % 2:
+        return "odd spatial, dense"
+    return "dense k3/k4 s2, 64-256 channels"
 
 
 rows = []  # (name, t, kiln_ms, best, best_ms, ratio)
@@ -118,6 +162,9 @@ P("One run of `../shared/bench/peers/run.sh` on this machine, Kiln and the peers
   "A peer counts only where its output matched the naive loop (tolerance 1e-4·max(1, max|ref|)); "
   "Kiln's max diff is against its interpreter. Written by `scripts/bench/suite_report.py`.")
 P("")
+for x in extra_notes:
+    P(x)
+    P("")
 if loads:
     P("Background CPU load seen before each step (%): " + ", ".join(f"{i} t{t}: {b}" for (i, t), b in sorted(loads.items())))
     P("")
@@ -160,8 +207,9 @@ P("")
 
 P("## Losses by class")
 P("")
-P("Every layer with ratio < 1.0 on either thread count, listed under every class it belongs to "
-  "(a layer can be in several). `(t1 0.83, t2 0.95)` = ratio on 1 and 2 threads.")
+P("Every layer with ratio < 1.0 on 1 or 2 threads, each under one class: the first of the list below "
+  "that applies (most specific first). `(t1 0.83, t2 0.95)` = ratio on 1 and 2 threads. "
+  "Per class: how many of the suite's layers in it lose on 1 / on 2 threads.")
 P("")
 loss_names = []
 for r in rows:
@@ -170,19 +218,91 @@ for r in rows:
 ratio_of = {(r[0], r[1]): r[5] for r in rows}
 by_class = defaultdict(list)
 for n in loss_names:
-    for c in classes(n):
-        by_class[c].append(n)
-# classes ordered by how many losses they hold
-all_count = defaultdict(int)
+    by_class[primary_class(n)].append(n)
+members = defaultdict(list)
 for n in order:
-    for c in classes(n):
-        all_count[c] += 1
+    if any((n, t) in ratio_of for t in threads):
+        members[primary_class(n)].append(n)
 for c, ns in sorted(by_class.items(), key=lambda kv: -len(kv[1])):
-    P(f"### {c}: {len(ns)} of the {all_count[c]} layers in the class lose")
+    cnt = ", ".join(f"{sum(ratio_of.get((n, t), 9) < 1 for n in members[c])}/{len(members[c])} lose on {t} thread{'s' if t > 1 else ''}"
+                    for t in threads)
+    rr = [ratio_of[(n, t)] for n in members[c] for t in threads if (n, t) in ratio_of]
+    gm = math.exp(sum(map(math.log, rr)) / len(rr)) if rr else float("nan")
+    P(f"### {c} ({cnt}; class geometric mean {gm:.2f})")
     P("")
-    for n in ns:
+    for n in sorted(ns, key=lambda n: min(ratio_of.get((n, t), 9) for t in threads)):
         rs = ", ".join(f"t{t} {ratio_of[(n, t)]:.2f}" for t in threads if (n, t) in ratio_of)
         P(f"- `{n}` ({rs}): {params(n)}" + (f" — {what[n]}" if n in what and not n.startswith("rand") else ""))
+    wins = [n for n in members[c] if n not in ns]
+    if wins:
+        P(f"- wins in this class: " + ", ".join(f"`{n}`" for n in wins))
+    P("")
+
+P("### The same losses by feature (a layer counts under every feature it has)")
+P("")
+P("| feature | layers measured | lose on 1 thread | lose on 2 threads |")
+P("|---|---:|---:|---:|")
+feat = defaultdict(list)
+for n in order:
+    if not any((n, t) in ratio_of for t in threads):
+        continue
+    for c in classes(n):
+        feat[c].append(n)
+for c, ns in sorted(feat.items(), key=lambda kv: -sum(ratio_of.get((n, 1), 9) < 1 for n in kv[1])):
+    P(f"| {c} | {len(ns)} | " + " | ".join(str(sum(ratio_of.get((n, t), 9) < 1 for n in ns)) for t in threads) + " |")
+P("")
+
+if repeat_path:
+    res2, loads2, _ = read_raw(repeat_path)
+    P("## Repeat run (noise)")
+    P("")
+    P(f"A second run of the harness right after, {', '.join(sorted({k[0] for k in res2}))} only, threads "
+      f"{', '.join(map(str, sorted({k[1] for k in res2})))} (load before each step: "
+      + ", ".join(f"{i} t{t} {b}%" for (i, t), b in sorted(loads2.items())) + "). "
+      "Per implementation, the spread of the median between the two runs, and the ratio (best peer / "
+      "Kiln) recomputed with the repeat's times where it has them (the other peers' from the first run).")
+    P("")
+    for imp in sorted({k[0] for k in res2}):
+        sp = [res2[k]["med"] / res[k]["med"] for k in res2 if k[0] == imp and k in res]
+        if sp:
+            sp.sort()
+            gm = math.exp(sum(map(math.log, sp)) / len(sp))
+            P(f"- {imp}: repeat/first median time, geometric mean {gm:.2f}, middle 80 % "
+              f"{sp[len(sp) // 10]:.2f}..{sp[(9 * len(sp)) // 10]:.2f}, extremes {sp[0]:.2f}..{sp[-1]:.2f}")
+    P("")
+    flip = []
+    for t in sorted({k[1] for k in res2}):
+        agree = n_rows = 0
+        r2s = {}
+        for n in order:
+            k2 = res2.get(("kiln", t, n))
+            if k2 is None or ("kiln", t, n) not in res:
+                continue
+            cand = [((res2 if (p, t, n) in res2 else res)[(p, t, n)]["med"], p) for p in peers
+                    if ((p, t, n) in res2 and ok(res2[(p, t, n)])) or ((p, t, n) not in res2 and (p, t, n) in res and ok(res[(p, t, n)]))]
+            if not cand:
+                continue
+            r2 = min(cand)[0] / k2["med"]
+            r1 = ratio_of.get((n, t))
+            if r1 is None:
+                continue
+            n_rows += 1
+            r2s[n] = r2
+            if (r1 < 1) == (r2 < 1):
+                agree += 1
+            else:
+                flip.append((n, t, r1, r2))
+        P(f"- threads {t}: win/lose verdict the same in both runs for {agree} of {n_rows} layers"
+          + ("; flipped: " + ", ".join(f"`{n}` {a:.2f} -> {b:.2f}" for n, tt, a, b in flip if tt == t) if flip else ""))
+        v = list(r2s.values())
+        if v:
+            gm2 = math.exp(sum(map(math.log, v)) / len(v))
+            P(f"- threads {t}, repeat: {sum(x >= 1 for x in v)} with ratio >= 1, {sum(x < 0.9 for x in v)} below 0.9, "
+              f"geometric mean {gm2:.2f}")
+            robust = sorted((n for n in r2s if ratio_of.get((n, t), 9) < 0.75 and r2s[n] < 0.75),
+                            key=lambda n: ratio_of[(n, t)] * r2s[n])
+            P(f"- threads {t}: {len(robust)} layers lose by more than 25 % in both runs (first / repeat ratio): "
+              + ", ".join(f"`{n}` {ratio_of[(n, t)]:.2f}/{r2s[n]:.2f}" for n in robust))
     P("")
 
 P("## All layers")
