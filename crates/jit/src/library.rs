@@ -457,7 +457,8 @@ impl KernelBuilder {
                         (strategy::realize(&spec, pick, activation), note)
                     }
                     None => {
-                        (strategy::choose(&spec, isa, activation, self.auto, NativeIsa::Avx2.resolve().is_some()), None)
+                        let narrow = crate::microkernel::prefers_avx2_on_aliased_planes();
+                        (strategy::choose(&spec, isa, activation, self.auto, narrow), None)
                     }
                 },
             };
@@ -543,8 +544,8 @@ impl KernelBuilder {
         io: KernelIo,
     ) -> (Pick, Option<String>) {
         let activation = epilogue.activation;
-        let rule =
-            strategy::pick_of(&strategy::choose(spec, isa, activation, self.auto, NativeIsa::Avx2.resolve().is_some()));
+        let narrow = crate::microkernel::prefers_avx2_on_aliased_planes();
+        let rule = strategy::pick_of(&strategy::choose(spec, isa, activation, self.auto, narrow));
         let candidates = strategy::candidates(spec, isa, activation);
         if candidates.len() < 2 {
             return (rule, None);
@@ -558,7 +559,13 @@ impl KernelBuilder {
         }
         let start = std::time::Instant::now();
         let mut times = Vec::new();
-        for &pick in &candidates {
+        // The rules' pick first, so that a budget running out mid-layer still
+        // leaves it timed against whatever came next.
+        let order = std::iter::once(rule).chain(candidates.iter().copied().filter(|&p| p != rule));
+        for pick in order {
+            if self.tuning_spent + start.elapsed() >= budget && times.len() >= 2 {
+                break;
+            }
             if let Ok(t) = self.time_candidate(pick, spec, source, want_weights, weight, epilogue, io) {
                 times.push((pick, t));
             }
@@ -610,9 +617,13 @@ impl KernelBuilder {
         let x = vec![0.25f32; io.in_len];
         let mut y = vec![0.0f32; io.out_len];
         let items = lib.work_items(id);
+        // One warm-up run, then the best of up to three, fewer for slow
+        // layers (a 50 ms layer is timed once): timing stays near the budget.
+        let warm = std::time::Instant::now();
         lib.run_slices(id, &[&x], &mut y, 0..items)?;
+        let runs = if warm.elapsed() > std::time::Duration::from_millis(20) { 1 } else { 3 };
         let mut best = std::time::Duration::MAX;
-        for _ in 0..3 {
+        for _ in 0..runs {
             let t = std::time::Instant::now();
             lib.run_slices(id, &[&x], &mut y, 0..items)?;
             best = best.min(t.elapsed());

@@ -41,14 +41,15 @@ pub(crate) enum Native {
 
 /// The strategy for `spec` on `isa`, or `None` for the Cranelift kernel.
 /// `auto`: the tier is [`crate::KernelTier::Auto`], so the channel-tile ISA
-/// may be narrowed where that measured faster; `avx2_available`: the CPU
-/// can run AVX2 tiles.
+/// may be narrowed where that measured faster; `narrow_aliased`: this CPU
+/// runs AVX2 tiles and measured them faster on 4 KiB-aliased channel planes
+/// (`microkernel::prefers_avx2_on_aliased_planes`: AMD Zen 4).
 pub(crate) fn choose(
     spec: &ConvSpec,
     isa: NativeIsa,
     activation: Activation,
     auto: bool,
-    avx2_available: bool,
+    narrow_aliased: bool,
 ) -> Option<Native> {
     // Depthwise 2x upsamplers (k4 s2 p1): a dedicated AVX-512 kernel with
     // contiguous output rows. Measured on Zen 4, dw_up 1 / 2 threads:
@@ -78,7 +79,7 @@ pub(crate) fn choose(
     if cv_table_bytes(spec) > MAX_CV_TABLE_BYTES {
         return None;
     }
-    plan_cv(spec, channel_tile_isa(spec, isa, auto, avx2_available)).map(Native::Channel)
+    plan_cv(spec, channel_tile_isa(spec, isa, auto, narrow_aliased)).map(Native::Channel)
 }
 
 /// A strategy by name, without its plan: what autotuning compares and
@@ -198,16 +199,17 @@ fn cv_table_bytes(spec: &ConvSpec) -> usize {
     spec.batch.saturating_mul(spec.out_h).saturating_mul(spec.out_w).saturating_mul(16)
 }
 
-/// ISA of a channel-tile kernel. With the `Auto` tier on an AVX-512 machine,
-/// AVX2 where it measured faster: output channel planes a multiple of 4 KiB
-/// apart (channel-major tile stores) with multi-tap phases. Measured on Zen 4
+/// ISA of a channel-tile kernel. With the `Auto` tier on an AVX-512 machine
+/// that measured it faster (`narrow_aliased`, AMD Zen 4 only; on an Intel
+/// Xeon AVX-512 wins by 1.3–1.8x), AVX2 for output channel planes a multiple
+/// of 4 KiB apart (channel-major tile stores) with multi-tap phases. Measured on Zen 4
 /// (GFLOP/s, 1 / 2 threads, AVX-512 → AVX2): dcgan4 55–97 / 192 → 102 / 196,
 /// fcn8x 55 / 81 → 57 / 98, dil 78–87 / 75 → 74 / 73; single-tap unet_up stays
 /// on AVX-512 (104 / 198 vs 92 / 168).
-fn channel_tile_isa(spec: &ConvSpec, isa: NativeIsa, auto: bool, avx2_available: bool) -> NativeIsa {
+fn channel_tile_isa(spec: &ConvSpec, isa: NativeIsa, auto: bool, narrow_aliased: bool) -> NativeIsa {
     let channel_major = (spec.out_h * spec.out_w * 4).is_multiple_of(4096);
     let multi_tap = spec.phase_pairs().iter().any(|&p| spec.taps(p) > 1);
-    if auto && isa == NativeIsa::Avx512 && channel_major && multi_tap && avx2_available {
+    if auto && isa == NativeIsa::Avx512 && channel_major && multi_tap && narrow_aliased {
         NativeIsa::Avx2
     } else {
         isa
