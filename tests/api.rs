@@ -207,3 +207,22 @@ fn autotuned_compiles_match_the_interpreter_and_say_what_they_timed() {
         }
     }
 }
+
+#[test]
+fn a_layer_too_large_for_the_cranelift_tier_runs_on_native_tiles() {
+    // FCN-32s' bilinear upsampler: depthwise k64 s32 p16. The rules keep tiny
+    // reductions on the Cranelift tier, whose unrolled code would exceed its
+    // size cap here; the layer must still compile (it was refused) and match.
+    let lazy = kiln::parse_model(
+        r#"{"inputs": {"x": [1, 21, 10, 10]}, "nodes": [{"name": "up", "op": "LazyConvTranspose2d",
+            "args": {"out_channels": 21, "kernel_size": 64, "stride": 32, "padding": 16, "groups": 21, "bias": false}}]}"#,
+    )
+    .expect("model");
+    let g = kiln::resolve(lazy, ParamSource::Init { seed: 4 }).expect("resolves");
+    let x = kiln::tensor::random(&[1, 21, 10, 10], 5);
+    let exe =
+        kiln::jit::compile_with(&g, kiln::jit::CompileOptions { threads: 2, ..Default::default() }).expect("compiles");
+    let got = exe.run(std::slice::from_ref(&x)).expect("runs");
+    let want = kiln::runtime::Interpreter::run(&g, &[x]).expect("interprets");
+    kiln::tensor::check_close(&got[0], &want[0], 1e-4).expect("matches the interpreter");
+}

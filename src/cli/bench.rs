@@ -212,11 +212,26 @@ pub fn run(args: &BenchArgs) -> Result<(), kiln::Error> {
         if !args.json {
             print_header(peak, args.kernels)?;
         }
+        // A layer that fails is reported and the rest still run (a suite of
+        // 90 layers should not lose 50 to one refusal); the command fails at
+        // the end.
+        let mut failed = Vec::new();
         for shape in &shapes {
-            let (graph, input) = layer(shape)?;
-            let row = bench_graph(&shape.name, &graph, &[input], shape.flops as f64, args)?;
-            print_rows(std::slice::from_ref(&row), peak, args.json)?;
-            rows.push(row);
+            let result = layer(shape)
+                .and_then(|(graph, input)| bench_graph(&shape.name, &graph, &[input], shape.flops as f64, args));
+            match result {
+                Ok(row) => {
+                    print_rows(std::slice::from_ref(&row), peak, args.json)?;
+                    rows.push(row);
+                }
+                Err(e) => {
+                    eprintln!("error: layer {}: {e}", shape.name);
+                    failed.push(shape.name.clone());
+                }
+            }
+        }
+        if !failed.is_empty() {
+            return Err(kiln::Error::Usage(format!("{} layer(s) failed: {}", failed.len(), failed.join(", "))));
         }
     }
     Ok(())

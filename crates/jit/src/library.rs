@@ -462,6 +462,19 @@ impl KernelBuilder {
                     }
                 },
             };
+            // The rules may keep a layer on the Cranelift tier (tiny
+            // reductions) whose unrolled code would exceed its size cap
+            // (FCN-32s' depthwise k64 s32): any native plan beats refusing.
+            let choice = match choice {
+                None if self.forced.is_none()
+                    && estimate_cost(&spec, &Blocking::new(spec.cog)) > MAX_KERNEL_INSTRUCTIONS =>
+                {
+                    strategy::candidates(&spec, isa, activation)
+                        .into_iter()
+                        .find_map(|p| strategy::realize(&spec, p, activation))
+                }
+                c => c,
+            };
             let native = self.add_native(&name, &spec, choice, source, &weight, epilogue, in_len, out_len, flops)?;
             let id = match native {
                 Some(id) => id,
