@@ -107,8 +107,9 @@ fn run_case(c: &Case) -> Result<(), TestCaseError> {
 /// edge segments differ from the interior.
 #[test]
 fn many_tap_pixel_tiles_match_naive() {
+    // (batch, cin, [h, w], cout, kernel, stride, padding)
+    #[allow(clippy::type_complexity)]
     let layers: &[(usize, usize, [usize; 2], usize, usize, usize, usize)] = &[
-        // (batch, cin, [h, w], cout, kernel, stride, padding)
         (1, 5, [13, 17], 3, 9, 1, 4), // SRGAN's output layer, small
         (2, 3, [9, 11], 1, 11, 1, 5), // 121 taps
         (1, 4, [7, 23], 2, 9, 2, 4),  // k9 s2 (FSRCNN x2)
