@@ -189,12 +189,8 @@ pub struct KernelBuilder {
     #[allow(clippy::vec_box)]
     chains: Vec<Box<ChainKernel>>,
     native: Option<NativeIsa>,
-    /// Whether the tier is [`KernelTier::Auto`] (the builder may then pick a
-    /// narrower ISA per kernel where it measured faster).
-    auto: bool,
-    /// See [`Options::memory_budget`].
-    budget: Option<u64>,
-    /// The options it was made with (candidate builders copy them).
+    /// The options it was made with (candidate builders copy them; the
+    /// memory budget and whether the tier is `Auto` are read from here).
     options: Options,
     /// A strategy every convolution must use (candidate builders only).
     forced: Option<Pick>,
@@ -320,8 +316,6 @@ impl KernelBuilder {
             binaries: Vec::new(),
             chains: Vec::new(),
             native,
-            auto: options.tier == KernelTier::Auto,
-            budget: options.memory_budget,
             options,
             forced: None,
             tuning_spent: std::time::Duration::ZERO,
@@ -333,7 +327,7 @@ impl KernelBuilder {
     /// allocated; an error names the kernel and the totals.
     fn charge(&mut self, kernel: &str, bytes: usize) -> Result<(), JitError> {
         let used = self.used.saturating_add(bytes as u64);
-        if let Some(limit) = self.budget {
+        if let Some(limit) = self.options.memory_budget {
             if used > limit {
                 return Err(JitError::TooLarge {
                     kernel: kernel.to_string(),
@@ -456,10 +450,7 @@ impl KernelBuilder {
                             self.autotune(&spec, isa, budget, source, want_weights, &weight, epilogue, io);
                         (strategy::realize(&spec, pick, activation), note)
                     }
-                    None => {
-                        let narrow = crate::microkernel::prefers_avx2_on_aliased_planes();
-                        (strategy::choose(&spec, isa, activation, self.auto, narrow), None)
-                    }
+                    None => (self.rule_choice(&spec, isa, activation), None),
                 },
             };
             // The rules may keep a layer on the Cranelift tier (tiny
@@ -530,6 +521,13 @@ impl KernelBuilder {
         Ok(self.push(info, emitted.entry, emitted.clif))
     }
 
+    /// The measured rules' strategy for `spec` (the narrower channel-tile ISA
+    /// allowed under the `Auto` tier only).
+    fn rule_choice(&self, spec: &ConvSpec, isa: NativeIsa, activation: Activation) -> Option<Native> {
+        let auto = self.options.tier == KernelTier::Auto;
+        strategy::choose(spec, isa, activation, auto, crate::microkernel::prefers_avx2_on_aliased_planes())
+    }
+
     /// Prepends an autotuning report to a kernel's CLIF (what `--emit clif` shows).
     fn annotate(&mut self, id: KernelId, note: Option<String>) {
         if let (Some(note), Some(k)) = (note, self.kernels.get_mut(id.0)) {
@@ -557,8 +555,7 @@ impl KernelBuilder {
         io: KernelIo,
     ) -> (Pick, Option<String>) {
         let activation = epilogue.activation;
-        let narrow = crate::microkernel::prefers_avx2_on_aliased_planes();
-        let rule = strategy::pick_of(&strategy::choose(spec, isa, activation, self.auto, narrow));
+        let rule = strategy::pick_of(&self.rule_choice(spec, isa, activation));
         let candidates = strategy::candidates(spec, isa, activation);
         if candidates.len() < 2 {
             return (rule, None);

@@ -54,14 +54,13 @@ pub(crate) fn choose(
     // Depthwise 2x upsamplers (k4 s2 p1): a dedicated AVX-512 kernel with
     // contiguous output rows. Measured on Zen 4, dw_up 1 / 2 threads:
     // 0.62 / 0.38 ms (Cranelift) → 0.11–0.19 / 0.12–0.19 ms.
-    if isa == NativeIsa::Avx512 && dw2x_applies(spec, activation) {
-        return Some(Native::Dw2x);
-    }
     // Single-output-channel stride-3 layers (FSRCNN's k9 s3 last layer): a
     // dedicated AVX-512 kernel sharing each loaded input row between all
     // nine phases.
-    if isa == NativeIsa::Avx512 && s3k9_applies(spec, activation) {
-        return Some(Native::S3k9);
+    if isa == NativeIsa::Avx512 {
+        if let Some(n) = realize(spec, Pick::Dw2x, activation).or_else(|| realize(spec, Pick::S3k9, activation)) {
+            return Some(n);
+        }
     }
     // Few output channels and a tiny reduction (depthwise upsamplers): the
     // kernel is store-bound and the Cranelift kernel measured faster
@@ -73,13 +72,9 @@ pub(crate) fn choose(
     // Few output channels per group: lanes along pixels (a channel panel
     // would leave most lanes idle), unless the unrolled calls would make the
     // code too large.
-    if let Some(p) = plan_pv(spec, isa).filter(|p| p.calls(spec) <= MAX_PV_CALLS) {
-        return Some(Native::Pixel(p));
-    }
-    if cv_table_bytes(spec) > MAX_CV_TABLE_BYTES {
-        return None;
-    }
-    plan_cv(spec, channel_tile_isa(spec, isa, auto, narrow_aliased)).map(Native::Channel)
+    // (Else channel tiles, unless their pixel tables would be too large.)
+    realize(spec, Pick::Pixel(isa), activation)
+        .or_else(|| realize(spec, Pick::Channel(channel_tile_isa(spec, isa, auto, narrow_aliased)), activation))
 }
 
 /// A strategy by name, without its plan: what autotuning compares and
@@ -155,23 +150,18 @@ pub(crate) fn pick_of(choice: &Option<Native>) -> Pick {
 }
 
 /// The plan for a named strategy, or `None` (the Cranelift kernel) when it
-/// is `Cranelift` or does not apply to `spec` on this CPU. Applies the same
-/// size caps as [`choose`].
+/// is `Cranelift` or does not apply to `spec`: its pattern, or the caps on
+/// pixel-tile code and channel-tile tables. [`choose`] is built on it.
+/// Whether the CPU runs the pick's ISA is the caller's question (`choose`
+/// is given a usable ISA; [`candidates`] checks).
 pub(crate) fn realize(spec: &ConvSpec, pick: Pick, activation: Activation) -> Option<Native> {
-    let available = |isa: NativeIsa| isa.resolve() == Some(isa);
     match pick {
         Pick::Cranelift => None,
-        Pick::Dw2x => (available(NativeIsa::Avx512) && dw2x_applies(spec, activation)).then_some(Native::Dw2x),
-        Pick::S3k9 => (available(NativeIsa::Avx512) && s3k9_applies(spec, activation)).then_some(Native::S3k9),
-        Pick::Pixel(isa) => {
-            plan_pv(spec, isa).filter(|p| available(isa) && p.calls(spec) <= MAX_PV_CALLS).map(Native::Pixel)
-        }
-        Pick::Channel(isa) => {
-            if !available(isa) || cv_table_bytes(spec) > MAX_CV_TABLE_BYTES {
-                return None;
-            }
-            plan_cv(spec, isa).map(Native::Channel)
-        }
+        Pick::Dw2x => dw2x_applies(spec, activation).then_some(Native::Dw2x),
+        Pick::S3k9 => s3k9_applies(spec, activation).then_some(Native::S3k9),
+        Pick::Pixel(isa) => plan_pv(spec, isa).filter(|p| p.calls(spec) <= MAX_PV_CALLS).map(Native::Pixel),
+        Pick::Channel(isa) if cv_table_bytes(spec) <= MAX_CV_TABLE_BYTES => plan_cv(spec, isa).map(Native::Channel),
+        Pick::Channel(_) => None,
     }
 }
 
@@ -179,11 +169,13 @@ pub(crate) fn realize(spec: &ConvSpec, pick: Pick, activation: Activation) -> Op
 /// widest tier (the narrower AVX2 tiles too on an AVX-512 machine), the
 /// Cranelift kernel always: the candidates autotuning times.
 pub(crate) fn candidates(spec: &ConvSpec, isa: NativeIsa, activation: Activation) -> Vec<Pick> {
-    let mut isas = vec![isa];
-    if isa == NativeIsa::Avx512 && NativeIsa::Avx2.resolve().is_some() {
+    let available = |i: NativeIsa| i.resolve() == Some(i);
+    let mut isas: Vec<NativeIsa> = [isa].into_iter().filter(|&i| available(i)).collect();
+    if isa == NativeIsa::Avx512 && available(NativeIsa::Avx2) {
         isas.push(NativeIsa::Avx2);
     }
-    let mut picks = vec![Pick::Dw2x, Pick::S3k9];
+    // The dedicated kernels are AVX-512 code.
+    let mut picks = if isas.contains(&NativeIsa::Avx512) { vec![Pick::Dw2x, Pick::S3k9] } else { Vec::new() };
     for &i in &isas {
         picks.push(Pick::Pixel(i));
         picks.push(Pick::Channel(i));
