@@ -315,11 +315,7 @@ impl Model {
 
     /// The compiled version for exactly `shapes` (compiled if not cached).
     pub fn version(&self, shapes: &[&[usize]]) -> Result<Arc<CompiledVersion>, Error> {
-        self.cache.get_or_build_by(
-            |key| key.len() == shapes.len() && key.iter().zip(shapes).all(|(k, s)| k.as_slice() == *s),
-            || shapes.iter().map(|s| s.to_vec()).collect(),
-            || self.build(shapes),
-        )
+        self.cache.get_or_build(shapes, || self.build(shapes))
     }
 
     /// The version for `shapes` with dim 0 of every input replaced by `c`.
@@ -384,17 +380,33 @@ impl Model {
         Ok(ok.then_some(n))
     }
 
-    fn check_inputs(&self, shapes: &[&[usize]], inputs: &[&[f32]]) -> Result<(), Error> {
-        if shapes.len() != self.inputs.len() || inputs.len() != self.inputs.len() {
+    /// One shape per input, each fitting the input's declared shape.
+    fn check_shapes(&self, shapes: &[&[usize]]) -> Result<(), Error> {
+        if shapes.len() != self.inputs.len() {
             return Err(RuntimeError::InputCount {
                 expected: self.inputs.len(),
-                got: inputs.len().min(shapes.len()),
+                got: shapes.len(),
                 names: self.input_names().join(", "),
             }
             .into());
         }
-        for (((name, declared), shape), x) in self.inputs.iter().zip(shapes).zip(inputs) {
+        for ((name, declared), shape) in self.inputs.iter().zip(shapes) {
             kiln_ir::check_binding(name, declared, shape)?;
+        }
+        Ok(())
+    }
+
+    fn check_inputs(&self, shapes: &[&[usize]], inputs: &[&[f32]]) -> Result<(), Error> {
+        self.check_shapes(shapes)?;
+        if inputs.len() != self.inputs.len() {
+            return Err(RuntimeError::InputCount {
+                expected: self.inputs.len(),
+                got: inputs.len(),
+                names: self.input_names().join(", "),
+            }
+            .into());
+        }
+        for (((name, _), shape), x) in self.inputs.iter().zip(shapes).zip(inputs) {
             let want = elements(name, shape)?;
             if x.len() != want {
                 return Err(RuntimeError::InputShape {
@@ -489,17 +501,8 @@ impl Model {
     /// naming the input.
     pub fn run(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>, Error> {
         let shapes: Vec<&[usize]> = inputs.iter().map(|t| t.shape()).collect();
-        if shapes.len() != self.inputs.len() {
-            return Err(RuntimeError::InputCount {
-                expected: self.inputs.len(),
-                got: shapes.len(),
-                names: self.input_names().join(", "),
-            }
-            .into());
-        }
-        for ((name, declared), shape) in self.inputs.iter().zip(&shapes) {
-            kiln_ir::check_binding(name, declared, shape)?;
-        }
+        // Before the output shapes are asked for (which may compile).
+        self.check_shapes(&shapes)?;
         let out_shapes = match self.split_batch(&shapes)? {
             // Items are kept apart, so the full outputs are the first
             // chunk's with dim 0 = n (no shape inference per call).

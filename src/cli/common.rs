@@ -86,6 +86,12 @@ pub fn load_inferred(args: &ModelArgs) -> Result<Graph, kiln::Error> {
 /// open (a JSON model's `null` dims, an ONNX model's symbolic ones), from
 /// the `--input` files; `--shape` arguments add to them.
 pub fn load_inferred_with(args: &ModelArgs, file_shapes: &BTreeMap<String, Vec<usize>>) -> Result<Graph, kiln::Error> {
+    infer_within_limit(args, load_bound(args, file_shapes)?)
+}
+
+/// The model as read, with `--batch`, `--shape` and the `file_shapes` of
+/// `--input` files applied; dims nothing gives stay open (a JSON model).
+fn load_bound(args: &ModelArgs, file_shapes: &BTreeMap<String, Vec<usize>>) -> Result<Graph, kiln::Error> {
     check_file_size(&args.model, memory_limit(args))?;
     if args.batch == Some(0) {
         return Err(kiln::Error::Usage("--batch must be at least 1".into()));
@@ -99,18 +105,22 @@ pub fn load_inferred_with(args: &ModelArgs, file_shapes: &BTreeMap<String, Vec<u
         }
         shapes.insert(name.clone(), shape.clone());
     }
-    let mut g = if kiln::is_onnx(&args.model) {
+    if kiln::is_onnx(&args.model) {
         // The batch is bound before import: the exporter's shape arithmetic
         // is folded for it.
-        kiln::load_onnx(&args.model, &kiln::OnnxInputs { shapes, batch: args.batch })?
-    } else {
-        let mut g = kiln::load_model(&args.model)?;
-        if let Some(batch) = args.batch {
-            set_batch(&mut g, batch);
-        }
-        bind_open_inputs(&mut g, &shapes)?;
-        g
-    };
+        return kiln::load_onnx(&args.model, &kiln::OnnxInputs { shapes, batch: args.batch });
+    }
+    let mut g = kiln::load_model(&args.model)?;
+    if let Some(batch) = args.batch {
+        set_batch(&mut g, batch);
+    }
+    bind_open_inputs(&mut g, &shapes)?;
+    Ok(g)
+}
+
+/// Every shape inferred, refused if the tensors would not fit in
+/// `--max-memory-mib` (checked before any parameter is allocated).
+fn infer_within_limit(args: &ModelArgs, mut g: Graph) -> Result<Graph, kiln::Error> {
     ShapeInference.run(&mut g)?;
     let bytes = footprint(&g)?.total_bytes();
     let limit = u128::from(args.max_memory_mib) * 1024 * 1024;
@@ -206,18 +216,11 @@ pub fn load_resolved(args: &ModelArgs, source: ParamSource) -> Result<Graph, kil
 /// also check the state dict against the model. A JSON model whose inputs
 /// leave dims open (and no `--shape` binds them) gets [`check_open`].
 pub fn check(args: &CheckArgs) -> Result<(), kiln::Error> {
-    if !kiln::is_onnx(&args.model.model) {
-        check_file_size(&args.model.model, memory_limit(&args.model))?;
-        let mut g = kiln::load_model(&args.model.model)?;
-        if let Some(batch) = args.model.batch.filter(|&b| b > 0) {
-            set_batch(&mut g, batch);
-        }
-        bind_open_inputs(&mut g, &parse_shapes(&args.model.shapes)?)?;
-        if g.has_open_inputs() {
-            return check_open(&g);
-        }
+    let g = load_bound(&args.model, &BTreeMap::new())?;
+    if g.has_open_inputs() {
+        return check_open(&g);
     }
-    let g = load_inferred(&args.model)?;
+    let g = infer_within_limit(&args.model, g)?;
     let f = footprint(&g)?;
     let lazy = g.node_ids().filter(|&id| g.node(id).op().is_lazy()).count();
     let nodes = g.node_count() - g.inputs().len() - g.outputs().len();

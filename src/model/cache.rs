@@ -77,7 +77,6 @@ impl<V> VersionCache<V> {
     /// The version for `shapes`, built by `build` if no finished one is
     /// cached. A failed build is not cached (the next call tries again and
     /// reports its own error).
-    #[cfg(test)]
     pub(crate) fn get_or_build<E>(
         &self,
         shapes: &[&[usize]],
