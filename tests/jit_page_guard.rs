@@ -138,6 +138,15 @@ fn edge_classes_stay_inside_guarded_buffers() {
             conv_transpose([1, 8, 12, 12], ConvTranspose2dParams::new(1, 5).stride(2).dilation(2)),
         ),
         ("convT k2 s4", conv_transpose([2, 4, 7, 5], ConvTranspose2dParams::new(2, 2).stride(4).padding(1))),
+        (
+            // Channel tiles with hole rows: the last row's masked block ends at the buffer's end.
+            "convT k1 s4 op3 (hole fills)",
+            conv_transpose([1, 24, 6, 5], ConvTranspose2dParams::new(20, 1).stride(4).output_padding(3)),
+        ),
+        (
+            "convT k3 s4 (holes, partial block)",
+            conv_transpose([2, 19, 9, 11], ConvTranspose2dParams::new(40, 3).stride(4).padding(1).output_padding(1)),
+        ),
         ("convT d9 aliased", conv_transpose([1, 32, 32, 32], ConvTranspose2dParams::new(32, 3).dilation(9).padding(9))),
         ("convT dcgan-like", conv_transpose([2, 64, 8, 8], ConvTranspose2dParams::new(32, 4).stride(2).padding(1))),
         (

@@ -16,7 +16,8 @@
 //!   channel plane and fit the packed buffer, which fits the stack budget;
 //!   pixel-tile segments have tap tables the micro-kernels can index
 //!   (`nt ≤ MAX_PV_TAPS`, `nt = nth·ntw`, two-row segments have taps and
-//!   consecutive vertical offsets).
+//!   consecutive vertical offsets); hole fills write whole rows inside one
+//!   output channel plane, with no mask bit at or beyond the row's width.
 //! * **Exhaustive checks** (under `debug_assertions`, so in tests and debug
 //!   builds): every tap of every pixel, and that the tiles write every output
 //!   pixel of a group exactly once.
@@ -57,6 +58,32 @@ fn output_in_plane(spec: &ConvSpec, f: i64) -> bool {
     f >= 0 && f < spec.batch as i64 * item && f % item < hw_out
 }
 
+/// Checks a plan's hole rows: each starts a row of one output channel plane
+/// and lies inside it, its masks exist, and no mask sets a lane outside
+/// `0..out_w` (only the last block of a row can) or outside 16 bits.
+fn verify_fill(kernel: &str, spec: &ConvSpec, f: &crate::tiling::CvFill) -> Result<(), JitError> {
+    let out_w = spec.out_w as i64;
+    if f.blocks != spec.out_w.div_ceil(16) {
+        return Err(fail(kernel, format!("fill has {} blocks per row of {out_w} columns", f.blocks)));
+    }
+    for (i, &(start, at)) in f.rows.iter().enumerate() {
+        if start % out_w != 0 || !output_in_plane(spec, start) || !output_in_plane(spec, start + out_w - 1) {
+            return Err(fail(kernel, format!("fill row {i} at output float {start} is not a row of one plane")));
+        }
+        let masks = at.checked_add(f.blocks).and_then(|e| f.masks.get(at..e));
+        let Some(masks) = masks else {
+            return Err(fail(kernel, format!("fill row {i} uses masks {at}.. outside the mask table")));
+        };
+        for (b, &m) in masks.iter().enumerate() {
+            let width = (spec.out_w - 16 * b).min(16);
+            if m < 0 || m >> width != 0 {
+                return Err(fail(kernel, format!("fill row {i} block {b} mask {m:#x} sets lanes beyond {width}")));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Checks a channel-tile plan against its buffers (see the module docs).
 pub(crate) fn verify_cv(kernel: &str, spec: &ConvSpec, plan: &CvPlan) -> Result<(), JitError> {
     let stride = block_stride(spec, &plan.blocking);
@@ -81,6 +108,9 @@ pub(crate) fn verify_cv(kernel: &str, spec: &ConvSpec, plan: &CvPlan) -> Result<
     let mut written: Vec<u32> = if EXHAUSTIVE { vec![0; spec.batch * spec.out_h * spec.out_w] } else { Vec::new() };
     let hw_out = (spec.out_h * spec.out_w) as i64;
     let out_item = (spec.groups * spec.cog) as i64 * hw_out;
+    if let Some(f) = &plan.fill {
+        verify_fill(kernel, spec, f)?;
+    }
     for chunk in &plan.chunks {
         // The span of the last pack in this chunk: packed tiles read only it.
         let mut span: Option<i64> = None;
@@ -99,6 +129,23 @@ pub(crate) fn verify_cv(kernel: &str, spec: &ConvSpec, plan: &CvPlan) -> Result<
                         ));
                     }
                     span = Some(sp as i64);
+                }
+                CvRun::Fill { ref rows } => {
+                    let f = plan.fill.as_ref().ok_or_else(|| fail(kernel, "fill run without a fill".into()))?;
+                    let rows = f
+                        .rows
+                        .get(rows.clone())
+                        .ok_or_else(|| fail(kernel, format!("fill rows {rows:?} outside the fill's row list")))?;
+                    if EXHAUSTIVE {
+                        for &(start, at) in rows {
+                            let (n, q) = (start / out_item, start % out_item);
+                            for col in 0..spec.out_w {
+                                if f.masks[at + col / 16] >> (col % 16) & 1 == 1 {
+                                    written[(n * hw_out + q) as usize + col] += 1;
+                                }
+                            }
+                        }
+                    }
                 }
                 CvRun::Tiles { class, p, count, table, packed, contig } => {
                     let c =
@@ -361,6 +408,40 @@ mod tests {
         let mut bad = good.clone();
         bad.pack = Some(CvPack { stride: 1 << 20 });
         assert!(verify_cv("k", &s, &bad).unwrap_err().to_string().contains("frame budget"));
+    }
+
+    /// Hole fills (k3 s4 leaves a phase without taps; width 21 leaves a
+    /// partial last block): masks beyond the row, rows outside a plane or
+    /// not at a row start, and rows written twice are refused.
+    #[test]
+    fn corrupted_hole_fills_are_refused() {
+        for isa in [NativeIsa::Avx512, NativeIsa::Avx2] {
+            let s = ct(2, 24, [6, 6], 40, 1, 3, 4, 1, 1);
+            assert_eq!(s.out_w, 21);
+            let good = plan_cv(&s, isa).unwrap();
+            verify_cv("k", &s, &good).unwrap();
+            let f = good.fill.clone().expect("holes");
+            assert!(good.chunks.iter().flatten().any(|r| matches!(r, CvRun::Fill { .. })));
+            let last = f.masks.len() - 1;
+            let mut bad = good.clone();
+            bad.fill.as_mut().unwrap().masks[last] |= 1 << 5;
+            assert!(verify_cv("k", &s, &bad).unwrap_err().to_string().contains("sets lanes beyond 5"));
+            let mut bad = good.clone();
+            bad.fill.as_mut().unwrap().rows[0].0 += 1;
+            assert!(verify_cv("k", &s, &bad).unwrap_err().to_string().contains("not a row of one plane"));
+            let mut bad = good.clone();
+            bad.fill.as_mut().unwrap().rows[0].0 += (s.out_h * s.out_w) as i64;
+            assert!(verify_cv("k", &s, &bad).unwrap_err().to_string().contains("not a row of one plane"));
+            let mut bad = good.clone();
+            bad.fill.as_mut().unwrap().rows[0].1 = f.masks.len();
+            assert!(verify_cv("k", &s, &bad).unwrap_err().to_string().contains("outside the mask table"));
+            let mut bad = good.clone();
+            bad.chunks[0].push(CvRun::Fill { rows: 0..1 });
+            assert!(verify_cv("k", &s, &bad).unwrap_err().to_string().contains("written 2 times"));
+            let mut bad = good.clone();
+            bad.chunks[0].push(CvRun::Fill { rows: 0..f.rows.len() + 1 });
+            assert!(verify_cv("k", &s, &bad).unwrap_err().to_string().contains("outside the fill's row list"));
+        }
     }
 
     #[test]

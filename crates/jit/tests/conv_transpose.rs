@@ -133,6 +133,33 @@ fn many_tap_pixel_tiles_match_naive() {
     }
 }
 
+/// Kernels smaller than their stride leave output pixels no tap reaches
+/// (holes, which channel-tile plans fill with masked row stores): the
+/// suite's classes (k3 s4, k1 s4 op3, grouped k2 s3) with bias and every
+/// activation, on every tier, with widths whose last 16-column block is
+/// partial.
+#[test]
+fn layers_with_holes_match_naive() {
+    // (batch, cin, [h, w], cout, groups, kernel, stride, padding, output_padding)
+    #[allow(clippy::type_complexity)]
+    let layers: &[(usize, usize, [usize; 2], usize, usize, usize, usize, usize, usize)] = &[
+        (2, 19, [9, 11], 40, 1, 3, 4, 1, 1), // rand01-like: out 34x42
+        (1, 24, [6, 5], 20, 1, 1, 4, 0, 3),  // rand02-like: 15 of 16 pixels are holes
+        (1, 36, [5, 11], 36, 6, 2, 3, 0, 1), // rand09-like, grouped
+        (3, 8, [4, 9], 33, 1, 2, 5, 0, 4),   // a partial panel, 3 items
+    ];
+    let acts =
+        [Activation::Identity, Activation::Relu, Activation::LeakyRelu(0.2), Activation::Tanh, Activation::Sigmoid];
+    for (i, &(n, ci, hw, co, g, k, st, p, op)) in layers.iter().enumerate() {
+        let g =
+            ConvTranspose2dGeometry::from_output_padding(n, ci, hw, co, g, [k, k], [st, st], [p, p], [op, op], [1, 1])
+                .expect("valid geometry");
+        for (j, &act) in acts.iter().enumerate() {
+            run_case(&Case { g: g.clone(), bias: true, act, seed: 70 + (i * 5 + j) as u64 }).expect("matches");
+        }
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 600, ..ProptestConfig::default() })]
 
@@ -214,6 +241,10 @@ fn geometries() -> Vec<ConvTranspose2dGeometry> {
         // and groups with a partial last row block, and one input row.
         (2, 6, [10, 64], 2, 2, [9, 9], [3, 3], [4, 4], [2, 2], [1, 1]),
         (1, 3, [1, 32], 1, 1, [9, 9], [3, 3], [4, 4], [2, 2], [1, 1]),
+        // Holes (kernel smaller than the stride): masked row fills next to
+        // tiles, in bands, split across work items.
+        (2, 19, [9, 11], 40, 1, [3, 3], [4, 4], [1, 1], [1, 1], [1, 1]),
+        (1, 24, [6, 5], 20, 1, [1, 2], [4, 3], [0, 0], [3, 1], [1, 1]),
     ];
     raw.iter()
         .map(|c| {

@@ -26,7 +26,7 @@ use super::weight_flags;
 use super::{counted_loop, data_flags, ptr_var, ConstData, FnCompiler, Induction, PTR};
 use crate::epilogue::Activation;
 use crate::error::JitError;
-use crate::microkernel::abi::{CallEntry, Dw2xArgs, PackArgs, PvArgs, S3k9Args, TileArgs};
+use crate::microkernel::abi::{CallEntry, Dw2xArgs, FillArgs, PackArgs, PvArgs, S3k9Args, TileArgs};
 use crate::microkernel::{act_code, table};
 use crate::pack::{block_stride, phase_offset};
 use crate::schedule::{ConvSpec, Variant, LANES};
@@ -185,6 +185,15 @@ pub fn emit_cv(
     let ncls = plan.classes.len();
     let nvar = variants.len();
 
+    // Hole fills: row lists `(row start byte offset, first mask index)` and
+    // the row masks; one record per (variant, fill run), addressed like the
+    // pack records once their box exists.
+    let fill = plan.fill.clone().unwrap_or_default();
+    let (masks, masks_addr) = ConstData::new(fill.masks.clone(), 0i64);
+    let fill_rows: Vec<i64> = fill.rows.iter().flat_map(|&(start, at)| [start * 4, at as i64]).collect();
+    let (fill_rows, fill_rows_addr) = ConstData::new(fill_rows, 0i64);
+    let mut fill_args: Vec<FillArgs> = Vec::new();
+    let mut fill_entries: Vec<(usize, usize)> = Vec::new();
     // Pack records are collected first and addressed once their box exists.
     let mut pack_args: Vec<PackArgs> = Vec::new();
     let mut entries: Vec<CallEntry> = Vec::new();
@@ -192,7 +201,7 @@ pub fn emit_cv(
     let mut ranges: Vec<i64> = vec![0];
     let channel_major = (hw_out * 4) % 4096 == 0;
     let pack_fn = table::pack() as usize as i64;
-    for vi in 0..nvar {
+    for (vi, var) in variants.iter().enumerate() {
         for chunk in &plan.chunks {
             for r in chunk {
                 match r {
@@ -212,6 +221,26 @@ pub fn emit_cv(
                             table: 0,
                             args: 0,
                             flags: CallEntry::PACK,
+                        });
+                    }
+                    CvRun::Fill { rows } => {
+                        let f = table::fill(plan.isa).ok_or_else(|| missing(k.name, "a hole fill".into()))?;
+                        fill_entries.push((entries.len(), fill_args.len()));
+                        fill_args.push(FillArgs {
+                            rows: rows.len() as i64,
+                            blocks: fill.blocks as i64,
+                            masks: masks_addr as *const i64,
+                            nc: var.channels as i64,
+                            oc: hw_out * 4,
+                            act: code,
+                            alpha: alpha.to_bits() as i64,
+                        });
+                        entries.push(CallEntry {
+                            func: f as usize as i64,
+                            weight_off: 0,
+                            table: fill_rows_addr + (rows.start * 16) as i64,
+                            args: 0,
+                            flags: 0,
                         });
                     }
                     CvRun::Tiles { class, contig, p, count, table: tbl0, packed } => {
@@ -244,6 +273,13 @@ pub fn emit_cv(
         ConstData::new(pack_args, PackArgs { off: 0, span: 0, channels: 0, src_stride: 0, dst_stride: 0 });
     for &(e, pi) in &pack_entries {
         entries[e].args = pack_addr + (pi * std::mem::size_of::<PackArgs>()) as i64;
+    }
+    let (fill_data, fill_addr) = ConstData::new(
+        fill_args,
+        FillArgs { rows: 0, blocks: 0, masks: std::ptr::null(), nc: 0, oc: 0, act: 0, alpha: 0 },
+    );
+    for &(e, fi) in &fill_entries {
+        entries[e].args = fill_addr + (fi * std::mem::size_of::<FillArgs>()) as i64;
     }
     let nch = plan.chunks.len();
     let (entries, entries_addr) =
@@ -359,7 +395,11 @@ pub fn emit_cv(
         b.switch_to_block(exit);
         Ok(())
     })?;
-    Ok(NativeEmitted { entry, clif, tables: vec![tables, taps, args, pack_data, entries, ranges] })
+    Ok(NativeEmitted {
+        entry,
+        clif,
+        tables: vec![tables, taps, args, pack_data, masks, fill_rows, fill_data, entries, ranges],
+    })
 }
 
 /// Emits a pixel-tile kernel.

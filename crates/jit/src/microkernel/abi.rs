@@ -91,6 +91,27 @@ pub(crate) struct PackArgs {
     pub dst_stride: i64,
 }
 
+/// Arguments of a hole fill (one record per panel variant and chunk).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct FillArgs {
+    /// Rows in the entry's row list (`(row start byte offset, first mask
+    /// index)` pairs).
+    pub rows: i64,
+    /// 16-column masks per row.
+    pub blocks: i64,
+    /// The masks (low 16 bits of each `i64`).
+    pub masks: *const i64,
+    /// Valid channels of the panel.
+    pub nc: i64,
+    /// Output byte stride between output channels.
+    pub oc: i64,
+    /// Activation code.
+    pub act: i64,
+    /// LeakyReLU slope as `f32` bits.
+    pub alpha: i64,
+}
+
 /// Arguments of the depthwise 2x upsampler.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -131,13 +152,14 @@ pub(crate) struct S3k9Args {
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct CallEntry {
-    /// Address of a [`TileFn`] or, with [`CallEntry::PACK`], a [`PackFn`].
+    /// Address of a [`TileFn`] or [`FillFn`] or, with [`CallEntry::PACK`], a [`PackFn`].
     pub func: i64,
     /// Byte offset of the tile's weight record from the panel's weights.
     pub weight_off: i64,
-    /// Address of the tile's pixel table (`p` input then `p` output byte offsets).
+    /// Address of the tile's pixel table (`p` input then `p` output byte
+    /// offsets), or of a fill's row list.
     pub table: i64,
-    /// Address of the [`TileArgs`] (or [`PackArgs`]) record.
+    /// Address of the [`TileArgs`] (or [`FillArgs`], [`PackArgs`]) record.
     pub args: i64,
     /// [`CallEntry::X_PACKED`] and [`CallEntry::PACK`] bits.
     pub flags: i64,
@@ -167,6 +189,7 @@ const _: () = {
     assert!(size_of::<TileArgs>() == 10 * 8);
     assert!(size_of::<PvArgs>() == 15 * 8);
     assert!(size_of::<PackArgs>() == 5 * 8);
+    assert!(size_of::<FillArgs>() == 7 * 8);
     assert!(size_of::<Dw2xArgs>() == 4 * 8);
     assert!(size_of::<S3k9Args>() == 7 * 8);
     assert!(size_of::<CallEntry>() == 5 * 8);
@@ -178,6 +201,10 @@ pub(crate) type TileFn = unsafe extern "C" fn(*const f32, *const u8, *const i64,
 
 /// A pixel tile: `(weights, input row, first pixel q0, output row, bias, args)`.
 pub(crate) type PvFn = unsafe extern "C" fn(*const f32, *const u8, usize, *mut u8, *const f32, *const PvArgs);
+
+/// A hole fill, called like a [`TileFn`] from a channel-tile call list:
+/// `(unused, unused, row list, output base, bias, args)`.
+pub(crate) type FillFn = unsafe extern "C" fn(*const f32, *const u8, *const i64, *mut u8, *const f32, *const FillArgs);
 
 /// The input packer: `(packed buffer, input base, args)`.
 pub(crate) type PackFn = unsafe extern "C" fn(*mut f32, *const u8, *const PackArgs);

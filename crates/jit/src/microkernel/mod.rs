@@ -14,6 +14,8 @@
 //!   the generated code;
 //! * `channel_tile`: channel tiles (lanes = output channels) and the input
 //!   packer, for AVX-512F (zmm) and AVX2+FMA (ymm);
+//! * `fill`: hole fills (the activated bias on pixels no tap reaches) for
+//!   channel-tile plans, AVX-512F and AVX2;
 //! * `pixel_tile`: pixel tiles (lanes = pixels of a phase row), for layers
 //!   with few output channels per group;
 //! * `special`: the two dedicated AVX-512 kernels (depthwise 2x, stride 3);
@@ -29,6 +31,8 @@
 pub(crate) mod abi;
 #[cfg(target_arch = "x86_64")]
 mod channel_tile;
+#[cfg(target_arch = "x86_64")]
+mod fill;
 #[cfg(target_arch = "x86_64")]
 mod pixel_tile;
 #[cfg(target_arch = "x86_64")]

@@ -6,7 +6,7 @@
 //! an error, never a call through a wrong pointer). Const generics are
 //! instantiated here, once, for exactly the parameter sets the planners use.
 
-use super::abi::{Dw2xFn, PackFn, PvFn, S3k9Fn, TileFn};
+use super::abi::{Dw2xFn, FillFn, PackFn, PvFn, S3k9Fn, TileFn};
 use super::NativeIsa;
 
 /// The input packer (portable code: it only copies).
@@ -25,6 +25,23 @@ pub(crate) fn pack() -> PackFn {
 /// no native plan exists without them; present so the table is total).
 #[cfg(not(target_arch = "x86_64"))]
 unsafe extern "C" fn portable_pack(_dst: *mut f32, _x: *const u8, _args: *const super::abi::PackArgs) {}
+
+/// The hole fill of `isa` (`None` off x86-64, where no native plan exists).
+pub(crate) fn fill(isa: NativeIsa) -> Option<FillFn> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        match isa {
+            NativeIsa::Avx512 => Some(super::fill::fill512),
+            NativeIsa::Avx2 => Some(super::fill::fill256),
+            NativeIsa::Best => None,
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = isa;
+        None
+    }
+}
 
 /// Channel tile of `isa` for a `pw`-channel panel and `p` pixels;
 /// `contig`: the pixels' inputs are consecutive floats; `channel_major`:
