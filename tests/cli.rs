@@ -568,7 +568,7 @@ fn tiny_shapes(dir: &Path) -> String {
         dir,
         "shapes.json",
         r#"{"shapes": [{"name": "tiny", "input_shape": [1, 4, 3, 3], "out_channels": 2, "kernel_size": 3, "stride": 2,
-            "padding": 1, "output_padding": 1, "dilation": 1, "groups": 1, "bias": false, "output_shape": [1, 2, 6, 6], "flops": 2592}]}"#,
+            "padding": 1, "output_padding": 1, "dilation": 1, "groups": 1, "bias": false, "output_shape": [1, 2, 6, 6], "flops": 1296}]}"#,
     )
 }
 
