@@ -146,7 +146,7 @@ impl TryFrom<RawShape> for BenchShape {
         if r.out_channels == 0 {
             return Err(bad("out_channels", "must be at least 1".into()));
         }
-        if r.groups == 0 || cin % r.groups != 0 || r.out_channels % r.groups != 0 {
+        if r.groups == 0 || !cin.is_multiple_of(r.groups) || !r.out_channels.is_multiple_of(r.groups) {
             return Err(bad(
                 "groups",
                 format!(
