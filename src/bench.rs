@@ -1,6 +1,6 @@
 //! Benchmark support shared by `kiln bench` and the criterion benches: the
 //! shape file format of `../shared/bench/shapes.json`, the peers' data
-//! protocol (inputs `U[-1,1)`, weights `U[-1,1)/sqrt(C_in/groups·k·k)`, no
+//! protocol (inputs `U[-1,1)`, weights `U[-1,1)/sqrt(C_in/groups·kH·kW)`, no
 //! bias) and their timing protocol (warm-up, then at least 20 calls and at
 //! least 1 s of timed work; median and min per call).
 
@@ -11,44 +11,200 @@ use kiln_ir::ndarray::ArrayD;
 use kiln_runtime::{RandomTensor, Rng, Tensor};
 use serde::Deserialize;
 
+use crate::ir::Pair2;
 use crate::{ConvTranspose2dParams, Error, Graph, GraphBuilder, ParamSource};
 
 /// One benchmark layer, as in `shapes.json`.
+///
+/// `kernel_size`, `stride`, `padding`, `output_padding` and `dilation` are
+/// each a number (both axes, as in the peers' files) or `[h, w]`. A shape is
+/// checked when it is read: hyper-parameters in range, `output_shape` equal
+/// to PyTorch's `(in-1)·s - 2p + d·(k-1) + op + 1` per axis, and `flops`
+/// (which may be left out) equal to `2·N·C_in·(C_out/g)·kH·kW·H·W`; every
+/// error names the shape and the field.
 #[derive(Clone, Debug, Deserialize)]
+#[serde(try_from = "RawShape")]
 pub struct BenchShape {
     /// Short name (`dcgan2`).
     pub name: String,
     /// What it is.
-    #[serde(default)]
     pub what: String,
     /// `[N, C_in, H, W]`.
     pub input_shape: Vec<usize>,
     /// Output channels.
     pub out_channels: usize,
-    /// Square kernel.
-    pub kernel_size: usize,
+    /// Kernel size `kH x kW`.
+    pub kernel_size: Pair2,
     /// Stride.
-    pub stride: usize,
+    pub stride: Pair2,
     /// Padding.
-    pub padding: usize,
+    pub padding: Pair2,
     /// Output padding.
-    pub output_padding: usize,
+    pub output_padding: Pair2,
     /// Dilation.
-    pub dilation: usize,
+    pub dilation: Pair2,
     /// Groups.
     pub groups: usize,
     /// Whether the layer has a bias (false in the peers' protocol).
-    #[serde(default)]
     pub bias: bool,
     /// Expected output shape.
     pub output_shape: Vec<usize>,
-    /// FLOPs per call (`2·N·C_in·(C_out/g)·k²·H·W`).
+    /// FLOPs per call (`2·N·C_in·(C_out/g)·kH·kW·H·W`).
     pub flops: u64,
+}
+
+impl BenchShape {
+    /// The weight's shape, `[C_in, C_out/groups, kH, kW]`.
+    pub fn weight_shape(&self) -> [usize; 4] {
+        let cin = self.input_shape.get(1).copied().unwrap_or(1);
+        [cin, self.out_channels / self.groups.max(1), self.kernel_size.h, self.kernel_size.w]
+    }
+}
+
+/// Largest kernel size, stride, padding, output padding or dilation a shape
+/// file may give: far beyond any layer worth timing, small enough that no
+/// size computed from them overflows.
+pub const MAX_HYPER_PARAMETER: usize = 1 << 16;
+/// Largest input, weight or output tensor of a shape, in floats (1 GiB).
+pub const MAX_TENSOR_FLOATS: u128 = 1 << 28;
+
+/// A shape as written in the file, before its checks.
+#[derive(Deserialize)]
+struct RawShape {
+    name: String,
+    #[serde(default)]
+    what: String,
+    input_shape: Vec<usize>,
+    out_channels: usize,
+    kernel_size: serde_json::Value,
+    stride: serde_json::Value,
+    padding: serde_json::Value,
+    output_padding: serde_json::Value,
+    dilation: serde_json::Value,
+    groups: usize,
+    #[serde(default)]
+    bias: bool,
+    output_shape: Vec<usize>,
+    #[serde(default)]
+    flops: Option<u64>,
+}
+
+/// A number (both axes) or `[h, w]`, each at least `min` and at most
+/// [`MAX_HYPER_PARAMETER`]; the error names the shape and the field.
+fn pair(shape: &str, field: &str, v: &serde_json::Value, min: usize) -> Result<Pair2, String> {
+    let bad = |why: String| format!("shape `{shape}`: {field}: {why}");
+    let one = |x: &serde_json::Value| -> Result<usize, String> {
+        let n = match x.as_u64() {
+            Some(n) => n,
+            None if x.as_i64().is_some() => return Err(bad(format!("must not be negative, got {x}"))),
+            None => return Err(bad(format!("expected a non-negative integer or [h, w], got {x}"))),
+        };
+        if n < min as u64 {
+            return Err(bad(format!("must be at least {min}, got {n}")));
+        }
+        if n > MAX_HYPER_PARAMETER as u64 {
+            return Err(bad(format!("{n} is too large (at most {MAX_HYPER_PARAMETER})")));
+        }
+        Ok(n as usize)
+    };
+    match v {
+        serde_json::Value::Array(items) if items.len() == 2 => Ok(Pair2 { h: one(&items[0])?, w: one(&items[1])? }),
+        serde_json::Value::Array(items) => Err(bad(format!("expected [h, w], got {} elements: {v}", items.len()))),
+        _ => Ok(Pair2::square(one(v)?)),
+    }
+}
+
+/// PyTorch's transposed-convolution output size along one axis, or `None`
+/// when it is below 1.
+fn out_axis(input: usize, k: usize, s: usize, p: usize, op: usize, d: usize) -> Option<usize> {
+    let [i, k, s, p, op, d] = [input, k, s, p, op, d].map(|v| v as i128);
+    let out = (i - 1) * s - 2 * p + d * (k - 1) + op + 1;
+    usize::try_from(out).ok().filter(|&o| o >= 1)
+}
+
+impl TryFrom<RawShape> for BenchShape {
+    type Error = String;
+
+    fn try_from(r: RawShape) -> Result<Self, String> {
+        let name = r.name.as_str();
+        let bad = |field: &str, why: String| format!("shape `{name}`: {field}: {why}");
+        let kernel_size = pair(name, "kernel_size", &r.kernel_size, 1)?;
+        let stride = pair(name, "stride", &r.stride, 1)?;
+        let padding = pair(name, "padding", &r.padding, 0)?;
+        let output_padding = pair(name, "output_padding", &r.output_padding, 0)?;
+        let dilation = pair(name, "dilation", &r.dilation, 1)?;
+        let &[n, cin, h, w] = r.input_shape.as_slice() else {
+            return Err(bad("input_shape", format!("expected [N, C_in, H, W], got {:?}", r.input_shape)));
+        };
+        let floats = |dims: &[usize]| dims.iter().map(|&d| d as u128).product::<u128>();
+        if r.input_shape.contains(&0) || floats(&r.input_shape) > MAX_TENSOR_FLOATS {
+            return Err(bad(
+                "input_shape",
+                format!("{:?}: every dim must be at least 1, at most {MAX_TENSOR_FLOATS} floats", r.input_shape),
+            ));
+        }
+        if r.out_channels == 0 {
+            return Err(bad("out_channels", "must be at least 1".into()));
+        }
+        if r.groups == 0 || !cin.is_multiple_of(r.groups) || !r.out_channels.is_multiple_of(r.groups) {
+            return Err(bad(
+                "groups",
+                format!(
+                    "{} must be at least 1 and divide C_in = {cin} and out_channels = {}",
+                    r.groups, r.out_channels
+                ),
+            ));
+        }
+        let cout_g = r.out_channels / r.groups;
+        let weight = [cin, cout_g, kernel_size.h, kernel_size.w];
+        if floats(&weight) > MAX_TENSOR_FLOATS {
+            return Err(bad("kernel_size", format!("the weight {weight:?} is over {MAX_TENSOR_FLOATS} floats")));
+        }
+        let axis = |i, a: fn(Pair2) -> usize| {
+            out_axis(i, a(kernel_size), a(stride), a(padding), a(output_padding), a(dilation))
+        };
+        let (Some(oh), Some(ow)) = (axis(h, |p| p.h), axis(w, |p| p.w)) else {
+            return Err(bad(
+                "padding",
+                format!(
+                    "the output of {h}x{w} with kernel {kernel_size}, stride {stride}, padding {padding}, \
+                     output_padding {output_padding}, dilation {dilation} is empty"
+                ),
+            ));
+        };
+        let want = vec![n, r.out_channels, oh, ow];
+        if floats(&want) > MAX_TENSOR_FLOATS {
+            return Err(bad("output_shape", format!("{want:?} is over {MAX_TENSOR_FLOATS} floats")));
+        }
+        if r.output_shape != want {
+            return Err(bad("output_shape", format!("{:?}, but the layer gives {want:?}", r.output_shape)));
+        }
+        let flops: u128 = [2, n, cin, cout_g, kernel_size.h, kernel_size.w, h, w].iter().map(|&v| v as u128).product();
+        let flops = u64::try_from(flops).map_err(|_| bad("flops", format!("{flops} does not fit 64 bits")))?;
+        if let Some(f) = r.flops.filter(|&f| f != flops) {
+            return Err(bad("flops", format!("{f}, but 2·N·C_in·(C_out/g)·kH·kW·H·W = {flops}")));
+        }
+        Ok(BenchShape {
+            name: r.name,
+            what: r.what,
+            input_shape: r.input_shape,
+            out_channels: r.out_channels,
+            kernel_size,
+            stride,
+            padding,
+            output_padding,
+            dilation,
+            groups: r.groups,
+            bias: r.bias,
+            output_shape: r.output_shape,
+            flops,
+        })
+    }
 }
 
 #[derive(Deserialize)]
 struct ShapeFile {
-    shapes: Vec<BenchShape>,
+    shapes: Vec<serde_json::Value>,
 }
 
 /// The default shape file: `../shared/bench/shapes.json` beside the repository.
@@ -56,13 +212,32 @@ pub fn default_shapes_path() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/bench/shapes.json")
 }
 
-/// Reads a shape file.
+/// Reads a shape file and checks every shape (see [`BenchShape`]).
 pub fn load_shapes(path: &Path) -> Result<Vec<BenchShape>, Error> {
     let text =
         std::fs::read_to_string(path).map_err(|source| Error::Io { path: path.display().to_string(), source })?;
-    let file: ShapeFile =
-        serde_json::from_str(&text).map_err(|e| Error::Usage(format!("{}: not a shapes file: {e}", path.display())))?;
-    Ok(file.shapes)
+    parse_shapes(&text).map_err(|e| Error::Usage(format!("{}: {e}", path.display())))
+}
+
+/// Parses the text of a shape file (`{"shapes": [...]}`).
+pub fn parse_shapes(text: &str) -> Result<Vec<BenchShape>, String> {
+    let file: ShapeFile = serde_json::from_str(text).map_err(|e| format!("not a shapes file: {e}"))?;
+    file.shapes
+        .into_iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let name = v.get("name").and_then(|n| n.as_str()).map(str::to_owned);
+            serde_json::from_value(v).map_err(|e| {
+                let e = e.to_string();
+                // The checks' own errors already name the shape.
+                match name {
+                    Some(n) if !e.starts_with("shape `") => format!("shape `{n}` (#{i}): {e}"),
+                    None => format!("shape #{i}: {e}"),
+                    Some(_) => e,
+                }
+            })
+        })
+        .collect()
 }
 
 /// The shape's layer as a resolved one-node graph with the peers' weights
@@ -79,9 +254,9 @@ pub fn layer(shape: &BenchShape) -> Result<(Graph, Tensor), Error> {
         .bias(shape.bias);
     b.lazy_conv_transpose2d("up", x, params)?;
     let g = b.finish()?;
-    let cin = shape.input_shape.get(1).copied().unwrap_or(1);
-    let scale = 1.0 / ((cin / shape.groups.max(1)) as f32 * (shape.kernel_size * shape.kernel_size) as f32).sqrt();
-    let wshape = vec![cin, shape.out_channels / shape.groups.max(1), shape.kernel_size, shape.kernel_size];
+    let wshape = shape.weight_shape();
+    let [cin, _, kh, kw] = wshape;
+    let scale = 1.0 / ((cin / shape.groups.max(1)) as f32 * (kh * kw) as f32).sqrt();
     let mut rng = Rng::for_stream(0, &shape.name);
     let weight: ArrayD<f32> = rng.tensor(&wshape).mapv(|v| v * scale);
     let mut state = std::collections::BTreeMap::new();
@@ -90,6 +265,15 @@ pub fn layer(shape: &BenchShape) -> Result<(Graph, Tensor), Error> {
         state.insert("up.bias".to_string(), rng.tensor(&[shape.out_channels]));
     }
     let g = crate::resolve(g, ParamSource::StateDict(state))?;
+    // The file's output shape was checked against PyTorch's formula when it
+    // was read; this checks Kiln's shape inference against both.
+    let out: Vec<Option<Vec<usize>>> = g.output_values().iter().map(|&o| g.node(o).shape().as_known()).collect();
+    if out != [Some(shape.output_shape.clone())] {
+        return Err(Error::Usage(format!(
+            "shape `{}`: output_shape {:?}, but the graph infers {out:?}",
+            shape.name, shape.output_shape
+        )));
+    }
     let input = rng.tensor(&shape.input_shape);
     Ok((g, input))
 }
@@ -298,4 +482,132 @@ pub fn memory_layers(n: usize, c: usize, h: usize, w: usize) -> Result<Vec<Memor
         layers.push(MemoryLayer { name: name.to_string(), graph: g, inputs: ins, bytes });
     }
     Ok(layers)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A shape file of one shape whose five per-axis fields are `fields`
+    /// (JSON text), with `rest` for the other fields.
+    fn one(fields: &str, rest: &str) -> Result<Vec<BenchShape>, String> {
+        parse_shapes(&format!(
+            r#"{{"shapes": [{{"name": "t", "input_shape": [2, 6, 5, 7], "out_channels": 4, "groups": 2, {fields}, {rest}}}]}}"#
+        ))
+    }
+
+    const SQUARE: &str = r#""kernel_size": 3, "stride": 2, "padding": 1, "output_padding": 1, "dilation": 1"#;
+    // (5-1)*2 - 2 + 2 + 1 + 1 = 10 and (7-1)*2 - 2 + 2 + 1 + 1 = 14;
+    // 2·2·6·(4/2)·3·3·5·7 = 15120.
+    const SQUARE_OUT: &str = r#""output_shape": [2, 4, 10, 14], "flops": 15120"#;
+    const NONSQUARE: &str =
+        r#""kernel_size": [3, 4], "stride": [2, 1], "padding": [1, 2], "output_padding": [1, 0], "dilation": [1, 2]"#;
+    // H: (5-1)*2 - 2*1 + 1*(3-1) + 1 + 1 = 10; W: (7-1)*1 - 2*2 + 2*(4-1) + 0 + 1 = 9;
+    // 2·2·6·(4/2)·3·4·5·7 = 20160.
+    const NONSQUARE_OUT: &str = r#""output_shape": [2, 4, 10, 9], "flops": 20160"#;
+
+    #[test]
+    fn per_axis_fields_take_a_number_or_a_pair() {
+        let s = &one(SQUARE, SQUARE_OUT).unwrap()[0];
+        assert_eq!((s.kernel_size, s.stride, s.padding), (Pair2::square(3), Pair2::square(2), Pair2::square(1)));
+        assert_eq!((s.output_padding, s.dilation, s.flops), (Pair2::square(1), Pair2::square(1), 15120));
+        let s = &one(NONSQUARE, NONSQUARE_OUT).unwrap()[0];
+        assert_eq!(
+            (s.kernel_size, s.stride, s.padding),
+            (Pair2 { h: 3, w: 4 }, Pair2 { h: 2, w: 1 }, Pair2 { h: 1, w: 2 })
+        );
+        assert_eq!((s.output_padding, s.dilation), (Pair2 { h: 1, w: 0 }, Pair2 { h: 1, w: 2 }));
+        assert_eq!(s.weight_shape(), [6, 2, 3, 4]);
+        // A pair of equal numbers is the number; flops may be left out.
+        let same = r#""kernel_size": [3, 3], "stride": [2, 2], "padding": 1, "output_padding": [1, 1], "dilation": 1"#;
+        let s = &one(same, r#""output_shape": [2, 4, 10, 14]"#).unwrap()[0];
+        assert_eq!(
+            (s.kernel_size, s.stride, s.output_padding, s.flops),
+            (Pair2::square(3), Pair2::square(2), Pair2::square(1), 15120)
+        );
+    }
+
+    #[test]
+    fn bad_values_name_the_shape_and_the_field() {
+        let five = |k: &str, s: &str, p: &str, op: &str, d: &str| {
+            format!(r#""kernel_size": {k}, "stride": {s}, "padding": {p}, "output_padding": {op}, "dilation": {d}"#)
+        };
+        let out = r#""output_shape": [2, 4, 7, 9]"#;
+        let cases = [
+            (five("0", "1", "0", "0", "1"), out, "kernel_size", "at least 1"),
+            (five("[3, 0]", "1", "0", "0", "1"), out, "kernel_size", "at least 1"),
+            (five("3", "[0, 1]", "0", "0", "1"), out, "stride", "at least 1"),
+            (five("3", "1", "0", "0", "0"), out, "dilation", "at least 1"),
+            (five("[3, 4, 5]", "1", "0", "0", "1"), out, "kernel_size", "3 elements"),
+            (five("[3]", "1", "0", "0", "1"), out, "kernel_size", "1 elements"),
+            (five("3", "1", "[-1, 0]", "0", "1"), out, "padding", "negative"),
+            (five("3", "1", "0", "-2", "1"), out, "output_padding", "negative"),
+            (five("3.5", "1", "0", "0", "1"), out, "kernel_size", "integer"),
+            (five(r#""3""#, "1", "0", "0", "1"), out, "kernel_size", "integer"),
+            (five("3", "[1, 1e30]", "0", "0", "1"), out, "stride", "integer"),
+            (five("[3, 18446744073709551615]", "1", "0", "0", "1"), out, "kernel_size", "too large"),
+            (five("3", "1", "65536", "0", "1"), out, "padding", "empty"),
+            (five("65536", "1", "0", "0", "1"), out, "kernel_size", "floats"),
+            (NONSQUARE.to_string(), r#""output_shape": [2, 4, 10, 10]"#, "output_shape", "[2, 4, 10, 9]"),
+            (NONSQUARE.to_string(), r#""output_shape": [2, 4, 10, 9], "flops": 15120"#, "flops", "20160"),
+        ];
+        for (fields, rest, field, why) in cases {
+            let err = one(&fields, rest).expect_err(&fields);
+            assert!(
+                err.contains("shape `t`") && err.contains(&format!("{field}:")) && err.contains(why),
+                "{fields}: {err}"
+            );
+        }
+        // Fields outside the five also name the shape.
+        let err = one(SQUARE, r#""output_shape": [2, 4, 10, 14], "groups": 0"#).unwrap_err();
+        assert!(err.contains("shape `t`"), "{err}");
+        let err = parse_shapes(
+            r#"{"shapes": [{"name": "u", "input_shape": [1, 2, 3], "out_channels": 1, "kernel_size": 1,
+            "stride": 1, "padding": 0, "output_padding": 0, "dilation": 1, "groups": 1, "output_shape": [1, 1, 3]}]}"#,
+        )
+        .unwrap_err();
+        assert!(err.contains("shape `u`") && err.contains("input_shape"), "{err}");
+        let err = parse_shapes(r#"{"shapes": [{"name": "v", "input_shape": [1, 2, 3, 3], "out_channels": -1}]}"#)
+            .unwrap_err();
+        assert!(err.contains("shape `v`"), "{err}");
+    }
+
+    #[test]
+    fn a_non_square_layer_has_pytorchs_output_shape_and_flops() {
+        let s = &one(NONSQUARE, NONSQUARE_OUT).unwrap()[0];
+        let (g, x) = layer(s).unwrap();
+        assert_eq!(crate::passes::flops(&g).unwrap(), 20160);
+        let want = crate::runtime::Interpreter::run(&g, std::slice::from_ref(&x)).unwrap();
+        assert_eq!(want[0].shape(), [2, 4, 10, 9]);
+        let got = crate::jit::compile(&g).unwrap().run(&[x]).unwrap();
+        assert!(crate::tensor::max_abs_diff(&got[0], &want[0]).unwrap() < 1e-4);
+    }
+
+    #[test]
+    fn the_shape_files_of_the_repository_parse() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let suite = load_shapes(&root.join("bench/suite.json")).unwrap();
+        assert!(suite.len() >= 80);
+        // The peers' harness takes square layers only; suite.txt mirrors suite.json.
+        assert!(suite
+            .iter()
+            .all(|s| [s.kernel_size, s.stride, s.padding, s.output_padding, s.dilation].iter().all(|p| p.h == p.w)));
+        let nonsquare = load_shapes(&root.join("bench/suite-nonsquare.json")).unwrap();
+        assert!(nonsquare.len() >= 10);
+        for s in &nonsquare {
+            assert!(
+                s.kernel_size.h != s.kernel_size.w
+                    || s.stride.h != s.stride.w
+                    || s.padding.h != s.padding.w
+                    || s.output_padding.h != s.output_padding.w
+                    || s.dilation.h != s.dilation.w,
+                "{} is square",
+                s.name
+            );
+        }
+        // The peers' ten layers, when the shared folder is beside the repository.
+        if default_shapes_path().exists() {
+            assert_eq!(load_shapes(&default_shapes_path()).unwrap().len(), 10);
+        }
+    }
 }

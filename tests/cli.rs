@@ -280,6 +280,47 @@ fn bench_json_lines_are_what_the_peers_harness_reads() {
     assert!(stdout(&o).contains("128-bit vectors"), "{}", stdout(&o));
 }
 
+#[test]
+fn bench_takes_non_square_shapes_and_names_bad_fields() {
+    let dir = temp_dir("bench-nonsquare");
+    // H: (5-1)*2 - 2*1 + (3-1) + 1 + 1 = 10; W: (7-1)*1 - 2*2 + 2*(4-1) + 0 + 1 = 9.
+    let shape = |k: &str| {
+        format!(
+            r#"{{"shapes": [{{"name": "ns", "input_shape": [2, 6, 5, 7], "out_channels": 4, "kernel_size": {k},
+            "stride": [2, 1], "padding": [1, 2], "output_padding": [1, 0], "dilation": [1, 2], "groups": 2,
+            "output_shape": [2, 4, 10, 9], "flops": 20160}}]}}"#
+        )
+    };
+    let good = write(&dir, "good.json", &shape("[3, 4]"));
+    for kernels in ["cranelift", "auto"] {
+        let o = kiln(&[
+            "bench",
+            "--shapes",
+            &good,
+            "--threads",
+            "1",
+            "--json",
+            "--kernels",
+            kernels,
+            "--min-runs",
+            "2",
+            "--min-seconds",
+            "0",
+        ]);
+        assert!(o.status.success(), "{kernels}: {}", stderr(&o));
+        let out = stdout(&o);
+        let line = out.lines().find(|l| l.starts_with('{')).expect("a JSON line");
+        let v: serde_json::Value = serde_json::from_str(line).expect("valid JSON");
+        assert_eq!(v["name"], "ns");
+        assert!(v["max_abs_diff"].as_f64().expect("diff") < 1e-4, "{kernels}: {line}");
+    }
+    for (k, why) in [("[3, 0]", "at least 1"), ("[3, 4, 5]", "3 elements"), ("[-3, 4]", "negative")] {
+        let bad = write(&dir, "bad.json", &shape(k));
+        let err = assert_clean_failure(&kiln(&["bench", "--shapes", &bad, "--threads", "1"]));
+        assert!(err.contains("shape `ns`") && err.contains("kernel_size") && err.contains(why), "{k}: {err}");
+    }
+}
+
 // ---- issue 17: a newcomer's first hour -------------------------------------
 
 /// The golden dcgan files: model weights, input and PyTorch's output.
@@ -568,7 +609,7 @@ fn tiny_shapes(dir: &Path) -> String {
         dir,
         "shapes.json",
         r#"{"shapes": [{"name": "tiny", "input_shape": [1, 4, 3, 3], "out_channels": 2, "kernel_size": 3, "stride": 2,
-            "padding": 1, "output_padding": 1, "dilation": 1, "groups": 1, "bias": false, "output_shape": [1, 2, 6, 6], "flops": 2592}]}"#,
+            "padding": 1, "output_padding": 1, "dilation": 1, "groups": 1, "bias": false, "output_shape": [1, 2, 6, 6], "flops": 1296}]}"#,
     )
 }
 

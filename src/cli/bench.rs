@@ -21,7 +21,8 @@ use super::run::{inputs as model_inputs, param_source};
 pub struct BenchArgs {
     /// A model to benchmark end to end instead of the shape file.
     pub model: Option<PathBuf>,
-    /// The shape file (default: ../shared/bench/shapes.json).
+    /// The shape file (default: ../shared/bench/shapes.json); its kernel_size,
+    /// stride, padding, output_padding and dilation are numbers or [h, w].
     #[arg(long)]
     pub shapes: Option<PathBuf>,
     /// Only these shapes (comma-separated names).
