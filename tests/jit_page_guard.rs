@@ -105,7 +105,10 @@ fn check(g: &Graph, what: &str) {
     let xs: Vec<_> = shapes.iter().enumerate().map(|(k, s)| tensor::random(s, 100 + k as u64)).collect();
     let want = Interpreter::run(g, &xs).unwrap_or_else(|e| panic!("{what}: {e}"));
     let scale = want.iter().flat_map(|t| t.iter()).fold(1e-6f32, |m, v| m.max(v.abs()));
-    for (tier_name, tier) in support::jit_tiers() {
+    // Auto too: it differs from the forced tiers where the rules pick a
+    // kernel no forced tier has (depthwise rows).
+    let auto = ("auto", kiln::jit::KernelTier::Auto);
+    for (tier_name, tier) in support::jit_tiers().into_iter().chain([auto]) {
         for threads in [1, 2] {
             let exe = compile_with(g, CompileOptions { threads, tier, ..Default::default() })
                 .unwrap_or_else(|e| panic!("{what} [{tier_name}]: {e}"));
@@ -158,6 +161,11 @@ fn edge_classes_stay_inside_guarded_buffers() {
             conv_transpose([1, 8, 6, 32], ConvTranspose2dParams::new(1, 9).stride(3).padding(4).output_padding(2)),
         ),
         ("convT 1x1 input", conv_transpose([4, 16, 1, 1], ConvTranspose2dParams::new(40, 4))),
+        (
+            // Depthwise rows (Auto tier): the last row's partial block ends at the buffer's end.
+            "convT depthwise k64 s32 (fcn32)",
+            conv_transpose([1, 3, 3, 2], ConvTranspose2dParams::new(3, 64).stride(32).padding(16).groups(3)),
+        ),
         ("conv p4 d2 aliased out", conv([2, 16, 40, 40], Conv2dParams::new(20, 3).padding(4).dilation(2))),
         ("conv stride 2", conv([1, 20, 17, 13], Conv2dParams::new(24, 3).stride(2).padding(1))),
     ];

@@ -41,6 +41,7 @@
 mod binary;
 mod chain;
 mod codegen;
+mod dwrows;
 mod epilogue;
 mod error;
 mod geometry;

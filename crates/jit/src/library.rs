@@ -22,6 +22,7 @@ use crate::codegen::conv::{self, ConvKernel};
 use crate::codegen::elementwise::{self, CHUNK};
 use crate::codegen::native_tier::{self as native_cg, NativeParams};
 use crate::codegen::{ConstData, FnCompiler, PTR};
+use crate::dwrows::DwRows;
 use crate::epilogue::{helper_sigmoid, helper_tanh, Activation, Epilogue, SIGMOID_SYMBOL, TANH_SYMBOL};
 use crate::error::JitError;
 use crate::geometry::{checked_len, Conv2dGeometry, ConvTranspose2dGeometry};
@@ -109,6 +110,10 @@ pub enum KernelStrategy {
     /// Native pixel tiles (lanes = output pixels of a phase row), for few
     /// output channels per group.
     NativePixelTiles(NativeIsa),
+    /// Depthwise rows: a depthwise transposed convolution with a large
+    /// stride, one output row at a time in 16-column blocks (safe Rust,
+    /// compiled for the baseline ISA, AVX2 and AVX-512; see `dwrows`).
+    DepthwiseRows,
 }
 
 /// What a native kernel's entry receives as its second argument.
@@ -373,6 +378,32 @@ impl KernelBuilder {
     ) -> Result<KernelId, JitError> {
         geom.validate()?;
         let (xl, wl, yl) = geom.sizes()?;
+        // Depthwise large-stride layers (bilinear upsamplers) run as rows
+        // under the Auto tier; a forced tier or strategy keeps its kernels.
+        if self.options.tier == KernelTier::Auto && self.forced.is_none() && DwRows::applies(geom) {
+            if weights.len() != wl {
+                return Err(JitError::ParameterLength {
+                    kernel: self.next_name("conv_transpose2d"),
+                    what: "weight",
+                    expected: wl,
+                    actual: weights.len(),
+                });
+            }
+            if let Some(bias) = epilogue.bias.as_ref().filter(|b| b.len() != geom.out_channels) {
+                return Err(JitError::ParameterLength {
+                    kernel: self.next_name("conv_transpose2d"),
+                    what: "bias",
+                    expected: geom.out_channels,
+                    actual: bias.len(),
+                });
+            }
+            let kernel = PlaneKernel::depthwise_rows(geom, weights, epilogue)?;
+            let id = self.add_plane("conv_transpose2d", kernel)?;
+            if let Some(k) = self.kernels.get_mut(id.index()) {
+                k.strategy = KernelStrategy::DepthwiseRows;
+            }
+            return Ok(id);
+        }
         let spec = ConvSpec::conv_transpose(geom)?;
         let (cig, cog, kk) = (spec.cig, spec.cog, geom.kernel);
         let weight = |g: usize, ci: usize, co: usize, kh: usize, kw: usize| {

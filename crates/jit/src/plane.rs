@@ -23,8 +23,11 @@ use kiln_ir::{
 };
 
 use crate::chain::Tail;
+use crate::dwrows::DwRows;
+use crate::epilogue::Epilogue;
 use crate::error::JitError;
 use crate::geometry::checked_len;
+use crate::geometry::ConvTranspose2dGeometry;
 use crate::rows::{self, Axis, Chunk, ColMap, Reduce};
 
 /// What a plane kernel computes, with its per-axis tables.
@@ -46,6 +49,8 @@ enum PlaneOp {
     /// Per-item statistics (an instance plane, or a group of planes), then
     /// the per-channel affine: `y = (x − mean)·(g[c]/√(var + eps)) + b[c]`.
     Normalize { eps: f64, weight: Option<Vec<f32>>, bias: Option<Vec<f32>> },
+    /// A depthwise transposed convolution with a large stride, row by row.
+    DepthwiseRows(Box<DwRows>),
 }
 
 /// A compiled plane op over `[n, c_in, in_h, in_w] → [n, c_out, out_h, out_w]`.
@@ -106,6 +111,23 @@ impl PlaneKernel {
         let in_len = checked_len(name, "input", &[n, c[0], in_hw[0], in_hw[1]])?;
         let out_len = checked_len(name, "output", &[n, c[1], out_hw[0], out_hw[1]])?;
         Ok(Self { op, n, c_in: c[0], c_out: c[1], in_hw, out_hw, in_len, out_len, per_item: 1, tail: None })
+    }
+
+    /// A depthwise large-stride `ConvTranspose2d` ([`DwRows::applies`]),
+    /// `weights` in PyTorch's layout, with its bias and activation.
+    pub(crate) fn depthwise_rows(
+        g: &ConvTranspose2dGeometry,
+        weights: &[f32],
+        ep: &Epilogue,
+    ) -> Result<Self, JitError> {
+        let rows = DwRows::new(g, weights, ep)?;
+        Self::with(
+            PlaneOp::DepthwiseRows(Box::new(rows)),
+            g.batch,
+            [g.in_channels, g.out_channels],
+            [g.in_h, g.in_w],
+            [g.out_h, g.out_w],
+        )
     }
 
     /// Fuses `tail` after the op: it runs on each work range while the
@@ -383,13 +405,13 @@ impl PlaneKernel {
             PlaneOp::AvgPool { .. } | PlaneOp::Bilinear { .. } => 4,
             PlaneOp::Gather { .. } | PlaneOp::Shuffle { .. } => 1,
             PlaneOp::Normalize { .. } => 5,
+            PlaneOp::DepthwiseRows(_) => 0,
         };
-        PlaneIo {
-            in_len: self.in_len,
-            out_len: self.out_len,
-            items: self.n * self.c_out / self.per_item,
-            flops: (self.out_len as u64).saturating_mul(window as u64),
-        }
+        let flops = match &self.op {
+            PlaneOp::DepthwiseRows(d) => d.plane_flops().saturating_mul((self.n * self.c_out) as u64),
+            _ => (self.out_len as u64).saturating_mul(window as u64),
+        };
+        PlaneIo { in_len: self.in_len, out_len: self.out_len, items: self.n * self.c_out / self.per_item, flops }
     }
 
     /// Bytes of the per-axis tables (charged to the compile-time budget).
@@ -406,6 +428,7 @@ impl PlaneKernel {
             PlaneOp::Normalize { weight, bias, .. } => {
                 v(weight.as_ref().map_or(0, Vec::len) + bias.as_ref().map_or(0, Vec::len), 4)
             }
+            PlaneOp::DepthwiseRows(d) => d.table_bytes(),
         }
     }
 
@@ -527,6 +550,7 @@ impl PlaneKernel {
                         }
                     }
                 }
+                PlaneOp::DepthwiseRows(d) => d.plane(x, b, co, o),
                 plane_local => {
                     let src = &x[(b * self.c_in + co) * ip..][..ip];
                     Self::plane(plane_local, src, iw, o, ow);
@@ -603,7 +627,7 @@ impl PlaneKernel {
                 }
             }
             // Handled by `run` (they need the channel or whole groups).
-            PlaneOp::Shuffle { .. } | PlaneOp::Normalize { .. } => {}
+            PlaneOp::Shuffle { .. } | PlaneOp::Normalize { .. } | PlaneOp::DepthwiseRows(_) => {}
         }
     }
 }

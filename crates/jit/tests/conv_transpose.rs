@@ -160,6 +160,65 @@ fn layers_with_holes_match_naive() {
     }
 }
 
+/// Depthwise large-stride layers (FCN-32s' bilinear upsampler class) run as
+/// depthwise rows under the Auto tier: against the naive reference with
+/// bias and every activation, multipliers, two channels per group,
+/// dilation, strides that are not a multiple of the 16-column block, and
+/// an infinite input (which must reach only its own taps).
+#[test]
+fn depthwise_rows_match_naive() {
+    // (batch, cin, [h, w], cout, groups, [k], [s], [p], [op], [d])
+    #[allow(clippy::type_complexity)]
+    let layers: &[(
+        usize,
+        usize,
+        [usize; 2],
+        usize,
+        usize,
+        [usize; 2],
+        [usize; 2],
+        [usize; 2],
+        [usize; 2],
+        [usize; 2],
+    )] = &[
+        (1, 3, [3, 4], 3, 3, [64, 64], [32, 32], [16, 16], [0, 0], [1, 1]),
+        (2, 2, [2, 3], 6, 2, [40, 70], [20, 35], [3, 9], [1, 4], [1, 1]),
+        (1, 4, [3, 2], 2, 2, [9, 12], [33, 40], [0, 5], [2, 7], [2, 3]),
+    ];
+    let acts =
+        [Activation::Identity, Activation::Relu, Activation::LeakyRelu(0.2), Activation::Tanh, Activation::Sigmoid];
+    for (i, c) in layers.iter().enumerate() {
+        let g = ConvTranspose2dGeometry::from_output_padding(c.0, c.1, c.2, c.3, c.4, c.5, c.6, c.7, c.8, c.9)
+            .expect("valid geometry");
+        for (j, &act) in acts.iter().enumerate() {
+            let seed = 90 + (i * 5 + j) as u64;
+            let mut x = data(g.input_len(), seed);
+            if j == 0 {
+                x[g.input_len() / 2] = f32::INFINITY;
+            }
+            let w = data(g.weight_len(), seed ^ 0xABCD);
+            let bias = data(g.out_channels, seed ^ 0x1234);
+            let ep = Epilogue { bias: Some(bias.clone()), activation: act };
+            let want = conv_transpose_ref(&g, &x, &w, Some(&bias), act);
+            let mut kb = builder(KernelTier::Auto);
+            let id = kb.add_conv_transpose2d(&g, &w, &ep).expect("compiles");
+            let lib = kb.finish().expect("finishes");
+            assert_eq!(lib.strategy(id), Some(KernelStrategy::DepthwiseRows), "layer {i}");
+            let mut y = vec![f32::NAN; g.output_len()];
+            lib.run_all(id, &[&x], &mut y).expect("runs");
+            let scale = want.iter().filter(|v| v.is_finite()).fold(1f32, |m, v| m.max(v.abs()));
+            for (k, (a, b)) in y.iter().zip(&want).enumerate() {
+                let ok = if b.is_finite() {
+                    (a - b).abs() <= 1e-4 * scale
+                } else {
+                    a.is_nan() == b.is_nan() && (b.is_nan() || a == b)
+                };
+                assert!(ok, "layer {i} {act:?}: output {k} is {a}, want {b}");
+            }
+        }
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 600, ..ProptestConfig::default() })]
 
