@@ -1,18 +1,18 @@
 //! Depthwise (and tiny-group) transposed convolutions with a large stride,
-//! row by row: FCN's and CenterNet's bilinear upsamplers (k2s s s, s = 4..32).
+//! row by row: FCN's bilinear upsamplers (k = 2s, s ≥ 16).
 //!
 //! Such a layer has one or two input channels per group and about
 //! `(k/s)²` taps per output pixel, so phase-based tiles do a handful of
 //! FMAs per call over `s²` phase pairs of a few pixels each (FCN-32s: 1024
 //! pairs of 10 pixels, 2.6 GFLOP/s and 0.3 s of compile time). Here each
-//! output row is computed once, in 16-column blocks: a block accumulates,
-//! for each of its row's vertical taps `(ih, kh)` and each input column `iw`
-//! whose kernel run `iw·s − p .. + k_eff` meets the block, the broadcast
-//! input times a 16-float window of the (zero-padded) kernel row `kh`. The
-//! window's offset places kernel column `c − (iw·s − p)` under output column
-//! `c`, so overlapping runs, dilation (zeros inside the padded row) and
-//! columns no tap reaches (weights zero) need no special case, and the row
-//! is written once with its bias and activation.
+//! output row is written once: it starts as the bias, and for each of its
+//! vertical taps `(ih, kh)` and each input column `iw`, the kernel row `kh`
+//! (dilated, zeros in the gaps) scaled by `x[ih, iw]` is added to the
+//! output columns `iw·s − p ..` it reaches, clipped to the row: one
+//! contiguous axpy per input pixel, in L1. Input columns are taken in
+//! `⌈k_eff / s⌉` passes (`iw ≡ r` mod the pass count) so that consecutive
+//! axpys never overlap: overlapping ones would reload what the previous
+//! one stored before the store has left the pipeline.
 //!
 //! Everything is safe Rust over bounds-checked slices, run as a plane
 //! kernel ([`crate::plane`], compiled for the baseline ISA, AVX2 and
@@ -22,16 +22,14 @@ use crate::epilogue::{Activation, Epilogue};
 use crate::error::JitError;
 use crate::geometry::ConvTranspose2dGeometry;
 
-/// Output columns per block (one AVX-512 vector, two AVX2 vectors).
-const BLOCK: usize = 16;
-
 /// Least horizontal stride this kernel serves. Measured on one Zen 4 core
-/// against the phase tiles (ms, compile ms in brackets): FCN-32s' k64 s32
-/// upsampler 2.5 [1.0] vs 4.7 [319]; but FCN-16s' k32 s16 2.8 [0.4] vs 1.6
-/// [294], FCN-8s' k16 s8 3.1 vs 2.0, CenterNet's k8 s4 2.0 vs 0.6: a block
-/// sums (16 + k)/s windows of 16 lanes for about 2k/s useful ones, and its
-/// per-block work does not amortize below s = 32.
-const MIN_STRIDE: usize = 32;
+/// against the phase tiles (ms, best of 2, compile ms in brackets): FCN-32s'
+/// k64 s32 upsampler 0.85 [1.1] vs 3.8 [1.2]; FCN-16s' k32 s16 1.37 [0.4]
+/// vs 1.63 [315]; but FCN-8s' k16 s8 2.26 vs 1.34 and CenterNet's k16 s8
+/// 1.18 vs 0.67: an axpy of 16 floats does not amortize its clipping and
+/// loop overhead. (A first version in 16-column blocks summing kernel
+/// windows ran FCN-32s' layer in 2.5 ms.)
+const MIN_STRIDE: usize = 16;
 
 /// Most input channels per group this kernel serves (cost grows with it;
 /// channel and pixel tiles reduce over channels in registers).
@@ -40,23 +38,13 @@ const MAX_CIG: usize = 2;
 /// Most output channels per group.
 const MAX_COG: usize = 4;
 
-/// Longest dilated kernel row (`d·(k − 1) + 1`) kept padded per tap row.
+/// Longest dilated kernel row (`d·(k − 1) + 1`) kept per tap row.
 const MAX_K_EFF: usize = 1024;
 
 /// Most (input channel, vertical tap) pairs of one output row
-/// (`cig · ⌈k_h·d_h / s_h⌉`, bounded by [`DwRows::applies`]).
+/// (`cig · ⌈k_h / (s_h / gcd(s_h, d_h))⌉`): the work per output row grows
+/// with it, where channel and pixel tiles share loads instead.
 const MAX_ROW_TAPS: usize = 16;
-
-/// One 16-column output block: input columns `lo..hi` reach it, and the
-/// window of input column `lo + j` starts at `last + span − j·s` in the
-/// padded kernel row (`last`: that of `hi − 1`).
-#[derive(Debug, Clone, Copy)]
-struct Block {
-    lo: usize,
-    hi: usize,
-    last: usize,
-    span: usize,
-}
 
 /// Tables of one layer.
 #[derive(Debug)]
@@ -66,17 +54,18 @@ pub(crate) struct DwRows {
     c_in: usize,
     in_hw: [usize; 2],
     out_w: usize,
-    /// Padded weight rows, `[c_out][cig][k_h]` rows of `row_len` floats:
-    /// kernel column `j` (dilated) at `BLOCK + j`, zeros elsewhere.
+    /// Dilated kernel rows, `[c_out][cig][k_h]` rows of `k_eff` floats
+    /// (kernel column `kw` at `kw·d_w`, zeros between).
     weights: Vec<f32>,
-    row_len: usize,
     k_h: usize,
     /// Per output row, its range in `taps`.
     rows: Vec<(usize, usize)>,
     /// `(input row, kernel row)` pairs.
     taps: Vec<(usize, usize)>,
-    /// Per 16-column block, the input columns whose runs meet it.
-    blocks: Vec<Block>,
+    /// Passes over the input columns (`⌈k_eff / s⌉`): within one, the
+    /// output runs of its columns are disjoint.
+    passes: usize,
+    pad_w: i64,
     stride_w: i64,
     k_eff: usize,
     d_w: usize,
@@ -122,16 +111,15 @@ impl DwRows {
             return Err(JitError::geometry(name, format!("{} weights, expected {}", weights.len(), g.weight_len())));
         }
         let k_eff = d_w * (k_w - 1) + 1;
-        let row_len = k_eff + 2 * BLOCK;
-        let mut packed = vec![0f32; g.out_channels * cig * k_h * row_len];
+        let mut packed = vec![0f32; g.out_channels * cig * k_h * k_eff];
         for gi in 0..g.groups {
             for ci in 0..cig {
                 for co in 0..cog {
                     for kh in 0..k_h {
                         let src = &weights[(((gi * cig + ci) * cog + co) * k_h + kh) * k_w..][..k_w];
-                        let dst = &mut packed[(((gi * cog + co) * cig + ci) * k_h + kh) * row_len..][..row_len];
+                        let dst = &mut packed[(((gi * cog + co) * cig + ci) * k_h + kh) * k_eff..][..k_eff];
                         for (kw, &w) in src.iter().enumerate() {
-                            dst[BLOCK + kw * d_w] = w;
+                            dst[kw * d_w] = w;
                         }
                     }
                 }
@@ -152,26 +140,7 @@ impl DwRows {
             }
             rows.push((start, taps.len() - start));
         }
-        // Input columns whose run `iw·s − p .. + k_eff` meets block b.
         let (s_w, p_w) = (g.stride[1] as i64, g.padding[1] as i64);
-        let blocks = (0..g.out_w.div_ceil(BLOCK) as i64)
-            .map(|b| {
-                let (c0, c1) = (b * BLOCK as i64, b * BLOCK as i64 + BLOCK as i64 - 1);
-                // iw·s − p ≤ c1  and  iw·s − p + k_eff − 1 ≥ c0.
-                let hi = (c1 + p_w).div_euclid(s_w).min(g.in_w as i64 - 1);
-                let lo = (c0 + p_w - (k_eff as i64 - 1) + s_w - 1).div_euclid(s_w).max(0);
-                // Kernel column under output column c0 for input column iw is
-                // c0 − (iw·s − p), at BLOCK + that in the padded row: in
-                // 1..=BLOCK + k_eff − 1 for every iw in lo..=hi, so each window
-                // lies inside the row.
-                let at = |iw: i64| (BLOCK as i64 + c0 + p_w - iw * s_w) as usize;
-                if hi < lo {
-                    Block { lo: 0, hi: 0, last: 0, span: 0 }
-                } else {
-                    Block { lo: lo as usize, hi: hi as usize + 1, last: at(hi), span: at(lo) - at(hi) }
-                }
-            })
-            .collect();
         let bias = ep.bias.clone().unwrap_or_else(|| vec![0.0; g.out_channels]);
         if bias.len() != g.out_channels {
             return Err(JitError::geometry(name, format!("{} biases for {} channels", bias.len(), g.out_channels)));
@@ -183,11 +152,11 @@ impl DwRows {
             in_hw: [g.in_h, g.in_w],
             out_w: g.out_w,
             weights: packed,
-            row_len,
             k_h,
             rows,
             taps,
-            blocks,
+            passes: k_eff.div_ceil(g.stride[1]),
+            pad_w: p_w,
             stride_w: s_w,
             k_eff,
             d_w,
@@ -196,15 +165,9 @@ impl DwRows {
         })
     }
 
-    /// Whether dilated kernel column `j` is a kernel tap (not padding or a
-    /// dilation gap).
-    fn is_tap(&self, j: i64) -> bool {
-        j >= 0 && j < self.k_eff as i64 && j % self.d_w as i64 == 0
-    }
-
     /// Bytes of the tables.
     pub(crate) fn table_bytes(&self) -> usize {
-        4 * (self.weights.len() + self.bias.len()) + 16 * (self.rows.len() + self.taps.len()) + 32 * self.blocks.len()
+        4 * (self.weights.len() + self.bias.len()) + 16 * (self.rows.len() + self.taps.len())
     }
 
     /// Useful FLOPs of one output plane's taps (for the kernel info).
@@ -220,57 +183,55 @@ impl DwRows {
         let [in_h, in_w] = self.in_hw;
         let ip = in_h * in_w;
         let g = co / self.cog;
-        let bias = self.bias[co];
         let (code, alpha) = crate::microkernel::act_code(self.act);
-        let s = self.stride_w as usize;
+        let k_eff = self.k_eff;
         let planes = &x[(n * self.c_in + g * self.cig) * ip..][..self.cig * ip];
-        // An infinite or NaN input times a padding zero would spread NaN to
-        // columns it does not reach: such planes take the per-lane tap test
-        // (cheap to detect: the output is s² times larger than the input).
+        // An infinite or NaN input times a dilation zero would put NaN in a
+        // column it does not reach: such planes add real taps only (cheap
+        // to detect: the output is s² times larger than the input).
         let finite = planes.iter().all(|v| v.is_finite());
-        let weights = &self.weights[co * self.cig * self.k_h * self.row_len..][..self.cig * self.k_h * self.row_len];
-        let nfull = self.out_w / BLOCK;
+        let weights = &self.weights[co * self.cig * self.k_h * k_eff..][..self.cig * self.k_h * k_eff];
+        let out_w = self.out_w as i64;
         for (oh, orow) in out.chunks_exact_mut(self.out_w).enumerate() {
-            // This row's (input row, kernel row) pairs, over every input channel.
+            orow.fill(self.bias[co]);
             let (t0, nt) = self.rows[oh];
-            let mut srcs: [(&[f32], &[f32]); MAX_ROW_TAPS] = [(&[], &[]); MAX_ROW_TAPS];
-            let mut k = 0;
             for ci in 0..self.cig {
                 for &(ih, kh) in &self.taps[t0..][..nt] {
-                    if let Some(slot) = srcs.get_mut(k) {
-                        let xr = &planes[ci * ip + ih * in_w..][..in_w];
-                        let wr = &weights[(ci * self.k_h + kh) * self.row_len..][..self.row_len];
-                        *slot = (xr, wr);
-                        k += 1;
+                    let xr = &planes[ci * ip + ih * in_w..][..in_w];
+                    let kr = &weights[(ci * self.k_h + kh) * k_eff..][..k_eff];
+                    for pass in 0..self.passes {
+                        for iw in (pass..in_w).step_by(self.passes) {
+                            // Output column of kernel column 0, and the kernel
+                            // columns that land inside the row.
+                            let start = iw as i64 * self.stride_w - self.pad_w;
+                            let (a, b) = ((-start).clamp(0, k_eff as i64), (out_w - start).clamp(0, k_eff as i64));
+                            if a >= b {
+                                continue;
+                            }
+                            let (a, b) = (a as usize, b as usize);
+                            let (Some(dst), Some(src)) =
+                                (orow.get_mut((start + a as i64) as usize..(start + b as i64) as usize), kr.get(a..b))
+                            else {
+                                continue;
+                            };
+                            let v = xr[iw];
+                            if finite {
+                                for (o, &w) in dst.iter_mut().zip(src) {
+                                    *o += v * w;
+                                }
+                            } else {
+                                for (j, (o, &w)) in dst.iter_mut().zip(src).enumerate() {
+                                    if (a + j) % self.d_w == 0 {
+                                        *o += v * w;
+                                    }
+                                }
+                            }
+                        }
                     }
                 }
             }
-            let srcs = &srcs[..k];
-            let (full, tail) = orow.split_at_mut(nfull * BLOCK);
-            let sum = |blk: &Block| {
-                let mut a = [bias; BLOCK];
-                for &(xr, wr) in srcs {
-                    let (Some(xs), Some(ws)) = (xr.get(blk.lo..blk.hi), wr.get(blk.last..)) else { continue };
-                    a = if finite {
-                        window_sum(a, xs, ws, blk.span, s)
-                    } else {
-                        self.window_sum_taps_only(a, xs, ws, blk.span, s, blk.last)
-                    };
-                }
-                if code != 0 {
-                    crate::microkernel::act_slice(code, alpha, &mut a);
-                }
-                a
-            };
-            for (blk, dst) in self.blocks.iter().zip(full.chunks_exact_mut(BLOCK)) {
-                if let Some(dst) = dst.first_chunk_mut::<BLOCK>() {
-                    *dst = sum(blk);
-                }
-            }
-            if let Some(blk) = self.blocks.get(nfull).filter(|_| !tail.is_empty()) {
-                let a = sum(blk);
-                let m = tail.len();
-                tail.copy_from_slice(&a[..m]);
+            if code != 0 {
+                crate::microkernel::act_slice(code, alpha, orow);
             }
         }
     }
@@ -281,55 +242,6 @@ fn gcd(a: usize, b: usize) -> usize {
         a
     } else {
         gcd(b, a % b)
-    }
-}
-
-/// `acc + Σ_j xs[j] · ws[span − j·s ..][..BLOCK]`: the accumulators are a
-/// value in and out, so they stay in one vector register (kept as a place,
-/// they went to the stack behind alias checks). Two interleaved
-/// accumulators measured slower (FCN-8s' layer 3.1 -> 5.1 ms).
-#[inline(always)]
-fn window_sum(acc: [f32; BLOCK], xs: &[f32], ws: &[f32], span: usize, s: usize) -> [f32; BLOCK] {
-    let mut a = acc;
-    for (j, &v) in xs.iter().enumerate() {
-        let Some(w) = ws.get(span - j * s..).and_then(|w| w.first_chunk::<BLOCK>()) else {
-            continue;
-        };
-        for l in 0..BLOCK {
-            a[l] += v * w[l];
-        }
-    }
-    a
-}
-
-impl DwRows {
-    /// [`window_sum`] restricted to real taps, for an input plane holding
-    /// an infinity or NaN: times a padding zero it would spread NaN to
-    /// columns it does not reach. `last` is the window row's offset in the
-    /// padded kernel row.
-    #[inline(never)]
-    fn window_sum_taps_only(
-        &self,
-        acc: [f32; BLOCK],
-        xs: &[f32],
-        ws: &[f32],
-        span: usize,
-        s: usize,
-        last: usize,
-    ) -> [f32; BLOCK] {
-        let mut a = acc;
-        for (j, &v) in xs.iter().enumerate() {
-            let o = span - j * s;
-            let Some(w) = ws.get(o..).and_then(|w| w.first_chunk::<BLOCK>()) else {
-                continue;
-            };
-            for l in 0..BLOCK {
-                if self.is_tap((last + o + l) as i64 - BLOCK as i64) {
-                    a[l] += v * w[l];
-                }
-            }
-        }
-        a
     }
 }
 
@@ -454,8 +366,8 @@ mod tests {
             )
             .expect("valid")
         };
-        assert!(DwRows::applies(&g(8, 8, 8, 32)));
-        assert!(!DwRows::applies(&g(8, 8, 8, 16)), "stride 16 stays on phase tiles");
+        assert!(DwRows::applies(&g(8, 8, 8, 32)) && DwRows::applies(&g(8, 8, 8, 16)));
+        assert!(!DwRows::applies(&g(8, 8, 8, 8)), "stride 8 stays on phase tiles");
         assert!(DwRows::fits(&g(8, 8, 8, 2)));
         assert!(!DwRows::fits(&g(8, 8, 1, 32)), "dense layers stay on channel tiles");
         assert!(!DwRows::fits(&g(24, 8, 8, 32)), "three input channels per group");
