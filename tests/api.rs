@@ -208,11 +208,43 @@ fn autotuned_compiles_match_the_interpreter_and_say_what_they_timed() {
     }
 }
 
+/// Few-channel heads with large kernels compile to a GEMM and a col2im
+/// under the Auto tier, with a BatchNorm folded in and the activation after
+/// the col2im; batch 3, and a grouped head.
 #[test]
-fn a_layer_too_large_for_the_cranelift_tier_runs_on_native_tiles() {
-    // FCN-32s' bilinear upsampler: depthwise k64 s32 p16. The rules keep tiny
-    // reductions on the Cranelift tier, whose unrolled code would exceed its
-    // size cap here; the layer must still compile (it was refused) and match.
+fn few_channel_heads_run_as_gemm_and_col2im() {
+    let lazy = kiln::parse_model(
+        r#"{"inputs": {"x": [3, 12, 7, 9]}, "nodes": [
+            {"name": "up", "op": "LazyConvTranspose2d", "args": {"out_channels": 1, "kernel_size": 9, "stride": 2, "padding": 4, "output_padding": 1}},
+            {"name": "bn", "op": "BatchNorm2d", "args": {"num_features": 1}},
+            {"name": "act", "op": "Tanh"},
+            {"name": "up2", "op": "LazyConvTranspose2d", "args": {"out_channels": 16, "kernel_size": 1}, "inputs": ["x"]},
+            {"name": "head", "op": "LazyConvTranspose2d", "args": {"out_channels": 4, "kernel_size": 6, "stride": 2, "padding": 2, "groups": 2}, "inputs": ["up2"]},
+            {"name": "act2", "op": "LeakyReLU", "args": {"negative_slope": 0.1}}
+        ], "outputs": ["act", "act2"]}"#,
+    )
+    .expect("model");
+    let g = kiln::resolve(lazy, ParamSource::Init { seed: 6 }).expect("resolves");
+    let x = kiln::tensor::random(&[3, 12, 7, 9], 7);
+    let exe =
+        kiln::jit::compile_with(&g, kiln::jit::CompileOptions { threads: 2, ..Default::default() }).expect("compiles");
+    if kiln::jit::NativeIsa::Best.resolve().is_some() {
+        let col2im = exe.kernels().iter().filter(|k| k.kernel.contains("col2im")).count();
+        assert_eq!(col2im, 2, "{:?}", exe.kernels().iter().map(|k| &k.kernel).collect::<Vec<_>>());
+    }
+    let got = exe.run(std::slice::from_ref(&x)).expect("runs");
+    let want = kiln::runtime::Interpreter::run(&g, &[x]).expect("interprets");
+    for (a, b) in got.iter().zip(&want) {
+        kiln::tensor::check_close(a, b, 1e-4).expect("matches the interpreter");
+    }
+}
+
+#[test]
+fn a_layer_too_large_for_the_cranelift_tier_compiles() {
+    // FCN-32s' bilinear upsampler: depthwise k64 s32 p16. The rules kept tiny
+    // reductions on the Cranelift tier, whose unrolled code exceeded its size
+    // cap here (the layer was refused); it now runs as depthwise rows, and
+    // must compile and match.
     let lazy = kiln::parse_model(
         r#"{"inputs": {"x": [1, 21, 10, 10]}, "nodes": [{"name": "up", "op": "LazyConvTranspose2d",
             "args": {"out_channels": 21, "kernel_size": 64, "stride": 32, "padding": 16, "groups": 21, "bias": false}}]}"#,

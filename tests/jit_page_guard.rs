@@ -161,6 +161,20 @@ fn edge_classes_stay_inside_guarded_buffers() {
             conv_transpose([1, 8, 6, 32], ConvTranspose2dParams::new(1, 9).stride(3).padding(4).output_padding(2)),
         ),
         ("convT 1x1 input", conv_transpose([4, 16, 1, 1], ConvTranspose2dParams::new(40, 4))),
+        // GEMM + col2im (Auto tier): few output channels, large kernels.
+        (
+            "convT k9 s2 one channel (fsrcnn x2, col2im)",
+            conv_transpose([2, 12, 9, 11], ConvTranspose2dParams::new(1, 9).stride(2).padding(4).output_padding(1)),
+        ),
+        (
+            "convT k6 s2 two channels, dilated (col2im)",
+            conv_transpose([1, 8, 7, 5], ConvTranspose2dParams::new(2, 6).stride(2).padding(3).dilation(2)),
+        ),
+        ("convT k3 s1 grouped (col2im)", conv_transpose([3, 16, 6, 8], ConvTranspose2dParams::new(4, 3).groups(2))),
+        (
+            "convT k3 s4 holes (col2im)",
+            conv_transpose([1, 9, 5, 4], ConvTranspose2dParams::new(1, 3).stride(4).output_padding(2)),
+        ),
         (
             // Depthwise rows (Auto tier): the last row's partial block ends at the buffer's end.
             "convT depthwise k64 s32 (fcn32)",

@@ -41,6 +41,7 @@
 mod binary;
 mod chain;
 mod codegen;
+mod col2im;
 mod dwrows;
 mod epilogue;
 mod error;

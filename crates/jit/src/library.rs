@@ -916,6 +916,22 @@ impl KernelBuilder {
         Ok(self.push(info, id, clif))
     }
 
+    /// Whether convolutions follow the rules with native kernels available
+    /// (the Auto tier, nothing forced): the graph lowering may then choose
+    /// compositions such as [`crate::col2im`] that forced tiers must not.
+    pub(crate) fn native_rules(&self) -> bool {
+        self.options.tier == KernelTier::Auto && self.forced.is_none() && self.native.is_some()
+    }
+
+    /// Whether a dedicated kernel serves `geom` on this CPU (the AVX-512
+    /// single-channel k9 s3 kernel, which ran FSRCNN x3's head in 0.80 ms
+    /// where the GEMM and col2im took 1.37).
+    pub(crate) fn has_dedicated_kernel(&self, geom: &ConvTranspose2dGeometry) -> bool {
+        self.native == Some(NativeIsa::Avx512)
+            && ConvSpec::conv_transpose(geom)
+                .is_ok_and(|spec| crate::codegen::native_tier::s3k9_applies(&spec, Activation::Identity))
+    }
+
     /// Adds a plane op (pooling, padding, upsampling, pixel shuffle, norms):
     /// the generated entry forwards its input and work range (output planes)
     /// to [`crate::plane::plane_entry`] with the kernel's tables, which the

@@ -23,6 +23,7 @@ use kiln_ir::{
 };
 
 use crate::chain::Tail;
+use crate::col2im::Col2Im;
 use crate::dwrows::DwRows;
 use crate::epilogue::Epilogue;
 use crate::error::JitError;
@@ -51,6 +52,8 @@ enum PlaneOp {
     Normalize { eps: f64, weight: Option<Vec<f32>>, bias: Option<Vec<f32>> },
     /// A depthwise transposed convolution with a large stride, row by row.
     DepthwiseRows(Box<DwRows>),
+    /// The col2im half of a few-channel transposed convolution.
+    Col2Im(Box<Col2Im>),
 }
 
 /// A compiled plane op over `[n, c_in, in_h, in_w] → [n, c_out, out_h, out_w]`.
@@ -125,6 +128,22 @@ impl PlaneKernel {
             PlaneOp::DepthwiseRows(Box::new(rows)),
             g.batch,
             [g.in_channels, g.out_channels],
+            [g.in_h, g.in_w],
+            [g.out_h, g.out_w],
+        )
+    }
+
+    /// The col2im of a transposed convolution `g` (see [`crate::col2im`]):
+    /// from its GEMM's output `[N, C_out·kH·kW, H, W]` to `g`'s output.
+    pub(crate) fn col2im(g: &ConvTranspose2dGeometry, ep: &Epilogue) -> Result<Self, JitError> {
+        let op = Col2Im::new(g, ep)?;
+        let columns = g.out_channels.checked_mul(g.kernel[0] * g.kernel[1]).ok_or_else(|| {
+            JitError::geometry("col2im", format!("{} channels × {:?} taps overflow", g.out_channels, g.kernel))
+        })?;
+        Self::with(
+            PlaneOp::Col2Im(Box::new(op)),
+            g.batch,
+            [columns, g.out_channels],
             [g.in_h, g.in_w],
             [g.out_h, g.out_w],
         )
@@ -405,10 +424,11 @@ impl PlaneKernel {
             PlaneOp::AvgPool { .. } | PlaneOp::Bilinear { .. } => 4,
             PlaneOp::Gather { .. } | PlaneOp::Shuffle { .. } => 1,
             PlaneOp::Normalize { .. } => 5,
-            PlaneOp::DepthwiseRows(_) => 0,
+            PlaneOp::DepthwiseRows(_) | PlaneOp::Col2Im(_) => 0,
         };
         let flops = match &self.op {
             PlaneOp::DepthwiseRows(d) => d.plane_flops().saturating_mul((self.n * self.c_out) as u64),
+            PlaneOp::Col2Im(c) => c.plane_flops().saturating_mul((self.n * self.c_out) as u64),
             _ => (self.out_len as u64).saturating_mul(window as u64),
         };
         PlaneIo { in_len: self.in_len, out_len: self.out_len, items: self.n * self.c_out / self.per_item, flops }
@@ -429,6 +449,7 @@ impl PlaneKernel {
                 v(weight.as_ref().map_or(0, Vec::len) + bias.as_ref().map_or(0, Vec::len), 4)
             }
             PlaneOp::DepthwiseRows(d) => d.table_bytes(),
+            PlaneOp::Col2Im(c) => c.table_bytes(),
         }
     }
 
@@ -551,6 +572,7 @@ impl PlaneKernel {
                     }
                 }
                 PlaneOp::DepthwiseRows(d) => d.plane(x, b, co, o),
+                PlaneOp::Col2Im(c) => c.plane(x, b, co, o),
                 plane_local => {
                     let src = &x[(b * self.c_in + co) * ip..][..ip];
                     Self::plane(plane_local, src, iw, o, ow);
@@ -627,7 +649,7 @@ impl PlaneKernel {
                 }
             }
             // Handled by `run` (they need the channel or whole groups).
-            PlaneOp::Shuffle { .. } | PlaneOp::Normalize { .. } | PlaneOp::DepthwiseRows(_) => {}
+            PlaneOp::Shuffle { .. } | PlaneOp::Normalize { .. } | PlaneOp::DepthwiseRows(_) | PlaneOp::Col2Im(_) => {}
         }
     }
 }

@@ -841,6 +841,37 @@ impl<'g> Lowering<'g> {
         self.emit(&chain, kernel, vec![input])
     }
 
+    /// A few-channel transposed convolution as two steps (see
+    /// [`crate::col2im`]): the 1×1 GEMM `gemm` into a temporary, then its
+    /// col2im into the output with the bias and activation of `epilogue`.
+    fn lower_col2im(
+        &mut self,
+        chain: &[NodeId],
+        operand: NodeId,
+        geom: &ConvTranspose2dGeometry,
+        gemm: &ConvTranspose2dGeometry,
+        w: &[f32],
+        epilogue: &Epilogue,
+    ) -> Result<(), CompileError> {
+        let nodes = chain.iter().map(|&n| self.g.node(n).name()).collect::<Vec<_>>().join("+");
+        let input = self.value(operand)?;
+        let gemm_kernel = self
+            .kb
+            .add_conv_transpose2d(gemm, w, &Epilogue::none())
+            .map_err(|source| CompileError::Kernel { node: nodes.clone(), source })?;
+        let len = gemm.output_len();
+        self.check_buffers(&nodes, gemm_kernel, &[input], len)?;
+        let columns = self.temp(len);
+        self.program.steps.push(Step {
+            kernel: gemm_kernel,
+            inputs: vec![input],
+            output: columns,
+            nodes: format!("{nodes} (columns)"),
+        });
+        let kernel = PlaneKernel::col2im(geom, epilogue).and_then(|k| self.kb.add_plane("col2im", k));
+        self.emit(chain, kernel, vec![ValueRef::Temp(columns)])
+    }
+
     fn lower_conv(&mut self, id: NodeId, conv: Conv<'_>) -> Result<(), CompileError> {
         let g = self.g;
         let node = g.node(id);
@@ -908,6 +939,10 @@ impl<'g> Lowering<'g> {
                     out_h: out_shape[out_shape.len() - 2],
                     out_w: out_shape[out_shape.len() - 1],
                 };
+                let col2im = self.kb.native_rules() && !self.kb.has_dedicated_kernel(&geom);
+                if let Some(gemm) = crate::col2im::gemm_geometry(&geom).filter(|_| col2im) {
+                    return self.lower_col2im(&chain, operand, &geom, &gemm, &w, &epilogue);
+                }
                 self.kb.add_conv_transpose2d(&geom, &w, &epilogue)
             }
             Conv::Forward { params } if self.folds.contains_key(&id) => {
