@@ -174,10 +174,7 @@ impl Col2Im {
                         }
                     }
                 }
-                if self.act != Activation::Identity {
-                    let (code, alpha) = crate::microkernel::act_code(self.act);
-                    crate::microkernel::act_slice(code, alpha, orow);
-                }
+                crate::microkernel::activate(self.act, orow);
             }
         }
     }

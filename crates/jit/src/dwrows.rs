@@ -183,13 +183,13 @@ impl DwRows {
         let [in_h, in_w] = self.in_hw;
         let ip = in_h * in_w;
         let g = co / self.cog;
-        let (code, alpha) = crate::microkernel::act_code(self.act);
         let k_eff = self.k_eff;
         let planes = &x[(n * self.c_in + g * self.cig) * ip..][..self.cig * ip];
         // An infinite or NaN input times a dilation zero would put NaN in a
-        // column it does not reach: such planes add real taps only (cheap
-        // to detect: the output is s² times larger than the input).
-        let finite = planes.iter().all(|v| v.is_finite());
+        // column it does not reach: with dilation, such planes add real taps
+        // only (cheap to detect: the output is s² times larger than the
+        // input). Undilated kernel rows hold real taps only.
+        let finite = self.d_w == 1 || planes.iter().all(|v| v.is_finite());
         let weights = &self.weights[co * self.cig * self.k_h * k_eff..][..self.cig * self.k_h * k_eff];
         let out_w = self.out_w as i64;
         for (oh, orow) in out.chunks_exact_mut(self.out_w).enumerate() {
@@ -230,9 +230,7 @@ impl DwRows {
                     }
                 }
             }
-            if code != 0 {
-                crate::microkernel::act_slice(code, alpha, orow);
-            }
+            crate::microkernel::activate(self.act, orow);
         }
     }
 }
@@ -290,7 +288,7 @@ mod tests {
 
     /// Against the scatter definition: FCN- and CenterNet-like upsamplers,
     /// a multiplier of 3, two channels per group, dilation, kernels shorter
-    /// than the stride (holes), output padding, widths that end mid-block.
+    /// than the stride (holes), output padding, runs clipped at both row ends.
     #[test]
     fn matches_the_scatter_definition() {
         // (n, c_in, [h, w], c_out, groups, k, s, p, op, d)

@@ -111,8 +111,9 @@ pub enum KernelStrategy {
     /// output channels per group.
     NativePixelTiles(NativeIsa),
     /// Depthwise rows: a depthwise transposed convolution with a large
-    /// stride, one output row at a time in 16-column blocks (safe Rust,
-    /// compiled for the baseline ISA, AVX2 and AVX-512; see `dwrows`).
+    /// stride, one output row at a time, an axpy of a kernel row per input
+    /// pixel (safe Rust, compiled for the baseline ISA, AVX2 and AVX-512;
+    /// see `dwrows`).
     DepthwiseRows,
 }
 
@@ -123,6 +124,34 @@ enum NativeInputs {
     First,
     /// The array of input pointers.
     All,
+}
+
+/// Checks a convolution's weight count and, if it has one, its bias
+/// length (`cout` values) before anything is packed; errors name `kernel`.
+fn check_parameter_lengths(
+    kernel: &str,
+    weights: &[f32],
+    want_weights: usize,
+    epilogue: &Epilogue,
+    cout: usize,
+) -> Result<(), JitError> {
+    if weights.len() != want_weights {
+        return Err(JitError::ParameterLength {
+            kernel: kernel.to_string(),
+            what: "weight",
+            expected: want_weights,
+            actual: weights.len(),
+        });
+    }
+    match &epilogue.bias {
+        Some(bias) if bias.len() != cout => Err(JitError::ParameterLength {
+            kernel: kernel.to_string(),
+            what: "bias",
+            expected: cout,
+            actual: bias.len(),
+        }),
+        _ => Ok(()),
+    }
 }
 
 /// Static description of a compiled kernel.
@@ -380,23 +409,8 @@ impl KernelBuilder {
         let (xl, wl, yl) = geom.sizes()?;
         // Depthwise large-stride layers (bilinear upsamplers) run as rows
         // under the Auto tier; a forced tier or strategy keeps its kernels.
-        if self.options.tier == KernelTier::Auto && self.forced.is_none() && DwRows::applies(geom) {
-            if weights.len() != wl {
-                return Err(JitError::ParameterLength {
-                    kernel: self.next_name("conv_transpose2d"),
-                    what: "weight",
-                    expected: wl,
-                    actual: weights.len(),
-                });
-            }
-            if let Some(bias) = epilogue.bias.as_ref().filter(|b| b.len() != geom.out_channels) {
-                return Err(JitError::ParameterLength {
-                    kernel: self.next_name("conv_transpose2d"),
-                    what: "bias",
-                    expected: geom.out_channels,
-                    actual: bias.len(),
-                });
-            }
+        if self.follows_rules() && DwRows::applies(geom) {
+            check_parameter_lengths(&self.next_name("conv_transpose2d"), weights, wl, epilogue, geom.out_channels)?;
             let kernel = PlaneKernel::depthwise_rows(geom, weights, epilogue)?;
             let id = self.add_plane("conv_transpose2d", kernel)?;
             if let Some(k) = self.kernels.get_mut(id.index()) {
@@ -446,25 +460,7 @@ impl KernelBuilder {
         flops: u64,
     ) -> Result<KernelId, JitError> {
         let name = self.next_name(spec.op);
-        if source.len() != want_weights {
-            return Err(JitError::ParameterLength {
-                kernel: name,
-                what: "weight",
-                expected: want_weights,
-                actual: source.len(),
-            });
-        }
-        let cout = spec.groups * spec.cog;
-        if let Some(bias) = &epilogue.bias {
-            if bias.len() != cout {
-                return Err(JitError::ParameterLength {
-                    kernel: name,
-                    what: "bias",
-                    expected: cout,
-                    actual: bias.len(),
-                });
-            }
-        }
+        check_parameter_lengths(&name, source, want_weights, epilogue, spec.groups * spec.cog)?;
         // The native tiers read zero padding for taps that fall outside the
         // input or output and multiply it by the tap's weight, which is
         // exact only for finite weights (0 x inf is NaN, where PyTorch and the
@@ -920,7 +916,13 @@ impl KernelBuilder {
     /// (the Auto tier, nothing forced): the graph lowering may then choose
     /// compositions such as [`crate::col2im`] that forced tiers must not.
     pub(crate) fn native_rules(&self) -> bool {
-        self.options.tier == KernelTier::Auto && self.forced.is_none() && self.native.is_some()
+        self.follows_rules() && self.native.is_some()
+    }
+
+    /// Whether kernels are chosen by the rules: the Auto tier, no strategy
+    /// forced (candidate builders force one).
+    fn follows_rules(&self) -> bool {
+        self.options.tier == KernelTier::Auto && self.forced.is_none()
     }
 
     /// Whether a dedicated kernel serves `geom` on this CPU (the AVX-512

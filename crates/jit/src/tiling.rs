@@ -100,6 +100,12 @@ pub struct CvFill {
 }
 
 impl CvFill {
+    /// The hole columns of the row whose masks start at `at`, in a row of
+    /// `out_w` columns.
+    pub fn columns(&self, at: usize, out_w: usize) -> impl Iterator<Item = usize> + '_ {
+        (0..out_w).filter(move |&col| self.masks.get(at + col / 16).is_some_and(|m| m >> (col % 16) & 1 == 1))
+    }
+
     /// Collects the holes of the tapless classes into row masks.
     fn new(spec: &ConvSpec, holes: &[ClassPixels]) -> CvFill {
         let out_w = spec.out_w as i64;
@@ -680,11 +686,7 @@ mod tests {
                         CvRun::Fill { rows } => {
                             let f = plan.fill.as_ref().unwrap();
                             for &(start, at) in &f.rows[rows.clone()] {
-                                for col in 0..s.out_w {
-                                    if f.masks[at + col / 16] >> (col % 16) & 1 == 1 {
-                                        outs.push(start + col as i64);
-                                    }
-                                }
+                                outs.extend(f.columns(at, s.out_w).map(|col| start + col as i64));
                             }
                         }
                     }

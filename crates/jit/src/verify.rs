@@ -139,10 +139,8 @@ pub(crate) fn verify_cv(kernel: &str, spec: &ConvSpec, plan: &CvPlan) -> Result<
                     if EXHAUSTIVE {
                         for &(start, at) in rows {
                             let (n, q) = (start / out_item, start % out_item);
-                            for col in 0..spec.out_w {
-                                if f.masks[at + col / 16] >> (col % 16) & 1 == 1 {
-                                    written[(n * hw_out + q) as usize + col] += 1;
-                                }
+                            for col in f.columns(at, spec.out_w) {
+                                written[(n * hw_out + q) as usize + col] += 1;
                             }
                         }
                     }

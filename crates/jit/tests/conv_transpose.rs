@@ -163,7 +163,7 @@ fn layers_with_holes_match_naive() {
 /// Depthwise large-stride layers (FCN-32s' bilinear upsampler class) run as
 /// depthwise rows under the Auto tier: against the naive reference with
 /// bias and every activation, multipliers, two channels per group,
-/// dilation, strides that are not a multiple of the 16-column block, and
+/// dilation, strides whose kernel runs do not divide the row evenly, and
 /// an infinite input (which must reach only its own taps).
 #[test]
 fn depthwise_rows_match_naive() {

@@ -28,6 +28,44 @@ unsafe fn values(bias: *const f32, g: &FillArgs) -> ([f32; 32], usize) {
     (v, nc)
 }
 
+/// The walk both ISAs share: per channel `l < nc` a splat of its value,
+/// then per row of the list and 16-column block its address and mask
+/// (blocks with no hole skipped), handed to `store`.
+///
+/// # Safety
+/// As for the fills: `rows`, `out`, `bias` and `args` of a verified fill.
+#[inline(always)]
+unsafe fn walk<V: Copy>(
+    rows: *const i64,
+    out: *mut u8,
+    bias: *const f32,
+    args: *const FillArgs,
+    splat: impl Fn(f32) -> V,
+    store: impl Fn(*mut f32, u16, V),
+) {
+    // SAFETY: (whole body) the JIT passes the panel's output base and bias,
+    // and a row list and record of the verified fill.
+    unsafe {
+        let g = &*args;
+        let (v, nc) = values(bias, g);
+        let blocks = g.blocks as usize;
+        for (l, &value) in v[..nc].iter().enumerate() {
+            let val = splat(value);
+            let plane = out.offset(l as isize * g.oc as isize);
+            for r in 0..g.rows as usize {
+                let o = plane.offset(*rows.add(2 * r) as isize).cast::<f32>();
+                let m = g.masks.add(*rows.add(2 * r + 1) as usize);
+                for b in 0..blocks {
+                    let k = *m.add(b) as u16;
+                    if k != 0 {
+                        store(o.add(16 * b), k, val);
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// Fill, zmm (the [`super::abi::FillFn`] of AVX-512 plans).
 #[target_feature(enable = "avx512f")]
 pub(crate) unsafe extern "C" fn fill512(
@@ -38,28 +76,23 @@ pub(crate) unsafe extern "C" fn fill512(
     bias: *const f32,
     args: *const FillArgs,
 ) {
-    // SAFETY: (whole body) the JIT passes the panel's output base and bias,
-    // and a row list and record of the verified fill.
+    // SAFETY: the addresses `walk` hands out are of the verified fill;
+    // masked-off lanes are not accessed.
     unsafe {
-        let g = &*args;
-        let (v, nc) = values(bias, g);
-        let blocks = g.blocks as usize;
-        for (l, &value) in v[..nc].iter().enumerate() {
-            let val = _mm512_set1_ps(value);
-            let plane = out.offset(l as isize * g.oc as isize);
-            for r in 0..g.rows as usize {
-                let o = plane.offset(*rows.add(2 * r) as isize).cast::<f32>();
-                let m = g.masks.add(*rows.add(2 * r + 1) as usize);
-                for b in 0..blocks {
-                    let k = *m.add(b) as u16;
-                    if k == u16::MAX {
-                        _mm512_storeu_ps(o.add(16 * b), val);
-                    } else if k != 0 {
-                        _mm512_mask_storeu_ps(o.add(16 * b), k, val);
-                    }
+        walk(
+            rows,
+            out,
+            bias,
+            args,
+            |v| _mm512_set1_ps(v),
+            |p, k, val| {
+                if k == u16::MAX {
+                    _mm512_storeu_ps(p, val);
+                } else {
+                    _mm512_mask_storeu_ps(p, k, val);
                 }
-            }
-        }
+            },
+        );
     }
 }
 
@@ -74,32 +107,27 @@ pub(crate) unsafe extern "C" fn fill256(
     bias: *const f32,
     args: *const FillArgs,
 ) {
-    // SAFETY: (whole body) as for `fill512`.
+    // SAFETY: as for `fill512`.
     unsafe {
-        let g = &*args;
-        let (v, nc) = values(bias, g);
-        let blocks = g.blocks as usize;
         let bits = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
-        for (l, &value) in v[..nc].iter().enumerate() {
-            let val = _mm256_set1_ps(value);
-            let plane = out.offset(l as isize * g.oc as isize);
-            for r in 0..g.rows as usize {
-                let o = plane.offset(*rows.add(2 * r) as isize).cast::<f32>();
-                let m = g.masks.add(*rows.add(2 * r + 1) as usize);
-                for b in 0..blocks {
-                    let k = *m.add(b) as u16;
-                    for (h, half) in [k & 0xff, k >> 8].into_iter().enumerate() {
-                        let p = o.add(16 * b + 8 * h);
-                        if half == 0xff {
-                            _mm256_storeu_ps(p, val);
-                        } else if half != 0 {
-                            let sel = _mm256_set1_epi32(i32::from(half));
-                            let mask = _mm256_cmpeq_epi32(_mm256_and_si256(sel, bits), bits);
-                            _mm256_maskstore_ps(p, mask, val);
-                        }
+        walk(
+            rows,
+            out,
+            bias,
+            args,
+            |v| _mm256_set1_ps(v),
+            |p, k, val| {
+                for (h, half) in [k & 0xff, k >> 8].into_iter().enumerate() {
+                    let p = p.add(8 * h);
+                    if half == 0xff {
+                        _mm256_storeu_ps(p, val);
+                    } else if half != 0 {
+                        let sel = _mm256_set1_epi32(i32::from(half));
+                        let mask = _mm256_cmpeq_epi32(_mm256_and_si256(sel, bits), bits);
+                        _mm256_maskstore_ps(p, mask, val);
                     }
                 }
-            }
-        }
+            },
+        );
     }
 }

@@ -183,6 +183,16 @@ pub(crate) fn act_slice(code: i64, alpha: f32, v: &mut [f32]) {
     }
 }
 
+/// `a` over `v` in place, as [`act_slice`] computes it (nothing for the
+/// identity): the epilogue of the safe-Rust plane kernels that compute
+/// convolutions (`dwrows`, `col2im`).
+pub(crate) fn activate(a: crate::epilogue::Activation, v: &mut [f32]) {
+    if a != crate::epilogue::Activation::Identity {
+        let (code, alpha) = act_code(a);
+        act_slice(code, alpha, v);
+    }
+}
+
 /// Stores lanes `0..n` of one finished vector, activated, to `o + lane·step`
 /// bytes: the store of both tile kinds (channel tiles step between output
 /// channels, pixel tiles between pixels of a row).
