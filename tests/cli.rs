@@ -660,3 +660,40 @@ fn huge_strides_are_refused_quickly() {
     assert!(t.elapsed() < Duration::from_secs(20), "took {:?}", t.elapsed());
     assert!(err.contains("phase pairs"), "{err}");
 }
+
+#[test]
+fn bench_profile_times_every_kernel_of_the_model() {
+    let o = kiln(&[
+        "bench",
+        &example("dcgan.json"),
+        "--threads",
+        "1",
+        "--profile",
+        "--json",
+        "--min-runs",
+        "3",
+        "--min-seconds",
+        "0",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    let steps: Vec<serde_json::Value> =
+        out.lines().filter(|l| l.contains("\"step\"")).map(|l| serde_json::from_str(l).expect("valid JSON")).collect();
+    // One line per kernel call, as `--emit clif` lists the kernels.
+    let clif = kiln(&["compile", &example("dcgan.json"), "--emit", "clif"]);
+    assert!(clif.status.success(), "{}", stderr(&clif));
+    let kernels: Vec<String> = stdout(&clif)
+        .lines()
+        .filter_map(|l| l.strip_prefix("; kernel ").and_then(|r| r.split(' ').next()).map(str::to_string))
+        .collect();
+    assert!(!kernels.is_empty());
+    let profiled: Vec<String> = steps.iter().map(|v| v["kernel"].as_str().expect("kernel").to_string()).collect();
+    assert_eq!(profiled, kernels);
+    for (i, v) in steps.iter().enumerate() {
+        assert_eq!(v["step"], i);
+        assert!(v["median_us"].as_f64().expect("median_us") > 0.0, "{v}");
+    }
+    let share: f64 = steps.iter().map(|v| v["share_pct"].as_f64().expect("share")).sum();
+    assert!((share - 100.0).abs() < 1e-6, "shares add up to {share}");
+    assert!(out.contains("\"name\":\"dcgan\""), "the timing row is still printed: {out}");
+}

@@ -74,6 +74,10 @@ pub struct BenchArgs {
     /// open, as NAME=D0,D1,... (repeatable; with --batches, dim 0 is replaced).
     #[arg(long = "shape", value_name = "NAME=D0,D1,...")]
     pub shape: Vec<String>,
+    /// Also time every kernel call of the compiled graph (median over the
+    /// timed calls) and print where a run's time goes, kernel by kernel.
+    #[arg(long)]
+    pub profile: bool,
     /// Minimum timed calls.
     #[arg(long, default_value_t = 20)]
     pub min_runs: usize,
@@ -135,6 +139,10 @@ fn bench_graph(
     );
     if let Some(e) = failed {
         return Err(e.into());
+    }
+    if args.profile {
+        let mut outs: Vec<&mut [f32]> = out_bufs.iter_mut().map(Vec::as_mut_slice).collect();
+        print_profile(&exe, &ins, &mut outs, timing.runs, args.json)?;
     }
     let median_ms = timing.median.as_secs_f64() * 1e3;
     Ok(Row {
@@ -302,6 +310,66 @@ fn print_header(peak: f64, kernels: super::Kernels) -> Result<(), kiln::Error> {
         "compile ms",
         "max diff"
     );
+    Ok(())
+}
+
+/// `--profile`: each kernel's median wall time over `runs` profiled calls,
+/// in execution order, with its share of the summed medians.
+fn print_profile(
+    exe: &kiln::jit::CompiledGraph,
+    ins: &[&[f32]],
+    outs: &mut [&mut [f32]],
+    runs: usize,
+    json: bool,
+) -> Result<(), kiln::Error> {
+    let kernels = exe.kernels();
+    let mut samples: Vec<Vec<Duration>> = vec![Vec::with_capacity(runs); kernels.len()];
+    for _ in 0..runs.max(1) {
+        for (s, t) in samples.iter_mut().zip(exe.profile_into(ins, outs)?) {
+            s.push(t);
+        }
+    }
+    let medians: Vec<f64> = samples
+        .iter_mut()
+        .map(|s| {
+            s.sort_unstable();
+            s.get(s.len() / 2).map_or(0.0, |d| d.as_secs_f64() * 1e6)
+        })
+        .collect();
+    let total: f64 = medians.iter().sum();
+    if !json {
+        outln!(
+            "{:>4} {:>10} {:>6} {:>6}  {:<28} {:<26} nodes",
+            "#",
+            "median us",
+            "share",
+            "items",
+            "kernel",
+            "strategy"
+        );
+    }
+    for (i, (k, us)) in kernels.iter().zip(&medians).enumerate() {
+        let strategy = k.strategy.map(|s| format!("{s:?}")).unwrap_or_else(|| "-".into());
+        let share = if total > 0.0 { 100.0 * us / total } else { 0.0 };
+        if json {
+            let line = serde_json::json!({
+                "step": i, "kernel": k.kernel, "nodes": k.nodes, "strategy": strategy,
+                "work_items": k.work_items, "median_us": us, "share_pct": share,
+            });
+            outln!("{line}");
+        } else {
+            outln!(
+                "{i:>4} {us:>10.1} {share:>5.1}% {:>6}  {:<28} {:<26} {}",
+                k.work_items,
+                k.kernel,
+                strategy,
+                k.nodes
+            );
+        }
+    }
+    if !json {
+        outln!("     {total:>10.1} (sum of the kernels' medians)");
+    }
     Ok(())
 }
 

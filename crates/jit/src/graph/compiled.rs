@@ -268,7 +268,7 @@ impl CompiledGraph {
         let mut outs: Vec<Vec<f32>> = self.program.outputs.iter().map(|(_, s)| vec![0.0; s.iter().product()]).collect();
         {
             let mut views: Vec<&mut [f32]> = outs.iter_mut().map(|v| v.as_mut_slice()).collect();
-            self.execute(&slices, &mut views)?;
+            self.execute(&slices, &mut views, &mut |_, _| {})?;
         }
         outs.into_iter()
             .zip(&self.program.outputs)
@@ -283,6 +283,26 @@ impl CompiledGraph {
     /// lengths) and writes every output into `outputs`. After the first run it
     /// allocates nothing.
     pub fn run_into(&self, inputs: &[&[f32]], outputs: &mut [&mut [f32]]) -> Result<(), RuntimeError> {
+        self.check_input_lengths(inputs)?;
+        self.execute(inputs, outputs, &mut |_, _| {})
+    }
+
+    /// Runs like [`run_into`](Self::run_into) and returns each kernel call's
+    /// wall time, in the order of [`kernels`](Self::kernels): where a run's
+    /// time goes, kernel by kernel (the step loop reads the clock between
+    /// calls, so the times add up to the run's).
+    pub fn profile_into(
+        &self,
+        inputs: &[&[f32]],
+        outputs: &mut [&mut [f32]],
+    ) -> Result<Vec<std::time::Duration>, RuntimeError> {
+        let mut times = vec![std::time::Duration::ZERO; self.program.steps.len()];
+        self.check_input_lengths(inputs)?;
+        self.execute(inputs, outputs, &mut |step, t| times[step] = t)?;
+        Ok(times)
+    }
+
+    fn check_input_lengths(&self, inputs: &[&[f32]]) -> Result<(), RuntimeError> {
         if inputs.len() != self.inputs.len() {
             return Err(self.input_count_error(inputs.len()));
         }
@@ -296,10 +316,17 @@ impl CompiledGraph {
                 });
             }
         }
-        self.execute(inputs, outputs)
+        Ok(())
     }
 
-    fn execute(&self, inputs: &[&[f32]], outputs: &mut [&mut [f32]]) -> Result<(), RuntimeError> {
+    /// Runs every step; `observe(step, elapsed)` sees each step's wall time
+    /// (a no-op closure for plain runs: one clock read per step).
+    fn execute(
+        &self,
+        inputs: &[&[f32]],
+        outputs: &mut [&mut [f32]],
+        observe: &mut dyn FnMut(usize, std::time::Duration),
+    ) -> Result<(), RuntimeError> {
         if outputs.len() != self.program.outputs.len() {
             return Err(RuntimeError::OutputCount {
                 expected: self.program.outputs.len(),
@@ -318,7 +345,8 @@ impl CompiledGraph {
             }
         }
         let mut arena = self.take_arena();
-        for step in &self.program.steps {
+        let mut clock = std::time::Instant::now();
+        for (index, step) in self.program.steps.iter().enumerate() {
             arena.ptrs.clear();
             for v in &step.inputs {
                 let p = match v {
@@ -356,6 +384,9 @@ impl CompiledGraph {
                     reason: "wrote outside its buffers (a guard canary changed)".into(),
                 });
             }
+            let now = std::time::Instant::now();
+            observe(index, now - clock);
+            clock = now;
         }
         for j in 0..outputs.len() {
             match self.program.outputs[j].0 {
