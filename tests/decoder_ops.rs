@@ -302,3 +302,107 @@ fn elementwise_chains_fuse_into_one_kernel() {
         assert!(tensor::check_close(&got[0], &want[0], 1e-4).is_ok(), "[{tier_name}]");
     }
 }
+
+/// Runs `model` on every tier at 1 and 2 threads against the interpreter
+/// (inputs drawn from `seed`) and returns
+/// the kernel groups of the last compile.
+fn matches_interpreter(model: &serde_json::Value, seed: u64) -> Vec<String> {
+    let g = resolve(model.clone()).unwrap_or_else(|e| panic!("{e}\n{model}"));
+    let inputs: Vec<tensor::Tensor> = g
+        .inputs()
+        .iter()
+        .enumerate()
+        .map(|(i, &id)| tensor::random(&g.node(id).shape().as_known().expect("known input"), seed + i as u64))
+        .collect();
+    let want = Interpreter::run(&g, &inputs).unwrap();
+    let mut groups = Vec::new();
+    for (tier_name, tier) in support::jit_tiers() {
+        for threads in [1, 2] {
+            let exe = compile_with(&g, CompileOptions { tier, threads, guard_floats: 64, ..Default::default() })
+                .unwrap_or_else(|e| panic!("[{tier_name}]: {e}\n{model}"));
+            groups = exe.kernels().into_iter().map(|k| k.nodes).collect();
+            let got = exe.run(&inputs).unwrap();
+            for (o, (a, b)) in got.iter().zip(&want).enumerate() {
+                let close = tensor::check_close(a, b, 1e-4);
+                assert!(close.is_ok(), "output {o} [{tier_name}, {threads}t]: {close:?}\n{groups:?}\n{model}");
+            }
+        }
+    }
+    groups
+}
+
+fn has_group(groups: &[String], names: &[&str]) -> bool {
+    groups.iter().any(|g| {
+        let mut parts: Vec<&str> = g.split('+').collect();
+        parts.sort_unstable();
+        let mut want = names.to_vec();
+        want.sort_unstable();
+        parts == want
+    })
+}
+
+#[test]
+fn elementwise_dags_fuse_into_one_pass() {
+    let conv = json!({"name": "c", "op": "LazyConv2d", "args": {"out_channels": 4, "kernel_size": 3, "padding": 1}});
+    let n = |name: &str, op: &str, inputs: &[&str]| json!({"name": name, "op": op, "inputs": inputs});
+    // The op zoo's `hardswish(x) + gelu(x) - sigmoid(x)` after a pad and two crops.
+    let model = json!({"inputs": {"x": [2, 3, 7, 9]}, "nodes": [conv.clone(),
+        {"name": "pad", "op": "ConstantPad2d", "args": {"padding": [1, 1, 2, 2], "value": 0.25}},
+        {"name": "n1", "op": "Narrow", "args": {"dim": 2, "start": 1, "length": 9}},
+        {"name": "n2", "op": "Narrow", "args": {"dim": -1, "start": 2, "length": 8}},
+        n("hs", "Hardswish", &["n2"]), n("ge", "GELU", &["n2"]), n("add", "Add", &["hs", "ge"]),
+        n("sg", "Sigmoid", &["n2"]), n("sub", "Sub", &["add", "sg"])]});
+    let groups = matches_interpreter(&model, 1);
+    assert!(has_group(&groups, &["pad", "n1", "n2", "hs", "ge", "add", "sg", "sub"]), "{groups:?}");
+    // After a convolution (which fuses no DAG itself): one chain kernel.
+    // `x·sigmoid(x)` written out, a residual, `x·x`, then a chain.
+    let model = json!({"inputs": {"x": [2, 3, 6, 5]}, "nodes": [conv.clone(),
+        n("s", "Sigmoid", &["c"]), n("m", "Mul", &["c", "s"]), n("r", "Add", &["m", "c"]),
+        n("q", "Mul", &["r", "r"]), n("t", "Tanh", &["q"]), n("e", "ELU", &["t"])]});
+    let groups = matches_interpreter(&model, 2);
+    assert!(has_group(&groups, &["s", "m", "r", "q", "t", "e"]), "{groups:?}");
+    assert!(groups.iter().any(|g| g == "c"), "{groups:?}");
+    // An inner value that is also an output ends the region there.
+    let mut escaping = model.clone();
+    escaping["outputs"] = json!(["r", "e"]);
+    let groups = matches_interpreter(&escaping, 3);
+    assert!(has_group(&groups, &["s", "m", "r"]), "{groups:?}");
+    assert!(!groups.iter().any(|g| g.contains("q") && g.contains("m")), "{groups:?}");
+    // `x − sigmoid(x)`: the operand computed last is the subtrahend.
+    let model = json!({"inputs": {"x": [1, 3, 4, 4]}, "nodes": [conv.clone(),
+        n("s", "Sigmoid", &["c"]), n("u", "Sub", &["c", "s"])]});
+    assert!(has_group(&matches_interpreter(&model, 8), &["s", "u"]));
+    // Two values leaving the region (a sum and a difference both output).
+    let model = json!({"inputs": {"x": [1, 3, 4, 4]}, "outputs": ["a", "d"], "nodes": [conv,
+        n("s", "Sigmoid", &["c"]), n("a", "Add", &["c", "s"]), n("d", "Sub", &["c", "s"])]});
+    matches_interpreter(&model, 4);
+}
+
+#[test]
+fn chains_of_pads_crops_and_nearest_upsamplings_are_one_gather() {
+    let conv = json!({"name": "c", "op": "LazyConv2d", "args": {"out_channels": 3, "kernel_size": 1}});
+    // Pad then crop back: the identity, no kernel at all.
+    let model = json!({"inputs": {"x": [2, 2, 5, 6]}, "nodes": [conv,
+        {"name": "pad", "op": "ZeroPad2d", "args": {"padding": [2, 1, 1, 3]}},
+        {"name": "n1", "op": "Narrow", "args": {"dim": 3, "start": 2, "length": 6}},
+        {"name": "n2", "op": "Narrow", "args": {"dim": 2, "start": 1, "length": 5}},
+        {"name": "t", "op": "Tanh", "inputs": ["c"]},
+        {"name": "sum", "op": "Add", "inputs": ["n2", "t"]}]});
+    let groups = matches_interpreter(&model, 5);
+    assert!(!groups.iter().any(|g| g.contains("pad")), "{groups:?}");
+    // Reflect, nearest 2x, crop, replicate: one kernel with the chain after it.
+    let model = json!({"inputs": {"x": [1, 2, 4, 5]}, "nodes": [conv,
+        {"name": "rp", "op": "ReflectionPad2d", "args": {"padding": [1, 2, 1, 0]}},
+        {"name": "up", "op": "Upsample", "args": {"scale_factor": 2, "mode": "nearest"}},
+        {"name": "cr", "op": "Narrow", "args": {"dim": 2, "start": 3, "length": 5}},
+        {"name": "rep", "op": "ReplicationPad2d", "args": {"padding": 2}},
+        {"name": "act", "op": "LeakyReLU", "args": {"negative_slope": 0.1}}]});
+    let groups = matches_interpreter(&model, 6);
+    assert!(has_group(&groups, &["rp", "up", "cr", "rep", "act"]), "{groups:?}");
+    // Two constant pads with different fills stay two kernels.
+    let model = json!({"inputs": {"x": [1, 2, 3, 3]}, "nodes": [conv,
+        {"name": "p1", "op": "ConstantPad2d", "args": {"padding": 1, "value": 1.5}},
+        {"name": "p2", "op": "ConstantPad2d", "args": {"padding": 1, "value": -2.0}}]});
+    let groups = matches_interpreter(&model, 7);
+    assert!(groups.iter().any(|g| g == "p1") && groups.iter().any(|g| g == "p2"), "{groups:?}");
+}

@@ -1,4 +1,5 @@
-//! Chains of unary elementwise ops fused into one pass over memory.
+//! Elementwise regions (chains of unary ops, and DAGs of them with
+//! same-shape binary ops) fused into one pass over memory.
 //!
 //! A decoder applies several elementwise ops in a row more often than one:
 //! `InstanceNorm2d → ReLU`, `GroupNorm → SiLU`, `Add → PReLU`,
@@ -18,7 +19,7 @@
 //! the library compares them with the planned buffers, and [`chain_entry`]
 //! builds slices of exactly those lengths.
 
-use kiln_ir::Pointwise;
+use kiln_ir::{ArithOp, Pointwise};
 
 use crate::epilogue::Activation;
 use crate::error::JitError;
@@ -94,48 +95,162 @@ fn per_channel(block: Block<'_>, first: usize, inner: usize, channels: usize, mu
     }
 }
 
-/// A fused chain of unary ops over a tensor of `len` floats.
+/// Saved copies a [`Tail`] program may hold at once (each one block).
+pub(crate) const MAX_SLOTS: usize = 4;
+
+/// Floats per block of a program that saves values: its slots and the
+/// block share L1 (5 × 4 KiB).
+const SLOT_BLOCK: usize = 1024;
+
+/// One step of a [`Tail`] program over the current value (the block).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum TailOp {
+    /// `current = op(current)`.
+    Unary(UnaryOp),
+    /// Slot `s` keeps a copy of the current value.
+    Save(usize),
+    /// The current value becomes a copy of slot `s`.
+    Load(usize),
+    /// `current = slot[s] op current` (`slot_first`) or `current op slot[s]`:
+    /// the same-shape `Add`/`Sub`/`Mul` of two values of the region.
+    Combine { op: ArithOp, slot: usize, slot_first: bool },
+}
+
+/// A fused elementwise region over a tensor of `len` floats: a chain of
+/// unary ops, or a DAG of unary and same-shape binary ops whose leaves are
+/// all the one value it starts from (`hardswish(x) + gelu(x) − sigmoid(x)`),
+/// as a program over the block and up to [`MAX_SLOTS`] saved copies.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Tail {
-    ops: Vec<UnaryOp>,
+    ops: Vec<TailOp>,
     len: usize,
+    slots: usize,
 }
 
 impl Tail {
     /// A chain over a tensor of `len` floats; every per-channel op's
     /// channels × inner must divide `len` (its layout is `[outer, C, inner]`).
+    #[cfg(test)]
     pub(crate) fn new(ops: Vec<UnaryOp>, len: usize) -> Result<Self, JitError> {
+        Self::program(ops.into_iter().map(TailOp::Unary).collect(), len)
+    }
+
+    /// A program over a tensor of `len` floats. Slots must be below
+    /// [`MAX_SLOTS`] and saved before they are read.
+    pub(crate) fn program(ops: Vec<TailOp>, len: usize) -> Result<Self, JitError> {
+        let mut saved = [false; MAX_SLOTS];
         for op in &ops {
-            if let Some((c, inner)) = op.layout() {
-                let run = c.checked_mul(inner).filter(|&r| r > 0);
-                if run.is_none_or(|r| !len.is_multiple_of(r)) {
+            match op {
+                TailOp::Unary(u) => {
+                    if let Some((c, inner)) = u.layout() {
+                        let run = c.checked_mul(inner).filter(|&r| r > 0);
+                        if run.is_none_or(|r| !len.is_multiple_of(r)) {
+                            return Err(JitError::geometry(
+                                "chain",
+                                format!("{c} channels of {inner} floats do not tile a tensor of {len}"),
+                            ));
+                        }
+                    }
+                }
+                TailOp::Save(s) if *s < MAX_SLOTS => saved[*s] = true,
+                TailOp::Load(s) | TailOp::Combine { slot: s, .. } if *s < MAX_SLOTS && saved[*s] => {}
+                TailOp::Save(s) | TailOp::Load(s) | TailOp::Combine { slot: s, .. } => {
                     return Err(JitError::geometry(
                         "chain",
-                        format!("{c} channels of {inner} floats do not tile a tensor of {len}"),
+                        format!("slot {s} is out of range or read before it is saved"),
                     ));
                 }
             }
         }
-        Ok(Tail { ops, len })
+        let slots = saved.iter().rposition(|&b| b).map_or(0, |s| s + 1);
+        Ok(Tail { ops, len, slots })
     }
 
-    /// How many ops the chain has.
+    /// How many arithmetic steps the program has (unary and binary ops).
     pub(crate) fn op_count(&self) -> usize {
-        self.ops.len()
+        self.ops.iter().filter(|o| matches!(o, TailOp::Unary(_) | TailOp::Combine { .. })).count()
     }
 
-    /// Applies the chain in place to `out`, floats `first ..` of the tensor.
+    /// Applies the program in place to `out`, floats `first ..` of the tensor.
     pub(crate) fn apply(&self, out: &mut [f32], first: usize) {
-        for (k, block) in out.chunks_mut(BLOCK).enumerate() {
-            for op in &self.ops {
-                op.apply(Block::InPlace(block), first + k * BLOCK);
+        self.run(out, None, first);
+    }
+
+    /// `out = program(src)` when `src` is given (the first unary op reads
+    /// it directly), else in place; floats `first ..` of the tensor.
+    fn run(&self, out: &mut [f32], src: Option<&[f32]>, first: usize) {
+        // Only the slots the program uses are on the stack (and zeroed):
+        // plane kernels call this once per work range.
+        match self.slots {
+            0 => self.run_blocks(BLOCK, out, src, first, &mut []),
+            1 => self.with_slots::<1>(out, src, first),
+            2 => self.with_slots::<2>(out, src, first),
+            3 => self.with_slots::<3>(out, src, first),
+            _ => self.with_slots::<MAX_SLOTS>(out, src, first),
+        }
+    }
+
+    fn with_slots<const N: usize>(&self, out: &mut [f32], src: Option<&[f32]>, first: usize) {
+        let mut slots = [[0.0f32; SLOT_BLOCK]; N];
+        self.run_blocks(SLOT_BLOCK, out, src, first, &mut slots);
+    }
+
+    fn run_blocks(
+        &self,
+        block: usize,
+        out: &mut [f32],
+        src: Option<&[f32]>,
+        first: usize,
+        slots: &mut [[f32; SLOT_BLOCK]],
+    ) {
+        for (k, o) in out.chunks_mut(block).enumerate() {
+            let at = first + k * block;
+            let mut ops = self.ops.as_slice();
+            if let Some(x) = src.map(|x| &x[k * block..][..o.len()]) {
+                match ops.split_first() {
+                    Some((TailOp::Unary(head), rest)) => {
+                        head.apply(Block::Into(x, o), at);
+                        ops = rest;
+                    }
+                    _ => o.copy_from_slice(x),
+                }
+            }
+            let mut steps = ops.iter().peekable();
+            while let Some(op) = steps.next() {
+                match op {
+                    TailOp::Unary(u) => u.apply(Block::InPlace(o), at),
+                    TailOp::Save(s) => slots[*s][..o.len()].copy_from_slice(o),
+                    TailOp::Load(s) => match steps.next_if(|n| matches!(n, TailOp::Unary(_))) {
+                        // A load then a unary op: the op reads the slot.
+                        Some(TailOp::Unary(u)) => u.apply(Block::Into(&slots[*s][..o.len()], o), at),
+                        _ => o.copy_from_slice(&slots[*s][..o.len()]),
+                    },
+                    TailOp::Combine { op, slot, slot_first } => {
+                        let saved = &slots[*slot][..o.len()];
+                        // The binary kernel's f32 operations, so a fused
+                        // region gives its floats.
+                        match (op, slot_first) {
+                            (ArithOp::Add, _) => o.iter_mut().zip(saved).for_each(|(v, s)| *v += *s),
+                            (ArithOp::Mul, _) => o.iter_mut().zip(saved).for_each(|(v, s)| *v *= *s),
+                            (ArithOp::Sub, true) => o.iter_mut().zip(saved).for_each(|(v, s)| *v = *s - *v),
+                            (ArithOp::Sub, false) => o.iter_mut().zip(saved).for_each(|(v, s)| *v -= *s),
+                        }
+                    }
+                }
             }
         }
     }
 
     /// Bytes of its per-channel tables (charged to the memory budget).
     pub(crate) fn table_bytes(&self) -> usize {
-        self.ops.iter().filter_map(|o| o.layout()).map(|(c, _)| 8 * c).sum()
+        self.ops
+            .iter()
+            .filter_map(|o| match o {
+                TailOp::Unary(u) => u.layout(),
+                TailOp::Save(_) | TailOp::Load(_) | TailOp::Combine { .. } => None,
+            })
+            .map(|(c, _)| 8 * c)
+            .sum()
     }
 
     /// Floats of the tensor it applies to.
@@ -170,17 +285,7 @@ impl ChainKernel {
     fn run(&self, x: &[f32], out: &mut [f32], first: usize) {
         // The first op reads `x` directly (a copy pass first would cost more
         // than the arithmetic of most ops), the rest work in place.
-        for (k, (o, i)) in out.chunks_mut(BLOCK).zip(x.chunks(BLOCK)).enumerate() {
-            let at = first + k * BLOCK;
-            let Some((head, rest)) = self.tail.ops.split_first() else {
-                o.copy_from_slice(i);
-                continue;
-            };
-            head.apply(Block::Into(i, o), at);
-            for op in rest {
-                op.apply(Block::InPlace(o), at);
-            }
-        }
+        self.tail.run(out, Some(x), first);
     }
 }
 

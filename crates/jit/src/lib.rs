@@ -45,6 +45,7 @@ mod col2im;
 mod dwrows;
 mod epilogue;
 mod error;
+mod gather;
 mod geometry;
 mod graph;
 mod library;

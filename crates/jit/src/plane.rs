@@ -18,8 +18,7 @@
 //! run of the output, so threads write disjoint slices.
 
 use kiln_ir::{
-    linear_source, nearest_source, AvgDivisor, PadMode, Pool2dParams, ShuffleDirection, Sides, UpsampleMode,
-    UpsampleParams,
+    linear_source, AvgDivisor, PadMode, Pool2dParams, ShuffleDirection, Sides, UpsampleMode, UpsampleParams,
 };
 
 use crate::chain::Tail;
@@ -27,6 +26,7 @@ use crate::col2im::Col2Im;
 use crate::dwrows::DwRows;
 use crate::epilogue::Epilogue;
 use crate::error::JitError;
+use crate::gather::GatherMap;
 use crate::geometry::checked_len;
 use crate::geometry::ConvTranspose2dGeometry;
 use crate::rows::{self, Axis, Chunk, ColMap, Reduce};
@@ -245,44 +245,18 @@ impl PlaneKernel {
 
     /// The four `*Pad2d` modes.
     pub(crate) fn pad(n: usize, c: usize, in_hw: [usize; 2], pad: Sides, mode: PadMode) -> Result<Self, JitError> {
-        let out_hw = [
-            in_hw[0].saturating_add(pad.top).saturating_add(pad.bottom),
-            in_hw[1].saturating_add(pad.left).saturating_add(pad.right),
-        ];
-        let src = |o: usize, before: usize, len: usize| -> Option<usize> {
-            let i = o as i64 - before as i64;
-            let l = len as i64;
-            match mode {
-                PadMode::Zero | PadMode::Constant { .. } => (0..l).contains(&i).then_some(i as usize),
-                PadMode::Reflect => {
-                    let r = if i < 0 {
-                        -i
-                    } else if i >= l {
-                        2 * (l - 1) - i
-                    } else {
-                        i
-                    };
-                    (0..l).contains(&r).then_some(r as usize)
-                }
-                PadMode::Replicate => Some(i.clamp(0, l - 1) as usize),
-            }
-        };
-        if mode == PadMode::Reflect
-            && (pad.top >= in_hw[0] || pad.bottom >= in_hw[0] || pad.left >= in_hw[1] || pad.right >= in_hw[1])
-        {
-            return Err(JitError::geometry(
-                "reflection_pad",
-                format!("padding {pad} must be smaller than the input {in_hw:?}"),
-            ));
+        Self::gather(n, c, &GatherMap::pad(in_hw, pad, mode)?)
+    }
+
+    /// A spatial gather of `[n, c]` planes (a pad, crop or nearest
+    /// upsampling, or a composition of them).
+    pub(crate) fn gather(n: usize, c: usize, map: &GatherMap) -> Result<Self, JitError> {
+        let cols = ColMap::new(&map.cols, map.in_hw[1])?;
+        if let Some(bad) = map.rows.iter().flatten().find(|&&r| r >= map.in_hw[0]) {
+            return Err(JitError::geometry("gather", format!("row {bad} of a plane of {}", map.in_hw[0])));
         }
-        let rows = (0..out_hw[0]).map(|o| src(o, pad.top, in_hw[0])).collect();
-        let cols: Vec<_> = (0..out_hw[1]).map(|o| src(o, pad.left, in_hw[1])).collect();
-        let cols = ColMap::new(&cols, in_hw[1])?;
-        let fill = match mode {
-            PadMode::Constant { value } => value,
-            PadMode::Zero | PadMode::Reflect | PadMode::Replicate => 0.0,
-        };
-        Self::with(PlaneOp::Gather { rows, cols, fill }, n, [c, c], in_hw, out_hw)
+        let op = PlaneOp::Gather { rows: map.rows.clone(), cols, fill: map.fill };
+        Self::with(op, n, [c, c], map.in_hw, map.out_hw())
     }
 
     /// `Upsample` to `out_hw` (the size shape inference computed).
@@ -295,14 +269,7 @@ impl PlaneKernel {
     ) -> Result<Self, JitError> {
         let (fh, fw) = (p.size.factor(0), p.size.factor(1));
         let op = match p.mode {
-            UpsampleMode::Nearest => {
-                let cols: Vec<_> = (0..out_hw[1]).map(|o| Some(nearest_source(o, in_hw[1], out_hw[1], fw))).collect();
-                PlaneOp::Gather {
-                    rows: (0..out_hw[0]).map(|o| Some(nearest_source(o, in_hw[0], out_hw[0], fh))).collect(),
-                    cols: ColMap::new(&cols, in_hw[1])?,
-                    fill: 0.0,
-                }
-            }
+            UpsampleMode::Nearest => return Self::gather(n, c, &GatherMap::nearest(in_hw, out_hw, [fh, fw])),
             UpsampleMode::Bilinear => {
                 let cols: Vec<_> =
                     (0..out_hw[1]).map(|o| linear_source(o, in_hw[1], out_hw[1], fw, p.align_corners)).collect();

@@ -173,9 +173,20 @@ impl Block<'_> {
     /// `g` over the block.
     #[inline(always)]
     pub(crate) fn map(self, g: impl Fn(f32) -> f32) {
+        // Plain loops, not `for_each`: an adapter LLVM declines to inline
+        // would be compiled outside the ISA copy's target features, and
+        // `mul_add` there is a libm call per float.
         match self {
-            Block::InPlace(v) => v.iter_mut().for_each(|x| *x = g(*x)),
-            Block::Into(src, dst) => dst.iter_mut().zip(src).for_each(|(d, &x)| *d = g(x)),
+            Block::InPlace(v) => {
+                for x in v {
+                    *x = g(*x);
+                }
+            }
+            Block::Into(src, dst) => {
+                for (d, &x) in dst.iter_mut().zip(src) {
+                    *d = g(x);
+                }
+            }
         }
     }
 }

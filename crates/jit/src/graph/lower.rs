@@ -14,9 +14,14 @@ use kiln_ir::{Graph, NodeId, Op};
 
 use super::error::CompileError;
 use super::fold;
+use super::region::{self, Member};
+
+/// Most members of one fused elementwise region (its search is quadratic).
+const MAX_REGION: usize = 32;
 use crate::binary::BinaryKernel;
-use crate::chain::{ChainKernel, Tail, UnaryOp};
+use crate::chain::{ChainKernel, Tail, TailOp, UnaryOp};
 use crate::epilogue::{Activation, Epilogue};
+use crate::gather::GatherMap;
 use crate::geometry::{Conv2dGeometry, ConvTranspose2dGeometry};
 use crate::library::{KernelBuilder, KernelId};
 use crate::plane::PlaneKernel;
@@ -163,6 +168,41 @@ fn nchw(node: &str, shape: &[usize]) -> Result<[usize; 4], CompileError> {
             node: node.to_string(),
             reason: format!("has a value of shape {shape:?}; the JIT expects [N, C, H, W] or [C, H, W] here"),
         }),
+    }
+}
+
+/// The spatial gather node `id` computes, as `(planes, map)`: a pad, a
+/// nearest upsampling, or a `narrow` of one of the two last dims (any rank
+/// of at least 2; the planes are the product of the leading dims). `None`
+/// for every other node, and for a `narrow` of a leading dim.
+fn gather_map(g: &Graph, id: NodeId) -> Result<Option<(usize, GatherMap)>, CompileError> {
+    let node = g.node(id);
+    let name = node.name();
+    let Some(&x) = g.operands(id).first() else { return Ok(None) };
+    let kernel_err = |source| CompileError::Kernel { node: name.to_string(), source };
+    match node.op() {
+        Op::Pad2d { padding, mode } => {
+            let [n, c, h, w] = nchw(name, &known_shape(g, x)?)?;
+            Ok(Some((n * c, GatherMap::pad([h, w], *padding, *mode).map_err(kernel_err)?)))
+        }
+        Op::Upsample { params } if params.mode == kiln_ir::UpsampleMode::Nearest => {
+            let [n, c, h, w] = nchw(name, &known_shape(g, x)?)?;
+            let out = params.output_hw([h, w]).ok_or_else(|| {
+                shape_error(g, id, format!("{:?} gives an empty output for {h}x{w} planes", params.size))
+            })?;
+            Ok(Some((n * c, GatherMap::nearest([h, w], out, [params.size.factor(0), params.size.factor(1)]))))
+        }
+        Op::Narrow { dim, start, length } => {
+            let s = known_shape(g, x)?;
+            let d = kiln_ir::reshape::wrap_dim(*dim, s.len()).map_err(|m| shape_error(g, id, m))?;
+            if s.len() < 2 || d + 2 < s.len() {
+                return Ok(None);
+            }
+            let r = s.len() - 2;
+            let map = GatherMap::crop([s[r], s[r + 1]], d - r, *start, *length).map_err(kernel_err)?;
+            Ok(Some((s[..r].iter().product(), map)))
+        }
+        _ => Ok(None),
     }
 }
 
@@ -672,17 +712,102 @@ impl<'g> Lowering<'g> {
         })
     }
 
-    /// The unary elementwise ops that follow `id`, each the sole use of the
-    /// one before (so fusing them changes no observable value), and their nodes.
-    fn tail_after(&self, id: NodeId) -> Result<(Vec<UnaryOp>, Vec<NodeId>), CompileError> {
+    /// The elementwise region after `id` (see [`region`]) as a [`Tail`]
+    /// program and its nodes: the unary ops and same-shape `Add`/`Sub`/`Mul`
+    /// whose operands are all `id` or in the region, every value of which but
+    /// the last is used only inside it (so fusing changes no observable
+    /// value). For a chain of unary ops, each the sole use of the one before,
+    /// that chain.
+    fn tail_after(&self, id: NodeId) -> Result<(Vec<TailOp>, Vec<NodeId>), CompileError> {
+        let g = self.g;
+        let shape = known_shape(g, id)?;
+        let mut nodes = vec![id];
+        let mut index: HashMap<NodeId, usize> = HashMap::from([(id, 0)]);
+        let mut members = Vec::new();
+        let mut grew = true;
+        while grew && members.len() < MAX_REGION {
+            grew = false;
+            for v in 0..nodes.len() {
+                for u in g.users(nodes[v]) {
+                    if index.contains_key(&u)
+                        || self.deferred.contains(&u)
+                        || self.absorbed.contains_key(&u)
+                        || members.len() >= MAX_REGION
+                        || known_shape(g, u)? != shape
+                    {
+                        continue;
+                    }
+                    let ops: Vec<Option<usize>> = g.operands(u).iter().map(|o| index.get(o).copied()).collect();
+                    let member = match (g.node(u).op(), ops.as_slice()) {
+                        (Op::Add | Op::Sub | Op::Mul, &[Some(a), Some(b)]) => {
+                            if g.operands(u).iter().any(|&o| known_shape(g, o).ok().as_ref() != Some(&shape)) {
+                                continue;
+                            }
+                            let arith = match g.node(u).op() {
+                                Op::Sub => kiln_ir::ArithOp::Sub,
+                                Op::Mul => kiln_ir::ArithOp::Mul,
+                                _ => kiln_ir::ArithOp::Add,
+                            };
+                            Member::Binary(arith, a, b)
+                        }
+                        (_, &[Some(a)]) => match self.unary_op(u)? {
+                            Some(op) => Member::Unary(op, a),
+                            None => continue,
+                        },
+                        _ => continue,
+                    };
+                    index.insert(u, nodes.len());
+                    nodes.push(u);
+                    members.push(member);
+                    grew = true;
+                }
+            }
+        }
+        let escapes: Vec<bool> = nodes.iter().map(|&v| g.users(v).iter().any(|u| !index.contains_key(u))).collect();
+        let chosen = region::choose(&members, &escapes);
+        // Renumber the chosen members' operands: root 0, the k-th chosen k + 1.
+        let mut renumber = HashMap::from([(0usize, 0usize)]);
+        for (k, &m) in chosen.iter().enumerate() {
+            renumber.insert(m + 1, k + 1);
+        }
+        let at = |v: &usize| renumber.get(v).copied();
+        let renumbered: Option<Vec<Member>> = chosen
+            .iter()
+            .map(|&m| match &members[m] {
+                Member::Unary(op, a) => Some(Member::Unary(op.clone(), at(a)?)),
+                Member::Binary(op, a, b) => Some(Member::Binary(*op, at(a)?, at(b)?)),
+            })
+            .collect();
+        if let Some(ops) = renumbered.as_deref().and_then(region::program) {
+            return Ok((ops, chosen.iter().map(|&m| nodes[m + 1]).collect()));
+        }
+        // More live values than slots: the linear chain.
         let (mut ops, mut nodes, mut at) = (Vec::new(), Vec::new(), id);
         while let Some(u) = self.sole_user(at) {
             let Some(op) = self.unary_op(u)? else { break };
-            ops.push(op);
+            ops.push(TailOp::Unary(op));
             nodes.push(u);
             at = u;
         }
         Ok((ops, nodes))
+    }
+
+    /// After `id` is lowered: an elementwise region after its value that
+    /// is more than a chain (it combines values) becomes one chain kernel.
+    /// Chains are left to the kernels that fuse them into their own pass.
+    fn lower_region_after(&mut self, id: NodeId) -> Result<(), CompileError> {
+        let end = self.absorbed.get(&id).copied().unwrap_or(id);
+        if !self.values.contains_key(&end) {
+            return Ok(());
+        }
+        let (ops, nodes) = self.tail_after(end)?;
+        if !ops.iter().any(|o| matches!(o, TailOp::Combine { .. })) {
+            return Ok(());
+        }
+        let len = known_shape(self.g, end)?.iter().product();
+        let k = Tail::program(ops, len).and_then(|t| self.kb.add_chain(ChainKernel::new(t)));
+        let input = self.value(end)?;
+        self.emit(&nodes, k, vec![input])
     }
 
     /// InstanceNorm2d with running statistics as a per-channel `(scale, shift)`.
@@ -721,7 +846,7 @@ impl<'g> Lowering<'g> {
         let (mut ops, mut nodes) = self.tail_after(id)?;
         let dedicated = match (&first, ops.as_slice()) {
             (_, []) => true,
-            (UnaryOp::Affine { .. }, [UnaryOp::Activation(_)]) => true,
+            (UnaryOp::Affine { .. }, [TailOp::Unary(UnaryOp::Activation(_))]) => true,
             (UnaryOp::Affine { .. } | UnaryOp::Activation(_) | UnaryOp::Pointwise(_) | UnaryOp::PRelu { .. }, _) => {
                 false
             }
@@ -729,10 +854,10 @@ impl<'g> Lowering<'g> {
         if dedicated {
             return Ok(false);
         }
-        ops.insert(0, first);
+        ops.insert(0, TailOp::Unary(first));
         nodes.insert(0, id);
         let len = known_shape(self.g, id)?.iter().product();
-        let k = Tail::new(ops, len).and_then(|t| self.kb.add_chain(ChainKernel::new(t)));
+        let k = Tail::program(ops, len).and_then(|t| self.kb.add_chain(ChainKernel::new(t)));
         let input = self.value(self.g.operands(id)[0])?;
         self.emit(&nodes, k, vec![input])?;
         Ok(true)
@@ -1096,7 +1221,41 @@ impl<'g> Lowering<'g> {
             return Ok((kernel, nodes));
         }
         let len = known_shape(self.g, id)?.iter().product();
-        Ok((kernel.and_then(|k| Tail::new(ops, len).and_then(|t| k.with_tail(t))), nodes))
+        Ok((kernel.and_then(|k| Tail::program(ops, len).and_then(|t| k.with_tail(t))), nodes))
+    }
+
+    /// A spatial gather with the gathers after it (each the sole user of
+    /// the one before, none folded into a convolution) composed into one
+    /// plane kernel, and the elementwise chain after that fused. A chain
+    /// that composes to the identity, with nothing after it, is no kernel.
+    fn lower_gather(&mut self, id: NodeId) -> Result<(), CompileError> {
+        let g = self.g;
+        let Some((planes, mut map)) = gather_map(g, id)? else {
+            return Err(unresolved(g.node(id).name(), "is not a spatial gather"));
+        };
+        let mut chain = vec![id];
+        while let Some(u) = self.sole_user(*chain.last().unwrap_or(&id)) {
+            if self.deferred.contains(&u) {
+                break;
+            }
+            let Some((p, next)) = gather_map(g, u)? else { break };
+            let Some(composed) = map.then(&next).filter(|_| p == planes) else { break };
+            map = composed;
+            chain.push(u);
+        }
+        let last = *chain.last().unwrap_or(&id);
+        let input = self.value(g.operands(id)[0])?;
+        if map.is_identity() && self.tail_after(last)?.0.is_empty() {
+            for &n in &chain {
+                self.absorbed.insert(n, last);
+            }
+            self.values.insert(last, input);
+            return Ok(());
+        }
+        let (k, tail) = self.plane_with_tail(last, PlaneKernel::gather(planes, 1, &map))?;
+        chain.extend(&tail[1..]);
+        let k = k.and_then(|k| self.kb.add_plane(g.node(id).op().mnemonic(), k));
+        self.emit(&chain, k, vec![input])
     }
 
     /// Broadcasting `a op b` with the elementwise chain after it fused.
@@ -1108,7 +1267,7 @@ impl<'g> Lowering<'g> {
         nodes.insert(0, id);
         let len = out.iter().product();
         let k = BinaryKernel::new(arith, &a, &b, &out)
-            .and_then(|k| if ops.is_empty() { Ok(k) } else { Tail::new(ops, len).and_then(|t| k.with_tail(t)) })
+            .and_then(|k| if ops.is_empty() { Ok(k) } else { Tail::program(ops, len).and_then(|t| k.with_tail(t)) })
             .and_then(|k| self.kb.add_binary(g.node(id).op().mnemonic(), k));
         let inputs = operands.iter().map(|&o| self.value(o)).collect::<Result<_, _>>()?;
         self.emit(&nodes, k, inputs)
@@ -1218,6 +1377,9 @@ impl<'g> Lowering<'g> {
                 let input = self.value(operands[0])?;
                 self.emit(&[id], k, vec![input])
             }
+            Op::Pad2d { .. } | Op::Upsample { .. } | Op::Narrow { .. } if gather_map(g, id)?.is_some() => {
+                self.lower_gather(id)
+            }
             Op::MaxPool2d { .. }
             | Op::AvgPool2d { .. }
             | Op::AdaptiveAvgPool2d { .. }
@@ -1281,7 +1443,7 @@ impl<'g> Lowering<'g> {
                 self.emit(&chain, k, vec![input])
             }
             Op::Add | Op::Sub | Op::Mul
-                if !matches!(self.tail_after(id)?.0.as_slice(), [] | [UnaryOp::Activation(_)]) =>
+                if !matches!(self.tail_after(id)?.0.as_slice(), [] | [TailOp::Unary(UnaryOp::Activation(_))]) =>
             {
                 // A longer chain after a same-shape Add: the binary kernel carries it.
                 self.lower_binary(id, kiln_ir::ArithOp::Add)
@@ -1340,6 +1502,7 @@ pub fn lower(g: &Graph, kb: &mut KernelBuilder) -> Result<Program, CompileError>
     for id in order {
         if !l.absorbed.contains_key(&id) && !l.deferred.contains(&id) {
             l.lower_node(id)?;
+            l.lower_region_after(id)?;
         }
     }
     for &out in g.outputs() {

@@ -11,6 +11,7 @@ mod error;
 mod fold;
 pub(crate) mod lower;
 pub(crate) mod memory;
+mod region;
 
 pub use backend::JitBackend;
 pub use compiled::{
