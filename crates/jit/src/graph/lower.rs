@@ -1008,7 +1008,8 @@ impl<'g> Lowering<'g> {
         let r = in_shape.len();
         let in_hw = [in_shape[r - 2], in_shape[r - 1]];
         let weight = param(g, id, "weight")?;
-        let mut w: Vec<f32> = weight.iter().copied().collect();
+        // One memcpy for the (usual) contiguous parameter.
+        let mut w: Vec<f32> = weight.as_slice().map_or_else(|| weight.iter().copied().collect(), <[f32]>::to_vec);
         let (out_channels, has_bias) = (conv.out_channels(), conv.bias());
         let mut bias: Option<Vec<f64>> =
             if has_bias { Some(param(g, id, "bias")?.iter().map(|&v| f64::from(v)).collect()) } else { None };
@@ -1024,15 +1025,21 @@ impl<'g> Lowering<'g> {
                     let opg = out_channels / params.groups;
                     let ipg = in_channels / params.groups;
                     let khw = params.kernel_size.h * params.kernel_size.w;
-                    for (i, v) in w.iter_mut().enumerate() {
-                        let (ci, j) = (i / (opg * khw), (i / khw) % opg);
-                        *v = (f64::from(*v) * scale[(ci / ipg) * opg + j]) as f32;
+                    // Row by row, not index by index: three divisions per
+                    // weight were most of DCGAN ngf=64's lowering.
+                    for (ci, rows) in w.chunks_mut((opg * khw).max(1)).enumerate() {
+                        let first = (ci / ipg.max(1)) * opg;
+                        for (j, taps) in rows.chunks_mut(khw.max(1)).enumerate() {
+                            let s = scale[first + j];
+                            taps.iter_mut().for_each(|v| *v = (f64::from(*v) * s) as f32);
+                        }
                     }
                 }
                 Conv::Forward { .. } => {
                     // weight [C_out, C_in/g, kH, kW]
-                    for (i, v) in w.iter_mut().enumerate() {
-                        *v = (f64::from(*v) * scale[i / per_out]) as f32;
+                    for (c, row) in w.chunks_mut(per_out.max(1)).enumerate() {
+                        let s = scale[c];
+                        row.iter_mut().for_each(|v| *v = (f64::from(*v) * s) as f32);
                     }
                 }
             }
