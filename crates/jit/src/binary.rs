@@ -77,12 +77,33 @@ impl BinaryKernel {
             Ok(st)
         };
         let (sa, sb) = (strides(a)?, strides(b)?);
-        let last = out.len() - 1;
-        let row = out[last];
-        let rows: usize = out[..last].iter().product();
+        // Merge a dim into the row after it while both operands walk the
+        // pair as one run (same-shape operands, or a broadcast of whole
+        // rows), up to a work item's floats: same-shape `Sub` of
+        // [8, 12, 26, 22] ran 22-float rows with index arithmetic per row.
+        let (mut dims, mut sa, mut sb) = (out.to_vec(), sa, sb);
+        while dims.len() > 1 {
+            let (i, j) = (dims.len() - 2, dims.len() - 1);
+            let joins =
+                |st: &[usize]| (st[i] == 0 && st[j] == 0) || (st[j] != 0 && st[i] == st[j].saturating_mul(dims[j]));
+            let merged = dims[i].saturating_mul(dims[j]);
+            if !(joins(&sa) && joins(&sb)) || merged > ITEM_FLOATS {
+                break;
+            }
+            dims[i] = merged;
+            let (step_a, step_b) = (sa[j], sb[j]);
+            dims.pop();
+            sa.pop();
+            sb.pop();
+            sa[i] = step_a;
+            sb[i] = step_b;
+        }
+        let last = dims.len() - 1;
+        let row = dims[last];
+        let rows: usize = dims[..last].iter().product();
         Ok(Self {
             op,
-            outer: out[..last].to_vec(),
+            outer: dims[..last].to_vec(),
             a_strides: sa[..last].to_vec(),
             b_strides: sb[..last].to_vec(),
             row,
@@ -115,7 +136,16 @@ impl BinaryKernel {
     }
 
     fn run(&self, a: &[f32], b: &[f32], out: &mut [f32], first_row: usize) {
-        let op = self.op;
+        // One loop per op: the op's match stays outside the element loops.
+        match self.op {
+            ArithOp::Add => self.rows_with(a, b, out, first_row, |x, z| x + z),
+            ArithOp::Sub => self.rows_with(a, b, out, first_row, |x, z| x - z),
+            ArithOp::Mul => self.rows_with(a, b, out, first_row, |x, z| x * z),
+        }
+    }
+
+    #[inline(always)]
+    fn rows_with(&self, a: &[f32], b: &[f32], out: &mut [f32], first_row: usize, op: impl Fn(f32, f32) -> f32) {
         for (k, o) in out.chunks_exact_mut(self.row).enumerate() {
             let (mut r, mut oa, mut ob) = (first_row + k, 0usize, 0usize);
             for i in (0..self.outer.len()).rev() {
@@ -128,22 +158,22 @@ impl BinaryKernel {
                 (1, 1) => {
                     let (ra, rb) = (&a[oa..][..self.row], &b[ob..][..self.row]);
                     for ((y, &x), &z) in o.iter_mut().zip(ra).zip(rb) {
-                        *y = op.apply(x, z);
+                        *y = op(x, z);
                     }
                 }
                 (1, _) => {
                     let (ra, z) = (&a[oa..][..self.row], b[ob]);
                     for (y, &x) in o.iter_mut().zip(ra) {
-                        *y = op.apply(x, z);
+                        *y = op(x, z);
                     }
                 }
                 (_, 1) => {
                     let (x, rb) = (a[oa], &b[ob..][..self.row]);
                     for (y, &z) in o.iter_mut().zip(rb) {
-                        *y = op.apply(x, z);
+                        *y = op(x, z);
                     }
                 }
-                _ => o.fill(op.apply(a[oa], b[ob])),
+                _ => o.fill(op(a[oa], b[ob])),
             }
         }
     }
@@ -205,5 +235,46 @@ mod tests {
         let k = BinaryKernel::new(ArithOp::Sub, &[3, 1], &[4], &[3, 4]).unwrap();
         assert_eq!(run(&k, &[1., 2., 3.], &[0., 1., 2., 3.]), [1., 0., -1., -2., 2., 1., 0., -1., 3., 2., 1., 0.]);
         assert!(BinaryKernel::new(ArithOp::Add, &[3], &[4], &[4]).is_err());
+    }
+
+    /// Every broadcast the kernel's dims can express, against the index
+    /// definition, with the rows it merged.
+    #[test]
+    fn merged_rows_compute_the_broadcast() {
+        let def = |op: ArithOp, a: &[usize], b: &[usize], out: &[usize], xa: &[f32], xb: &[f32]| -> Vec<f32> {
+            let at = |s: &[usize], idx: &[usize]| {
+                let pad = out.len() - s.len();
+                s.iter().enumerate().fold(0, |acc, (d, &n)| acc * n + if n == 1 { 0 } else { idx[d + pad] })
+            };
+            let len: usize = out.iter().product();
+            (0..len)
+                .map(|mut f| {
+                    let mut idx = vec![0; out.len()];
+                    for d in (0..out.len()).rev() {
+                        idx[d] = f % out[d];
+                        f /= out[d];
+                    }
+                    op.apply(xa[at(a, &idx)], xb[at(b, &idx)])
+                })
+                .collect()
+        };
+        let out = [2, 3, 4, 5];
+        let cases: [(&[usize], &[usize], usize); 6] = [
+            (&out, &out, 120),
+            (&out, &[1, 3, 1, 1], 20),
+            (&out, &[1, 1, 4, 5], 20),
+            (&[2, 1, 4, 5], &[1, 3, 1, 1], 20),
+            (&out, &[1], 120),
+            (&[2, 3, 4, 1], &[5], 5),
+        ];
+        for (a, b, row) in cases {
+            for op in [ArithOp::Add, ArithOp::Sub, ArithOp::Mul] {
+                let k = BinaryKernel::new(op, a, b, &out).unwrap();
+                assert_eq!(k.row, row, "{a:?} {b:?}");
+                let xa: Vec<f32> = (0..a.iter().product::<usize>()).map(|v| v as f32 * 0.5 - 7.0).collect();
+                let xb: Vec<f32> = (0..b.iter().product::<usize>()).map(|v| 3.0 - v as f32).collect();
+                assert_eq!(run(&k, &xa, &xb), def(op, a, b, &out, &xa, &xb), "{op:?} {a:?} {b:?}");
+            }
+        }
     }
 }
