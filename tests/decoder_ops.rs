@@ -406,3 +406,43 @@ fn chains_of_pads_crops_and_nearest_upsamplings_are_one_gather() {
     let groups = matches_interpreter(&model, 7);
     assert!(groups.iter().any(|g| g == "p1") && groups.iter().any(|g| g == "p2"), "{groups:?}");
 }
+
+#[test]
+fn a_bilinear_resize_to_the_same_size_is_elementwise() {
+    // After a plane kernel (fused into its pass), and on its own.
+    let resize = json!({"name": "r", "op": "Upsample", "args": {"size": [5, 7], "mode": "bilinear"}});
+    for (i, nodes) in [
+        vec![
+            json!({"name": "p", "op": "AvgPool2d", "args": {"kernel_size": 3, "stride": 1, "padding": 1}}),
+            resize.clone(),
+            json!({"name": "e", "op": "ELU", "args": {}}),
+        ],
+        vec![resize.clone()],
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let model = json!({"inputs": {"x": [2, 3, 5, 7]}, "nodes": nodes});
+        let groups = matches_interpreter(&model, 20 + i as u64);
+        assert!(groups.iter().any(|g| g.contains('r')), "{groups:?}");
+        assert_eq!(groups.len(), 1, "one kernel: {groups:?}");
+        // PyTorch's identity interpolation turns an infinity into NaN (0·inf).
+        let g = resolve(model.clone()).unwrap();
+        let mut x = tensor::random(&[2, 3, 5, 7], 9);
+        if let Some(v) = x.iter_mut().nth(11) {
+            *v = f32::INFINITY;
+        }
+        let want = Interpreter::run(&g, std::slice::from_ref(&x)).unwrap();
+        for (tier_name, tier) in support::jit_tiers() {
+            let exe = compile_with(&g, CompileOptions { tier, guard_floats: 64, ..Default::default() }).unwrap();
+            let got = exe.run(std::slice::from_ref(&x)).unwrap();
+            for (a, b) in got[0].iter().zip(want[0].iter()) {
+                assert!(
+                    a.is_nan() == b.is_nan() && (a.is_nan() || (a - b).abs() <= 1e-4 * b.abs().max(1.0)),
+                    "[{tier_name}] {a} vs {b}"
+                );
+            }
+            assert!(want[0].iter().any(|v| v.is_nan()), "the reference has the NaN");
+        }
+    }
+}

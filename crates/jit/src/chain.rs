@@ -44,6 +44,10 @@ pub(crate) enum UnaryOp {
     Affine { scale: Vec<f32>, shift: Vec<f32>, inner: usize },
     /// `x` if `x ≥ 0` else `weight[c]·x`.
     PRelu { weight: Vec<f32>, inner: usize },
+    /// A bilinear resize to the same size: PyTorch's `1·(1·x + 0·x) +
+    /// 0·(1·x + 0·x)`, which is `x` for finite `x` and NaN for ±inf
+    /// (`0·inf`), computed as `x + 0·x`.
+    SameSizeBilinear,
 }
 
 impl UnaryOp {
@@ -52,7 +56,7 @@ impl UnaryOp {
         match self {
             UnaryOp::Affine { scale, inner, .. } => Some((scale.len(), *inner)),
             UnaryOp::PRelu { weight, inner } => Some((weight.len(), *inner)),
-            UnaryOp::Activation(_) | UnaryOp::Pointwise(_) => None,
+            UnaryOp::Activation(_) | UnaryOp::Pointwise(_) | UnaryOp::SameSizeBilinear => None,
         }
     }
 
@@ -72,6 +76,7 @@ impl UnaryOp {
                 let (s, t) = (scale[c], shift[c]);
                 run.map(|v| v * s + t);
             }),
+            UnaryOp::SameSizeBilinear => block.map(|v| v + 0.0 * v),
             UnaryOp::PRelu { weight, inner } => per_channel(block, first, *inner, weight.len(), |run, c| {
                 let w = weight[c];
                 run.map(|v| if v >= 0.0 { v } else { w * v });
@@ -338,6 +343,7 @@ mod tests {
                         let c = (i / inner) % scale.len();
                         *v * scale[c] + shift[c]
                     }
+                    UnaryOp::SameSizeBilinear => 1.0 * (1.0 * *v + 0.0 * *v) + 0.0 * (1.0 * *v + 0.0 * *v),
                     UnaryOp::PRelu { weight, inner } => {
                         let c = (i / inner) % weight.len();
                         if *v >= 0.0 {
@@ -353,6 +359,20 @@ mod tests {
     }
 
     #[test]
+    fn a_same_size_bilinear_is_the_identity_but_for_infinities() {
+        let x = [1.5f32, -0.0, 0.0, f32::INFINITY, f32::NEG_INFINITY, f32::NAN, -3.25e-40, f32::MAX];
+        let mut y = x.to_vec();
+        Tail::new(vec![UnaryOp::SameSizeBilinear], x.len()).unwrap().apply(&mut y, 0);
+        for (a, b) in x.iter().zip(&y) {
+            if a.is_finite() {
+                assert_eq!(a.to_bits(), b.to_bits(), "{a} -> {b}");
+            } else {
+                assert!(b.is_nan(), "{a} -> {b}");
+            }
+        }
+    }
+
+    #[test]
     fn a_fused_chain_equals_its_ops_one_after_another_at_every_offset() {
         // [2, 3, 1500]: channel runs that straddle the 4096-float blocks.
         let len = 2 * 3 * 1500;
@@ -362,6 +382,7 @@ mod tests {
             UnaryOp::PRelu { weight: vec![0.1, 0.2, 0.3], inner: 1500 },
             UnaryOp::Pointwise(Pointwise::Silu),
             UnaryOp::Activation(Activation::LeakyRelu(0.3)),
+            UnaryOp::SameSizeBilinear,
             UnaryOp::Affine { scale: vec![0.5], shift: vec![1.0], inner: len },
         ];
         let want = unfused(&ops, &x);

@@ -648,6 +648,15 @@ impl<'g> Lowering<'g> {
                 activation_of(node.op()).map(UnaryOp::Activation)
             }
             Op::Pointwise { f } => Some(UnaryOp::Pointwise(*f)),
+            // A bilinear resize to the size it already has (`interpolate(x,
+            // size=skip.shape[-2:])` where the sizes match): every source
+            // index is the pixel itself with weights (1, 0), elementwise.
+            Op::Upsample { params }
+                if params.mode == kiln_ir::UpsampleMode::Bilinear
+                    && g.operands(id).first().is_some_and(|&x| known_shape(g, x).ok().as_ref() == Some(&shape)) =>
+            {
+                Some(UnaryOp::SameSizeBilinear)
+            }
             Op::PRelu { .. } => {
                 let weight: Vec<f32> = param(g, id, "weight")?.iter().copied().collect();
                 // PyTorch's channel dim is 1 (none below rank 2): one weight then.
@@ -845,6 +854,8 @@ impl<'g> Lowering<'g> {
         let Some(first) = self.unary_op(id)? else { return Ok(false) };
         let (mut ops, mut nodes) = self.tail_after(id)?;
         let dedicated = match (&first, ops.as_slice()) {
+            // The plane kernel would interpolate; the chain kernel is one pass.
+            (UnaryOp::SameSizeBilinear, _) => false,
             (_, []) => true,
             (UnaryOp::Affine { .. }, [TailOp::Unary(UnaryOp::Activation(_))]) => true,
             (UnaryOp::Affine { .. } | UnaryOp::Activation(_) | UnaryOp::Pointwise(_) | UnaryOp::PRelu { .. }, _) => {
