@@ -372,6 +372,20 @@ fn elementwise_dags_fuse_into_one_pass() {
     let model = json!({"inputs": {"x": [1, 3, 4, 4]}, "nodes": [conv.clone(),
         n("s", "Sigmoid", &["c"]), n("u", "Sub", &["c", "s"])]});
     assert!(has_group(&matches_interpreter(&model, 8), &["s", "u"]));
+    // Six values live at once: more than the program's saved copies, so
+    // no region; the nodes still compute the interpreter's numbers.
+    let un = ["Sigmoid", "Tanh", "SiLU", "ELU", "Hardswish", "GELU"];
+    let mut nodes = vec![conv.clone()];
+    for (i, op) in un.iter().enumerate() {
+        nodes.push(n(&format!("u{i}"), op, &["c"]));
+    }
+    nodes.push(n("a0", "Add", &["u0", "u1"]));
+    for i in 1..5 {
+        nodes.push(n(&format!("a{i}"), "Add", &[&format!("a{}", i - 1), &format!("u{}", i + 1)]));
+    }
+    let wide = json!({"inputs": {"x": [1, 3, 5, 6]}, "nodes": nodes});
+    let groups = matches_interpreter(&wide, 9);
+    assert!(groups.len() > 2, "{groups:?}");
     // Two values leaving the region (a sum and a difference both output).
     let model = json!({"inputs": {"x": [1, 3, 4, 4]}, "outputs": ["a", "d"], "nodes": [conv,
         n("s", "Sigmoid", &["c"]), n("a", "Add", &["c", "s"]), n("d", "Sub", &["c", "s"])]});
