@@ -236,6 +236,29 @@ fn missing_file_and_bad_usage() {
     assert!(err.contains("--threads"), "{err}");
 }
 
+/// `kiln bench --shapes SHAPES --json` on one thread with `kernels`, at
+/// least `min_runs` timed calls: the first JSON line, parsed.
+fn bench_json(shapes: &str, kernels: &str, min_runs: &str) -> (serde_json::Value, String) {
+    let o = kiln(&[
+        "bench",
+        "--shapes",
+        shapes,
+        "--threads",
+        "1",
+        "--json",
+        "--kernels",
+        kernels,
+        "--min-runs",
+        min_runs,
+        "--min-seconds",
+        "0",
+    ]);
+    assert!(o.status.success(), "{kernels}: {}", stderr(&o));
+    let out = stdout(&o);
+    let line = out.lines().find(|l| l.starts_with('{')).expect("a JSON line").to_string();
+    (serde_json::from_str(&line).expect("valid JSON"), line)
+}
+
 #[test]
 fn bench_json_lines_are_what_the_peers_harness_reads() {
     let dir = temp_dir("bench");
@@ -246,24 +269,7 @@ fn bench_json_lines_are_what_the_peers_harness_reads() {
             "padding": 1, "output_padding": 1, "dilation": 1, "groups": 2, "bias": false, "output_shape": [2, 4, 10, 10], "flops": 14400}]}"#,
     );
     for kernels in ["cranelift", "native", "auto"] {
-        let o = kiln(&[
-            "bench",
-            "--shapes",
-            &shapes,
-            "--threads",
-            "1",
-            "--json",
-            "--kernels",
-            kernels,
-            "--min-runs",
-            "3",
-            "--min-seconds",
-            "0",
-        ]);
-        assert!(o.status.success(), "{kernels}: {}", stderr(&o));
-        let out = stdout(&o);
-        let line = out.lines().find(|l| l.starts_with('{')).expect("a JSON line");
-        let v: serde_json::Value = serde_json::from_str(line).expect("valid JSON");
+        let (v, line) = bench_json(&shapes, kernels, "3");
         for key in ["name", "threads", "median_ms", "min_ms", "runs", "gflops", "compile_ms", "max_abs_diff"] {
             assert!(v.get(key).is_some(), "{kernels}: missing {key} in {line}");
         }
@@ -293,24 +299,7 @@ fn bench_takes_non_square_shapes_and_names_bad_fields() {
     };
     let good = write(&dir, "good.json", &shape("[3, 4]"));
     for kernels in ["cranelift", "auto"] {
-        let o = kiln(&[
-            "bench",
-            "--shapes",
-            &good,
-            "--threads",
-            "1",
-            "--json",
-            "--kernels",
-            kernels,
-            "--min-runs",
-            "2",
-            "--min-seconds",
-            "0",
-        ]);
-        assert!(o.status.success(), "{kernels}: {}", stderr(&o));
-        let out = stdout(&o);
-        let line = out.lines().find(|l| l.starts_with('{')).expect("a JSON line");
-        let v: serde_json::Value = serde_json::from_str(line).expect("valid JSON");
+        let (v, line) = bench_json(&good, kernels, "2");
         assert_eq!(v["name"], "ns");
         assert!(v["max_abs_diff"].as_f64().expect("diff") < 1e-4, "{kernels}: {line}");
     }

@@ -15,9 +15,6 @@ use kiln_ir::{Graph, NodeId, Op};
 use super::error::CompileError;
 use super::fold;
 use super::region::{self, Member};
-
-/// Most members of one fused elementwise region (its search is quadratic).
-const MAX_REGION: usize = 32;
 use crate::binary::BinaryKernel;
 use crate::chain::{ChainKernel, Tail, TailOp, UnaryOp};
 use crate::epilogue::{Activation, Epilogue};
@@ -168,6 +165,19 @@ fn nchw(node: &str, shape: &[usize]) -> Result<[usize; 4], CompileError> {
             node: node.to_string(),
             reason: format!("has a value of shape {shape:?}; the JIT expects [N, C, H, W] or [C, H, W] here"),
         }),
+    }
+}
+
+/// Most members of one fused elementwise region (its search is quadratic).
+const MAX_REGION: usize = 32;
+
+/// The arithmetic of a binary `Add`, `Sub` or `Mul` node.
+fn arith_of(op: &Op) -> Option<kiln_ir::ArithOp> {
+    match op {
+        Op::Add => Some(kiln_ir::ArithOp::Add),
+        Op::Sub => Some(kiln_ir::ArithOp::Sub),
+        Op::Mul => Some(kiln_ir::ArithOp::Mul),
+        _ => None,
     }
 }
 
@@ -747,16 +757,11 @@ impl<'g> Lowering<'g> {
                         continue;
                     }
                     let ops: Vec<Option<usize>> = g.operands(u).iter().map(|o| index.get(o).copied()).collect();
-                    let member = match (g.node(u).op(), ops.as_slice()) {
-                        (Op::Add | Op::Sub | Op::Mul, &[Some(a), Some(b)]) => {
+                    let member = match (arith_of(g.node(u).op()), ops.as_slice()) {
+                        (Some(arith), &[Some(a), Some(b)]) => {
                             if g.operands(u).iter().any(|&o| known_shape(g, o).ok().as_ref() != Some(&shape)) {
                                 continue;
                             }
-                            let arith = match g.node(u).op() {
-                                Op::Sub => kiln_ir::ArithOp::Sub,
-                                Op::Mul => kiln_ir::ArithOp::Mul,
-                                _ => kiln_ir::ArithOp::Add,
-                            };
                             Member::Binary(arith, a, b)
                         }
                         (_, &[Some(a)]) => match self.unary_op(u)? {
@@ -1107,9 +1112,9 @@ impl<'g> Lowering<'g> {
                     && params.stride.to_array() == [1, 1]
                     && params.padding.begin().to_array() == [0, 0]
                     && params.padding.end().to_array() == [0, 0];
-                let (in_hw, declared) = match out_shape.len() {
-                    l if l >= 2 => (in_hw, [out_shape[l - 2], out_shape[l - 1]]),
-                    _ => (in_hw, [0, 0]),
+                let declared = match out_shape.len() {
+                    l if l >= 2 => [out_shape[l - 2], out_shape[l - 1]],
+                    _ => [0, 0],
                 };
                 let (geom_hw, want) = if pointwise && declared == in_hw {
                     ([1, in_hw[0] * in_hw[1]], [1, declared[0] * declared[1]])
@@ -1264,11 +1269,10 @@ impl<'g> Lowering<'g> {
     /// the one before, none folded into a convolution) composed into one
     /// plane kernel, and the elementwise chain after that fused. A chain
     /// that composes to the identity, with nothing after it, is no kernel.
-    fn lower_gather(&mut self, id: NodeId) -> Result<(), CompileError> {
+    /// Returns false, having emitted nothing, if `id` is not a gather.
+    fn lower_gather(&mut self, id: NodeId) -> Result<bool, CompileError> {
         let g = self.g;
-        let Some((planes, mut map)) = gather_map(g, id)? else {
-            return Err(unresolved(g.node(id).name(), "is not a spatial gather"));
-        };
+        let Some((planes, mut map)) = gather_map(g, id)? else { return Ok(false) };
         let mut chain = vec![id];
         while let Some(u) = self.sole_user(*chain.last().unwrap_or(&id)) {
             if self.deferred.contains(&u) {
@@ -1286,20 +1290,25 @@ impl<'g> Lowering<'g> {
                 self.absorbed.insert(n, last);
             }
             self.values.insert(last, input);
-            return Ok(());
+            return Ok(true);
         }
         let (k, tail) = self.plane_with_tail(last, PlaneKernel::gather(planes, 1, &map))?;
         chain.extend(&tail[1..]);
         let k = k.and_then(|k| self.kb.add_plane(g.node(id).op().mnemonic(), k));
-        self.emit(&chain, k, vec![input])
+        self.emit(&chain, k, vec![input])?;
+        Ok(true)
     }
 
     /// Broadcasting `a op b` with the elementwise chain after it fused.
-    fn lower_binary(&mut self, id: NodeId, arith: kiln_ir::ArithOp) -> Result<(), CompileError> {
+    fn lower_binary(
+        &mut self,
+        id: NodeId,
+        arith: kiln_ir::ArithOp,
+        (ops, mut nodes): (Vec<TailOp>, Vec<NodeId>),
+    ) -> Result<(), CompileError> {
         let g = self.g;
         let operands = g.operands(id);
         let (a, b, out) = (known_shape(g, operands[0])?, known_shape(g, operands[1])?, known_shape(g, id)?);
-        let (ops, mut nodes) = self.tail_after(id)?;
         nodes.insert(0, id);
         let len = out.iter().product();
         let k = BinaryKernel::new(arith, &a, &b, &out)
@@ -1316,7 +1325,9 @@ impl<'g> Lowering<'g> {
             return Err(unresolved(node.name(), format!("is still a lazy {}", node.op().class_name())));
         }
         let operands = g.operands(id);
-        if self.lower_chain(id)? {
+        // Pads, crops and nearest upsamplings (with the gathers after them),
+        // and unary chains: lowered ahead of the per-op kernels below.
+        if self.lower_chain(id)? || self.lower_gather(id)? {
             return Ok(());
         }
         match node.op() {
@@ -1413,9 +1424,6 @@ impl<'g> Lowering<'g> {
                 let input = self.value(operands[0])?;
                 self.emit(&[id], k, vec![input])
             }
-            Op::Pad2d { .. } | Op::Upsample { .. } | Op::Narrow { .. } if gather_map(g, id)?.is_some() => {
-                self.lower_gather(id)
-            }
             Op::MaxPool2d { .. }
             | Op::AvgPool2d { .. }
             | Op::AdaptiveAvgPool2d { .. }
@@ -1453,17 +1461,6 @@ impl<'g> Lowering<'g> {
                 self.values.insert(id, v);
                 Ok(())
             }
-            Op::Add | Op::Sub | Op::Mul
-                if operands.iter().any(|&o| g.node(o).shape() != node.shape()) || !matches!(node.op(), Op::Add) =>
-            {
-                // Broadcasting, or Sub/Mul: the native broadcasting kernel.
-                let arith = match node.op() {
-                    Op::Sub => kiln_ir::ArithOp::Sub,
-                    Op::Mul => kiln_ir::ArithOp::Mul,
-                    _ => kiln_ir::ArithOp::Add,
-                };
-                self.lower_binary(id, arith)
-            }
             Op::Scalar { op, other } => {
                 // `x·s + t` on the BatchNorm kernel: exact for one add or one multiply.
                 let len: usize = known_shape(g, id)?.iter().product();
@@ -1478,13 +1475,18 @@ impl<'g> Lowering<'g> {
                 let input = self.value(operands[0])?;
                 self.emit(&chain, k, vec![input])
             }
-            Op::Add | Op::Sub | Op::Mul
-                if !matches!(self.tail_after(id)?.0.as_slice(), [] | [TailOp::Unary(UnaryOp::Activation(_))]) =>
-            {
-                // A longer chain after a same-shape Add: the binary kernel carries it.
-                self.lower_binary(id, kiln_ir::ArithOp::Add)
-            }
             Op::Add | Op::Sub | Op::Mul => {
+                let arith = arith_of(node.op()).ok_or_else(|| unresolved(node.name(), "is not Add, Sub or Mul"))?;
+                let broadcast = operands.iter().any(|&o| g.node(o).shape() != node.shape());
+                let tail = self.tail_after(id)?;
+                // Broadcasting, Sub/Mul, or a longer chain after a same-shape
+                // Add: the native broadcasting kernel, carrying the chain.
+                if broadcast
+                    || arith != kiln_ir::ArithOp::Add
+                    || !matches!(tail.0.as_slice(), [] | [TailOp::Unary(UnaryOp::Activation(_))])
+                {
+                    return self.lower_binary(id, arith, tail);
+                }
                 let len = known_shape(g, id)?.iter().product();
                 let (act, end) = self.fuse_activation(id);
                 let chain = if end == id { vec![id] } else { vec![id, end] };
