@@ -218,3 +218,42 @@ proptest! {
         }
     }
 }
+
+/// Reductions split into input-channel blocks (many input channels on small
+/// planes, pix2pix up5's class): the first block starts from the bias, later
+/// ones add to the partial sums in the output, and only the last activates.
+/// Every tier must agree with the interpreter, and the native plans must
+/// really be blocked (their CLIF says so).
+#[test]
+fn input_channel_blocks_match_the_interpreter() {
+    // (batch, output channels, threads, activation: tanh or a negative-slope LeakyReLU)
+    for (batch, cout, threads, tanh) in [(1, 40, 2, true), (2, 64, 1, false)] {
+        let shape = vec![batch, 2048, 4, 4];
+        let mut b = GraphBuilder::new("blocks");
+        let x = b.input("x", &shape).unwrap();
+        let params = ConvTranspose2dParams::new(cout, (4, 4)).stride((2, 2)).padding((1, 1)).bias(true);
+        let h = b.lazy_conv_transpose2d("up", x, params).unwrap();
+        if tanh {
+            b.tanh("act", h).unwrap();
+        } else {
+            b.leaky_relu("act", h, 0.2).unwrap();
+        }
+        let mut g = b.finish().unwrap();
+        kiln::passes::resolve(&mut g, ParamSource::Init { seed: 7 }).unwrap();
+        // A bias larger than the init's, so adding it twice would show.
+        let up = g.find("up").unwrap();
+        let bias: Vec<f32> = (0..cout).map(|c| 0.5 - c as f32 / cout as f32).collect();
+        g.set_param(up, "bias", kiln::ir::ndarray::ArrayD::from_shape_vec(vec![cout], bias).unwrap()).unwrap();
+        let input = Rng::new(3).tensor(&shape);
+        let want = Interpreter::run(&g, std::slice::from_ref(&input)).unwrap();
+        for (name, tier) in &tiers() {
+            let exe = compile_with(&g, CompileOptions { threads, tier: *tier, ..Default::default() }).unwrap();
+            if *name != "cranelift" {
+                assert!(exe.clif().contains("; input-channel blocks:"), "{name}: the reduction is not blocked");
+            }
+            let got = exe.run(std::slice::from_ref(&input)).unwrap();
+            let close = tensor::check_close(&got[0], &want[0], 1e-4);
+            assert!(close.is_ok(), "{name}, batch {batch}, {cout} channels: {close:?}");
+        }
+    }
+}

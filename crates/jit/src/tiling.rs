@@ -187,6 +187,11 @@ pub struct CvPlan {
     pub pack: Option<CvPack>,
     /// The hole pixels, if any ([`CvRun::Fill`] runs write them).
     pub fill: Option<CvFill>,
+    /// Blocks of input channels (consecutive ranges covering `0..cig`): a
+    /// work item runs its chunk once per block, the first block from the
+    /// bias, each later one adding to the partial sums in the output (see
+    /// [`kblocks`]). One block for most layers.
+    pub kblocks: Vec<Range<usize>>,
 }
 
 impl CvPlan {
@@ -287,6 +292,44 @@ fn l1_oversubscription(stride: usize, channels: usize) -> f64 {
 /// Whether `channels` input planes `stride` bytes apart alias in L1.
 fn planes_alias(stride: usize, channels: usize) -> bool {
     channels >= 16 && l1_oversubscription(stride, channels) > 1.0
+}
+
+/// Bytes a chunk's sweep over one block of input channels may touch (its
+/// input lines, its classes' weight records and its output partial sums):
+/// a Zen 4 core's L2, so the block's data stays there while every tile of
+/// the chunk reads it.
+const KBLOCK_BYTES: usize = 1024 * 1024;
+
+/// Most bytes of a chunk's output (one panel) for which input-channel
+/// blocks are used: each later block reads and writes the partial sums
+/// again (channel-strided scalar accesses), which must stay in L2 and be
+/// few. Measured on one Zen 4 thread, 4 blocks: CycleGAN up2 at 128x128
+/// (1.5 MB per chunk) 34 → 54 ms; CycleGAN up1 at 32x32 (196 KB) and a
+/// U-Net up1 (131 KB) 0.87x; pix2pix up5 (66 KB) 1.2x.
+const KBLOCK_OUT_BYTES: usize = 96 * 1024;
+
+/// Fewest input channels per block: each later block adds the tiles'
+/// partial sums back from the output (`P·pw` scalar loads against
+/// `cig·taps·P·pw/16` FMAs).
+const MIN_KBLOCK: usize = 32;
+
+/// Input-channel blocks for chunks whose sweep over all `cig` input
+/// channels touches more than [`KBLOCK_BYTES`]: every tile of a chunk reads
+/// the chunk's input lines and its classes' weight records once per input
+/// channel, so beyond L2 each tile streams them from L3 (measured, pix2pix
+/// up5, 1024 → 256 channels at 16x16, one Zen 4 thread: 100 GFLOP/s with
+/// 128 input channels, 72 with 1024). `per_channel` is the most bytes any
+/// chunk touches per input channel, `out` the most output bytes any chunk
+/// writes per panel.
+fn kblocks(cig: usize, per_channel: usize, out: usize) -> Vec<Range<usize>> {
+    if out > KBLOCK_OUT_BYTES || per_channel.saturating_mul(cig).saturating_add(out) <= KBLOCK_BYTES {
+        return std::iter::once(0..cig).collect();
+    }
+    // Blocks of half the budget: L2 also holds the partial sums, the next
+    // tiles' prefetched lines and, on two threads, nothing of the other's.
+    let fit = ((KBLOCK_BYTES / 2).saturating_sub(out) / per_channel.max(1)).max(1);
+    let n = cig.div_ceil(fit).min(cig / MIN_KBLOCK).max(1);
+    (0..n).map(|b| cig * b / n..cig * (b + 1) / n).collect()
 }
 
 /// Plans channel tiles, or `None` if no class fills a single tile (the
@@ -478,6 +521,8 @@ pub fn plan_cv(spec: &ConvSpec, isa: NativeIsa) -> Option<CvPlan> {
             }
         }
     }
+    let (per_channel, out) = chunk_bytes(spec, &chunks, &tables, &cls, pw);
+    let kblocks = kblocks(spec.cig, per_channel, out);
     Some(CvPlan {
         isa,
         pw,
@@ -489,7 +534,60 @@ pub fn plan_cv(spec: &ConvSpec, isa: NativeIsa) -> Option<CvPlan> {
         tiles: ntiles,
         pack,
         fill,
+        kblocks,
     })
+}
+
+/// The most bytes one chunk's sweep keeps in use per input channel, and
+/// the most output bytes one chunk writes per panel. In use: the input lines
+/// of one batch item (tiles run item by item: the span of the chunk's tile
+/// and pack offsets within one item's channel plane) and the weight record
+/// of one tap class (`taps·pw` floats; tiles of a class run together).
+fn chunk_bytes(
+    spec: &ConvSpec,
+    chunks: &[Vec<CvRun>],
+    tables: &[i64],
+    cls: &[ClassPixels],
+    pw: usize,
+) -> (usize, usize) {
+    let item = ((spec.groups * spec.cig * spec.in_h * spec.in_w) as i64).max(1);
+    let (mut most, mut most_out) = (0, 0);
+    for chunk in chunks {
+        let mut pixels = 0;
+        let mut weights = 0;
+        // Per batch item, the span of input offsets within its planes.
+        let mut spans: std::collections::HashMap<i64, (i64, i64)> = std::collections::HashMap::new();
+        let mut reach = |a: i64, b: i64| {
+            let e = spans.entry(a.div_euclid(item)).or_insert((i64::MAX, i64::MIN));
+            *e = (e.0.min(a.rem_euclid(item)), e.1.max(b - a.div_euclid(item) * item));
+        };
+        for run in chunk {
+            match *run {
+                CvRun::Tiles { class, p, count, table, packed, .. } => {
+                    pixels += p * count;
+                    let taps = &cls[class].class.taps;
+                    weights = weights.max(taps.len() * pw);
+                    let (dmin, dmax) = taps.iter().fold((i64::MAX, i64::MIN), |(a, b), t| (a.min(t.0), b.max(t.0)));
+                    // Packed tiles read the stack buffer; their packs count.
+                    if packed || dmin > dmax {
+                        continue;
+                    }
+                    for t in 0..count {
+                        for &x in &tables[table + t * 2 * p..][..p] {
+                            reach(x / 4 + dmin, x / 4 + dmax + 1);
+                        }
+                    }
+                }
+                CvRun::Pack { lo, span } => reach(lo, lo + span as i64),
+                CvRun::Fill { .. } => {}
+            }
+        }
+        let input = spans.values().map(|&(a, b)| (b - a).max(0) as usize).max().unwrap_or(0);
+        let input = input.min(spec.in_h * spec.in_w);
+        most = most.max(4 * (input + weights));
+        most_out = most_out.max(4 * pw * pixels);
+    }
+    (most, most_out)
 }
 
 /// Most accumulators (vectors × channels × rows) of a multi-row pixel tile.
@@ -761,6 +859,29 @@ mod tests {
         assert_eq!(pixels, 16 * 16);
         assert!(small <= plan.classes.len());
         assert!(plan.pack.is_none());
+    }
+
+    /// The reduction is split only where a chunk's sweep outgrows L2 and its
+    /// partial sums stay small; the blocks partition the input channels.
+    #[test]
+    fn input_channel_blocks() {
+        // pix2pix up5 (1024 → 256 at 16x16): blocked; a narrow layer and one
+        // whose chunks write much output: one block.
+        let blocked = plan_cv(&spec(1, 1024, 16, 256, 4, 2, 1), NativeIsa::Avx512).unwrap();
+        assert!(blocked.kblocks.len() > 1, "{:?}", blocked.kblocks);
+        for (s, why) in
+            [(spec(1, 128, 16, 256, 4, 2, 1), "fits L2"), (spec(1, 128, 128, 64, 3, 2, 1), "large partial sums")]
+        {
+            assert_eq!(plan_cv(&s, NativeIsa::Avx512).unwrap().kblocks, vec![0..128], "{why}");
+        }
+        for (cig, pc, out) in [(1024, 1536, 65_664), (2048, 576, 8192), (100, 100_000, 0), (40, 1 << 20, 0)] {
+            let b = kblocks(cig, pc, out);
+            assert_eq!(b.first().map(|r| r.start), Some(0));
+            assert_eq!(b.last().map(|r| r.end), Some(cig));
+            assert!(b.windows(2).all(|w| w[0].end == w[1].start && !w[0].is_empty()), "{b:?}");
+            assert!(b.len() == 1 || b.iter().all(|r| r.len() >= MIN_KBLOCK.min(cig)), "{b:?}");
+        }
+        assert_eq!(kblocks(100, 100_000, 0).len(), 3, "32-channel blocks at least");
     }
 
     #[test]

@@ -105,6 +105,19 @@ pub(crate) fn verify_cv(kernel: &str, spec: &ConvSpec, plan: &CvPlan) -> Result<
             ));
         }
     }
+    // Input-channel blocks: consecutive, non-empty, covering exactly the
+    // group's channels, so a block's records read a subset of the channels
+    // (input planes, weight rows) the checks below bound for all `cig`.
+    let mut next = 0;
+    for b in &plan.kblocks {
+        if b.start != next || b.is_empty() {
+            return Err(fail(kernel, format!("input-channel block {b:?} does not follow channel {next}")));
+        }
+        next = b.end;
+    }
+    if next != spec.cig {
+        return Err(fail(kernel, format!("input-channel blocks end at {next}, the group has {}", spec.cig)));
+    }
     let mut written: Vec<u32> = if EXHAUSTIVE { vec![0; spec.batch * spec.out_h * spec.out_w] } else { Vec::new() };
     let hw_out = (spec.out_h * spec.out_w) as i64;
     let out_item = (spec.groups * spec.cog) as i64 * hw_out;
@@ -406,6 +419,25 @@ mod tests {
         let mut bad = good.clone();
         bad.pack = Some(CvPack { stride: 1 << 20 });
         assert!(verify_cv("k", &s, &bad).unwrap_err().to_string().contains("frame budget"));
+        // Input-channel blocks with a gap, overlapping, or past the group's channels.
+        for blocks in [vec![0..10, 11..32], vec![0..20, 10..32], vec![0..16, 16..33], std::iter::once(0..31).collect()]
+        {
+            let mut bad = good.clone();
+            bad.kblocks = blocks.clone();
+            let e = verify_cv("k", &s, &bad).unwrap_err().to_string();
+            assert!(e.contains("input-channel block"), "{blocks:?}: {e}");
+        }
+    }
+
+    /// A plan that splits its reduction into input-channel blocks passes.
+    #[test]
+    fn blocked_reductions_pass() {
+        let s = ct(1, 1024, [16, 16], 64, 1, 4, 2, 1, 1);
+        for isa in [NativeIsa::Avx512, NativeIsa::Avx2] {
+            let p = plan_cv(&s, isa).unwrap();
+            assert!(p.kblocks.len() > 1, "{isa:?}: {:?}", p.kblocks);
+            verify_cv("k", &s, &p).unwrap();
+        }
     }
 
     /// Hole fills (k3 s4 leaves a phase without taps; width 21 leaves a

@@ -156,30 +156,53 @@ pub fn emit_cv(
     variants.extend(plan.blocking.tail);
     // Argument records per (layout, variant, class); layout 1 reads the packed
     // buffer, whose channel stride is the pack stride.
+    // Argument records per (input-channel block, layout, variant, class):
+    // a block after the first adds to the output's partial sums, and only
+    // the last activates.
     let mut args: Vec<TileArgs> = Vec::new();
     let layouts: Vec<i64> = std::iter::once(hw_in * 4).chain(plan.pack.map(|pk| (pk.stride * 4) as i64)).collect();
-    for &x_ci in &layouts {
-        for var in &variants {
-            for (ci, c) in plan.classes.iter().enumerate() {
-                let record = (spec.taps(pairs[c.pair_index]) * plan.pw) as i64;
-                args.push(TileArgs {
-                    taps: (taps_addr + tap_at[ci] as i64 * 8) as *const i64,
-                    nt: c.taps.len() as i64,
-                    cig: spec.cig as i64,
-                    x_ci,
-                    a_ci: record * 4,
-                    oc: hw_out * 4,
-                    nc: var.channels as i64,
-                    pw: plan.pw as i64,
-                    act: code,
-                    alpha: alpha.to_bits() as i64,
-                });
+    let nkb = plan.kblocks.len();
+    let (none, _) = act_code(crate::epilogue::Activation::Identity);
+    for (kb, block) in plan.kblocks.iter().enumerate() {
+        for (layout, &x_ci) in layouts.iter().enumerate() {
+            for var in &variants {
+                for (ci, c) in plan.classes.iter().enumerate() {
+                    let record = (spec.taps(pairs[c.pair_index]) * plan.pw) as i64;
+                    args.push(TileArgs {
+                        taps: (taps_addr + tap_at[ci] as i64 * 8) as *const i64,
+                        nt: c.taps.len() as i64,
+                        cig: block.len() as i64,
+                        x_ci,
+                        a_ci: record * 4,
+                        oc: hw_out * 4,
+                        nc: var.channels as i64,
+                        pw: plan.pw as i64,
+                        act: if kb + 1 == nkb { code } else { none },
+                        alpha: alpha.to_bits() as i64,
+                        // The packed buffer holds only this block's channels.
+                        x_off: if layout == 0 { block.start as i64 * hw_in * 4 } else { 0 },
+                        acc: i64::from(kb > 0),
+                    });
+                }
             }
         }
     }
     let (args, args_addr) = ConstData::new(
         args,
-        TileArgs { taps: std::ptr::null(), nt: 0, cig: 0, x_ci: 0, a_ci: 0, oc: 0, nc: 0, pw: 0, act: 0, alpha: 0 },
+        TileArgs {
+            taps: std::ptr::null(),
+            nt: 0,
+            cig: 0,
+            x_ci: 0,
+            a_ci: 0,
+            oc: 0,
+            nc: 0,
+            pw: 0,
+            act: 0,
+            alpha: 0,
+            x_off: 0,
+            acc: 0,
+        },
     );
     let tile_args = |i: usize| args_addr + (i * std::mem::size_of::<TileArgs>()) as i64;
     let ncls = plan.classes.len();
@@ -203,65 +226,70 @@ pub fn emit_cv(
     let pack_fn = table::pack() as usize as i64;
     for (vi, var) in variants.iter().enumerate() {
         for chunk in &plan.chunks {
-            for r in chunk {
-                match r {
-                    CvRun::Pack { lo, span } => {
-                        let pk = plan.pack.ok_or_else(|| JitError::codegen(k.name, "pack without buffer"))?;
-                        pack_entries.push((entries.len(), pack_args.len()));
-                        pack_args.push(PackArgs {
-                            off: lo * 4,
-                            span: *span as i64,
-                            channels: spec.cig as i64,
-                            src_stride: hw_in * 4,
-                            dst_stride: (pk.stride * 4) as i64,
-                        });
-                        entries.push(CallEntry {
-                            func: pack_fn,
-                            weight_off: 0,
-                            table: 0,
-                            args: 0,
-                            flags: CallEntry::PACK,
-                        });
-                    }
-                    CvRun::Fill { rows } => {
-                        let f = table::fill(plan.isa).ok_or_else(|| missing(k.name, "a hole fill".into()))?;
-                        fill_entries.push((entries.len(), fill_args.len()));
-                        fill_args.push(FillArgs {
-                            rows: rows.len() as i64,
-                            blocks: fill.blocks as i64,
-                            masks: masks_addr as *const i64,
-                            nc: var.channels as i64,
-                            oc: hw_out * 4,
-                            act: code,
-                            alpha: alpha.to_bits() as i64,
-                        });
-                        entries.push(CallEntry {
-                            func: f as usize as i64,
-                            weight_off: 0,
-                            table: fill_rows_addr + (rows.start * 16) as i64,
-                            args: 0,
-                            flags: 0,
-                        });
-                    }
-                    CvRun::Tiles { class, contig, p, count, table: tbl0, packed } => {
-                        let f = table::cv(plan.isa, plan.pw, *p, *contig, channel_major).ok_or_else(|| {
-                            missing(
-                                k.name,
-                                format!("a {:?} channel tile of {} channels × {p} pixels", plan.isa, plan.pw),
-                            )
-                        })?;
-                        let c = &plan.classes[*class];
-                        let weight_off = (phase_offset(spec, c.pair_index, v) * 4) as i64;
-                        let layout = usize::from(*packed);
-                        let argi = (layout * nvar + vi) * ncls + class;
-                        for t in 0..*count {
+            for (kb, block) in plan.kblocks.iter().enumerate() {
+                for r in chunk {
+                    match r {
+                        // Holes get the bias once, with the first block.
+                        CvRun::Fill { .. } if kb > 0 => {}
+                        CvRun::Pack { lo, span } => {
+                            let pk = plan.pack.ok_or_else(|| JitError::codegen(k.name, "pack without buffer"))?;
+                            pack_entries.push((entries.len(), pack_args.len()));
+                            pack_args.push(PackArgs {
+                                off: (lo + block.start as i64 * hw_in) * 4,
+                                span: *span as i64,
+                                channels: block.len() as i64,
+                                src_stride: hw_in * 4,
+                                dst_stride: (pk.stride * 4) as i64,
+                            });
+                            entries.push(CallEntry {
+                                func: pack_fn,
+                                weight_off: 0,
+                                table: 0,
+                                args: 0,
+                                flags: CallEntry::PACK,
+                            });
+                        }
+                        CvRun::Fill { rows } => {
+                            let f = table::fill(plan.isa).ok_or_else(|| missing(k.name, "a hole fill".into()))?;
+                            fill_entries.push((entries.len(), fill_args.len()));
+                            fill_args.push(FillArgs {
+                                rows: rows.len() as i64,
+                                blocks: fill.blocks as i64,
+                                masks: masks_addr as *const i64,
+                                nc: var.channels as i64,
+                                oc: hw_out * 4,
+                                act: code,
+                                alpha: alpha.to_bits() as i64,
+                            });
                             entries.push(CallEntry {
                                 func: f as usize as i64,
-                                weight_off,
-                                table: tables_addr + ((tbl0 + t * 2 * p) * 8) as i64,
-                                args: tile_args(argi),
-                                flags: if *packed { CallEntry::X_PACKED } else { 0 },
+                                weight_off: 0,
+                                table: fill_rows_addr + (rows.start * 16) as i64,
+                                args: 0,
+                                flags: 0,
                             });
+                        }
+                        CvRun::Tiles { class, contig, p, count, table: tbl0, packed } => {
+                            let f = table::cv(plan.isa, plan.pw, *p, *contig, channel_major).ok_or_else(|| {
+                                missing(
+                                    k.name,
+                                    format!("a {:?} channel tile of {} channels × {p} pixels", plan.isa, plan.pw),
+                                )
+                            })?;
+                            let c = &plan.classes[*class];
+                            let record = spec.taps(pairs[c.pair_index]) * plan.pw;
+                            let weight_off = ((phase_offset(spec, c.pair_index, v) + block.start * record) * 4) as i64;
+                            let layout = usize::from(*packed);
+                            let argi = ((kb * layouts.len() + layout) * nvar + vi) * ncls + class;
+                            for t in 0..*count {
+                                entries.push(CallEntry {
+                                    func: f as usize as i64,
+                                    weight_off,
+                                    table: tables_addr + ((tbl0 + t * 2 * p) * 8) as i64,
+                                    args: tile_args(argi),
+                                    flags: if *packed { CallEntry::X_PACKED } else { 0 },
+                                });
+                            }
                         }
                     }
                 }
@@ -395,6 +423,13 @@ pub fn emit_cv(
         b.switch_to_block(exit);
         Ok(())
     })?;
+    // What `--emit clif` reports of the schedule beyond the code.
+    let clif = if nkb > 1 {
+        let sizes: Vec<String> = plan.kblocks.iter().map(|b| b.len().to_string()).collect();
+        format!("; input-channel blocks: {nkb} ({} channels)\n{clif}", sizes.join("+"))
+    } else {
+        clif
+    };
     Ok(NativeEmitted {
         entry,
         clif,

@@ -36,6 +36,12 @@ pub(crate) struct TileArgs {
     pub act: i64,
     /// LeakyReLU slope as `f32` bits.
     pub alpha: i64,
+    /// Byte offset added to the input base (the first channel of this
+    /// record's block of input channels, see [`crate::tiling::CvPlan::kblocks`]).
+    pub x_off: i64,
+    /// Nonzero: the accumulators start from the output's current values (a
+    /// later block of input channels) instead of the bias.
+    pub acc: i64,
 }
 
 /// Constant arguments of a pixel tile (one record per phase-row segment).
@@ -186,7 +192,7 @@ impl CallEntry {
 // the micro-kernels agree on nothing else), and the sizes are the ones the
 // field lists above give.
 const _: () = {
-    assert!(size_of::<TileArgs>() == 10 * 8);
+    assert!(size_of::<TileArgs>() == 12 * 8);
     assert!(size_of::<PvArgs>() == 15 * 8);
     assert!(size_of::<PackArgs>() == 5 * 8);
     assert!(size_of::<FillArgs>() == 7 * 8);

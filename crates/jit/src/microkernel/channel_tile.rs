@@ -19,13 +19,15 @@ use super::{act_slice, store_activated};
 
 /// Stores one channel vector of every pixel of a finished tile, channel by
 /// channel: lane `l` of `lanes[j]` goes to `o + outs[j] + l·oc` bytes,
-/// activated, for `l < n`.
+/// activated, for `l < n`; with `add`, plus the value already there (the
+/// partial sum of earlier input-channel blocks).
 ///
 /// For output channel planes a multiple of 4 KiB apart, which share one L1
 /// set: pixel-major stores would evict each line between its writes
 /// (unet_up: 61 → 100 GFLOP/s). Not inlined, so the tile's register loops
 /// stay as they are in the pixel-major variants.
 #[inline(never)]
+#[allow(clippy::too_many_arguments)] // a hot helper's scalars, not a record
 unsafe fn store_tile<const L: usize, const P: usize>(
     lanes: &[[f32; L]; P],
     n: usize,
@@ -34,6 +36,7 @@ unsafe fn store_tile<const L: usize, const P: usize>(
     oc: isize,
     code: i64,
     alpha: f32,
+    add: bool,
 ) {
     // SAFETY: the JIT passes output offsets of pixels and channels it owns.
     unsafe {
@@ -43,6 +46,16 @@ unsafe fn store_tile<const L: usize, const P: usize>(
         }
         let n = n.min(L);
         let mut v = *lanes;
+        if add {
+            // A later block of input channels: the output holds the
+            // earlier blocks' partial sums (not yet activated).
+            for l in 0..n {
+                let ol = o.offset(l as isize * oc);
+                for j in 0..P {
+                    v[j][l] += *ol.offset(offs[j]).cast::<f32>();
+                }
+            }
+        }
         for row in v.iter_mut() {
             act_slice(code, alpha, &mut row[..n]);
         }
@@ -52,6 +65,23 @@ unsafe fn store_tile<const L: usize, const P: usize>(
                 *ol.offset(offs[j]).cast::<f32>() = v[j][l];
             }
         }
+    }
+}
+
+/// The bias of a later block of input channels (the first block added the
+/// real one): a panel's worth of zeros.
+static ZEROS: [f32; 32] = [0.0; 32];
+
+/// Adds the output's partial sums (earlier blocks of input channels) to one
+/// pixel's channel vector: lane `l < n` from `o + l·oc` bytes.
+///
+/// # Safety
+/// `o + l·oc` must be valid output floats for `l < n`.
+#[inline(never)]
+unsafe fn add_output(lanes: &mut [f32], n: usize, o: *const u8, oc: isize) {
+    for (l, x) in lanes.iter_mut().take(n).enumerate() {
+        // SAFETY: see above.
+        *x += unsafe { *o.offset(l as isize * oc).cast::<f32>() };
     }
 }
 
@@ -70,6 +100,8 @@ pub(crate) unsafe extern "C" fn cv512<const V: usize, const P: usize, const CONT
     unsafe {
         let g = &*args;
         let mut acc = [[_mm512_setzero_ps(); V]; P];
+        let add = g.acc != 0;
+        let bias = if add { ZEROS.as_ptr() } else { bias };
         for v in 0..V {
             let b = _mm512_loadu_ps(bias.add(16 * v));
             for row in acc.iter_mut() {
@@ -83,7 +115,7 @@ pub(crate) unsafe extern "C" fn cv512<const V: usize, const P: usize, const CONT
         let taps = g.taps;
         let nt = g.nt as usize;
         let (x_ci, a_ci) = (g.x_ci as isize, g.a_ci as isize);
-        let mut xc = x;
+        let mut xc = x.offset(g.x_off as isize);
         let mut ac = a.cast::<u8>();
         for _ in 0..g.cig {
             for t in 0..nt {
@@ -115,7 +147,7 @@ pub(crate) unsafe extern "C" fn cv512<const V: usize, const P: usize, const CONT
                     _mm512_storeu_ps(lanes[j].as_mut_ptr(), acc[j][v]);
                 }
                 let n = nc.saturating_sub(16 * v).min(16);
-                store_tile(&lanes, n, out.offset(16 * v as isize * oc), tbl.add(P), oc, g.act, alpha);
+                store_tile(&lanes, n, out.offset(16 * v as isize * oc), tbl.add(P), oc, g.act, alpha, add);
             }
         } else {
             for j in 0..P {
@@ -124,7 +156,11 @@ pub(crate) unsafe extern "C" fn cv512<const V: usize, const P: usize, const CONT
                     let mut lanes = [0f32; 16];
                     _mm512_storeu_ps(lanes.as_mut_ptr(), acc[j][v]);
                     let n = nc.saturating_sub(16 * v).min(16);
-                    store_activated(&lanes, n, o.offset(16 * v as isize * oc), oc, g.act, alpha);
+                    let o = o.offset(16 * v as isize * oc);
+                    if add {
+                        add_output(&mut lanes, n, o, oc);
+                    }
+                    store_activated(&lanes, n, o, oc, g.act, alpha);
                 }
             }
         }
@@ -156,6 +192,8 @@ pub(crate) unsafe extern "C" fn cv256<const P: usize, const CONTIG: bool, const 
         let alpha = f32::from_bits(g.alpha as u32);
         let oc = g.oc as isize;
         let halves = (g.pw as usize / 16).max(1);
+        let add = g.acc != 0;
+        let bias = if add { ZEROS.as_ptr() } else { bias };
         for h in 0..halves {
             if 16 * h >= nc {
                 break;
@@ -167,7 +205,7 @@ pub(crate) unsafe extern "C" fn cv256<const P: usize, const CONTIG: bool, const 
                     row[v] = b;
                 }
             }
-            let mut xc = x;
+            let mut xc = x.offset(g.x_off as isize);
             let mut ac = a.add(16 * h).cast::<u8>();
             for _ in 0..g.cig {
                 for t in 0..nt {
@@ -192,7 +230,16 @@ pub(crate) unsafe extern "C" fn cv256<const P: usize, const CONTIG: bool, const 
                         _mm256_storeu_ps(lanes[j].as_mut_ptr(), acc[j][v]);
                     }
                     let n = nc.saturating_sub(16 * h + 8 * v).min(8);
-                    store_tile(&lanes, n, out.offset((16 * h + 8 * v) as isize * oc), tbl.add(P), oc, g.act, alpha);
+                    store_tile(
+                        &lanes,
+                        n,
+                        out.offset((16 * h + 8 * v) as isize * oc),
+                        tbl.add(P),
+                        oc,
+                        g.act,
+                        alpha,
+                        add,
+                    );
                 }
             } else {
                 for j in 0..P {
@@ -201,7 +248,11 @@ pub(crate) unsafe extern "C" fn cv256<const P: usize, const CONTIG: bool, const 
                         let mut lanes = [0f32; 8];
                         _mm256_storeu_ps(lanes.as_mut_ptr(), acc[j][v]);
                         let n = nc.saturating_sub(16 * h + 8 * v).min(8);
-                        store_activated(&lanes, n, o.offset(8 * v as isize * oc), oc, g.act, alpha);
+                        let o = o.offset(8 * v as isize * oc);
+                        if add {
+                            add_output(&mut lanes, n, o, oc);
+                        }
+                        store_activated(&lanes, n, o, oc, g.act, alpha);
                     }
                 }
             }
