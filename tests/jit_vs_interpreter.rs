@@ -257,3 +257,37 @@ fn input_channel_blocks_match_the_interpreter() {
         }
     }
 }
+
+/// Few-channel heads as a pixel-lane GEMM and a col2im (FSRCNN, ESPCN):
+/// pixel counts that leave a partial last block, a reduction longer than
+/// one packed block, two output channels; every tier must agree with the
+/// interpreter, and under the Auto tier the GEMM must be the pixel-lane kernel.
+#[test]
+fn few_channel_heads_match_the_interpreter() {
+    // (input shape, out_channels, kernel, stride, padding, output_padding)
+    for (shape, cout, k, s, p, op) in [([2, 136, 15, 23], 1, 9, 3, 4, 2), ([1, 32, 20, 20], 2, 6, 2, 2, 0)] {
+        let mut b = GraphBuilder::new("head");
+        let x = b.input("x", shape).unwrap();
+        let params =
+            ConvTranspose2dParams::new(cout, (k, k)).stride((s, s)).padding((p, p)).output_padding((op, op)).bias(true);
+        let h = b.lazy_conv_transpose2d("up", x, params).unwrap();
+        b.tanh("act", h).unwrap();
+        let mut g = b.finish().unwrap();
+        kiln::passes::resolve(&mut g, ParamSource::Init { seed: 11 }).unwrap();
+        let input = Rng::new(5).tensor(&shape);
+        let want = Interpreter::run(&g, std::slice::from_ref(&input)).unwrap();
+        // The pair is the Auto tier's choice; the fixed tiers compute the layer directly.
+        let mut all = tiers();
+        all.push(("auto", kiln::jit::KernelTier::Auto));
+        for (name, tier) in &all {
+            let exe = compile_with(&g, CompileOptions { threads: 2, tier: *tier, ..Default::default() }).unwrap();
+            let kernels: Vec<String> = exe.kernels().into_iter().map(|k| k.kernel).collect();
+            if *name == "auto" {
+                assert!(kernels.iter().any(|k| k.contains("gemm")), "{name}: {kernels:?}");
+            }
+            let got = exe.run(std::slice::from_ref(&input)).unwrap();
+            let close = tensor::check_close(&got[0], &want[0], 1e-4);
+            assert!(close.is_ok(), "{name}, {shape:?} -> {cout}: {close:?}");
+        }
+    }
+}

@@ -46,6 +46,7 @@ mod dwrows;
 mod epilogue;
 mod error;
 mod gather;
+mod gemm;
 mod geometry;
 mod graph;
 mod library;

@@ -27,6 +27,7 @@ use crate::dwrows::DwRows;
 use crate::epilogue::Epilogue;
 use crate::error::JitError;
 use crate::gather::GatherMap;
+use crate::gemm::Gemm;
 use crate::geometry::checked_len;
 use crate::geometry::ConvTranspose2dGeometry;
 use crate::rows::{self, Axis, Chunk, ColMap, Reduce};
@@ -54,6 +55,8 @@ enum PlaneOp {
     DepthwiseRows(Box<DwRows>),
     /// The col2im half of a few-channel transposed convolution.
     Col2Im(Box<Col2Im>),
+    /// The GEMM half of a few-channel transposed convolution.
+    Gemm(Box<Gemm>),
 }
 
 /// A compiled plane op over `[n, c_in, in_h, in_w] → [n, c_out, out_h, out_w]`.
@@ -146,6 +149,19 @@ impl PlaneKernel {
             [columns, g.out_channels],
             [g.in_h, g.in_w],
             [g.out_h, g.out_w],
+        )
+    }
+
+    /// The GEMM of a few-channel transposed convolution (see
+    /// [`crate::gemm`]): `gemm` is its 1×1 geometry, `weights` the layer's.
+    pub(crate) fn gemm(gemm: &ConvTranspose2dGeometry, weights: &[f32]) -> Result<Self, JitError> {
+        let op = Gemm::new(gemm, weights)?;
+        Self::with(
+            PlaneOp::Gemm(Box::new(op)),
+            gemm.batch,
+            [gemm.in_channels, gemm.out_channels],
+            [gemm.in_h, gemm.in_w],
+            [gemm.out_h, gemm.out_w],
         )
     }
 
@@ -391,11 +407,12 @@ impl PlaneKernel {
             PlaneOp::AvgPool { .. } | PlaneOp::Bilinear { .. } => 4,
             PlaneOp::Gather { .. } | PlaneOp::Shuffle { .. } => 1,
             PlaneOp::Normalize { .. } => 5,
-            PlaneOp::DepthwiseRows(_) | PlaneOp::Col2Im(_) => 0,
+            PlaneOp::DepthwiseRows(_) | PlaneOp::Col2Im(_) | PlaneOp::Gemm(_) => 0,
         };
         let flops = match &self.op {
             PlaneOp::DepthwiseRows(d) => d.plane_flops().saturating_mul((self.n * self.c_out) as u64),
             PlaneOp::Col2Im(c) => c.plane_flops().saturating_mul((self.n * self.c_out) as u64),
+            PlaneOp::Gemm(g) => g.plane_flops().saturating_mul((self.n * self.c_out) as u64),
             _ => (self.out_len as u64).saturating_mul(window as u64),
         };
         PlaneIo { in_len: self.in_len, out_len: self.out_len, items: self.n * self.c_out / self.per_item, flops }
@@ -417,6 +434,7 @@ impl PlaneKernel {
             }
             PlaneOp::DepthwiseRows(d) => d.table_bytes(),
             PlaneOp::Col2Im(c) => c.table_bytes(),
+            PlaneOp::Gemm(g) => g.table_bytes(),
         }
     }
 
@@ -467,6 +485,11 @@ impl PlaneKernel {
         let [ih, iw] = self.in_hw;
         let [oh, ow] = self.out_hw;
         let (ip, op) = (ih * iw, oh * ow);
+        if let PlaneOp::Gemm(g) = &self.op {
+            // Register tiles span several planes of a work range.
+            g.planes(x, out, start);
+            return;
+        }
         if let PlaneOp::Normalize { eps, weight, bias } = &self.op {
             // Same layout in and out: item `q` is the floats `q·len ..`.
             let len = op * self.per_item;
@@ -540,6 +563,8 @@ impl PlaneKernel {
                 }
                 PlaneOp::DepthwiseRows(d) => d.plane(x, b, co, o),
                 PlaneOp::Col2Im(c) => c.plane(x, b, co, o),
+                // (Computed for the whole range above; one plane is the same.)
+                PlaneOp::Gemm(g) => g.planes(x, o, q),
                 plane_local => {
                     let src = &x[(b * self.c_in + co) * ip..][..ip];
                     Self::plane(plane_local, src, iw, o, ow);
@@ -616,7 +641,11 @@ impl PlaneKernel {
                 }
             }
             // Handled by `run` (they need the channel or whole groups).
-            PlaneOp::Shuffle { .. } | PlaneOp::Normalize { .. } | PlaneOp::DepthwiseRows(_) | PlaneOp::Col2Im(_) => {}
+            PlaneOp::Shuffle { .. }
+            | PlaneOp::Normalize { .. }
+            | PlaneOp::DepthwiseRows(_)
+            | PlaneOp::Col2Im(_)
+            | PlaneOp::Gemm(_) => {}
         }
     }
 }

@@ -996,10 +996,12 @@ impl<'g> Lowering<'g> {
     ) -> Result<(), CompileError> {
         let nodes = chain.iter().map(|&n| self.g.node(n).name()).collect::<Vec<_>>().join("+");
         let input = self.value(operand)?;
-        let gemm_kernel = self
-            .kb
-            .add_conv_transpose2d(gemm, w, &Epilogue::none())
-            .map_err(|source| CompileError::Kernel { node: nodes.clone(), source })?;
+        let gemm_kernel = if crate::gemm::applies(gemm) {
+            PlaneKernel::gemm(gemm, w).and_then(|k| self.kb.add_plane("gemm", k))
+        } else {
+            self.kb.add_conv_transpose2d(gemm, w, &Epilogue::none())
+        }
+        .map_err(|source| CompileError::Kernel { node: nodes.clone(), source })?;
         let len = gemm.output_len();
         self.check_buffers(&nodes, gemm_kernel, &[input], len)?;
         let columns = self.temp(len);

@@ -34,6 +34,8 @@ mod channel_tile;
 #[cfg(target_arch = "x86_64")]
 mod fill;
 #[cfg(target_arch = "x86_64")]
+pub(crate) mod gemm_tile;
+#[cfg(target_arch = "x86_64")]
 mod pixel_tile;
 #[cfg(target_arch = "x86_64")]
 mod special;
