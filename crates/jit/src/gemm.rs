@@ -11,8 +11,8 @@
 //! input channel planes a multiple of 4 KiB apart would share one L1 set.
 //!
 //! Safe Rust over bounds-checked slices, run as a plane kernel; the
-//! register tiles are `crate::microkernel::gemm_tile`'s (AVX-512, AVX2,
-//! or plain loops), which check the slices they are given. Measured on one
+//! register tiles are `crate::microkernel::gemm_tile`'s (AVX-512 or AVX2,
+//! which check the slices they are given), else plain loops. Measured on one
 //! Zen 4 thread against channel tiles for the GEMM step (whole layer, ms):
 //! ESPCN x2 (32 → 36 rows, 160x160) 1.77 → 1.00, FSRCNN x2 (56 → 81,
 //! 128x128) 2.84 → 2.15, FSRCNN x3 on 15x23 patches 1.11 → 0.82, ESPCN x4
@@ -189,7 +189,8 @@ fn tile<const R: usize>(
     }
 }
 
-/// The tile's sums, by the vector kernels where the CPU has them.
+/// The tile's sums, by the vector kernels where the CPU has them, else by
+/// plain loops.
 #[inline(always)]
 fn reduce<const R: usize>(xb: &[f32], w: &[f32], mg: usize, m: usize) -> [[f32; NB]; R] {
     #[cfg(target_arch = "x86_64")]

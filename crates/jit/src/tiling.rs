@@ -295,7 +295,7 @@ fn planes_alias(stride: usize, channels: usize) -> bool {
 }
 
 /// Bytes a chunk's sweep over one block of input channels may touch (its
-/// input lines, its classes' weight records and its output partial sums):
+/// input lines, a tap class's weight record and its output partial sums):
 /// a Zen 4 core's L2, so the block's data stays there while every tile of
 /// the chunk reads it.
 const KBLOCK_BYTES: usize = 1024 * 1024;
@@ -315,7 +315,7 @@ const MIN_KBLOCK: usize = 32;
 
 /// Input-channel blocks for chunks whose sweep over all `cig` input
 /// channels touches more than [`KBLOCK_BYTES`]: every tile of a chunk reads
-/// the chunk's input lines and its classes' weight records once per input
+/// the chunk's input lines and its class's weight record once per input
 /// channel, so beyond L2 each tile streams them from L3 (measured, pix2pix
 /// up5, 1024 → 256 channels at 16x16, one Zen 4 thread: 100 GFLOP/s with
 /// 128 input channels, 72 with 1024). `per_channel` is the most bytes any

@@ -154,11 +154,10 @@ pub fn emit_cv(
         variants.push(plan.blocking.full);
     }
     variants.extend(plan.blocking.tail);
-    // Argument records per (layout, variant, class); layout 1 reads the packed
-    // buffer, whose channel stride is the pack stride.
-    // Argument records per (input-channel block, layout, variant, class):
-    // a block after the first adds to the output's partial sums, and only
-    // the last activates.
+    // Argument records per (input-channel block, layout, variant, class);
+    // layout 1 reads the packed buffer, whose channel stride is the pack
+    // stride. A block after the first adds to the output's partial sums, and
+    // only the last activates.
     let mut args: Vec<TileArgs> = Vec::new();
     let layouts: Vec<i64> = std::iter::once(hw_in * 4).chain(plan.pack.map(|pk| (pk.stride * 4) as i64)).collect();
     let nkb = plan.kblocks.len();

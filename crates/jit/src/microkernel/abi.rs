@@ -39,8 +39,9 @@ pub(crate) struct TileArgs {
     /// Byte offset added to the input base (the first channel of this
     /// record's block of input channels, see [`crate::tiling::CvPlan::kblocks`]).
     pub x_off: i64,
-    /// Nonzero: the accumulators start from the output's current values (a
-    /// later block of input channels) instead of the bias.
+    /// Nonzero: a later block of input channels: the accumulators start
+    /// from zero instead of the bias, and the stores add the output's
+    /// current values (the earlier blocks' partial sums).
     pub acc: i64,
 }
 
